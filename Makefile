@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+FLOOR_VENV ?= .venv-floor
+AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
+AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
+PYTEST_ARGS ?=
+
+.PHONY: test lint unit floor demo airflow venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/venv.sh
+	scripts/venv.sh $(VENV) '$(AIRFLOW_SPEC)'
+
+$(FLOOR_VENV)/.installed: pyproject.toml scripts/venv.sh
+	scripts/venv.sh $(FLOOR_VENV) '$(AIRFLOW_FLOOR_SPEC)'
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# Newest Airflow 3.3.x: lint, types and the whole suite (unit, integration against the sandbox, dag.test, e2e).
+unit: $(VENV)/.installed
+	$(VENV)/bin/python -m airflow version
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Floor Airflow 3.1.x: the unit and integration suites (no Airflow processes).
+floor: $(FLOOR_VENV)/.installed
+	$(FLOOR_VENV)/bin/python -m airflow version
+	$(FLOOR_VENV)/bin/python -m pytest -m "not e2e and not dagtest" $(PYTEST_ARGS)
+
+test: lint unit floor
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python scripts/demo.py
+
+clean:
+	rm -rf $(VENV) $(FLOOR_VENV) .airflow .pytest_cache .mypy_cache .ruff_cache

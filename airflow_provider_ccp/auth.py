@@ -1,0 +1,345 @@
+"""D4Science token flows and the per-process token cache, with no network I/O.
+
+A flow is a generator that yields ``TokenRequest`` objects and receives ``TokenAnswer`` objects
+(the sans-IO style of h11): the sync hook drives it with requests, the async hook with httpx,
+and both share one ``TokenCache`` so that a process holds one token per set of credentials.
+The flows are the D4Science ways of getting a context-bound token (ccp-api.md §2.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import threading
+import time
+import weakref
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
+from airflow_provider_ccp.protocol import encode_context
+
+UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
+CONTEXT_HEADER = "X-D4Science-Context"
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+#: Refresh this long before ``expires_in`` runs out (at most), so a call never carries a dying token.
+REFRESH_LEAD_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One form POST to the token endpoint; ``grant`` names it in logs (never its fields)."""
+
+    url: str
+    data: Mapping[str, str]
+    headers: Mapping[str, str]
+    grant: str
+
+    def __repr__(self) -> str:  # the form holds passwords and tokens
+        return f"TokenRequest(grant={self.grant!r}, url={self.url!r})"
+
+
+@dataclass(frozen=True)
+class TokenAnswer:
+    status_code: int
+    body: bytes
+
+
+@dataclass
+class Grant:
+    """A token and when to stop using it, on the monotonic clock."""
+
+    access_token: str = field(repr=False)
+    expires_at: float | None
+    refresh_token: str | None = field(default=None, repr=False)
+    refresh_expires_at: float | None = None
+
+    def usable(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+    def refreshable(self, now: float) -> bool:
+        return bool(self.refresh_token) and (self.refresh_expires_at is None or now < self.refresh_expires_at)
+
+
+def _deadline(now: float, lifetime: Any) -> float | None:
+    try:
+        seconds = float(lifetime)
+    except (TypeError, ValueError):
+        return None
+    if seconds <= 0:  # Keycloak says 0 for "no expiry" of offline tokens
+        return None
+    return now + seconds - min(REFRESH_LEAD_SECONDS, seconds * 0.1)
+
+
+@dataclass
+class TokenState:
+    """What one process holds for one set of credentials: the login grant and the context grant."""
+
+    login: Grant | None = None
+    context: Grant | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
+
+    def usable_token(self, now: float) -> str | None:
+        grant = self.context
+        return grant.access_token if grant is not None and grant.usable(now) else None
+
+    def async_lock(self) -> asyncio.Lock:
+        """One asyncio lock per event loop: concurrent coroutines wait for a single token request."""
+        loop = asyncio.get_running_loop()
+        with self.lock:
+            lock = self._async_locks.get(loop)
+            if lock is None:
+                lock = self._async_locks[loop] = asyncio.Lock()
+            return lock
+
+    def reject(self, token: str) -> None:
+        """CCP answered 401 to ``token``: stop using it, but keep its refresh token for a cheap renewal."""
+        if self.context is not None and self.context.access_token == token:
+            self.context.expires_at = float("-inf")
+
+
+class TokenCache:
+    """One per process (``TOKEN_CACHE``), keyed by credentials, shared by every hook instance."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, TokenState] = {}
+        self._guard = threading.Lock()
+
+    def state(self, settings: CCPConnectionSettings) -> TokenState:
+        with self._guard:
+            return self._states.setdefault(settings.cache_key, TokenState())
+
+    def clear(self) -> None:
+        with self._guard:
+            self._states.clear()
+
+
+TOKEN_CACHE = TokenCache()
+
+TokenFlow = Generator[TokenRequest, TokenAnswer, Grant]
+
+
+# --------------------------------------------------------------------------- requests of each flow
+
+
+def _client_fields(settings: CCPConnectionSettings) -> dict[str, str]:
+    data = {"client_id": settings.client_id or ""}
+    if settings.client_secret:
+        data["client_secret"] = settings.client_secret
+    return data
+
+
+def _basic_auth(settings: CCPConnectionSettings) -> dict[str, str]:
+    pair = f"{settings.client_id}:{settings.client_secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+def password_request(settings: CCPConnectionSettings) -> TokenRequest:
+    data = {"grant_type": "password", **_client_fields(settings)}
+    data |= {"username": settings.user or "", "password": settings.secret or ""}
+    headers = dict(FORM_HEADERS)
+    if settings.auth_flow == "password_scope":
+        data["scope"] = f"d4s-context:{settings.context}"
+    if settings.auth_flow == "context_header":
+        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
+    return TokenRequest(settings.token_url, data, headers, "password")
+
+
+def uma_request(settings: CCPConnectionSettings, login_token: str | None) -> TokenRequest:
+    """The UMA ticket grant: with the login token as Bearer, or as the service account (Basic)."""
+    data = {"grant_type": UMA_GRANT, "audience": encode_context(settings.context or "")}
+    headers = dict(FORM_HEADERS)
+    if login_token is None:
+        headers |= _basic_auth(settings)
+    else:
+        headers["Authorization"] = f"Bearer {login_token}"
+    return TokenRequest(settings.token_url, data, headers, "uma-ticket")
+
+
+def refresh_request(settings: CCPConnectionSettings, refresh_token: str, *, context_header: bool) -> TokenRequest:
+    data = {"grant_type": "refresh_token", **_client_fields(settings), "refresh_token": refresh_token}
+    headers = dict(FORM_HEADERS)
+    if context_header:
+        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
+    return TokenRequest(settings.token_url, data, headers, "refresh_token")
+
+
+# --------------------------------------------------------------------------- reading answers
+
+
+def _describe(settings: CCPConnectionSettings) -> str:
+    who = f"client_id={settings.client_id!r}"
+    if settings.user:
+        who += f", user={settings.user!r}"
+    return f"{settings.token_url} ({who}, auth_flow={settings.auth_flow})"
+
+
+def read_grant(settings: CCPConnectionSettings, request: TokenRequest, answer: TokenAnswer, now: float) -> Grant:
+    """Turn a token endpoint answer into a ``Grant``, or raise an error naming who asked (never secrets)."""
+    try:
+        document = json.loads(answer.body) if answer.body else {}
+    except ValueError:
+        document = {}
+    if not isinstance(document, Mapping):
+        document = {}
+    if answer.status_code != 200 or not document.get("access_token"):
+        error = document.get("error") or "no access_token in the answer"
+        description = document.get("error_description") or ""
+        reason = f"{error}: {description}" if description else str(error)
+        error_class = CCPAuthError if answer.status_code in (400, 401, 403) else CCPError
+        raise error_class(
+            f"The {request.grant} token request to {_describe(settings)} was refused "
+            f"(HTTP {answer.status_code}, {reason})",
+            http_status=answer.status_code,
+            url=settings.token_url,
+            title=str(error),
+            detail=str(description) or None,
+        )
+    return Grant(
+        access_token=str(document["access_token"]),
+        expires_at=_deadline(now, document.get("expires_in")),
+        refresh_token=document.get("refresh_token") or None,
+        refresh_expires_at=_deadline(now, document.get("refresh_expires_in")),
+    )
+
+
+def static_grant(token: str, now: float) -> Grant:
+    """A pre-issued token: used until its own ``exp`` claim (when it is a JWT) or until CCP rejects it."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        expires_at = now + float(claims["exp"]) - time.time()
+    except (IndexError, ValueError, KeyError, TypeError):
+        expires_at = None
+    return Grant(access_token=token, expires_at=expires_at)
+
+
+# --------------------------------------------------------------------------- the flows
+
+
+def _ask(settings: CCPConnectionSettings, request: TokenRequest, now: float) -> TokenFlow:
+    answer = yield request
+    return read_grant(settings, request, answer, now)
+
+
+def _try_refresh(
+    settings: CCPConnectionSettings, grant: Grant | None, now: float, *, context_header: bool
+) -> TokenFlow:
+    """Renew ``grant`` with its refresh token; a refused refresh (revoked, expired) returns the grant unusable."""
+    if grant is None or not grant.refreshable(now) or grant.refresh_token is None:
+        return Grant(access_token="", expires_at=float("-inf"))
+    try:
+        return (
+            yield from _ask(
+                settings, refresh_request(settings, grant.refresh_token, context_header=context_header), now
+            )
+        )
+    except CCPAuthError:
+        return Grant(access_token="", expires_at=float("-inf"))
+
+
+def _login(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
+    """The user's (or service account's) login token that the UMA grant exchanges."""
+    if state.login is not None and state.login.usable(now):
+        return state.login
+    grant = yield from _try_refresh(settings, state.login, now, context_header=False)
+    if not grant.usable(now):
+        grant = yield from _ask(settings, password_request(settings), now)
+    state.login = grant
+    return grant
+
+
+def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
+    flow = settings.auth_flow
+    if flow == "password_uma":
+        login = yield from _login(settings, state, now)
+        return (yield from _ask(settings, uma_request(settings, login.access_token), now))
+    if flow in ("password_scope", "context_header"):
+        return (yield from _ask(settings, password_request(settings), now))
+    if flow == "client_credentials":
+        return (yield from _ask(settings, uma_request(settings, None), now))
+    if flow == "refresh_token":
+        offline = Grant(access_token="", expires_at=None, refresh_token=settings.secret)
+        grant = yield from _try_refresh(settings, offline, now, context_header=True)
+        if not grant.usable(now):
+            raise CCPAuthError(
+                f"The refresh token in the connection's password field was refused by {_describe(settings)}; "
+                "it may have expired or been revoked: store a new offline token",
+                url=settings.token_url,
+            )
+        return grant
+    if flow == "token":
+        return static_grant(settings.secret or "", now)
+    raise CCPError(f"auth_flow {flow!r} gets no token")
+
+
+def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
+    """Make ``state.context`` usable: reuse it, else refresh it, else run the connection's flow."""
+    if state.context is not None and state.context.usable(now):
+        return state.context
+    if settings.auth_flow == "token" and state.context is not None:
+        raise CCPAuthError(
+            "CCP rejected the pre-issued bearer token stored in the connection's password field "
+            "(auth_flow=token cannot renew it): store a new token",
+            url=settings.base_url,
+        )
+    context_header = settings.auth_flow in ("refresh_token", "context_header")
+    grant = yield from _try_refresh(settings, state.context, now, context_header=context_header)
+    if not grant.usable(now):
+        grant = yield from _new_context_grant(settings, state, now)
+    state.context = grant
+    return grant
+
+
+def drive(flow: TokenFlow, send: Any) -> Grant:
+    """Run a flow with a blocking ``send(TokenRequest) -> TokenAnswer``."""
+    try:
+        request = next(flow)
+        while True:
+            request = flow.send(send(request))
+    except StopIteration as done:
+        return done.value
+
+
+async def adrive(flow: TokenFlow, send: Any) -> Grant:
+    """Run a flow with an awaitable ``send(TokenRequest) -> TokenAnswer``."""
+    try:
+        request = next(flow)
+        while True:
+            request = flow.send(await send(request))
+    except StopIteration as done:
+        return done.value
+
+
+def mask(*secrets: str | None) -> None:
+    """Register secrets with Airflow's masker, so no log line or rendered field shows them."""
+    from airflow.sdk.log import mask_secret
+
+    for secret in secrets:
+        if secret:
+            with contextlib.suppress(Exception):  # masking must never break a call
+                mask_secret(secret)
+
+
+async def amask(*secrets: str | None) -> None:
+    """``mask`` for the event loop: the sync supervisor call would block the triggerer."""
+    from airflow.sdk import log as sdk_log
+
+    amask_secret = getattr(sdk_log, "amask_secret", None)
+    for secret in secrets:
+        if not secret:
+            continue
+        with contextlib.suppress(Exception):
+            if amask_secret is not None:
+                await amask_secret(secret)
+            else:  # Airflow < 3.3: only the local masker, no supervisor round trip
+                from airflow.sdk._shared.secrets_masker import _secrets_masker
+
+                _secrets_masker().add_mask(secret)

@@ -1,0 +1,186 @@
+"""The ``ccp`` connection: its fields, defaults and validation (docs/connection.md describes them)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_ccp.exceptions import CCPError
+
+DEFAULT_HOST = "https://ccp.cloud.d4science.org"
+DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
+DEFAULT_TIMEOUT = 60.0
+
+AUTH_FLOWS = (
+    "password_uma",
+    "password_scope",
+    "context_header",
+    "client_credentials",
+    "refresh_token",
+    "token",
+    "none",
+)
+EXTRA_FIELDS = (
+    "token_url",
+    "client_id",
+    "client_secret",
+    "context",
+    "auth_flow",
+    "verify",
+    "timeout",
+    "ui_url",
+)
+
+
+def _extra(extra: Mapping[str, Any], name: str) -> Any:
+    """Read an extra by its bare name or by the ``extra__ccp__`` name older UI forms store."""
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__ccp__{name}")
+    return None if value == "" else value
+
+
+def _verify(value: Any) -> bool | str:
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    return text  # a CA bundle path
+
+
+def _timeout(value: Any) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        timeout = float(value)
+    except (TypeError, ValueError):
+        raise CCPError(f"Connection extra 'timeout' is {value!r}; expected a number of seconds") from None
+    if timeout <= 0:
+        raise CCPError(f"Connection extra 'timeout' is {value!r}; expected a positive number of seconds")
+    return timeout
+
+
+def _base_url(host: str | None, schema: str | None) -> str:
+    if not host:
+        return DEFAULT_HOST
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        host = f"{schema or 'https'}://{host}"
+    return host
+
+
+@dataclass(frozen=True)
+class CCPConnectionSettings:
+    """Everything a transport needs from an Airflow connection, validated once."""
+
+    base_url: str
+    token_url: str
+    auth_flow: str
+    client_id: str | None
+    context: str | None
+    user: str | None
+    secret: str | None = field(repr=False)  # password, refresh token or bearer token, by auth_flow
+    client_secret: str | None = field(repr=False)
+    verify: bool | str = True
+    timeout: float = DEFAULT_TIMEOUT
+    ui_url: str | None = None
+
+    @classmethod
+    def from_fields(
+        cls,
+        *,
+        host: str | None,
+        login: str | None,
+        password: str | None,
+        extra: Mapping[str, Any],
+        schema: str | None = None,
+        port: int | None = None,
+    ) -> CCPConnectionSettings:
+        base_url = _base_url(host, schema)
+        if port and base_url.count(":") < 2:
+            base_url = f"{base_url}:{port}"
+        auth_flow = str(_extra(extra, "auth_flow") or "password_uma").strip().lower()
+        if auth_flow not in AUTH_FLOWS:
+            raise CCPError(f"Connection extra 'auth_flow' is {auth_flow!r}; expected one of {', '.join(AUTH_FLOWS)}")
+        settings = cls(
+            base_url=base_url,
+            token_url=str(_extra(extra, "token_url") or DEFAULT_TOKEN_URL),
+            auth_flow=auth_flow,
+            client_id=_extra(extra, "client_id"),
+            context=_extra(extra, "context"),
+            user=login or None,
+            secret=password or None,
+            client_secret=_extra(extra, "client_secret"),
+            verify=_verify(_extra(extra, "verify")),
+            timeout=_timeout(_extra(extra, "timeout")),
+            ui_url=(str(_extra(extra, "ui_url")).rstrip("/") if _extra(extra, "ui_url") else None),
+        )
+        settings.check()
+        return settings
+
+    @classmethod
+    def from_connection(cls, conn: Any, extra: Mapping[str, Any] | None = None) -> CCPConnectionSettings:
+        """From an ``airflow.sdk.Connection``; pass ``extra`` when it was read asynchronously."""
+        return cls.from_fields(
+            host=conn.host,
+            login=conn.login,
+            password=conn.password,
+            extra=extra if extra is not None else conn.extra_dejson,
+            schema=conn.schema,
+            port=conn.port,
+        )
+
+    def check(self) -> None:
+        """Fail early, naming the missing field, instead of at the first token request."""
+        needs: dict[str, tuple[str, ...]] = {
+            "password_uma": ("client_id", "context", "user", "secret"),
+            "password_scope": ("client_id", "context", "user", "secret"),
+            "context_header": ("client_id", "context", "user", "secret"),
+            "client_credentials": ("client_id", "client_secret", "context"),
+            "refresh_token": ("client_id", "context", "secret"),
+            "token": ("secret",),
+            "none": (),
+        }
+        labels = {
+            "client_id": "extra 'client_id'",
+            "client_secret": "extra 'client_secret'",
+            "context": "extra 'context' (the VRE path, e.g. /d4science.research-infrastructures.eu/D4OS/Blue-CloudLab)",
+            "user": "login (the D4Science user)",
+            "secret": {
+                "refresh_token": "password (the offline/refresh token)",
+                "token": "password (the bearer token)",
+            }.get(self.auth_flow, "password"),
+        }
+        missing = [labels[name] for name in needs[self.auth_flow] if not getattr(self, name)]
+        if missing:
+            raise CCPError(f"The CCP connection (auth_flow={self.auth_flow}) needs: {'; '.join(missing)}")
+        if self.context is not None and not self.context.startswith("/"):
+            raise CCPError(
+                f"Connection extra 'context' is {self.context!r}; expected a VRE path starting with '/', "
+                "e.g. /d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
+            )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.secret, self.client_secret) if s)
+
+    @property
+    def cache_key(self) -> str:
+        """Identifies one set of credentials: a changed password or context gets a fresh token cache."""
+        parts = (
+            self.token_url,
+            self.auth_flow,
+            self.client_id or "",
+            self.user or "",
+            self.context or "",
+            self.secret or "",
+            self.client_secret or "",
+        )
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
