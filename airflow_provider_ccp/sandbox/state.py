@@ -1,0 +1,40 @@
+"""The services one sandbox instance is made of, shared by its endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from airflow_provider_ccp.sandbox.config import SandboxConfig
+from airflow_provider_ccp.sandbox.counters import Counters
+from airflow_provider_ccp.sandbox.faults import FaultStore
+from airflow_provider_ccp.sandbox.jobs import JobStore
+from airflow_provider_ccp.sandbox.methods import MethodCatalog
+from airflow_provider_ccp.sandbox.runner import JobRunner
+from airflow_provider_ccp.sandbox.tokens import TokenService
+
+
+@dataclass
+class SandboxState:
+    config: SandboxConfig
+    tokens: TokenService
+    catalog: MethodCatalog
+    jobs: JobStore = field(default_factory=JobStore)
+    runner: JobRunner = field(default_factory=JobRunner)
+    faults: FaultStore = field(default_factory=FaultStore)
+    counters: Counters = field(default_factory=Counters)
+
+    @classmethod
+    def from_config(cls, config: SandboxConfig) -> SandboxState:
+        return cls(config, TokenService(config), MethodCatalog(config.methods_dirs))
+
+
+def sandbox_state(request: Request) -> SandboxState:
+    state: SandboxState = request.app.state.sandbox
+    return state
+
+
+def base_url(request: Request) -> str:
+    """Absolute URLs follow the Host the client used, like a server behind its public name."""
+    return str(request.base_url).rstrip("/")

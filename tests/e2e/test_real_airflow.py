@@ -1,0 +1,137 @@
+"""The deferral path with real Airflow processes: api-server, scheduler, triggerer and dag-processor.
+
+``dag.test()`` runs a trigger inline; here the task is scheduled, submits on a worker, becomes
+DEFERRED, the triggerer process polls CCP (the sandbox, its own process), and the task resumes
+on a worker. Every process is started in its own group and stopped by its PID, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_ccp.devstack import LocalAirflow
+from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.sandbox.testing import SandboxProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ccp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    sandbox = SandboxProcess(data_dir=tmp_path_factory.mktemp("sandbox-data"))
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, ccp: SandboxProcess) -> Iterator[LocalAirflow]:
+    dags = tmp_path_factory.mktemp("dags")
+    for source in [*(ROOT / "dags_examples").glob("*.py"), *(ROOT / "tests/e2e/dags").glob("*.py")]:
+        shutil.copy(source, dags / source.name)
+    airflow = LocalAirflow(
+        home=tmp_path_factory.mktemp("airflow-home"),
+        dags_folder=dags,
+        connections={"ccp_default": ccp.connection_json()},
+        extra_env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
+    )
+    airflow.migrate()
+    with airflow:
+        airflow.start()
+        airflow.wait_healthy()
+        yield airflow
+
+
+@pytest.fixture
+def admin(ccp: SandboxProcess):  # type: ignore[no-untyped-def]
+    ccp.admin.reset()
+    return ccp.admin
+
+
+def _ccp_tasks(watch, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    labels = list(watch.tasks(prefix))
+    assert labels, f"no task instance of {prefix!r} was seen; states: {watch.states}"
+    return labels
+
+
+def test_quickstart_defers_in_the_triggerer_and_hands_the_result_downstream(stack: LocalAirflow, admin) -> None:  # type: ignore[no-untyped-def]
+    stack.wait_for_dag("ccp_quickstart")
+    run_id = stack.trigger("ccp_quickstart")
+    watch = stack.wait_for_run("ccp_quickstart", run_id)
+
+    assert watch.run_state == "success", watch.states
+    ccp_task = next(
+        ti["task_id"]
+        for ti in stack.task_instances("ccp_quickstart", run_id)
+        if ti["operator"] == "CCPExecuteMethodOperator"
+    )
+    assert watch.went_through(ccp_task, "deferred"), watch.states
+    manifest = stack.xcom("ccp_quickstart", run_id, ccp_task)
+    assert manifest["status"] == "successful"
+    assert admin.executions_submitted(manifest["method_id"]) == 1
+    result_file = next(f for f in manifest["files"] if f["path"].endswith("result.json"))
+    downstream = [ti["task_id"] for ti in stack.task_instances("ccp_quickstart", run_id) if ti["task_id"] != ccp_task]
+    logs = "\n".join(stack.task_log("ccp_quickstart", run_id, task_id) for task_id in downstream)
+    result = json.loads(Path(result_file["uri"].removeprefix("file://")).read_text())
+    assert str(result["words"]) in logs
+
+
+def test_fan_out_defers_every_mapped_execution(stack: LocalAirflow, admin) -> None:  # type: ignore[no-untyped-def]
+    stack.wait_for_dag("ccp_fan_out")
+    run_id = stack.trigger("ccp_fan_out")
+    watch = stack.wait_for_run("ccp_fan_out", run_id)
+
+    assert watch.run_state == "success", watch.states
+    mapped = [ti for ti in stack.task_instances("ccp_fan_out", run_id) if ti["map_index"] not in (-1, None)]
+    assert len(mapped) >= 2, watch.states
+    for ti in mapped:
+        assert watch.went_through(watch.label(ti), "deferred"), watch.states
+    assert admin.executions_submitted("word-count") == len(mapped)
+
+
+def _wait_until_deferred(stack: LocalAirflow, dag_id: str, run_id: str, task_id: str) -> None:
+    def deferred() -> bool:
+        states = {ti["task_id"]: ti["state"] for ti in stack.task_instances(dag_id, run_id)}
+        return states.get(task_id) == "deferred"
+
+    stack.wait_until(f"{task_id} to be deferred", deferred, timeout=120, interval=0.3)
+
+
+def test_a_killed_triggerer_is_replaced_without_a_second_execution(stack: LocalAirflow, admin) -> None:  # type: ignore[no-untyped-def]
+    stack.wait_for_dag("ccp_e2e_sleep")
+    run_id = stack.trigger("ccp_e2e_sleep", conf={"seconds": "12"})
+    _wait_until_deferred(stack, "ccp_e2e_sleep", run_id, "sleep")
+
+    stack.kill("triggerer")  # SIGKILL to its process group: no cleanup, no on_kill
+    stack.start("triggerer")
+    watch = stack.wait_for_run("ccp_e2e_sleep", run_id)
+
+    assert watch.run_state == "success", watch.states
+    assert admin.executions_submitted("sleep") == 1
+
+
+def test_marking_a_deferred_task_failed_dismisses_the_execution(
+    stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
+    hook = CCPHook(ccp_conn_id="ccp_e2e")
+    stack.wait_for_dag("ccp_e2e_sleep")
+    run_id = stack.trigger("ccp_e2e_sleep", conf={"seconds": "120"})
+    _wait_until_deferred(stack, "ccp_e2e_sleep", run_id, "sleep")
+    job_id = stack.xcom("ccp_e2e_sleep", run_id, "sleep", key="ccp_job_id")
+
+    stack.set_task_state("ccp_e2e_sleep", run_id, "sleep", "failed")
+
+    def dismissed() -> bool:
+        return hook.get_job(job_id).status == "dismissed"
+
+    stack.wait_until(f"CCP job {job_id} to be dismissed", dismissed, timeout=60)
