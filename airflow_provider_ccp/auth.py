@@ -46,7 +46,7 @@ class TokenRequest:
 @dataclass(frozen=True)
 class TokenAnswer:
     status_code: int
-    body: bytes
+    body: bytes = field(repr=False)  # holds the issued tokens
 
 
 @dataclass
@@ -98,6 +98,17 @@ class TokenState:
             if lock is None:
                 lock = self._async_locks[loop] = asyncio.Lock()
             return lock
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every token this state holds, for Airflow's secrets masker."""
+        grants = (self.login, self.context)
+        return tuple(
+            secret
+            for grant in grants
+            if grant is not None
+            for secret in (grant.access_token, grant.refresh_token)
+            if secret
+        )
 
     def reject(self, token: str) -> None:
         """CCP answered 401 to ``token``: stop using it, but keep its refresh token for a cheap renewal."""
@@ -259,8 +270,17 @@ def _login(settings: CCPConnectionSettings, state: TokenState, now: float) -> To
 def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
     flow = settings.auth_flow
     if flow == "password_uma":
+        reused = state.login is not None and state.login.usable(now)
         login = yield from _login(settings, state, now)
-        return (yield from _ask(settings, uma_request(settings, login.access_token), now))
+        try:
+            return (yield from _ask(settings, uma_request(settings, login.access_token), now))
+        except CCPAuthError:
+            if not reused:
+                raise
+            # The cached login token was revoked (logout, admin action) before it expired: log in afresh, once.
+            state.login = None
+            login = yield from _login(settings, state, now)
+            return (yield from _ask(settings, uma_request(settings, login.access_token), now))
     if flow in ("password_scope", "context_header"):
         return (yield from _ask(settings, password_request(settings), now))
     if flow == "client_credentials":
@@ -286,8 +306,8 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
         return state.context
     if settings.auth_flow == "token" and state.context is not None:
         raise CCPAuthError(
-            "CCP rejected the pre-issued bearer token stored in the connection's password field "
-            "(auth_flow=token cannot renew it): store a new token",
+            "The pre-issued bearer token stored in the connection's password field has expired or was "
+            "rejected by CCP (auth_flow=token cannot renew it): store a new token",
             url=settings.base_url,
         )
     context_header = settings.auth_flow in ("refresh_token", "context_header")

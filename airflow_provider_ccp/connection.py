@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_ccp.exceptions import CCPError
 
@@ -67,12 +68,16 @@ def _timeout(value: Any) -> float:
     return timeout
 
 
-def _base_url(host: str | None, schema: str | None) -> str:
+def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     if not host:
         return DEFAULT_HOST
     host = host.strip().rstrip("/")
     if "://" not in host:
         host = f"{schema or 'https'}://{host}"
+    parts = urlsplit(host)
+    if port and parts.port is None:
+        # The port belongs to the authority: a host given with a path (https://x.org/ccp) keeps its path.
+        host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
     return host
 
 
@@ -103,9 +108,7 @@ class CCPConnectionSettings:
         schema: str | None = None,
         port: int | None = None,
     ) -> CCPConnectionSettings:
-        base_url = _base_url(host, schema)
-        if port and base_url.count(":") < 2:
-            base_url = f"{base_url}:{port}"
+        base_url = _base_url(host, schema, port)
         auth_flow = str(_extra(extra, "auth_flow") or "password_uma").strip().lower()
         if auth_flow not in AUTH_FLOWS:
             raise CCPError(f"Connection extra 'auth_flow' is {auth_flow!r}; expected one of {', '.join(AUTH_FLOWS)}")

@@ -47,6 +47,8 @@ def main() -> int:
         console.print(f"[bold]Airflow UI[/bold]: {stack.api_url}   login: {USER} / {PASSWORD}")
         console.print(f"[bold]CCP sandbox[/bold]: {sandbox.url}  (connection ccp_default)")
         console.print("Press Ctrl-C to stop.")
+        # Blocked only now, after the children started: a blocked mask would be inherited by them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         with console.status("Stopping airflow standalone and the sandbox..."):

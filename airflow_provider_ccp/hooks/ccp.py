@@ -6,7 +6,10 @@ Both are thin transports: URLs, bodies, status words and error mapping come from
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -174,7 +177,8 @@ class CCPHook(_CCPHookBase):
             return token
         with state.lock:
             grant = auth.drive(auth.acquire(settings, state, time.monotonic()), self._post_token)
-        auth.mask(grant.access_token, grant.refresh_token)
+            held = state.secrets()
+        auth.mask(*held)
         return grant.access_token
 
     # ------------------------------------------------------------------ the one request path
@@ -441,6 +445,21 @@ def _wait(retry_state: tenacity.RetryCallState) -> float:
     return float(backoff(retry_state))
 
 
+@functools.lru_cache(maxsize=8)
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """One SSL context per ``verify`` setting and process, shared by every async client.
+
+    httpx otherwise builds a context per client, reading the whole CA bundle: about 30 ms of
+    blocking work each time, which a triggerer running many CCP triggers would pay on its event loop.
+    """
+    if isinstance(verify, str):
+        # A CA bundle file or a c_rehash'ed folder; httpx deprecates taking the path itself.
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return httpx.create_ssl_context(verify=verify)
+
+
 class CCPAsyncHook(_CCPHookBase):
     """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop.
 
@@ -483,8 +502,9 @@ class CCPAsyncHook(_CCPHookBase):
     async def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
             settings = await self.get_settings()
+            verify = await asyncio.to_thread(_ssl_context, settings.verify)
             self._client = httpx.AsyncClient(
-                verify=settings.verify,
+                verify=verify,
                 timeout=settings.timeout,
                 headers={"User-Agent": "airflow-provider-ccp"},
             )
@@ -530,7 +550,8 @@ class CCPAsyncHook(_CCPHookBase):
             return token
         async with state.async_lock():
             grant = await auth.adrive(auth.acquire(settings, state, time.monotonic()), self._post_token)
-        await auth.amask(grant.access_token, grant.refresh_token)
+            held = state.secrets()
+        await auth.amask(*held)
         return grant.access_token
 
     async def _request(

@@ -115,7 +115,9 @@ class Job:
             "finished": iso(self.finished),
             "processes": [replica.view() for replica in self.replicas],
             "links": [
-                _link(f"{base_url}/executions/{self.id}/outputs/output.zip", "enclosure", "application/zip", "output.zip"),
+                _link(
+                    f"{base_url}/executions/{self.id}/outputs/output.zip", "enclosure", "application/zip", "output.zip"
+                ),
             ],
         }
 

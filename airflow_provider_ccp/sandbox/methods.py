@@ -101,8 +101,7 @@ class Method:
             raise InputError(f"Unknown input '{name}' for method '{self.id}'")
         if not isinstance(value, str):
             raise InputError(
-                f"Input '{name}' must be a JSON string (CCP sends every value as a string), "
-                f"got {type(value).__name__}"
+                f"Input '{name}' must be a JSON string (CCP sends every value as a string), got {type(value).__name__}"
             )
         allowed = self.inputs.get(name, {}).get("schema", {}).get("enum")
         if allowed and value not in allowed:

@@ -7,10 +7,12 @@ also kills whatever the script started, the way destroying CCP's container would
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from airflow_provider_ccp.sandbox.archive import build_zip
 from airflow_provider_ccp.sandbox.jobs import DISMISSED, FAILED, RUNNING, SUCCESSFUL, Job, Replica
@@ -86,10 +88,8 @@ class JobRunner:
 async def _spawn(data_dir: Path, number: int, ccp_env: Mapping[str, str]) -> asyncio.subprocess.Process:
     env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
     env |= {"HOME": str(data_dir), **ccp_env, "ccptaskid": str(number)}
-    with (
-        open(data_dir / f"stdout.{number}.txt", "wb") as stdout,
-        open(data_dir / f"stderr.{number}.txt", "wb") as stderr,
-    ):
+    stdout, stderr = _log_files(data_dir, number)
+    try:
         return await asyncio.create_subprocess_exec(
             "bash",
             ENTRYPOINT,
@@ -100,6 +100,14 @@ async def _spawn(data_dir: Path, number: int, ccp_env: Mapping[str, str]) -> asy
             stderr=stderr,
             start_new_session=True,
         )
+    finally:
+        stdout.close()
+        stderr.close()
+
+
+def _log_files(data_dir: Path, number: int) -> tuple[BinaryIO, BinaryIO]:
+    """The replica writes straight into these; the sandbox keeps no pipe open."""
+    return open(data_dir / f"stdout.{number}.txt", "wb"), open(data_dir / f"stderr.{number}.txt", "wb")
 
 
 def _outcome(job: Job) -> tuple[str, str]:
@@ -123,10 +131,8 @@ def _last_line(path: Path) -> str:
 def _kill(job: Job, *, include_finished: bool = False) -> None:
     for replica in job.replicas:
         if replica.process.returncode is None or include_finished:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(replica.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 async def _archive(job: Job) -> None:

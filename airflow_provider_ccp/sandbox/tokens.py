@@ -136,7 +136,9 @@ class TokenService:
         if claims.get("typ") not in REFRESH_TYPES:
             raise TokenError(400, "invalid_grant", INACTIVE)
         if claims.get("azp") != client_id:
-            raise TokenError(400, "invalid_grant", "Invalid refresh token. Token client and authorized client don't match")
+            raise TokenError(
+                400, "invalid_grant", "Invalid refresh token. Token client and authorized client don't match"
+            )
         header_context = headers.get(CONTEXT_HEADER)
         context = self._known_context(header_context) if header_context else claims.get("ctx")
         scopes = str(claims.get("scope", "")).split()
@@ -144,8 +146,10 @@ class TokenService:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _authenticate_client(self, form: Mapping[str, str], headers: Mapping[str, str], *, service_account: bool) -> str:
-        """Public clients need only their id; confidential ones (the only ones with service accounts) their secret too."""
+    def _authenticate_client(
+        self, form: Mapping[str, str], headers: Mapping[str, str], *, service_account: bool
+    ) -> str:
+        """Public clients need only their id; confidential ones (the only ones with service accounts) a secret too."""
         client_id, secret = _basic_credentials(headers.get("authorization", "")) or (
             form.get("client_id", ""),
             form.get("client_secret"),

@@ -1,0 +1,122 @@
+"""The subcommands: each takes the parsed arguments and a hook, prints, and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from airflow_provider_ccp import outputs
+from airflow_provider_ccp.cli import render
+from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
+from airflow_provider_ccp.hooks.ccp import CCPHook
+
+
+def methods_list(args: argparse.Namespace, hook: CCPHook) -> int:
+    methods = [method for method in hook.list_methods() if not args.search or render.matches(method, args.search)]
+    if args.json:
+        render.print_json(methods)
+    else:
+        render.console().print(render.methods_table(methods))
+    return 0
+
+
+def methods_describe(args: argparse.Namespace, hook: CCPHook) -> int:
+    method = hook.get_method(args.method_id)
+    if args.json:
+        render.print_json(method)
+    else:
+        render.console().print(render.method_view(method))
+    return 0
+
+
+def jobs_status(args: argparse.Namespace, hook: CCPHook) -> int:
+    status = hook.get_job(args.job_id)
+    if args.json:
+        render.print_json(status.to_dict())
+    else:
+        render.console().print(render.job_view(status))
+    return 0
+
+
+def jobs_list(args: argparse.Namespace, hook: CCPHook) -> int:
+    statuses = hook.list_jobs(status=args.status, method_id=args.method)
+    if args.json:
+        render.print_json([status.to_dict() for status in statuses])
+    else:
+        render.console().print(render.jobs_table(statuses))
+    return 0
+
+
+def jobs_dismiss(args: argparse.Namespace, hook: CCPHook) -> int:
+    result = hook.dismiss_job(args.job_id)
+    if not result.supported:
+        render.console(stderr=True).print(f"Error: {result.message} (hint: this server has no OGC dismiss)")
+        return 1
+    render.console().print(result.message)
+    return 0
+
+
+def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
+    folder = Path(args.to)
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=render.console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"job {args.job_id}", total=None)
+        downloaded = hook.download_outputs(
+            args.job_id, folder, progress=lambda written, total: progress.update(task, completed=written, total=total)
+        )
+    out = render.console()
+    out.print(f"Saved {downloaded.path} ({downloaded.size} bytes) from {downloaded.url}")
+    if not args.extract:
+        return 0
+    if downloaded.kind != "zip":
+        out.print(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip")
+        return 0
+    target = folder / outputs.EXTRACT_DIR
+    files, refused = outputs.extract_archive(downloaded.path, outputs.storage_path(str(target)))
+    out.print(f"Extracted {len(files)} file(s) into {target}")
+    if refused:
+        render.console(stderr=True).print(
+            f"Error: refused {len(refused)} archive entr{'y' if len(refused) == 1 else 'ies'} that would "
+            f"land outside {target}: {', '.join(refused)}"
+        )
+        return 1
+    return 0
+
+
+def _defaults(pairs: list[str]) -> dict[str, str]:
+    defaults = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise DagTemplateError(f"--set {pair!r}: expected NAME=VALUE")
+        defaults[name] = value
+    return defaults
+
+
+def dag(args: argparse.Namespace, hook: CCPHook) -> int:
+    method = hook.get_method(args.method_id)
+    options = DagOptions(
+        dag_id=args.dag_id or default_dag_id(method),
+        conn_id=args.conn_id,
+        schedule=args.schedule,
+        start=datetime.now(UTC).date(),
+        defaults=_defaults(args.set),
+    )
+    source = render_dag(method, options)
+    # A generator bug must never hand the user a file that does not even parse.
+    compile(source, args.output or "<dag>", "exec")
+    if not args.output:
+        sys.stdout.write(source)
+        return 0
+    target = Path(args.output)
+    if target.exists() and not args.force:
+        raise FileExistsError(f"{target} exists")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(source, encoding="utf-8")
+    render.console(stderr=True).print(f"Wrote DAG {options.dag_id!r} for Method {args.method_id!r} to {target}")
+    return 0

@@ -1,0 +1,352 @@
+"""Write a DAG file from a CCP Method description: the Airflow counterpart of CCP's code generators.
+
+Every piece of text that comes from the server (ids, titles, descriptions, defaults) reaches the
+generated source only through ``py_literal`` (a ``repr``) or ``comment`` (control characters
+stripped, one ``#`` per line), so a hostile Method description cannot inject code.
+
+Choices the generated DAG makes (docs/cli.md explains them to users):
+
+- every user-editable input becomes an Airflow ``Param`` (title, description, type, enum, default;
+  no default when the input is required and has none), so "Trigger DAG w/ config" shows a form
+  like CCP's execution form, and the operator's ``inputs`` are templated from ``params``;
+- a read-only input (``schema.readOnly``, e.g. ``ccpimage``) is bound by the Method's author, so
+  its default is written into ``inputs`` as a constant instead of being offered in the form;
+- a secret input (``schema.format`` ``secret``) never becomes a Param (a run's conf is stored in
+  clear): it is read at run time from an Airflow Variable whose key ends in ``_secret``, which
+  makes Airflow mask its value in logs and rendered templates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.inputs import SECRET_FORMATS
+
+DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+MAX_TAG_LENGTH = 100
+#: JSON-schema types Airflow's trigger form understands; CCP declares "string" almost everywhere.
+PARAM_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object"})
+#: CCP ``schema.format`` values with a matching widget in Airflow's trigger form.
+PARAM_FORMATS = {"date": "date", "date-time": "date-time", "datetime": "date-time", "time": "time"}
+_MISSING = object()
+
+
+class DagTemplateError(CCPError):
+    """The Method cannot be turned into a DAG with the options given."""
+
+
+@dataclass(frozen=True)
+class MethodInput:
+    """One Method input, read from its description the way the DAG needs it."""
+
+    id: str
+    title: str
+    description: str
+    type: str
+    format: str | None
+    default: Any
+    enum: tuple[Any, ...]
+    required: bool
+    read_only: bool
+    secret: bool
+    multiple: bool
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _MISSING
+
+    @classmethod
+    def from_description(cls, input_id: str, spec: Mapping[str, Any]) -> MethodInput:
+        schema = mapping(spec.get("schema"))
+        declared_type = schema.get("type")
+        max_occurs = spec.get("maxOccurs", 1)
+        enum = schema.get("enum")
+        return cls(
+            id=input_id,
+            title=str(spec.get("title") or input_id),
+            description=str(spec.get("description") or ""),
+            type=declared_type if declared_type in PARAM_TYPES else "string",
+            format=str(schema["format"]) if schema.get("format") else None,
+            default=schema.get("default", _MISSING),
+            enum=tuple(enum) if isinstance(enum, list) else (),
+            required=_int(spec.get("minOccurs"), 1) >= 1,
+            read_only=bool(schema.get("readOnly")),
+            secret=str(schema.get("format") or "").lower() in SECRET_FORMATS,
+            multiple=max_occurs == "unbounded" or _int(max_occurs, 1) > 1,
+        )
+
+
+@dataclass(frozen=True)
+class DagOptions:
+    dag_id: str
+    conn_id: str
+    schedule: str | None
+    start: date
+    #: Defaults given on the command line (``--set name=value``), overriding the Method's.
+    defaults: Mapping[str, str]
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """A JSON object from the server, or an empty one when it sent something else."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: Any, fallback: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return fallback
+
+
+def method_inputs(method: Mapping[str, Any]) -> list[MethodInput]:
+    inputs = method.get("inputs")
+    if not isinstance(inputs, Mapping):
+        return []
+    return [MethodInput.from_description(str(key), spec) for key, spec in inputs.items() if isinstance(spec, Mapping)]
+
+
+def default_dag_id(method: Mapping[str, Any]) -> str:
+    """``ccp_<title>`` (CCP ids are UUIDs, titles read better), falling back to the id."""
+    for source in (method.get("title"), method.get("id")):
+        slug = re.sub(r"[^a-z0-9]+", "_", str(source or "").lower()).strip("_")
+        if slug:
+            return f"ccp_{slug}"[:250]
+    return "ccp_method"
+
+
+def variable_key(dag_id: str, input_id: str) -> str:
+    """The Variable holding a secret input; the ``_secret`` suffix makes Airflow mask its value."""
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", input_id)
+    return f"{dag_id}_{slug}_secret"
+
+
+# --------------------------------------------------------------------------- safe source text
+
+
+def py_literal(value: Any) -> str:
+    """A Python literal for a JSON value, preferring double quotes like ruff format does."""
+    if isinstance(value, str):
+        text = repr(value)
+        # repr escapes nothing inside single quotes when the text has no double quote, so swapping is safe.
+        return f'"{text[1:-1]}"' if text.startswith("'") and '"' not in value else text
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(py_literal(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{py_literal(str(k))}: {py_literal(v)}" for k, v in value.items()) + "}"
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return py_literal(str(value))
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+
+
+def comment(text: str, indent: str = "") -> list[str]:
+    """Comment lines for free text; control characters (a newline among them) cannot end the comment."""
+    return [f"{indent}# {_printable(line)}".rstrip() for line in text.splitlines() or [""]]
+
+
+def _jinja_ref(name: str) -> str:
+    """``params.x`` when ``x`` is a plain name, else ``params["x"]`` (a JSON string is a Jinja string)."""
+    return f"params.{name}" if name.isidentifier() and name.isascii() else f"params[{json.dumps(name)}]"
+
+
+# --------------------------------------------------------------------------- the pieces of the DAG
+
+
+def _template(item: MethodInput, dag_id: str) -> str:
+    """The operator's ``inputs`` value for one input: CCP wants a string, whatever the Param's type."""
+    if item.secret:
+        key = json.dumps(variable_key(dag_id, item.id))
+        return _jinja(f"var.value.get({key})" if item.required else f'var.value.get({key}, "")')
+    ref = _jinja_ref(item.id)
+    if item.multiple:
+        ref += ' | join(",")'  # CCP's clients send multi-valued inputs comma-joined
+    elif item.type == "boolean":
+        ref += " | lower"  # Python's True would reach CCP as "True"
+    if _nullable(item):
+        return _jinja(f'{ref} if {_jinja_ref(item.id)} is not none else ""')
+    return _jinja(ref)
+
+
+def _jinja(expression: str) -> str:
+    return "{{ " + expression + " }}"
+
+
+def _nullable(item: MethodInput) -> bool:
+    """An optional input with no default: the form may leave it empty, and CCP then gets ""."""
+    return not item.required and not item.has_default
+
+
+def _from_text(item: MethodInput, text: str) -> Any:
+    """A command-line default for a Param that is not a string: JSON (``3``, ``true``, ``["a"]``) if it parses."""
+    if item.type == "string" and not item.multiple:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _param_default(item: MethodInput, options: DagOptions) -> Any:
+    if item.id in options.defaults:
+        return _from_text(item, options.defaults[item.id])
+    if item.has_default:
+        return item.default
+    return None if _nullable(item) else _MISSING
+
+
+def _schema(item: MethodInput) -> dict[str, Any]:
+    """The JSON schema of the Param: Airflow validates the run's conf against it and draws the form from it."""
+    value: dict[str, Any] = {"type": item.type}
+    if item.enum:
+        value["enum"] = [*item.enum, None] if _nullable(item) and not item.multiple else list(item.enum)
+    if item.format in PARAM_FORMATS:
+        value["format"] = PARAM_FORMATS[item.format]
+    schema: dict[str, Any] = {"type": "array", "items": value} if item.multiple else value
+    if _nullable(item):
+        schema["type"] = ["null", schema["type"]]
+    return schema
+
+
+def _param(item: MethodInput, options: DagOptions) -> list[str]:
+    fields: dict[str, Any] = {"title": item.title}
+    if item.description:
+        fields["description"] = item.description
+    fields.update(_schema(item))
+    default = _param_default(item, options)
+    if default is _MISSING and fields["type"] == "string" and "enum" not in fields:
+        fields["minLength"] = 1  # required and empty is what CCP's form refuses too
+    args = [] if default is _MISSING else [py_literal(default)]
+    args += [f"{name}={py_literal(value)}" for name, value in fields.items()]
+    return [f"        {py_literal(item.id)}: Param(", *(f"            {arg}," for arg in args), "        ),"]
+
+
+def _input_line(item: MethodInput, dag_id: str) -> list[str]:
+    if item.read_only and item.has_default:
+        return [
+            "            # Read-only in the Method: fixed by its author, like the locked field of CCP's form.",
+            f"            {py_literal(item.id)}: {py_literal(item.default)},",
+        ]
+    lines = []
+    if item.secret:
+        lines.append(f"            # Secret: set the Airflow Variable {py_literal(variable_key(dag_id, item.id))}.")
+    return [*lines, f"            {py_literal(item.id)}: {py_literal(_template(item, dag_id))},"]
+
+
+def _is_param(item: MethodInput) -> bool:
+    return not item.secret and not (item.read_only and item.has_default)
+
+
+def _tags(method: Mapping[str, Any]) -> list[str]:
+    keywords = method.get("keywords")
+    tags = ["ccp"]
+    for keyword in keywords if isinstance(keywords, list) else []:
+        tag = _printable(str(keyword)).strip()[:MAX_TAG_LENGTH]
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def _doc_md(method: Mapping[str, Any], inputs: Iterable[MethodInput], dag_id: str) -> str:
+    lines = [f"# {method.get('title') or method.get('id')}", "", str(method.get("description") or "").strip(), ""]
+    lines.append(f"Runs the CCP Method `{method.get('id')}` (version {method.get('version') or 'unknown'}).")
+    secrets = [item for item in inputs if item.secret]
+    if secrets:
+        lines += ["", "Secret inputs are read from Airflow Variables (masked in logs), never from the run's conf:", ""]
+        lines += [f"- `{item.id}`: Variable `{variable_key(dag_id, item.id)}`" for item in secrets]
+    return "\n".join(lines)
+
+
+def check_options(method: Mapping[str, Any], options: DagOptions) -> None:
+    if not DAG_ID_PATTERN.match(options.dag_id):
+        raise DagTemplateError(
+            f"DAG id {options.dag_id!r} is not valid: use letters, digits, '_', '.' and '-' (at most 250)"
+        )
+    inputs = {item.id: item for item in method_inputs(method)}
+    for name in options.defaults:
+        if name not in inputs or not _is_param(inputs[name]):
+            editable = ", ".join(sorted(i for i, item in inputs.items() if _is_param(item))) or "none"
+            raise DagTemplateError(f"--set {name}: not an editable input of this Method (editable: {editable})")
+    missing = [item.id for item in inputs.values() if _is_param(item) and _param_default(item, options) is _MISSING]
+    if options.schedule and missing:
+        # Airflow refuses to schedule a DAG whose params have no default: a scheduled run has no form.
+        raise DagTemplateError(
+            f"A scheduled DAG needs a default for every required input; missing: {', '.join(missing)}. "
+            f"Hint: add --set {missing[0]}=VALUE"
+        )
+
+
+def render_dag(method: Mapping[str, Any], options: DagOptions) -> str:
+    """The source of a DAG file that runs ``method`` with ``CCPExecuteMethodOperator``."""
+    check_options(method, options)
+    inputs = method_inputs(method)
+    method_id = str(method.get("id"))
+    header = [
+        f"Method: {method.get('title') or method_id} (id {method_id}, version {method.get('version') or 'unknown'})",
+        *str(method.get("description") or "").splitlines(),
+    ]
+    params = [line for item in inputs if _is_param(item) for line in _param(item, options)]
+    operator_inputs = [line for item in inputs for line in _input_line(item, options.dag_id)]
+    start = options.start
+    lines = [
+        '"""A DAG that runs one D4Science CCP Method; generated by `ccp-airflow dag` from its description."""',
+        "",
+        *comment("\n".join(header)),
+        "#",
+        "# Trigger it with 'Trigger DAG w/ config': the form mirrors the Method's inputs.",
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import Any",
+        "",
+        "import pendulum",
+        "from airflow.sdk import DAG, Param, task",
+        "from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator",
+        "",
+        f"METHOD_ID = {py_literal(method_id)}",
+        "",
+        "with DAG(",
+        f"    dag_id={py_literal(options.dag_id)},",
+        f"    description={py_literal(_printable(str(method.get('title') or method_id))[:200])},",
+        f"    doc_md={py_literal(_doc_md(method, inputs, options.dag_id))},",
+        f"    schedule={py_literal(options.schedule)},",
+        f'    start_date=pendulum.datetime({start.year}, {start.month}, {start.day}, tz="UTC"),',
+        "    catchup=False,",
+        f"    tags={py_literal(_tags(method))},",
+        "    params={",
+        *params,
+        "    },",
+        "):",
+        "    run_method = CCPExecuteMethodOperator(",
+        '        task_id="run_method",',
+        f"        ccp_conn_id={py_literal(options.conn_id)},",
+        "        method_id=METHOD_ID,",
+        "        inputs={",
+        *operator_inputs,
+        "        },",
+        "        # Wait in the triggerer rather than in a worker slot; a retry submits a new execution.",
+        "        deferrable=True,",
+        "        retries=1,",
+        "    )",
+        "",
+        "    @task",
+        "    def list_outputs(manifest: dict[str, Any]) -> list[str]:",
+        '        """Print every file the execution produced; return their local paths for downstream tasks."""',
+        '        files = manifest.get("files") or []',
+        "        for file in files:",
+        "            print(f\"{file['path']} ({file['size']} bytes) from {file['uri']}\")",
+        '        return [file["path"] for file in files]',
+        "",
+        "    list_outputs(run_method.output)",
+        "",
+    ]
+    return "\n".join(lines)

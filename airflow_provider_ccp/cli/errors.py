@@ -1,0 +1,59 @@
+"""Turn any failure into one line: what went wrong, and a hint about what to do."""
+
+from __future__ import annotations
+
+from airflow_provider_ccp.cli.connect import PASSWORD_ENV, ConnectionNotFoundError
+from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
+
+
+def _auth_hint(error: CCPAuthError, settings: CCPConnectionSettings | None) -> str:
+    if settings is None:
+        return "check the connection's credentials"
+    if settings.auth_flow in ("token", "none"):
+        return f"auth_flow={settings.auth_flow}: check the token, or pick another flow with --auth-flow"
+    if settings.token_url in str(error):
+        return "the token endpoint refused the login: check the user, the password and the client id"
+    # CCP itself refused a token it was given: usually a token for another context or client.
+    return (
+        f"the token came from {settings.token_url} with auth_flow={settings.auth_flow}, "
+        f"client_id={settings.client_id}, context={settings.context}: is that the context CCP expects?"
+    )
+
+
+def _not_found_hint(error: CCPNotFoundError) -> str:
+    if error.method_id:
+        return "`ccp-airflow methods list` shows the Method ids this context can see"
+    if error.job_id:
+        return "`ccp-airflow jobs list` shows the known jobs"
+    return "this server may not offer that endpoint"
+
+
+def hint(error: Exception, settings: CCPConnectionSettings | None, conn_id: str) -> str | None:
+    """The hint for an error, or None when the message says it all."""
+    if isinstance(error, ConnectionNotFoundError):
+        return (
+            f"define it (e.g. AIRFLOW_CONN_{conn_id.upper()}, `airflow connections add`, a secrets backend), "
+            "or pass --url with --user/--context/--client-id"
+        )
+    if isinstance(error, FileExistsError):
+        return "pass --force to overwrite it"
+    if isinstance(error, CCPAuthError):
+        return _auth_hint(error, settings)
+    if isinstance(error, CCPNotFoundError):
+        return _not_found_hint(error)
+    if isinstance(error, CCPError) and str(error).startswith("Could not reach the token endpoint"):
+        return "check the token URL (--token-url or the connection's extra 'token_url') and the network"
+    if isinstance(error, CCPError) and str(error).startswith("Could not reach CCP"):
+        where = settings.base_url if settings else "the connection's host"
+        return f"is CCP running at {where}? Check --url or the connection's host"
+    if isinstance(error, CCPError) and "needs:" in str(error):
+        return f"fix the Airflow connection, or with --url give them as flags (the password through {PASSWORD_ENV})"
+    return None
+
+
+def one_line(error: Exception, settings: CCPConnectionSettings | None, conn_id: str) -> str:
+    reason = str(error) if isinstance(error, CCPError | OSError) else f"{type(error).__name__}: {error}"
+    reason = " ".join(reason.split())
+    extra = hint(error, settings, conn_id)
+    return f"Error: {reason}" + (f" (hint: {extra})" if extra else "")

@@ -1,0 +1,122 @@
+"""What the CLI prints: rich tables for people, plain JSON (``--json``) for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from airflow_provider_ccp.cli.dag_template import MethodInput, mapping, method_inputs
+from airflow_provider_ccp.protocol import StatusInfo
+
+#: Wide enough that ids and URLs are not wrapped when the output goes to a file or a pipe.
+PIPE_WIDTH = 200
+STATUS_STYLES = {"successful": "green", "failed": "red", "dismissed": "red", "running": "cyan", "accepted": "yellow"}
+
+
+def console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(file=stream, width=PIPE_WIDTH if wide else None, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(item) for item in value)
+    return str(value)
+
+
+def matches(method: Mapping[str, Any], search: str) -> bool:
+    """Case-insensitive search in the fields a person would look at."""
+    haystack = " ".join(_text(method.get(key)) for key in ("id", "title", "description", "keywords"))
+    return search.lower() in haystack.lower()
+
+
+def methods_table(methods: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table("id", "title", "version", "keywords", title="CCP Methods")
+    for method in methods:
+        table.add_row(*(Text(_text(method.get(key))) for key in ("id", "title", "version", "keywords")))
+    return table
+
+
+def _notes(item: MethodInput) -> str:
+    notes = ["required" if item.required else "optional"]
+    notes += [note for note, flag in (("read-only", item.read_only), ("secret", item.secret)) if flag]
+    if item.multiple:
+        notes.append("multiple")
+    return ", ".join(notes)
+
+
+def _default(item: MethodInput) -> str:
+    if not item.has_default:
+        return ""
+    return "***" if item.secret else json.dumps(item.default)
+
+
+def inputs_table(method: Mapping[str, Any]) -> Table:
+    table = Table("input", "title", "type", "format", "default", "enum", "notes", "description", title="Inputs")
+    for item in method_inputs(method):
+        enum = _text(list(item.enum))
+        cells = (item.id, item.title, item.type, item.format, _default(item), enum, _notes(item), item.description)
+        table.add_row(*(Text(_text(cell)) for cell in cells))
+    return table
+
+
+def outputs_table(method: Mapping[str, Any]) -> Table:
+    table = Table("output", "title", "media type", "description", title="Outputs")
+    for output_id, value in mapping(method.get("outputs")).items():
+        spec = mapping(value)
+        schema = mapping(spec.get("schema"))
+        cells = (output_id, spec.get("title"), schema.get("contentMediaType"), spec.get("description"))
+        table.add_row(*(Text(_text(cell)) for cell in cells))
+    return table
+
+
+def method_view(method: Mapping[str, Any]) -> RenderableType:
+    heading = Text.assemble(
+        (_text(method.get("title") or method.get("id")), "bold"),
+        f"  id {_text(method.get('id'))}, version {_text(method.get('version')) or 'unknown'}",
+    )
+    parts: list[RenderableType] = [heading]
+    if method.get("description"):
+        parts.append(Text(_text(method.get("description"))))
+    if method.get("keywords"):
+        parts.append(Text(f"keywords: {_text(method.get('keywords'))}"))
+    parts += [inputs_table(method), outputs_table(method)]
+    return Group(*parts)
+
+
+def _status_text(word: str) -> Text:
+    return Text(word, style=STATUS_STYLES.get(word, ""))
+
+
+def job_view(status: StatusInfo) -> Table:
+    table = Table("field", "value", show_header=False, title=f"CCP job {status.job_id}")
+    for key, value in status.to_dict().items():
+        if value is not None and value != "":
+            table.add_row(key, _status_text(value) if key == "status" else Text(_text(value)))
+    return table
+
+
+def jobs_table(statuses: Iterable[StatusInfo]) -> Table:
+    table = Table("job id", "status", "method", "created", "updated", "message", title="CCP jobs")
+    for status in statuses:
+        row = status.to_dict()
+        table.add_row(
+            Text(status.job_id),
+            _status_text(status.status),
+            *(Text(_text(row[key])) for key in ("process_id", "created", "updated", "message")),
+        )
+    return table

@@ -1,0 +1,125 @@
+"""Check a Method's inputs against its description before anything is submitted.
+
+CCP rejects a bad execution request only after a round trip, and sometimes not at all (an
+unknown input is silently ignored by some servers), so the operator checks locally and reports
+every problem at once, together with what the Method accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_ccp import auth
+from airflow_provider_ccp.exceptions import CCPInputError
+from airflow_provider_ccp.protocol import CCP_SYSTEM_INPUTS, input_value_to_string, value_outputs
+
+#: ``schema.format`` values that mark an input as a credential (CCP uses ``secret``).
+SECRET_FORMATS = frozenset({"secret", "password"})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One declared input, reduced to what validation needs."""
+
+    name: str
+    required: bool
+    default: str | None
+    enum: tuple[str, ...]
+    secret: bool
+
+    @classmethod
+    def from_description(cls, name: str, spec: Mapping[str, Any]) -> InputSpec:
+        schema: Mapping[str, Any] = spec["schema"] if isinstance(spec.get("schema"), Mapping) else {}
+        default = schema.get("default")
+        # OGC API - Processes: minOccurs defaults to 1 when the description leaves it out.
+        min_occurs = spec.get("minOccurs", 1)
+        return cls(
+            name=name,
+            required=_as_int(min_occurs, 1) >= 1 and default is None,
+            default=None if default is None else input_value_to_string(name, default),
+            enum=tuple(input_value_to_string(name, item) for item in schema.get("enum") or ()),
+            secret=str(schema.get("format") or "").lower() in SECRET_FORMATS,
+        )
+
+    def describe(self) -> str:
+        notes = []
+        if self.required:
+            notes.append("required")
+        if self.enum:
+            notes.append("one of " + ", ".join(self.enum))
+        if self.default is not None and not self.secret:
+            notes.append(f"default {self.default!r}")
+        if self.secret:
+            notes.append("secret")
+        return f"{self.name} ({'; '.join(notes)})" if notes else self.name
+
+
+def _as_int(value: Any, fallback: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return fallback
+
+
+def declared_inputs(description: Mapping[str, Any]) -> dict[str, InputSpec]:
+    """The inputs of a process description: OGC 1.0 (a map by id) or the older list form."""
+    raw = description.get("inputs") or {}
+    items: list[tuple[str, Mapping[str, Any]]]
+    if isinstance(raw, Mapping):
+        items = [(str(name), spec) for name, spec in raw.items() if isinstance(spec, Mapping)]
+    else:
+        items = [(str(spec["id"]), spec) for spec in raw if isinstance(spec, Mapping) and spec.get("id")]
+    return {name: InputSpec.from_description(name, spec) for name, spec in items}
+
+
+def declared_outputs(description: Mapping[str, Any]) -> list[str]:
+    raw = description.get("outputs") or {}
+    if isinstance(raw, Mapping):
+        return [str(name) for name in raw]
+    return [str(spec["id"]) for spec in raw if isinstance(spec, Mapping) and spec.get("id")]
+
+
+def _enum_problem(spec: InputSpec, value: Any) -> str | None:
+    if not spec.enum:
+        return None
+    values = value if isinstance(value, list | tuple) else [value]
+    bad = [input_value_to_string(spec.name, item) for item in values]
+    bad = [item for item in bad if item not in spec.enum]
+    if not bad:
+        return None
+    shown = "a value" if spec.secret else ", ".join(repr(item) for item in bad)
+    return f"{spec.name}: {shown} is not one of {', '.join(spec.enum)}"
+
+
+def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, str]:
+    """The inputs to send: ``given`` plus the declared defaults, all as strings.
+
+    Raises one ``CCPInputError`` naming every unknown input, missing required input and value
+    outside an ``enum``, followed by the list of inputs the Method accepts.
+    """
+    specs = declared_inputs(description)
+    problems = [f"unknown input {name!r}" for name in given if name not in specs and name not in CCP_SYSTEM_INPUTS]
+    problems += [
+        f"missing required input {name!r}" for name, spec in specs.items() if spec.required and name not in given
+    ]
+    problems += [p for name, value in given.items() if name in specs and (p := _enum_problem(specs[name], value))]
+    if problems:
+        accepted = [spec.describe() for spec in specs.values()]
+        accepted += sorted(f"{name} (CCP)" for name in CCP_SYSTEM_INPUTS - specs.keys())
+        raise CCPInputError(
+            f"Invalid inputs for Method {method_id!r}: {'; '.join(problems)}. "
+            f"The Method accepts: {', '.join(accepted)}",
+            method_id=method_id,
+        )
+    prepared = {name: spec.default for name, spec in specs.items() if spec.default is not None and name not in given}
+    prepared.update({name: input_value_to_string(name, value) for name, value in given.items()})
+    auth.mask(*(prepared[name] for name, spec in specs.items() if spec.secret and name in prepared))
+    return prepared
+
+
+def default_outputs(description: Mapping[str, Any]) -> dict[str, dict[str, str]] | None:
+    """Every output the description declares, by value (what CCP's own form asks for)."""
+    outputs = declared_outputs(description)
+    return value_outputs(outputs) if outputs else None

@@ -1,0 +1,56 @@
+"""``/_sandbox/*``: fault injection and counters, mounted only with --admin (and unauthenticated)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from airflow_provider_ccp.sandbox.faults import FaultSpecError, parse_fault
+from airflow_provider_ccp.sandbox.state import SandboxState, sandbox_state
+
+router = APIRouter(prefix="/_sandbox", tags=["Sandbox admin"])
+State = Annotated[SandboxState, Depends(sandbox_state)]
+
+
+@router.post("/faults")
+async def add_fault(request: Request, state: State) -> JSONResponse:
+    try:
+        spec = await request.json()
+    except ValueError:
+        return JSONResponse({"detail": "body must be a JSON object describing one fault"}, 400)
+    if not isinstance(spec, dict):
+        return JSONResponse({"detail": "body must be a JSON object describing one fault"}, 400)
+    if spec.get("kind") == "revoke_tokens":
+        # Not a rule but an event: every token issued so far dies now, later ones work.
+        state.tokens.revoke_all()
+        return JSONResponse({"revoked": True, "faults": state.faults.active()})
+    try:
+        state.faults.add(parse_fault(spec))
+    except FaultSpecError as error:
+        return JSONResponse({"detail": str(error)}, 400)
+    return JSONResponse({"faults": state.faults.active()}, 201)
+
+
+@router.get("/faults")
+def list_faults(state: State) -> dict[str, Any]:
+    return {"faults": state.faults.active()}
+
+
+@router.delete("/faults")
+def clear_faults(state: State) -> dict[str, Any]:
+    state.faults.clear()
+    return {"faults": []}
+
+
+@router.get("/counters")
+def counters(state: State) -> dict[str, dict[str, int]]:
+    return state.counters.snapshot()
+
+
+@router.post("/reset")
+def reset(state: State) -> dict[str, Any]:
+    state.faults.clear()
+    state.counters.reset()
+    return {"faults": [], "counters": state.counters.snapshot()}

@@ -1,0 +1,88 @@
+"""``CCPJobSensor``: wait for a CCP execution that something else submitted (another task, DAG or person)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
+
+from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
+from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, terminal_event, validate_event
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+
+class CCPJobSensor(BaseSensorOperator):
+    """Succeeds when the CCP job is ``successful``; fails at once when it ended in a failure status.
+
+    Returns (XCom ``return_value``) the job's status: ``job_id``, ``status``, ``message``, timestamps.
+    It never dismisses the job: the sensor only watches an execution it does not own.
+
+    :param job_id: the CCP job (execution) id, e.g. ``"{{ ti.xcom_pull(task_ids='submit', key='ccp_job_id') }}"``.
+        Templated.
+    :param ccp_conn_id: the ``ccp`` connection. Templated.
+    :param deferrable: wait in the triggerer (polling every ``poke_interval`` seconds until ``timeout``).
+    """
+
+    template_fields: Sequence[str] = ("job_id", "ccp_conn_id")
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        ccp_conn_id: str = CCPHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.ccp_conn_id = ccp_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> CCPHook:
+        return CCPHook(ccp_conn_id=self.ccp_conn_id)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        info = self.hook.get_job(self.job_id)
+        self.log.info("CCP job %s is %s: %s", info.job_id, info.status, info.message)
+        if info.terminal:
+            self._raise_if_failed(terminal_event(info))
+        return PokeReturnValue(is_done=info.terminal, xcom_value=info.to_dict() if info.terminal else None)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        trigger = CCPJobTrigger(
+            conn_id=self.ccp_conn_id,
+            job_id=self.job_id,
+            poll_interval=float(self.poke_interval),
+            end_time=time.time() + float(self.timeout),
+            cancel_on_kill=False,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete")
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = validate_event(event)
+        self._raise_if_failed(event)
+        if event["status"] == "timeout":
+            raise AirflowSensorTimeout(event["message"])
+        if event["status"] == "error":
+            raise CCPError(event["message"], job_id=event["job_id"])
+        info: StatusInfo = self.hook.get_job(str(event["job_id"]))
+        return info.to_dict()
+
+    def _raise_if_failed(self, event: dict[str, Any]) -> None:
+        if event["status"] == "failed":
+            raise CCPJobFailedError(
+                f"CCP job {event['job_id']} ended {event['job_status']}: {event['message']}", job_id=event["job_id"]
+            )

@@ -1,0 +1,158 @@
+"""Every example DAG, end to end with ``dag.test()`` against the CCP sandbox, deferrable and not.
+
+Each run is a subprocess of this venv's python with its own environment (a migrated SQLite
+``AIRFLOW_HOME``, the DAGs folder at ``dags_examples/``, ``ccp_default`` at the sandbox), because
+Airflow reads its configuration once, at import, and the rest of the suite must not see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.dagtest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags_examples"
+
+#: Runs one DAG with dag.test(), then prints the DagRun's state and every return_value XCom as JSON.
+RUNNER = """
+import importlib.util, json, sys
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+
+name = sys.argv[1]
+spec = importlib.util.spec_from_file_location(name, sys.argv[2])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+dag = module.dag
+run = dag.test()
+with create_session() as session:
+    rows = session.query(XComModel).filter_by(dag_id=name, run_id=run.run_id, key="return_value").all()
+    values = {f"{row.task_id}[{row.map_index}]": row.value for row in rows}
+print("RESULT " + json.dumps({"state": str(run.state), "xcoms": values}, default=str))
+"""
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env |= {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+    }
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    return env
+
+
+def run_dag(env: dict[str, str], sandbox, dag_id: str, *, deferrable: bool, dags: Path = DAGS) -> tuple[dict, str]:
+    env = env | {
+        "AIRFLOW_CONN_CCP_DEFAULT": sandbox.connection_json(),
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, dag_id, str(dags / f"{dag_id}.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, output[-6000:]
+    return json.loads(lines[-1].removeprefix("RESULT ")), output
+
+
+def decoded(value):
+    """XCom values as stored: JSON text, except a plain string on some Airflow versions."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
+def test_quickstart(airflow_env, sandbox, deferrable):
+    result, output = run_dag(airflow_env, sandbox, "ccp_quickstart", deferrable=deferrable)
+
+    assert result["state"] == "success", output[-6000:]
+    assert decoded(result["xcoms"]["show_result[-1]"]) == {"words": 9, "mode": "words"}
+    assert sandbox.admin.executions_submitted("word-count") == 1
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
+def test_fan_out(airflow_env, sandbox, deferrable):
+    result, output = run_dag(airflow_env, sandbox, "ccp_fan_out", deferrable=deferrable)
+
+    assert result["state"] == "success", output[-6000:]
+    assert decoded(result["xcoms"]["total[-1]"]) == 13 + 4 + 7
+    assert {key for key in result["xcoms"] if key.startswith("count_words")} == {
+        "count_words[0]",
+        "count_words[1]",
+        "count_words[2]",
+    }
+    assert sandbox.admin.executions_submitted("word-count") == 3
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
+def test_wait_for_execution(airflow_env, sandbox, deferrable):
+    result, output = run_dag(airflow_env, sandbox, "ccp_wait_for_execution", deferrable=deferrable)
+
+    assert result["state"] == "success", output[-6000:]
+    status = decoded(result["xcoms"]["wait[-1]"])
+    assert status["status"] == "successful"
+    assert decoded(result["xcoms"]["submit[-1]"]) == status["job_id"]
+    assert sandbox.admin.executions_submitted("sleep") == 1
+
+
+RETRY_DAG = """
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+
+with DAG(
+    dag_id="ccp_retry_reattach",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    default_args={"poll_interval": 0.5, "retries": 1, "retry_delay": timedelta(0)},
+) as dag:
+    CCPExecuteMethodOperator(task_id="nap", method_id="sleep", inputs={"seconds": "1"})
+"""
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
+def test_a_retry_after_a_failed_download_reuses_the_execution(airflow_env, sandbox, tmp_path, deferrable):
+    """Airflow >= 3.3's task_state_store carries the job id from the failed try to the retry.
+
+    The Method takes a second, so the deferrable run really goes through the (inline) trigger."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "ccp_retry_reattach.py").write_text(RETRY_DAG)
+    sandbox.admin.corrupt_output(mode="truncate")
+
+    result, output = run_dag(
+        airflow_env | {"AIRFLOW__CORE__DAGS_FOLDER": str(dags)},
+        sandbox,
+        "ccp_retry_reattach",
+        deferrable=deferrable,
+        dags=dags,
+    )
+
+    assert result["state"] == "success", output[-6000:]
+    assert "Reattaching to CCP job" in output
+    assert ("running trigger in line" in output) is deferrable
+    assert sandbox.admin.executions_submitted("sleep") == 1
+    assert sandbox.admin.requests_to("GET", "/executions/{job_id}/outputs/output.zip") == 2

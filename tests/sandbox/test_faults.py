@@ -1,0 +1,149 @@
+"""Fault injection through the admin API, and the counters tests assert with."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import httpx
+import pytest
+import requests
+from ccp_client import CCP, live_group_members, running_pids
+
+from airflow_provider_ccp.sandbox.testing import SandboxAdminError, SandboxServer
+
+
+def test_status_fault_with_retry_after_then_recovery(ccp: CCP, sandbox: SandboxServer) -> None:
+    job_id = ccp.start("hello", name="faults")
+    sandbox.admin.fail_next(r"^/jobs/[^/]+$", 503, count=2, retry_after=7)
+    for _ in range(2):
+        answer = ccp.get(f"/jobs/{job_id}")
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "7"
+        assert answer.json()["type"].endswith("/service-unavailable")
+    assert ccp.get(f"/jobs/{job_id}").status_code == 200
+    assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "text"),
+    [
+        ("html", "text/html", "<h1>502 Bad Gateway</h1>"),
+        ("empty", None, ""),
+        ("upstream hiccup", "text/plain", "upstream hiccup"),
+    ],
+)
+def test_status_fault_bodies(ccp: CCP, sandbox: SandboxServer, body: str, content_type: str | None, text: str) -> None:
+    sandbox.admin.fail_next("/processes", 502, body=body)
+    answer = ccp.get("/processes")
+    assert answer.status_code == 502
+    assert text in answer.text
+    if content_type:
+        assert answer.headers["content-type"].startswith(content_type)
+
+
+def test_fault_method_filter(ccp: CCP, sandbox: SandboxServer) -> None:
+    sandbox.admin.fail_next("/jobs", 429, method="POST", count=5)
+    assert ccp.get("/jobs").status_code == 200
+    assert ccp.submit("hello", name="x").status_code == 201  # /processes/... does not match /jobs
+    assert len(sandbox.admin.faults()) == 1
+
+
+def test_latency(ccp: CCP, sandbox: SandboxServer) -> None:
+    ccp.headers()
+    sandbox.admin.add_latency("/conformance", 0.6)
+    started = time.monotonic()
+    assert ccp.get("/conformance").status_code == 200
+    assert time.monotonic() - started >= 0.6
+    started = time.monotonic()
+    ccp.get("/conformance")
+    assert time.monotonic() - started < 0.5
+
+
+def test_drop_connection_is_a_connection_error(ccp: CCP, sandbox: SandboxServer) -> None:
+    ccp.headers()
+    sandbox.admin.drop_connection(r"/execution$", count=2)
+    with pytest.raises(requests.ConnectionError):
+        ccp.submit("hello", name="dropped")
+    with pytest.raises(httpx.RemoteProtocolError), httpx.Client() as client:
+        client.post(f"{ccp.url}/processes/hello/execution", json={"inputs": {}}, headers=ccp.headers())
+    assert sandbox.admin.executions_submitted("hello") == 0
+    assert sandbox.admin.requests_to("POST", "/processes/{process_id}/execution") == 2
+    assert ccp.submit("hello", name="fine").status_code == 201
+
+
+def test_token_endpoint_failure(ccp: CCP, sandbox: SandboxServer) -> None:
+    sandbox.admin.fail_token_endpoint(503)
+    with pytest.raises(requests.HTTPError):
+        ccp.login()
+    assert ccp.login()
+    assert sandbox.admin.token_grants("password") == 1
+    assert sandbox.admin.requests_to("POST", "/auth/realms/d4science/protocol/openid-connect/token") == 2
+
+
+def test_hold_keeps_jobs_accepted(ccp: CCP, sandbox: SandboxServer) -> None:
+    sandbox.admin.hold_jobs("sleep")
+    held = [ccp.start("sleep", seconds="0") for _ in range(2)]
+    assert ccp.run("hello", name="not held")["status"] == "successful"
+    time.sleep(0.3)
+    for job_id in held:
+        status = ccp.get(f"/jobs/{job_id}").json()
+        assert (status["status"], status["started"]) == ("accepted", None)
+    sandbox.admin.clear_faults()
+    assert ccp.run("sleep", seconds="0")["status"] == "successful"
+
+
+def test_truncated_output_zip(ccp: CCP, sandbox: SandboxServer) -> None:
+    victim = ccp.start("make-files", count="2", size="300000")
+    bystander = ccp.start("hello", name="bystander")
+    ccp.wait(victim)
+    ccp.wait(bystander)
+    sandbox.admin.corrupt_output("truncate", job_id=victim)
+    assert ccp.get(f"/executions/{bystander}/outputs/output.zip").status_code == 200
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        ccp.get(f"/executions/{victim}/outputs/output.zip")
+    answer = ccp.get(f"/executions/{victim}/outputs/output.zip")
+    assert len(answer.content) == int(answer.headers["content-length"])
+    assert len(zipfile.ZipFile(io.BytesIO(answer.content)).namelist()) == 6
+
+
+def test_corrupted_output_zip(ccp: CCP, sandbox: SandboxServer) -> None:
+    job_id = ccp.start("hello", name="corrupt")
+    ccp.wait(job_id)
+    good = ccp.get(f"/executions/{job_id}/outputs/output.zip").content
+    sandbox.admin.corrupt_output("corrupt")
+    bad = ccp.get(f"/executions/{job_id}/outputs/output.zip")
+    assert bad.status_code == 200
+    assert len(bad.content) == int(bad.headers["content-length"]) == len(good)
+    assert bad.content != good
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(io.BytesIO(bad.content))
+
+
+def test_counters_count_unauthorized_and_unknown_requests(sandbox: SandboxServer) -> None:
+    requests.get(f"{sandbox.url}/jobs/abc", timeout=10)
+    requests.get(f"{sandbox.url}/no/such/path", timeout=10)
+    counters = sandbox.admin.counters()
+    assert counters["requests"] == {"GET /jobs/{job_id}": 1, "GET /no/such/path": 1}
+    assert counters["executions"] == {}
+
+
+def test_invalid_fault_is_refused(sandbox: SandboxServer) -> None:
+    with pytest.raises(SandboxAdminError, match="kind"):
+        sandbox.admin.add_fault(kind="meteor")
+    with pytest.raises(SandboxAdminError, match="status"):
+        sandbox.admin.fail_next("/", 42)
+
+
+def test_admin_api_is_off_by_default(tmp_path) -> None:
+    with SandboxServer(tmp_path, admin=False) as server:
+        assert requests.post(f"{server.url}/_sandbox/reset", timeout=10).status_code == 404
+
+
+def test_stop_kills_running_methods(tmp_path) -> None:
+    with SandboxServer(tmp_path) as server:
+        ccp = CCP(server)
+        job_id = ccp.start("sleep", seconds="60")
+        [pid] = running_pids(ccp, job_id, 1)
+    assert not live_group_members(pid)

@@ -1,0 +1,80 @@
+"""Fixtures of the unit suite: the loopback doubles of tests/unit/doubles.py, connections, clocks."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from airflow_provider_ccp.hooks import ccp
+from tests.unit.doubles import CLIENT_ID, CONTEXT, USER, FakeKeycloak, ShiftedClock
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    # 127.0.0.1, not "localhost": no IPv6 attempt first, and nothing but loopback.
+    return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def keycloak(httpserver: HTTPServer) -> FakeKeycloak:
+    return FakeKeycloak(httpserver)
+
+
+@pytest.fixture
+def password() -> str:
+    return f"pw-{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+def client_secret() -> str:
+    return f"cs-{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+def make_conn(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer, keycloak: FakeKeycloak, password: str):
+    """Put a ``ccp`` connection in the environment, pointing at the loopback server; returns its id."""
+
+    def make(
+        conn_id: str = "ccp_unit",
+        *,
+        auth_flow: str = "password_uma",
+        login: str | None = USER,
+        secret: str | None = None,
+        **extra: Any,
+    ) -> str:
+        extra = {
+            "token_url": keycloak.url,
+            "client_id": CLIENT_ID,
+            "context": CONTEXT,
+            "auth_flow": auth_flow,
+            **extra,
+        }
+        document = {
+            "conn_type": "ccp",
+            "host": httpserver.url_for("/").rstrip("/"),
+            "login": login,
+            "password": secret if secret is not None else password,
+            "extra": {k: v for k, v in extra.items() if v is not None},
+        }
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(document))
+        return conn_id
+
+    return make
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
+    shifted = ShiftedClock()
+    monkeypatch.setattr(ccp, "time", shifted)
+    return shifted
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the retry policy's shape (counts, status list, jitter) but shrink its waits for the suite."""
+    monkeypatch.setattr(ccp, "RETRY_BACKOFF", 0.01)
+    monkeypatch.setattr(ccp, "RETRY_BACKOFF_MAX", 0.02)

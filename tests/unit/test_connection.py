@@ -1,0 +1,155 @@
+"""The ``ccp`` connection: defaults, every extra, validation, and secrets kept out of repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_ccp.connection import (
+    AUTH_FLOWS,
+    DEFAULT_HOST,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOKEN_URL,
+    CCPConnectionSettings,
+)
+from airflow_provider_ccp.exceptions import CCPError
+
+CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
+USER_EXTRA = {"client_id": "blue-cloud.d4science.org", "context": CONTEXT}
+
+
+def settings(host=None, login="alice", password="pw", schema=None, port=None, **extra) -> CCPConnectionSettings:
+    return CCPConnectionSettings.from_fields(
+        host=host, login=login, password=password, extra=extra, schema=schema, port=port
+    )
+
+
+def test_defaults():
+    s = settings(**USER_EXTRA)
+    assert s.base_url == DEFAULT_HOST == "https://ccp.cloud.d4science.org"
+    assert s.token_url == DEFAULT_TOKEN_URL
+    assert DEFAULT_TOKEN_URL == "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
+    assert s.auth_flow == "password_uma"
+    assert s.verify is True
+    assert s.timeout == DEFAULT_TIMEOUT == 60.0
+    assert s.ui_url is None
+    assert s.user == "alice"
+    assert s.secret == "pw"
+    assert s.client_secret is None
+
+
+def test_every_extra_is_read():
+    s = settings(
+        host="https://ccp.cloud-dev.d4science.org/",
+        token_url="https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+        client_id="svc",
+        client_secret="s3",
+        context=CONTEXT,
+        auth_flow=" Client_Credentials ",
+        verify="/etc/ssl/ca.pem",
+        timeout="12.5",
+        ui_url="https://ccp.cloud-dev.d4science.org/ui/",
+    )
+    assert s.base_url == "https://ccp.cloud-dev.d4science.org"
+    assert s.token_url.startswith("https://accounts.dev.d4science.org/")
+    assert (s.client_id, s.client_secret, s.context) == ("svc", "s3", CONTEXT)
+    assert s.auth_flow == "client_credentials"
+    assert s.verify == "/etc/ssl/ca.pem"
+    assert s.timeout == 12.5
+    assert s.ui_url == "https://ccp.cloud-dev.d4science.org/ui"
+
+
+def test_old_form_prefixed_extras_are_read():
+    s = settings(extra__ccp__client_id="blue-cloud.d4science.org", extra__ccp__context=CONTEXT, extra__ccp__timeout=5)
+    assert s.client_id == "blue-cloud.d4science.org"
+    assert s.context == CONTEXT
+    assert s.timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("true", True), ("False", False), ("0", False), ("yes", True), ("", True)],
+)
+def test_verify(value, expected):
+    assert settings(verify=value, **USER_EXTRA).verify is expected
+
+
+@pytest.mark.parametrize(
+    ("host", "schema", "port", "expected"),
+    [
+        ("ccp.example.org", None, None, "https://ccp.example.org"),
+        ("ccp.example.org", "http", 8080, "http://ccp.example.org:8080"),
+        ("http://127.0.0.1:8765/", None, None, "http://127.0.0.1:8765"),
+        ("http://127.0.0.1:8765", None, 9999, "http://127.0.0.1:8765"),
+        ("https://example.org/ccp/api", None, 8443, "https://example.org:8443/ccp/api"),
+    ],
+)
+def test_base_url(host, schema, port, expected):
+    assert settings(host=host, schema=schema, port=port, **USER_EXTRA).base_url == expected
+
+
+@pytest.mark.parametrize("timeout", ["soon", "0", -1])
+def test_bad_timeout(timeout):
+    with pytest.raises(CCPError, match="'timeout'"):
+        settings(timeout=timeout, **USER_EXTRA)
+
+
+def test_unknown_auth_flow_lists_the_valid_ones():
+    with pytest.raises(CCPError, match="'magic'") as raised:
+        settings(auth_flow="magic", **USER_EXTRA)
+    assert all(flow in str(raised.value) for flow in AUTH_FLOWS)
+
+
+@pytest.mark.parametrize(
+    ("flow", "fields", "missing"),
+    [
+        ("password_uma", {"login": None, "password": None}, ["login (the D4Science user)", "password"]),
+        ("password_scope", {"client_id": None}, ["extra 'client_id'"]),
+        ("context_header", {"context": None}, ["extra 'context'"]),
+        ("client_credentials", {"login": None, "password": None}, ["extra 'client_secret'"]),
+        ("refresh_token", {"password": None}, ["password (the offline/refresh token)"]),
+        ("token", {"password": None, "client_id": None, "context": None}, ["password (the bearer token)"]),
+    ],
+)
+def test_missing_fields_are_named(flow, fields, missing):
+    kwargs = {"login": "alice", "password": "pw", **USER_EXTRA, "auth_flow": flow} | fields
+    with pytest.raises(CCPError, match=f"auth_flow={flow}") as raised:
+        settings(**kwargs)
+    for label in missing:
+        assert label in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("flow", "kwargs"),
+    [
+        ("token", {"login": None, "password": "bearer"}),
+        ("none", {"login": None, "password": None}),
+        ("client_credentials", {"login": None, "password": None, "client_secret": "s", **USER_EXTRA}),
+        ("refresh_token", {"login": None, "password": "offline", **USER_EXTRA}),
+    ],
+)
+def test_flows_without_a_user(flow, kwargs):
+    assert settings(auth_flow=flow, **kwargs).auth_flow == flow
+
+
+def test_context_must_be_a_path():
+    with pytest.raises(CCPError, match="starting with '/'"):
+        settings(client_id="c", context="d4science.research-infrastructures.eu/D4OS/Blue-CloudLab")
+
+
+def test_repr_shows_no_secret():
+    s = settings(password="very-secret-password", client_secret="very-secret-client", **USER_EXTRA)
+    assert "very-secret" not in repr(s)
+    assert "very-secret" not in str(s)
+    assert s.secrets == ("very-secret-password", "very-secret-client")
+
+
+def test_cache_key_changes_with_credentials_and_context_only():
+    base = settings(**USER_EXTRA)
+    assert base.cache_key == settings(host="https://elsewhere.example.org", **USER_EXTRA).cache_key
+    assert base.cache_key == settings(timeout=3, **USER_EXTRA).cache_key
+    assert base.cache_key != settings(password="other", **USER_EXTRA).cache_key
+    assert base.cache_key != settings(login="bob", **USER_EXTRA).cache_key
+    assert base.cache_key != settings(client_id="other", context=CONTEXT).cache_key
+    assert base.cache_key != settings(client_id=USER_EXTRA["client_id"], context=CONTEXT + "2").cache_key
+    assert base.cache_key != settings(auth_flow="password_scope", **USER_EXTRA).cache_key
+    assert len(base.cache_key) == 64

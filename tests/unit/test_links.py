@@ -1,0 +1,34 @@
+"""CCPExecutionLink: built from the ccp_job_url XCom, never an error when it is missing."""
+
+from __future__ import annotations
+
+from unittest.mock import MagicMock
+
+import pytest
+
+from airflow_provider_ccp import get_provider_info, links
+from airflow_provider_ccp.links import CCPExecutionLink
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+
+
+@pytest.fixture
+def xcom(monkeypatch: pytest.MonkeyPatch) -> dict:
+    stored: dict = {}
+    monkeypatch.setattr(links.XCom, "get_value", lambda *, ti_key, key: stored.get(key))
+    return stored
+
+
+def test_link_reads_the_job_url_xcom(xcom):
+    xcom["ccp_job_url"] = "https://ccp.example/ui/executions/j-1"
+
+    assert CCPExecutionLink().get_link(MagicMock(), ti_key=MagicMock()) == "https://ccp.example/ui/executions/j-1"
+
+
+def test_link_is_empty_before_the_job_exists(xcom):
+    assert CCPExecutionLink().get_link(MagicMock(), ti_key=MagicMock()) == ""
+
+
+def test_link_is_named_and_registered():
+    assert CCPExecutionLink.name == "CCP execution"
+    assert "airflow_provider_ccp.links.CCPExecutionLink" in get_provider_info()["extra-links"]
+    assert any(isinstance(link, CCPExecutionLink) for link in CCPExecuteMethodOperator.operator_extra_links)

@@ -1,0 +1,266 @@
+"""The wire format, with no I/O: URLs, execute bodies, the status model and error mapping."""
+
+from __future__ import annotations
+
+import logging
+
+import pendulum
+import pytest
+
+from airflow_provider_ccp import protocol
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.protocol import StatusInfo
+
+BASE = "https://ccp.example.org"
+
+
+class TestUrls:
+    def test_every_route(self):
+        assert protocol.processes_url(BASE + "/") == f"{BASE}/processes"
+        assert protocol.process_url(BASE, "m-1") == f"{BASE}/processes/m-1"
+        assert protocol.execution_request_url(BASE, "m-1") == f"{BASE}/processes/m-1/execution"
+        assert protocol.jobs_url(BASE) == f"{BASE}/jobs"
+        assert protocol.job_url(BASE, "j-1") == f"{BASE}/jobs/j-1"
+        assert protocol.job_results_url(BASE, "j-1") == f"{BASE}/jobs/j-1/results"
+        assert protocol.executions_url(BASE) == f"{BASE}/executions"
+        assert protocol.execution_url(BASE, "j-1") == f"{BASE}/executions/j-1"
+        assert protocol.output_zip_url(BASE, "j-1") == f"{BASE}/executions/j-1/outputs/output.zip"
+
+    def test_base_url_with_a_path_keeps_it(self):
+        assert protocol.job_url("https://example.org/ccp/api/", "j") == "https://example.org/ccp/api/jobs/j"
+
+    @pytest.mark.parametrize("hostile", ["../admin", "a/b", "x?y=1", "x#frag"])
+    def test_an_id_cannot_add_path_levels_or_a_query(self, hostile):
+        url = protocol.job_url(BASE, hostile)
+        assert url.count("/") == BASE.count("/") + 2
+        assert "?" not in url
+        assert "#" not in url
+
+    def test_ui_link_only_when_configured(self):
+        assert protocol.ui_execution_url(None, "j") is None
+        assert protocol.ui_execution_url("https://ui.example.org/", "j") == "https://ui.example.org/executions/j"
+
+    def test_context_encoding_is_slash_as_percent_2f(self):
+        assert protocol.encode_context("/a.b/C D/E") == "%2Fa.b%2FC%20D%2FE"
+
+    @pytest.mark.parametrize(
+        ("href", "expected"),
+        [
+            ("?page=2", f"{BASE}/processes?page=2"),
+            ("/processes?page=2", f"{BASE}/processes?page=2"),
+            ("https://other.example.org/p?page=2", "https://other.example.org/p?page=2"),
+        ],
+    )
+    def test_next_link_is_made_absolute(self, href, expected):
+        document = {"links": [{"rel": "self", "href": "x"}, {"rel": "next", "href": href}]}
+        assert protocol.next_link(document, f"{BASE}/processes?page=1") == expected
+
+    def test_no_next_link(self):
+        assert protocol.next_link({"links": [{"rel": "prev", "href": "p"}, "junk"]}, BASE) is None
+        assert protocol.next_link({}, BASE) is None
+
+
+class TestExecuteBody:
+    def test_values_go_out_as_strings(self):
+        body = protocol.execute_body(
+            {"n": 3, "x": 1.5, "flag": True, "off": False, "s": "text", "many": ["a", 2], "obj": {"b": 1, "a": 2}},
+            outputs=protocol.value_outputs(["stdout"]),
+        )
+        assert body == {
+            "inputs": {
+                "n": "3",
+                "x": "1.5",
+                "flag": "true",
+                "off": "false",
+                "s": "text",
+                "many": "a,2",
+                "obj": '{"a": 2, "b": 1}',
+            },
+            "outputs": {"stdout": {"transmissionMode": "value"}},
+            "response": "raw",
+        }
+
+    def test_outputs_left_out_when_not_given(self):
+        assert protocol.execute_body({"ccpimage": "bash"}) == {"inputs": {"ccpimage": "bash"}, "response": "raw"}
+
+    def test_unsupported_value_names_the_input(self):
+        with pytest.raises(CCPProtocolError, match=r"'blob'.*bytes"):
+            protocol.execute_body({"blob": b"\x00"})
+
+
+class TestJobIdFromSubmission:
+    @pytest.mark.parametrize("key", ["jobID", "jobId", "id"])
+    def test_from_body(self, key):
+        assert protocol.job_id_from_submission({key: "abc"}, "https://x/jobs/other") == "abc"
+
+    @pytest.mark.parametrize(
+        "location", ["https://ccp.example.org/jobs/abc", "/jobs/abc/", "https://ccp.example.org/jobs/abc?f=json"]
+    )
+    def test_from_location(self, location):
+        assert protocol.job_id_from_submission({}, location) == "abc"
+        assert protocol.job_id_from_submission(None, location) == "abc"
+
+    def test_neither(self):
+        with pytest.raises(CCPProtocolError, match="no jobID and no Location"):
+            protocol.job_id_from_submission({"status": "accepted"}, None)
+
+
+class TestStatusModel:
+    @pytest.mark.parametrize("word", ["successful", "SUCCESSFUL", " Successful "])
+    def test_success(self, word):
+        assert protocol.is_success(word)
+        assert protocol.is_terminal(word)
+        assert not protocol.is_failure(word)
+
+    @pytest.mark.parametrize("word", ["failed", "dismissed", "cancelled", "expired", "FAILED", "Cancelled", "EXPIRED"])
+    def test_terminal_failures(self, word):
+        assert protocol.is_failure(word)
+        assert protocol.is_terminal(word)
+        assert not protocol.is_success(word)
+
+    @pytest.mark.parametrize("word", ["accepted", "running", "Running", "ACCEPTED"])
+    def test_not_finished(self, word, caplog):
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_ccp.protocol"):
+            assert not protocol.is_terminal(word)
+        assert not protocol.is_success(word)
+        assert not protocol.is_failure(word)
+        assert caplog.records == []
+
+    def test_unknown_word_is_not_terminal_and_warned_once(self, caplog):
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_ccp.protocol"):
+            for _ in range(3):
+                assert not protocol.is_terminal("EXECUTING")
+                assert not protocol.is_terminal("executing")
+            assert not protocol.is_terminal("SCHEDULED")
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [
+            "Unknown job status 'executing': treated as not finished; polling continues",
+            "Unknown job status 'scheduled': treated as not finished; polling continues",
+        ]
+
+    def test_status_info_parses_every_field(self):
+        status = StatusInfo.from_json(
+            {
+                "jobID": "j-1",
+                "status": "Successful",
+                "message": "Runtime removed",
+                "processID": "m-1",
+                "progress": 100.0,
+                "created": "2024-05-01T10:00:00Z",
+                "started": "2024-05-01T10:00:05Z",
+                "finished": "2024-05-01T10:01:05+00:00",
+                "updated": "2024-05-01T10:01:06Z",
+                "links": [{"rel": "prov", "href": "http://registry:8080/executions/j-1"}, "not a link"],
+            }
+        )
+        assert status.job_id == "j-1"
+        assert status.status == "successful"
+        assert status.successful
+        assert status.terminal
+        assert not status.failed
+        assert status.message == "Runtime removed"
+        assert status.process_id == "m-1"
+        assert status.progress == 100
+        assert status.created == pendulum.datetime(2024, 5, 1, 10, 0, 0)
+        assert status.started == pendulum.datetime(2024, 5, 1, 10, 0, 5)
+        assert status.finished == pendulum.datetime(2024, 5, 1, 10, 1, 5)
+        assert status.updated == pendulum.datetime(2024, 5, 1, 10, 1, 6)
+        assert status.links == ({"rel": "prov", "href": "http://registry:8080/executions/j-1"},)
+        assert status.duration_seconds == 60.0
+        assert status.to_dict() == {
+            "job_id": "j-1",
+            "status": "successful",
+            "message": "Runtime removed",
+            "process_id": "m-1",
+            "progress": 100,
+            "created": "2024-05-01T10:00:00+00:00",
+            "started": "2024-05-01T10:00:05+00:00",
+            "finished": "2024-05-01T10:01:05+00:00",
+            "updated": "2024-05-01T10:01:06+00:00",
+            "duration_seconds": 60.0,
+        }
+
+    def test_ccp_documented_example_without_finished_or_progress(self):
+        # The jobStatus example of CCP's docs (ccp-api.md §3.3): no finished, no progress.
+        status = StatusInfo.from_json(
+            {
+                "jobID": "5c8d",
+                "status": "running",
+                "message": "Started",
+                "created": "2024-05-01T10:00:00Z",
+                "started": "2024-05-01T10:00:05Z",
+                "updated": "2024-05-01T10:00:30Z",
+            }
+        )
+        assert status.finished is None
+        assert status.progress is None
+        assert not status.terminal
+        # While running, "updated" is not an end: no duration yet.
+        assert status.duration_seconds is None
+
+    def test_unparsable_timestamps_become_none(self):
+        status = StatusInfo.from_json(
+            {"jobID": "j", "status": "failed", "created": "not a date", "updated": "2024-13-45T99:00:00Z"}
+        )
+        assert status.created is None
+        assert status.updated is None
+        assert status.failed
+
+    @pytest.mark.parametrize("key", ["jobId", "id"])
+    def test_other_job_id_spellings(self, key):
+        assert StatusInfo.from_json({key: "j", "status": "accepted"}).job_id == "j"
+
+    @pytest.mark.parametrize("body", [{"status": "running"}, {"jobID": "j"}, ["jobID"], "text", None])
+    def test_not_a_status_info(self, body):
+        with pytest.raises(CCPProtocolError):
+            StatusInfo.from_json(body)
+
+
+class TestErrors:
+    def test_ogc_exception_body_is_read(self):
+        body = (
+            b'{"type": "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/no-such-process",'
+            b' "title": "No such process", "detail": "Method m-9 is not visible in this context"}'
+        )
+        error = protocol.error_from_response(404, "Not Found", body, url=f"{BASE}/processes/m-9", method_id="m-9")
+        assert isinstance(error, CCPNotFoundError)
+        assert error.http_status == 404
+        assert error.method_id == "m-9"
+        assert error.url == f"{BASE}/processes/m-9"
+        assert error.error_type == protocol.OGC_EXCEPTION_PREFIX + "no-such-process"
+        assert error.title == "No such process"
+        assert error.detail == "Method m-9 is not visible in this context"
+        assert str(error) == (
+            f"HTTP 404 Not Found from {BASE}/processes/m-9 (Method 'm-9'): "
+            "No such process; Method m-9 is not visible in this context"
+        )
+
+    @pytest.mark.parametrize("body", [b"", b"<html><body><h1>502 Bad Gateway</h1></body></html>", b"[1, 2]", b"{"])
+    def test_non_ogc_body_is_reported_by_status_line(self, body):
+        error = protocol.error_from_response(502, "Bad Gateway", body, url=f"{BASE}/jobs/j", job_id="j")
+        assert type(error) is CCPError
+        assert str(error) == f"HTTP 502 Bad Gateway from {BASE}/jobs/j (job 'j')"
+        assert error.error_type is None
+        assert error.title is None
+        assert error.detail is None
+        assert error.__context__ is None
+
+    @pytest.mark.parametrize(("status", "cls"), [(401, CCPAuthError), (403, CCPAuthError), (500, CCPError)])
+    def test_classes(self, status, cls):
+        assert type(protocol.error_from_response(status, "", b"", url=BASE)) is cls
+
+    def test_decode_json_error_is_a_protocol_error(self):
+        with pytest.raises(CCPProtocolError, match="Expected JSON from u") as raised:
+            protocol.decode_json(b"<html>", url="u")
+        assert raised.value.__cause__ is None
+
+    @pytest.mark.parametrize(
+        ("value", "expected"), [(None, None), ("", None), ("2", 2.0), (" 7 ", 7.0), ("9999", 60.0), ("-3", 0.0)]
+    )
+    def test_retry_after_seconds(self, value, expected):
+        assert protocol.retry_after_seconds(value, cap=60.0) == expected
+
+    def test_retry_after_http_date(self):
+        date = pendulum.now("UTC").add(seconds=30).format("ddd, DD MMM YYYY HH:mm:ss [GMT]")
+        assert 25 <= protocol.retry_after_seconds(date, cap=60.0) <= 30
+        assert protocol.retry_after_seconds("not a date", cap=60.0) is None

@@ -1,0 +1,81 @@
+"""Provider discovery: the entry point, the provider-info document, and the ``ccp`` connection type."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import airflow
+import jsonschema
+import pytest
+
+import airflow_provider_ccp
+from airflow_provider_ccp import get_provider_info
+from airflow_provider_ccp.connection import AUTH_FLOWS, EXTRA_FIELDS
+from airflow_provider_ccp.hooks.ccp import CCPHook
+
+AIRFLOW_DIR = Path(airflow.__file__).parent
+
+
+def test_the_entry_point_is_get_provider_info():
+    (entry,) = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_ccp")
+    ]
+    assert entry.load() is get_provider_info
+
+
+def test_the_document_is_valid_for_this_airflow():
+    schema = json.loads((AIRFLOW_DIR / "provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    assert info["package-name"] == "airflow-provider-ccp"
+    assert info["versions"] == [airflow_provider_ccp.__version__]
+
+
+def test_the_connection_type():
+    (conn_type,) = get_provider_info()["connection-types"]
+    assert conn_type["connection-type"] == "ccp"
+    assert conn_type["hook-class-name"] == "airflow_provider_ccp.hooks.ccp.CCPHook"
+    assert set(conn_type["conn-fields"]) == set(EXTRA_FIELDS)
+    assert conn_type["conn-fields"]["client_secret"]["schema"]["format"] == "password"
+    assert set(conn_type["conn-fields"]["auth_flow"]["schema"]["enum"]) == {*AUTH_FLOWS, None}
+    for spec in conn_type["conn-fields"].values():
+        assert spec["label"]
+        assert spec["description"]
+
+
+def test_the_ui_field_behaviour_is_valid():
+    schema = json.loads((AIRFLOW_DIR / "customized_form_field_behaviours.schema.json").read_text())
+    behaviour = CCPHook.get_ui_field_behaviour()
+    jsonschema.validate(behaviour, schema)
+    assert "schema" in behaviour["hidden_fields"]
+    assert behaviour["relabeling"]["host"] == "CCP URL"
+    assert behaviour["placeholders"]["token_url"].startswith("https://accounts.d4science.org/")
+
+
+@pytest.mark.parametrize("section", ["hooks", "operators", "sensors", "triggers"])
+def test_every_listed_module_imports(section):
+    for entry in get_provider_info()[section]:
+        for module in entry["python-modules"]:
+            assert importlib.import_module(module)
+
+
+def test_every_extra_link_exists():
+    for path in get_provider_info()["extra-links"]:
+        module, _, name = path.rpartition(".")
+        assert getattr(importlib.import_module(module), name)
+
+
+def test_airflow_discovers_the_provider_and_its_hook():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-ccp" in manager.providers
+    hook = manager.hooks["ccp"]
+    assert hook is not None
+    assert hook.hook_class_name == "airflow_provider_ccp.hooks.ccp.CCPHook"
+    assert hook.connection_id_attribute_name == "ccp_conn_id"
+    assert hook.hook_name == "D4Science CCP"
+    assert hook.connection_testable

@@ -1,0 +1,198 @@
+"""CCPJobTrigger: serialization, and run()/on_kill() against the CCP sandbox (no DB, no triggerer)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+
+from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError
+from airflow_provider_ccp.hooks import ccp as hook_module
+from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.triggers.ccp import (
+    MAX_CONSECUTIVE_FAILURES,
+    CCPJobTrigger,
+    JobWatch,
+    is_transient,
+)
+from tests.task_helpers import finished_job
+
+pytestmark = pytest.mark.usefixtures("sandbox_conn")
+
+
+@pytest.fixture(autouse=True)
+def fast_hook_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hook_module, "RETRY_BACKOFF", 0.01)
+    monkeypatch.setattr(hook_module, "RETRY_BACKOFF_MAX", 0.02)
+
+
+def submit(method_id: str, **inputs: str) -> str:
+    return str(CCPHook().submit_execution(method_id, {"ccpimage": "bash", **inputs})["jobID"])
+
+
+async def all_events(trigger: CCPJobTrigger) -> list[dict]:
+    return [dict(event.payload) async for event in trigger.run()]
+
+
+def trigger_for(job_id: str, **kwargs) -> CCPJobTrigger:
+    return CCPJobTrigger(**({"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 0.05} | kwargs))
+
+
+def test_serialize_round_trips_with_json_primitives():
+    trigger = CCPJobTrigger("ccp_x", "job-1", poll_interval=12, end_time=1700000000, cancel_on_kill=False)
+
+    classpath, kwargs = trigger.serialize()
+
+    assert classpath == "airflow_provider_ccp.triggers.ccp.CCPJobTrigger"
+    assert kwargs == {
+        "conn_id": "ccp_x",
+        "job_id": "job-1",
+        "poll_interval": 12.0,
+        "end_time": 1700000000.0,
+        "cancel_on_kill": False,
+    }
+    assert CCPJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_poll_interval_must_be_positive():
+    with pytest.raises(ValueError, match="poll_interval"):
+        CCPJobTrigger("c", "j", poll_interval=0)
+
+
+async def test_success_yields_exactly_one_event(sandbox):
+    job_id = submit("sleep", seconds="0.3")
+
+    events = await all_events(trigger_for(job_id))
+
+    assert events == [
+        {"status": "success", "job_id": job_id, "job_status": "successful", "message": events[0]["message"]}
+    ]
+    assert sandbox.admin.requests_to("POST", "/processes/{process_id}/execution") == 1  # the trigger never submits
+
+
+async def test_failure_yields_a_failed_event_with_ccps_message(sandbox):
+    job_id = submit("fail", message="bad input", exit_code="4")
+
+    [event] = await all_events(trigger_for(job_id))
+
+    assert event["status"] == "failed"
+    assert event["job_status"] == "failed"
+    assert event["message"]
+
+
+async def test_a_token_revoked_mid_poll_is_renewed_once(sandbox):
+    job_id = submit("sleep", seconds="1")
+    task = asyncio.create_task(all_events(trigger_for(job_id)))
+    while sandbox.admin.requests_to("GET", "/jobs/{job_id}") < 2:
+        await asyncio.sleep(0.05)
+    grants_before = sandbox.admin.token_grants("uma-ticket")
+
+    sandbox.admin.revoke_tokens()
+    [event] = await task
+
+    assert event["status"] == "success"
+    assert sandbox.admin.token_grants("uma-ticket") == grants_before + 1
+
+
+async def test_bursts_of_5xx_are_ridden_out(sandbox):
+    job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
+    # 503s are retried inside the hook; 500s come back to the trigger, which polls again.
+    sandbox.admin.fail_next(r"^/jobs/", 503, count=3, method="GET")
+    sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES, method="GET")
+
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.01))
+
+    assert event["status"] == "success"
+
+
+async def test_endless_errors_end_in_one_error_event(sandbox):
+    job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
+    sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES + 1, method="GET")
+
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.01))
+
+    assert event["status"] == "error"
+    assert "failed polls in a row" in event["message"]
+
+
+async def test_a_vanished_job_is_an_error_at_once(sandbox):
+    [event] = await all_events(trigger_for("no-such-job"))
+
+    assert event["status"] == "error"
+    assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 1
+
+
+async def test_deadline_yields_timeout_and_leaves_the_job_alone(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+
+    [event] = await all_events(trigger_for(job_id, end_time=time.time() + 0.3))
+
+    assert event == {
+        "status": "timeout",
+        "job_id": job_id,
+        "job_status": "accepted",
+        "message": f"CCP job {job_id} was still accepted when the wait timed out",
+    }
+    assert sandbox.admin.requests_to("DELETE", "/jobs/{job_id}") == 0
+
+
+async def test_a_broken_connection_is_an_error_event(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_CCP_DEFAULT")
+
+    [event] = await all_events(trigger_for("job-1"))
+
+    assert event["status"] == "error"
+
+
+async def test_on_kill_dismisses_the_job(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+
+    await trigger_for(job_id).on_kill()
+
+    assert CCPHook().get_job(job_id).status == "dismissed"
+
+
+async def test_on_kill_respects_cancel_on_kill_false_and_never_raises(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+    await trigger_for(job_id, cancel_on_kill=False).on_kill()
+    sandbox.admin.fail_next(r"^/jobs/", 403, method="DELETE")
+    await trigger_for(job_id).on_kill()
+
+    assert CCPHook().get_job(job_id).status == "accepted"
+
+
+async def test_cancelling_the_trigger_like_a_triggerer_restart_does_not_dismiss(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+    task = asyncio.create_task(all_events(trigger_for(job_id)))
+    await asyncio.sleep(0.3)
+
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    assert task.cancelled()
+    assert sandbox.admin.requests_to("DELETE", "/jobs/{job_id}") == 0
+
+
+def test_only_retryable_errors_are_transient():
+    assert is_transient(CCPError("down"))
+    assert is_transient(CCPError("5xx", http_status=502))
+    assert is_transient(CCPError("slow down", http_status=429))
+    assert not is_transient(CCPError("forbidden", http_status=403))
+    assert not is_transient(CCPNotFoundError("gone", http_status=404))
+
+
+def test_failures_back_off_but_never_past_the_deadline():
+    watch = JobWatch("j", poll_interval=2, end_time=time.time() + 5, log=__import__("logging").getLogger("t"))
+    assert watch.next_delay() == 2
+    watch.on_error(CCPError("down"))
+    watch.on_error(CCPError("down"))
+    assert watch.next_delay() == 4
+    watch.on_error(CCPError("down"))
+    assert 4 < watch.next_delay() <= 5
