@@ -24,6 +24,8 @@ import requests
 
 COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+# Their log servers would listen on every interface; the api-server reads the log files directly.
+SKIP_SERVE_LOGS = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-serve-logs",)}
 
 
 def free_port() -> int:
@@ -72,6 +74,8 @@ class LocalAirflow:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            # A killed triggerer's triggers move to a live one after this long without a heartbeat.
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         }
         env |= {f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in self.connections.items()}
@@ -102,7 +106,7 @@ class LocalAirflow:
         for component in components or COMPONENTS:
             with (self.logs / f"{component}.log").open("ab") as log:
                 self.processes[component] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", component],
+                    [sys.executable, "-m", "airflow", component, *SKIP_SERVE_LOGS.get(component, ())],
                     env=self.env(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -226,6 +230,16 @@ class LocalAirflow:
         if isinstance(content, list):
             return "\n".join(str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content)
         return str(content)
+
+    def failure_report(self, dag_id: str, run_id: str) -> str:
+        """The states of a run's task instances and the logs of the ones that failed, for an error message."""
+        lines = []
+        for ti in self.task_instances(dag_id, run_id):
+            lines.append(f"{ti['task_id']}[{ti.get('map_index', -1)}]: {ti.get('state')}")
+            if ti.get("state") == "failed":
+                log = self.task_log(dag_id, run_id, ti["task_id"], ti.get("try_number") or 1, ti.get("map_index", -1))
+                lines.append(log[-4000:])
+        return "\n".join(lines)
 
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
         self.api("PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", json={"new_state": state})

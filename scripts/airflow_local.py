@@ -18,11 +18,12 @@ from airflow_provider_ccp.sandbox.testing import SandboxProcess
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".airflow"
 USER, PASSWORD = "admin", "admin"
+LAUNCH_SECONDS = 3
 console = Console()
 
 
 def main() -> int:
-    sandbox = SandboxProcess(data_dir=HOME / "sandbox-data")
+    sandbox = SandboxProcess(data_dir=HOME / "sandbox-data", launch_seconds=LAUNCH_SECONDS)
     sandbox.start()
     passwords = HOME / "simple_auth_manager_passwords.json"
     port = 8080 if _port_is_free(8080) else free_port()

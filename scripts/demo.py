@@ -25,6 +25,8 @@ from airflow_provider_ccp.sandbox.testing import SandboxProcess
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".airflow"
 DAG_ID = "ccp_quickstart"
+# Like CCP deploying a container, each sandbox job waits a few seconds before running: time to defer.
+LAUNCH_SECONDS = 3
 console = Console()
 
 
@@ -75,7 +77,7 @@ def _summary(stack: LocalAirflow, run_id: str, deferred: bool) -> None:
 
 def main() -> int:
     total = 5
-    sandbox = SandboxProcess(data_dir=HOME / "sandbox-data")
+    sandbox = SandboxProcess(data_dir=HOME / "sandbox-data", launch_seconds=LAUNCH_SECONDS)
     stack: LocalAirflow | None = None
     try:
         with step(1, total, "Starting the CCP sandbox", str(HOME / "sandbox-data")):

@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ready-file", type=Path, help='write {"url", "pid", "token_url", "connection"} here once listening'
     )
+    parser.add_argument(
+        "--launch-seconds",
+        type=float,
+        default=0.0,
+        help="how long each job stays 'accepted' before it runs, like CCP deploying a container (default: 0)",
+    )
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -125,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         contexts=args.contexts,
         methods_dirs=args.methods,
         admin=args.admin,
+        launch_seconds=args.launch_seconds,
     )
     try:
         bound = bind_sandbox(config, lambda: _announce(bound.url, config, args.ready_file), args.log_level)

@@ -32,6 +32,8 @@ class SandboxConfig:
     contexts: Sequence[str] = (DEFAULT_CONTEXT,)
     methods_dirs: Sequence[Path] = ()
     admin: bool = False
+    #: How long a job stays ``accepted`` before it runs, like CCP's launch and deploy of a container.
+    launch_seconds: float = 0.0
 
 
 def parse_pairs(text: str, what: str) -> dict[str, str]:

@@ -48,6 +48,7 @@ class _Sandbox(ABC):
         contexts: Sequence[str] | None = None,
         methods_dirs: Sequence[str | Path] = (),
         admin: bool = True,
+        launch_seconds: float = 0.0,
     ) -> None:
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="ccp-sandbox-"))
@@ -60,6 +61,7 @@ class _Sandbox(ABC):
             contexts=tuple(contexts or (DEFAULT_CONTEXT,)),
             methods_dirs=tuple(Path(folder) for folder in methods_dirs),
             admin=admin,
+            launch_seconds=launch_seconds,
         )
         self.user, self.password = next(iter(self.config.users.items()))
         self.client_id, self.client_secret = next(iter(self.config.clients.items()))
@@ -201,6 +203,8 @@ class SandboxProcess(_Sandbox):
             ",".join(f"{k}:{v}" for k, v in config.clients.items()),
             "--contexts",
             ",".join(config.contexts),
+            "--launch-seconds",
+            str(config.launch_seconds),
         ]
         for folder in config.methods_dirs:
             command += ["--methods", str(folder)]

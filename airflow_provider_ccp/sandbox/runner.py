@@ -24,8 +24,9 @@ INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 class JobRunner:
-    def __init__(self) -> None:
+    def __init__(self, launch_seconds: float = 0.0) -> None:
         self._jobs: list[Job] = []
+        self._launch_seconds = launch_seconds
 
     def prepare(self, job: Job, ccp_env: Mapping[str, str]) -> None:
         """Lay out the job folder (what CCP's Deploy phase would put in /ccp_data)."""
@@ -57,6 +58,8 @@ class JobRunner:
                 _kill(job)
 
     async def _run(self, job: Job, ccp_env: Mapping[str, str]) -> None:
+        if self._launch_seconds:
+            await asyncio.sleep(self._launch_seconds)
         job.set_status(RUNNING, "Execution running", 0)
         for number in range(1, job.plan.replicas + 1):
             if job.dismiss_requested:

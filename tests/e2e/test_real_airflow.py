@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ccp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    sandbox = SandboxProcess(data_dir=tmp_path_factory.mktemp("sandbox-data"))
+    # Jobs stay `accepted` for 3 s, as on CCP while it deploys the container: the task must defer.
+    sandbox = SandboxProcess(data_dir=tmp_path_factory.mktemp("sandbox-data"), launch_seconds=3)
     sandbox.start()
     try:
         yield sandbox
@@ -64,11 +65,12 @@ def _ccp_tasks(watch, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_quickstart_defers_in_the_triggerer_and_hands_the_result_downstream(stack: LocalAirflow, admin) -> None:  # type: ignore[no-untyped-def]
-    stack.wait_for_dag("ccp_quickstart")
-    run_id = stack.trigger("ccp_quickstart")
-    watch = stack.wait_for_run("ccp_quickstart", run_id)
+    dag_id = "ccp_quickstart"
+    stack.wait_for_dag(dag_id)
+    run_id = stack.trigger(dag_id)
+    watch = stack.wait_for_run(dag_id, run_id)
 
-    assert watch.run_state == "success", watch.states
+    assert watch.run_state == "success", stack.failure_report(dag_id, run_id)
     ccp_task = next(
         ti["task_id"]
         for ti in stack.task_instances("ccp_quickstart", run_id)
@@ -86,11 +88,12 @@ def test_quickstart_defers_in_the_triggerer_and_hands_the_result_downstream(stac
 
 
 def test_fan_out_defers_every_mapped_execution(stack: LocalAirflow, admin) -> None:  # type: ignore[no-untyped-def]
-    stack.wait_for_dag("ccp_fan_out")
-    run_id = stack.trigger("ccp_fan_out")
-    watch = stack.wait_for_run("ccp_fan_out", run_id)
+    dag_id = "ccp_fan_out"
+    stack.wait_for_dag(dag_id)
+    run_id = stack.trigger(dag_id)
+    watch = stack.wait_for_run(dag_id, run_id)
 
-    assert watch.run_state == "success", watch.states
+    assert watch.run_state == "success", stack.failure_report(dag_id, run_id)
     mapped = [ti for ti in stack.task_instances("ccp_fan_out", run_id) if ti["map_index"] not in (-1, None)]
     assert len(mapped) >= 2, watch.states
     for ti in mapped:
@@ -107,27 +110,31 @@ def _wait_until_deferred(stack: LocalAirflow, dag_id: str, run_id: str, task_id:
 
 
 def test_a_killed_triggerer_is_replaced_without_a_second_execution(stack: LocalAirflow, admin) -> None:  # type: ignore[no-untyped-def]
-    stack.wait_for_dag("ccp_e2e_sleep")
-    run_id = stack.trigger("ccp_e2e_sleep", conf={"seconds": "12"})
-    _wait_until_deferred(stack, "ccp_e2e_sleep", run_id, "sleep")
+    dag_id = "ccp_e2e_sleep"
+    stack.wait_for_dag(dag_id)
+    run_id = stack.trigger(dag_id, conf={"seconds": "12"})
+    _wait_until_deferred(stack, dag_id, run_id, "sleep")
 
     stack.kill("triggerer")  # SIGKILL to its process group: no cleanup, no on_kill
     stack.start("triggerer")
-    watch = stack.wait_for_run("ccp_e2e_sleep", run_id)
+    watch = stack.wait_for_run(dag_id, run_id)
 
-    assert watch.run_state == "success", watch.states
+    assert watch.run_state == "success", stack.failure_report(dag_id, run_id)
     assert admin.executions_submitted("sleep") == 1
 
 
 def test_marking_a_deferred_task_failed_dismisses_the_execution(
     stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ccp.admin.reset()
     monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
     hook = CCPHook(ccp_conn_id="ccp_e2e")
     stack.wait_for_dag("ccp_e2e_sleep")
     run_id = stack.trigger("ccp_e2e_sleep", conf={"seconds": "120"})
     _wait_until_deferred(stack, "ccp_e2e_sleep", run_id, "sleep")
     job_id = stack.xcom("ccp_e2e_sleep", run_id, "sleep", key="ccp_job_id")
+    # The operator polled once before deferring; a second poll means the trigger runs in the triggerer.
+    stack.wait_until("the trigger to poll CCP", lambda: ccp.admin.requests_to("GET", "/jobs/{job_id}") >= 2, timeout=60)
 
     stack.set_task_state("ccp_e2e_sleep", run_id, "sleep", "failed")
 
