@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+# Set before Airflow is imported: Airflow 3.1 logs its ORM set-up at INFO on import, and a command
+# line prints only its own output (--verbose turns logging back up once arguments are parsed).
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
 from airflow_provider_ccp import __version__
 from airflow_provider_ccp.connection import AUTH_FLOWS

@@ -27,7 +27,9 @@ class SandboxState:
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> SandboxState:
-        return cls(config, TokenService(config), MethodCatalog(config.methods_dirs), runner=JobRunner(config.launch_seconds))
+        return cls(
+            config, TokenService(config), MethodCatalog(config.methods_dirs), runner=JobRunner(config.launch_seconds)
+        )
 
 
 def sandbox_state(request: Request) -> SandboxState:
