@@ -77,6 +77,8 @@ class LocalAirflow:
             # A killed triggerer's triggers move to a live one after this long without a heartbeat.
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            # The point of the local stack: CCP tasks wait in the triggerer, not in a worker slot.
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         }
         env |= {f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in self.connections.items()}
         env |= dict(self.extra_env)

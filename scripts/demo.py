@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pendulum
 from rich.console import Console
 from rich.table import Table
 
@@ -55,15 +56,26 @@ def _manifest(stack: LocalAirflow, run_id: str) -> tuple[str, dict[str, Any]]:
     raise StackError(f"No task of {DAG_ID} returned a CCP manifest")
 
 
+def _durations(manifest: dict[str, Any]) -> str:
+    running = manifest.get("duration_seconds")
+    text = f"{running:.1f} s running" if isinstance(running, int | float) else "?"
+    if manifest.get("created") and manifest.get("finished"):
+        created, finished = pendulum.parse(manifest["created"]), pendulum.parse(manifest["finished"])
+        if isinstance(created, pendulum.DateTime) and isinstance(finished, pendulum.DateTime):
+            text += f", {(finished - created).total_seconds():.1f} s from submission to the end"
+    return text
+
+
 def _summary(stack: LocalAirflow, run_id: str, deferred: bool) -> None:
     task_id, manifest = _manifest(stack, run_id)
     table = Table(title=f"{DAG_ID}: CCP execution", show_header=False)
+    table.add_column(overflow="fold")
+    table.add_column(overflow="fold")
     table.add_row("Method", str(manifest.get("method_id")))
     table.add_row("Task", task_id + ("  (went through DEFERRED: the wait ran in the triggerer)" if deferred else ""))
     table.add_row("Job id", str(manifest.get("job_id")))
     table.add_row("Status", str(manifest.get("status")))
-    duration = manifest.get("duration_seconds")
-    table.add_row("Duration", f"{duration:.1f} s" if isinstance(duration, int | float) else "?")
+    table.add_row("Duration", _durations(manifest))
     table.add_row("Outputs archive", str(manifest.get("archive")))
     for item in manifest.get("files", []):
         table.add_row("  file", f"{item['path']}  ({item['size']} bytes)")

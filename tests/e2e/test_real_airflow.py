@@ -43,7 +43,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, ccp: SandboxProcess) -> Iter
         home=tmp_path_factory.mktemp("airflow-home"),
         dags_folder=dags,
         connections={"ccp_default": ccp.connection_json()},
-        extra_env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
     )
     airflow.migrate()
     with airflow:
