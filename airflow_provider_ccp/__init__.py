@@ -12,6 +12,17 @@ __version__ = "0.1.0"
 
 _HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
 
+#: The ways the ``ccp`` connection gets a token (docs/connection.md); the first is the default.
+AUTH_FLOWS = (
+    "password_uma",
+    "password_scope",
+    "context_header",
+    "client_credentials",
+    "refresh_token",
+    "token",
+    "none",
+)
+
 #: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info).
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "context": {
@@ -34,16 +45,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "How the token is obtained (docs/connection.md).",
         "schema": {
             "type": ["string", "null"],
-            "enum": [
-                "password_uma",
-                "password_scope",
-                "context_header",
-                "client_credentials",
-                "refresh_token",
-                "token",
-                "none",
-                None,
-            ],
+            "enum": [*AUTH_FLOWS, None],
         },
     },
     "token_url": {

@@ -82,6 +82,8 @@ class TokenState:
     login: Grant | None = None
     context: Grant | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Never held across I/O, unlike ``lock``: taking it cannot stall an event loop behind a sync token request.
+    _async_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
@@ -93,7 +95,7 @@ class TokenState:
     def async_lock(self) -> asyncio.Lock:
         """One asyncio lock per event loop: concurrent coroutines wait for a single token request."""
         loop = asyncio.get_running_loop()
-        with self.lock:
+        with self._async_guard:
             lock = self._async_locks.get(loop)
             if lock is None:
                 lock = self._async_locks[loop] = asyncio.Lock()

@@ -8,21 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from airflow_provider_ccp import AUTH_FLOWS
 from airflow_provider_ccp.exceptions import CCPError
 
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
 DEFAULT_TIMEOUT = 60.0
 
-AUTH_FLOWS = (
-    "password_uma",
-    "password_scope",
-    "context_header",
-    "client_credentials",
-    "refresh_token",
-    "token",
-    "none",
-)
 EXTRA_FIELDS = (
     "token_url",
     "client_id",

@@ -38,9 +38,14 @@ KNOWN_STATUSES = SUCCESS_STATUSES | FAILURE_STATUSES | {"accepted", "running"}
 #: The execution POST asks for an asynchronous job (OGC 1.0 §7.11.2); CCP answers 201 anyway.
 SUBMIT_HEADERS = {"Prefer": "respond-async", "Accept": "application/json", "Content-Type": "application/json"}
 JSON_HEADERS = {"Accept": "application/json"}
+#: Downloads ask for the bytes as stored, so Content-Length counts what is written to disk.
+OUTPUT_ZIP_HEADERS = {"Accept": "application/zip, */*", "Accept-Encoding": "identity"}
+RESULTS_HEADERS = JSON_HEADERS | {"Accept-Encoding": "identity"}
 SUBMIT_OK_STATUSES = frozenset({200, 201, 202})
 #: A server that cannot dismiss jobs answers one of these to ``DELETE /jobs/{id}``.
 DISMISS_UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
+#: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_outcome`` reads rather than raises.
+DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
 #: Answers worth retrying for idempotent calls (GET, DELETE, token requests).
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -274,6 +279,30 @@ class StatusInfo:
             "updated": self.updated.isoformat() if self.updated else None,
             "duration_seconds": self.duration_seconds,
         }
+
+
+@dataclass(frozen=True)
+class DismissResult:
+    """What ``DELETE /jobs/{id}`` achieved; a server without dismiss support is an answer, not a crash."""
+
+    supported: bool
+    status: StatusInfo | None
+    message: str
+
+
+def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult:
+    if status_code in DISMISS_UNSUPPORTED_STATUSES:
+        return DismissResult(
+            supported=False,
+            status=None,
+            message=f"The server cannot dismiss job {job_id} (HTTP {status_code} to DELETE /jobs/{job_id})",
+        )
+    try:
+        status: StatusInfo | None = StatusInfo.from_json(json.loads(body))
+    except (ValueError, CCPError):
+        status = None
+    word = status.status if status else "dismissed"
+    return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")
 
 
 # --------------------------------------------------------------------------- errors

@@ -34,7 +34,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
 )
-from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.protocol import DismissResult, StatusInfo
 
 #: Bounds for retrying idempotent calls: attempts, backoff and the longest Retry-After we honour.
 RETRY_ATTEMPTS = 5
@@ -44,15 +44,6 @@ RETRY_AFTER_CAP = 60.0
 RETRY_TOTAL_SECONDS = 180.0
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
-
-
-@dataclass(frozen=True)
-class DismissResult:
-    """What ``DELETE /jobs/{id}`` achieved; a server without dismiss support is an answer, not a crash."""
-
-    supported: bool
-    status: StatusInfo | None
-    message: str
 
 
 @dataclass(frozen=True)
@@ -138,16 +129,23 @@ class CCPHook(_CCPHookBase):
         auth.mask(*settings.secrets)
         return settings
 
-    @cached_property
-    def session(self) -> requests.Session:
+    def _new_session(self, retried_methods: frozenset[str]) -> requests.Session:
         session = requests.Session()
         session.verify = self.settings.verify
         session.headers["User-Agent"] = "airflow-provider-ccp"
-        session.mount("http://", HTTPAdapter(max_retries=_retry(frozenset({"GET", "DELETE", "HEAD"}))))
-        session.mount("https://", HTTPAdapter(max_retries=_retry(frozenset({"GET", "DELETE", "HEAD"}))))
-        # A token grant is safe to repeat, so the token endpoint (mounted by its longer prefix) also retries POST.
-        session.mount(self.settings.token_url, HTTPAdapter(max_retries=_retry(frozenset({"POST"}))))
+        for scheme in ("http://", "https://"):
+            session.mount(scheme, HTTPAdapter(max_retries=_retry(retried_methods)))
         return session
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """CCP calls: GET and DELETE are retried, the execution POST never is once it may have been sent."""
+        return self._new_session(frozenset({"GET", "DELETE", "HEAD"}))
+
+    @cached_property
+    def token_session(self) -> requests.Session:
+        """Token requests: a grant is safe to repeat, so POST is retried here (and only here)."""
+        return self._new_session(frozenset({"POST"}))
 
     def get_conn(self) -> requests.Session:
         return self.session
@@ -156,7 +154,7 @@ class CCPHook(_CCPHookBase):
 
     def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
         try:
-            response = self.session.post(
+            response = self.token_session.post(
                 request.url,
                 data=dict(request.data),
                 headers=dict(request.headers),
@@ -311,9 +309,8 @@ class CCPHook(_CCPHookBase):
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
         url = protocol.job_url(self.settings.base_url, job_id)
-        ok = frozenset({200, 202, 204}) | protocol.DISMISS_UNSUPPORTED_STATUSES
-        response = self._request("DELETE", url, ok=ok, job_id=job_id)
-        return _dismiss_result(job_id, response.status_code, response.content)
+        response = self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
+        return protocol.dismiss_outcome(job_id, response.status_code, response.content)
 
     def list_executions(self) -> list[dict[str, Any]]:
         document = self._get_json(protocol.executions_url(self.settings.base_url))
@@ -345,13 +342,11 @@ class CCPHook(_CCPHookBase):
         target = Path(destination)
         zip_url = protocol.output_zip_url(base, job_id)
         try:
-            response = self._request(
-                "GET", zip_url, job_id=job_id, stream=True, headers={"Accept-Encoding": "identity"}
-            )
+            response = self._request("GET", zip_url, job_id=job_id, stream=True, headers=protocol.OUTPUT_ZIP_HEADERS)
             kind = "zip"
         except CCPNotFoundError:
             results_url = protocol.job_results_url(base, job_id)
-            response = self._request("GET", results_url, job_id=job_id, stream=True)
+            response = self._request("GET", results_url, job_id=job_id, stream=True, headers=protocol.RESULTS_HEADERS)
             zip_url, kind = results_url, "json"
         if target.is_dir():
             target = target / ("output.zip" if kind == "zip" else "results.json")
@@ -393,10 +388,15 @@ def _stream_to_file(
                 written += len(chunk)
                 if progress is not None:
                     progress(written, total)
-        if total is not None and written != total:
+            out.flush()
+            os.fsync(out.fileno())  # the rename below must never publish a file whose bytes are not on disk
+        # Content-Length counts the bytes on the wire: compare it with those, not with decoded bytes.
+        received = response.raw.tell() if response.raw is not None else written
+        if total is not None and received != total:
             raise CCPDownloadError(
-                f"The download of {url} ended after {written} of {total} bytes", url=url, job_id=job_id
+                f"The download of {url} ended after {received} of {total} bytes", url=url, job_id=job_id
             )
+        os.chmod(temp_name, 0o644)  # mkstemp makes it private; the outputs are meant to be read by others
         os.replace(temp_name, target)
     except requests.RequestException as err:
         Path(temp_name).unlink(missing_ok=True)
@@ -407,21 +407,6 @@ def _stream_to_file(
         Path(temp_name).unlink(missing_ok=True)
         raise
     return written
-
-
-def _dismiss_result(job_id: str, status_code: int, body: bytes) -> DismissResult:
-    if status_code in protocol.DISMISS_UNSUPPORTED_STATUSES:
-        return DismissResult(
-            supported=False,
-            status=None,
-            message=f"The server cannot dismiss job {job_id} (HTTP {status_code} to DELETE /jobs/{job_id})",
-        )
-    try:
-        status: StatusInfo | None = StatusInfo.from_json(protocol.decode_json(body, url=""))
-    except CCPError:
-        status = None
-    word = status.status if status else "dismissed"
-    return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")
 
 
 class _RetryableAnswer(Exception):
@@ -510,11 +495,9 @@ class CCPAsyncHook(_CCPHookBase):
             )
         return self._client
 
-    async def _send(self, method: str, url: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
-        """One exchange, retried with tenacity when ``idempotent`` (GET, DELETE, token grants)."""
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One exchange, retried with tenacity: the async hook only sends GET, DELETE and token grants."""
         client = await self._get_client()
-        if not idempotent:
-            return await client.request(method, url, **kwargs)
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(_retryable),
             wait=_wait,
@@ -533,9 +516,7 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
         try:
-            response = await self._send(
-                "POST", request.url, idempotent=True, data=dict(request.data), headers=dict(request.headers)
-            )
+            response = await self._send("POST", request.url, data=dict(request.data), headers=dict(request.headers))
         except httpx.HTTPError as err:
             raise CCPError(f"Could not reach the token endpoint {request.url}: {type(err).__name__}") from None
         return auth.TokenAnswer(response.status_code, response.content)
@@ -561,9 +542,7 @@ class CCPAsyncHook(_CCPHookBase):
         for attempt in (1, 2):
             token = await self.get_token()
             try:
-                response = await self._send(
-                    method, url, idempotent=True, headers=dict(protocol.JSON_HEADERS) | _bearer(token)
-                )
+                response = await self._send(method, url, headers=dict(protocol.JSON_HEADERS) | _bearer(token))
             except httpx.HTTPError as err:
                 raise CCPError(f"Could not reach CCP at {url}: {type(err).__name__}", url=url, job_id=job_id) from None
             if response.status_code == 401 and token and attempt == 1:
@@ -584,6 +563,5 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def dismiss_job(self, job_id: str) -> DismissResult:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        ok = frozenset({200, 202, 204}) | protocol.DISMISS_UNSUPPORTED_STATUSES
-        response = await self._request("DELETE", url, ok=ok, job_id=job_id)
-        return _dismiss_result(job_id, response.status_code, response.content)
+        response = await self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
+        return protocol.dismiss_outcome(job_id, response.status_code, response.content)

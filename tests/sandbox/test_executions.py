@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import requests
@@ -182,3 +184,14 @@ def test_prefer_respond_async_is_acknowledged(ccp: CCP) -> None:
     )
     assert answer.status_code == 201
     assert answer.headers["Preference-Applied"] == "respond-async"
+
+
+def test_launch_seconds_keep_a_job_accepted_like_a_container_being_deployed(tmp_path: Path) -> None:
+    with SandboxServer(tmp_path / "data", launch_seconds=1.5) as server:
+        ccp = CCP(server)
+        started = time.monotonic()
+        job_id = ccp.start("hello", name="later")
+        assert ccp.get(f"/jobs/{job_id}").json()["status"] == "accepted"
+        running = ccp.wait(job_id, until={"running", "successful"})
+        assert time.monotonic() - started >= 1.5
+        assert ccp.wait(job_id)["status"] == "successful", running

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -356,6 +358,20 @@ class TestRetries:
         assert f"HTTP {status}" in str(raised.value)
         assert len(ccp_requests(httpserver, "/processes")) == 1
 
+    def test_a_token_url_that_prefixes_the_ccp_url_does_not_make_the_post_retried(
+        self, make_conn, keycloak, httpserver
+    ):
+        # Token requests have their own session: no URL prefix can lend their POST retries to CCP calls.
+        conn = make_conn(auth_flow="none", login=None, secret="", token_url=httpserver.url_for("/c"))
+        variable = f"AIRFLOW_CONN_{conn.upper()}"
+        document = json.loads(os.environ[variable])
+        document["host"] = httpserver.url_for("/ccp")  # "<server>/ccp/..." starts with the token URL "<server>/c"
+        os.environ[variable] = json.dumps(document)
+        httpserver.expect_request("/ccp/processes/m1/execution", method="POST").respond_with_data("busy", status=503)
+        with pytest.raises(CCPError):
+            CCPHook(conn).submit_execution("m1", {"ccpimage": "bash"})
+        assert len(ccp_requests(httpserver, "/ccp/processes")) == 1
+
     def test_an_execution_post_that_timed_out_is_not_resent(self, make_conn, httpserver):
         # The request reached the server; the answer did not come back in time. CCP may be running it.
         conn = make_conn(auth_flow="none", login=None, secret="", timeout=0.3)
@@ -678,6 +694,28 @@ class TestDownload:
         target = tmp_path / "runs" / "42" / "outputs.zip"
         assert CCPHook(conn).download_outputs("j1", target).path == target
         assert target.read_bytes() == b"zip"
+
+    def test_a_gzip_encoded_answer_is_checked_against_the_bytes_on_the_wire(self, make_conn, httpserver, tmp_path):
+        # A server (or proxy) may compress despite Accept-Encoding: identity; Content-Length is the compressed size.
+        document = json.dumps({"output": {"value": "x" * 5000}}).encode()
+        compressed = gzip.compress(document)
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_request(zip_route(httpserver)).respond_with_data("", status=404)
+        httpserver.expect_request("/jobs/j1/results").respond_with_data(
+            compressed, headers={"Content-Encoding": "gzip"}, content_type="application/json"
+        )
+        result = CCPHook(conn).download_outputs("j1", tmp_path)
+        assert result.kind == "json"
+        assert result.path.read_bytes() == document
+        results_request = ccp_requests(httpserver, "/jobs/j1/results")[0]
+        assert results_request.headers["Accept-Encoding"] == "identity"
+        assert results_request.headers["Accept"] == "application/json"
+
+    def test_the_file_is_readable_by_others_once_complete(self, make_conn, httpserver, tmp_path):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_request(zip_route(httpserver)).respond_with_data(b"zip")
+        result = CCPHook(conn).download_outputs("j1", tmp_path)
+        assert result.path.stat().st_mode & 0o777 == 0o644
 
     def test_a_truncated_body_leaves_nothing_behind(self, make_conn, httpserver, tmp_path):
         conn = make_conn(auth_flow="none", login=None, secret="")
