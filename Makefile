@@ -36,5 +36,9 @@ test: lint unit floor
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/demo.py
 
+# The sandbox and `airflow standalone` on 127.0.0.1, to look at the DAGs and the connection form in the UI.
+airflow: $(VENV)/.installed
+	$(VENV)/bin/python scripts/airflow_local.py
+
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .airflow .pytest_cache .mypy_cache .ruff_cache

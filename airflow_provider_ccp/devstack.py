@@ -34,6 +34,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def interrupt_on_signals() -> None:
+    """SIGTERM like Ctrl-C: a script's ``finally`` then stops every process it started, whatever step runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+
+
 class StackError(RuntimeError):
     """A step of the local stack failed; the message names the step and where its log is."""
 
@@ -60,6 +70,8 @@ class LocalAirflow:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
         env |= {
+            # `airflow standalone` starts its components as `airflow ...` from PATH: this venv's.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -232,6 +244,10 @@ class LocalAirflow:
         if isinstance(content, list):
             return "\n".join(str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content)
         return str(content)
+
+    def extra_links(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, str | None]:
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+        return dict(self.api("GET", path, params={"map_index": map_index})["extra_links"])
 
     def failure_report(self, dag_id: str, run_id: str) -> str:
         """The states of a run's task instances and the logs of the ones that failed, for an error message."""

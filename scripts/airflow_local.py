@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from airflow_provider_ccp.devstack import LocalAirflow, free_port
+from airflow_provider_ccp.devstack import LocalAirflow, free_port, interrupt_on_signals
 from airflow_provider_ccp.sandbox.testing import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,37 +23,41 @@ console = Console()
 
 
 def main() -> int:
+    interrupt_on_signals()
     sandbox = SandboxProcess(data_dir=HOME / "sandbox-data", launch_seconds=LAUNCH_SECONDS)
-    sandbox.start()
     passwords = HOME / "simple_auth_manager_passwords.json"
     port = 8080 if _port_is_free(8080) else free_port()
-    stack = LocalAirflow(
-        home=HOME,
-        dags_folder=ROOT / "dags_examples",
-        connections={"ccp_default": sandbox.connection_json()},
-        api_port=port,
-        extra_env={
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        },
-    )
+    stack: LocalAirflow | None = None
     try:
+        sandbox.start()
+        stack = LocalAirflow(
+            home=HOME,
+            dags_folder=ROOT / "dags_examples",
+            connections={"ccp_default": sandbox.connection_json()},
+            api_port=port,
+            extra_env={
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            },
+        )
         with console.status("Preparing .airflow/ (airflow db migrate)..."):
             stack.migrate()
             passwords.write_text(json.dumps({USER: PASSWORD}))
         stack.start("standalone")
         with console.status("Starting airflow standalone..."):
-            stack.wait_until("the Airflow UI", lambda: _port_is_free(port) is False, timeout=180)
+            stack.wait_until("the Airflow UI", lambda: not _port_is_free(port), timeout=180)
         console.print(f"[bold]Airflow UI[/bold]: {stack.api_url}   login: {USER} / {PASSWORD}")
         console.print(f"[bold]CCP sandbox[/bold]: {sandbox.url}  (connection ccp_default)")
         console.print("Press Ctrl-C to stop.")
-        # Blocked only now, after the children started: a blocked mask would be inherited by them.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
     finally:
         with console.status("Stopping airflow standalone and the sandbox..."):
-            stack.stop_all()
+            if stack is not None:
+                stack.stop_all()
             sandbox.stop()
     return 0
 

@@ -20,7 +20,7 @@ import pendulum
 from rich.console import Console
 from rich.table import Table
 
-from airflow_provider_ccp.devstack import LocalAirflow, StackError
+from airflow_provider_ccp.devstack import LocalAirflow, StackError, interrupt_on_signals
 from airflow_provider_ccp.sandbox.testing import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +88,7 @@ def _summary(stack: LocalAirflow, run_id: str, deferred: bool) -> None:
 
 
 def main() -> int:
+    interrupt_on_signals()
     total = 5
     sandbox = SandboxProcess(data_dir=HOME / "sandbox-data", launch_seconds=LAUNCH_SECONDS)
     stack: LocalAirflow | None = None

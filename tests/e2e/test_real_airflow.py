@@ -135,6 +135,10 @@ def test_marking_a_deferred_task_failed_dismisses_the_execution(
     # The operator polled once before deferring; a second poll means the trigger runs in the triggerer.
     stack.wait_until("the trigger to poll CCP", lambda: ccp.admin.requests_to("GET", "/jobs/{job_id}") >= 2, timeout=60)
 
+    # The operator's extra link already points at the execution while the task waits in the triggerer.
+    link = stack.extra_links("ccp_e2e_sleep", run_id, "sleep")["CCP execution"]
+    assert link == f"{ccp.url}/ui/executions/{job_id}"
+
     stack.set_task_state("ccp_e2e_sleep", run_id, "sleep", "failed")
 
     def dismissed() -> bool:
