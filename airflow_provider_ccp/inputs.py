@@ -115,8 +115,25 @@ def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mappin
         )
     prepared = {name: spec.default for name, spec in specs.items() if spec.default is not None and name not in given}
     prepared.update({name: input_value_to_string(name, value) for name, value in given.items()})
-    auth.mask(*(prepared[name] for name, spec in specs.items() if spec.secret and name in prepared))
+    _mask_secrets(specs, prepared)
     return prepared
+
+
+def mask_secret_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Register the values of the inputs the description marks secret with Airflow's masker."""
+    _mask_secrets(declared_inputs(description), values)
+
+
+def public_inputs(description: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, str]:
+    """The values of every input the description does not mark secret."""
+    specs = declared_inputs(description)
+    return {name: value for name, value in values.items() if not (name in specs and specs[name].secret)}
+
+
+def _mask_secrets(specs: Mapping[str, InputSpec], values: Mapping[str, Any]) -> None:
+    # The string CCP receives; for the usual string value also what the rendered field shows.
+    secret = [name for name, spec in specs.items() if spec.secret and name in values]
+    auth.mask(*(input_value_to_string(name, values[name]) for name in secret))
 
 
 def default_outputs(description: Mapping[str, Any]) -> dict[str, dict[str, str]] | None:

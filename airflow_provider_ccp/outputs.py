@@ -15,9 +15,10 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,9 @@ LOCAL_PROTOCOLS = frozenset({"file", "local"})
 #: CCP's captured streams: ``stdout.<n>.txt`` in ``output.zip``, ``outputs_stdout.<n>.txt`` in archives.
 STD_STREAM = re.compile(r"(?:^|/)(?:outputs_)?(?:stdout|stderr)[^/]*\.txt$")
 COPY_CHUNK = 1024 * 1024
+#: What zipfile raises when a member's data is damaged or unreadable (bad CRC, broken deflate stream,
+#: truncated member, unknown compression); none of them is an OSError.
+ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 
 
 def default_output_root() -> str:
@@ -77,9 +81,40 @@ def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
         return "has a NUL byte in its name"
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         return "has an absolute path"
-    if ".." in PurePosixPath(name).parts:
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
         return "climbs out of the folder with '..'"
+    if not parts:
+        return "has no name once '.' and empty parts are dropped"
     return None
+
+
+def _is_dir(info: zipfile.ZipInfo) -> bool:
+    # ZipInfo.is_dir() raises IndexError for an entry with an empty name (Python 3.11).
+    return info.filename.endswith("/")
+
+
+@dataclass
+class _Extracted:
+    """The names extracted so far: a later entry must neither replace one nor pass through a file."""
+
+    names: set[PurePosixPath] = field(default_factory=set)
+    files: set[PurePosixPath] = field(default_factory=set)
+    folders: set[PurePosixPath] = field(default_factory=set)
+
+    def clash(self, path: PurePosixPath, is_dir: bool) -> str | None:
+        if path in self.names:
+            return "repeats the name of an earlier entry"
+        if any(parent in self.files for parent in path.parents):
+            return "lies under a file extracted earlier"
+        if not is_dir and path in self.folders:
+            return "is a file where an earlier entry made a folder"
+        return None
+
+    def add(self, path: PurePosixPath, is_dir: bool) -> None:
+        self.names.add(path)
+        (self.folders if is_dir else self.files).add(path)
+        self.folders.update(path.parents)
 
 
 @dataclass
@@ -101,30 +136,45 @@ def extract_archive(archive: Path, target: ObjectStoragePath) -> tuple[list[dict
     """Write every safe entry of ``archive`` under ``target``; return (files, refused entries)."""
     files: list[dict[str, Any]] = []
     refused: list[str] = []
+    extracted = _Extracted()
     with _open_zip(archive) as zf:
         for info in zf.infolist():
-            reason = unsafe_reason(info)
-            if reason:
+            relative, is_dir = PurePosixPath(info.filename.replace("\\", "/")), _is_dir(info)
+            reason = unsafe_reason(info) or extracted.clash(relative, is_dir)
+            if reason is None:
+                destination = target.joinpath(*relative.parts)
+                reason = _write_entry(zf, info, destination)
+            if reason is not None:
                 log.warning("Not extracting %r from %s: it %s", info.filename, archive.name, reason)
                 refused.append(info.filename)
                 continue
-            relative = PurePosixPath(info.filename.replace("\\", "/"))
-            destination = target.joinpath(*relative.parts)
-            if info.is_dir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as source:
-                _copy_stream(source, destination)
-            files.append({"path": relative.as_posix(), "uri": str(destination), "size": info.file_size})
+            extracted.add(relative, is_dir)
+            if not is_dir:
+                files.append({"path": relative.as_posix(), "uri": str(destination), "size": info.file_size})
     return files, refused
+
+
+def _write_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: ObjectStoragePath) -> str | None:
+    """Write one entry; a storage error refuses that entry only (the reason is returned), not the task."""
+    try:
+        if _is_dir(info):
+            destination.mkdir(parents=True, exist_ok=True)
+            return None
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as source:
+            _copy_stream(source, destination)
+    except OSError as err:
+        with suppress(OSError):  # no half-written file left beside the listed ones
+            destination.unlink(missing_ok=True)
+        return f"could not be written: {err}"
+    return None
 
 
 def list_archive(archive: Path) -> list[dict[str, Any]]:
     """The archive's files without extracting them (``uri`` is None: they only exist inside the zip)."""
     with _open_zip(archive) as zf:
         return [
-            {"path": info.filename, "uri": None, "size": info.file_size} for info in zf.infolist() if not info.is_dir()
+            {"path": info.filename, "uri": None, "size": info.file_size} for info in zf.infolist() if not _is_dir(info)
         ]
 
 
@@ -135,7 +185,7 @@ def read_tails(archive: Path, lines: int) -> dict[str, list[str]]:
     tails: dict[str, list[str]] = {}
     with _open_zip(archive) as zf:
         for info in zf.infolist():
-            if info.is_dir() or not STD_STREAM.search(info.filename) or unsafe_reason(info):
+            if _is_dir(info) or not STD_STREAM.search(info.filename) or unsafe_reason(info):
                 continue
             with zf.open(info) as member:
                 last: deque[str] = deque(maxlen=lines)
@@ -152,7 +202,10 @@ def _open_zip(archive: Path) -> Iterator[zipfile.ZipFile]:
     except zipfile.BadZipFile as err:
         raise CCPDownloadError(f"The outputs archive {archive.name} is not a valid zip file: {err}") from None
     with zf:
-        yield zf
+        try:
+            yield zf
+        except ARCHIVE_READ_ERRORS as err:
+            raise CCPDownloadError(f"The outputs archive {archive.name} could not be read: {err}") from err
 
 
 def _is_local(path: ObjectStoragePath) -> bool:

@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace, command: Command) -> int:
     try:
         if args.verbose:
             verbose.trace(hook.session)
+            verbose.trace(hook.token_session)
         return command(args, hook)
     except KeyboardInterrupt:
         return 130

@@ -35,6 +35,7 @@ from airflow_provider_ccp.exceptions import (
     CCPNotFoundError,
 )
 from airflow_provider_ccp.protocol import DismissResult, StatusInfo
+from airflow_provider_ccp.waiting import JobWatch
 
 #: Bounds for retrying idempotent calls: attempts, backoff and the longest Retry-After we honour.
 RETRY_ATTEMPTS = 5
@@ -96,11 +97,6 @@ class _CCPHookBase(BaseHook):
     def __init__(self, ccp_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ccp_conn_id = ccp_conn_id
-
-    def _log_status(self, status: StatusInfo, previous: str | None) -> None:
-        if status.status != previous:
-            progress = f" ({status.progress}%)" if status.progress is not None else ""
-            self.log.info("CCP job %s is %s%s: %s", status.job_id, status.status, progress, status.message)
 
 
 class CCPHook(_CCPHookBase):
@@ -293,18 +289,25 @@ class CCPHook(_CCPHookBase):
         return [StatusInfo.from_json(item) for item in self._pages(url, "jobs", params)]
 
     def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> StatusInfo:
-        """Poll until the job is terminal; raises ``CCPJobTimeoutError`` after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        previous: str | None = None
+        """Poll until the job is terminal, riding out transient errors like the trigger does.
+
+        Raises ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up.
+        """
+        watch = JobWatch(job_id, poll_interval, None if timeout is None else time.time() + timeout, self.log)
         while True:
-            status = self.get_job(job_id)
-            self._log_status(status, previous)
-            previous = status.status
-            if status.terminal:
-                return status
-            if deadline is not None and time.monotonic() >= deadline:
-                raise CCPJobTimeoutError(f"CCP job {job_id} is still {status.status} after {timeout} s", job_id=job_id)
-            time.sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.monotonic())))
+            try:
+                status = self.get_job(job_id)
+            except CCPError as err:
+                event = watch.on_error(err)
+                if event is not None and event["status"] == "error":
+                    raise
+            else:
+                event = watch.on_status(status)
+                if status.terminal:
+                    return status
+            if event is not None:
+                raise CCPJobTimeoutError(event["message"], job_id=job_id)
+            time.sleep(watch.next_delay())
 
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""

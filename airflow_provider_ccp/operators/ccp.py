@@ -1,16 +1,20 @@
 """``CCPExecuteMethodOperator``: run one CCP Method execution as an Airflow task.
 
-The life of a try: reattach to the execution an earlier try left (Airflow >= 3.3), or check the
-inputs against the Method's description and submit on the worker; publish the job id and URL;
-check the status once; then wait (in the triggerer when deferrable, else on the worker) and
-finish in ``execute_complete``, which both modes share. See docs/operators.md.
+The life of a try: check the inputs against the Method's description; reattach to the execution
+an earlier try left for the same request (Airflow >= 3.3), or submit on the worker; publish the
+job id and URL; take the first status from the submission's answer; then wait (in the triggerer
+when deferrable, else on the worker) and finish in ``execute_complete``, which both modes share.
+See docs/operators.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,20 +27,25 @@ from airflow_provider_ccp.exceptions import (
     CCPJobFailedError,
     CCPJobTimeoutError,
     CCPNotFoundError,
+    CCPProtocolError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.inputs import default_outputs, prepare_inputs
+from airflow_provider_ccp.inputs import default_outputs, mask_secret_inputs, prepare_inputs, public_inputs
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
 from airflow_provider_ccp.outputs import fetch_tails, log_tails, store_outputs, task_output_path
 from airflow_provider_ccp.protocol import StatusInfo
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, JobWatch, terminal_event, validate_event
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.waiting import JobWatch, terminal_event, validate_event
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk.definitions.context import Context
 
-#: ``task_state_store`` key holding the submitted job id (Airflow >= 3.3). Renaming it would make
-#: in-flight retries submit a second execution, so it never changes.
+#: ``task_state_store`` key holding ``{"job_id", "fingerprint"}`` of the submitted job (Airflow >= 3.3).
+#: Renaming it would make in-flight retries submit a second execution, so it never changes.
 STATE_KEY = "ccp_job_id"
+#: Events after which the job has ended: dismissing it then would delete its results.
+FINISHED_EVENTS = frozenset({"success", "failed"})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
 #: (which can dismiss the job) always fires first; Airflow's timeout kills the trigger silently.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
@@ -112,16 +121,50 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.log_lines = log_lines
         self.job_id: str | None = None
+        #: Whether on_kill should dismiss ``job_id``: not once the job is known to have ended.
+        self._job_may_run = False
 
     @cached_property
     def hook(self) -> CCPHook:
         return CCPHook(ccp_conn_id=self.ccp_conn_id)
 
+    # ------------------------------------------------------------------ rendering
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """Render, then mask the values of secret inputs before Airflow serializes the rendered fields.
+
+        Airflow sends them to the API server (Rendered Templates) right after rendering, before
+        ``execute`` runs, and renders again when a deferred task resumes. This method, unlike
+        ``render_template_fields``, is also what a mapped (``expand``) task renders through.
+        """
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self and self.inputs:
+            self._mask_secret_inputs()
+
+    def _mask_secret_inputs(self) -> None:
+        try:
+            mask_secret_inputs(self.hook.get_method(self.method_id), self.inputs or {})
+        except Exception as err:  # rendering must not fail: execute() reads the description again
+            self.log.warning(
+                "Could not read Method %s to mask its secret inputs in the rendered fields: %s", self.method_id, err
+            )
+
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Context) -> Any:
-        job = self._reattach(context) or self._submit(context)
+        description = self.hook.get_method(self.method_id)
+        inputs = prepare_inputs(self.method_id, description, self.inputs or {})
+        fingerprint = request_fingerprint(self.method_id, public_inputs(description, inputs))
+        job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)
         if not self.wait_for_completion:
+            self._forget(context)  # no retry to save: clearing the task later must submit again
             return job.job_id
         if job.terminal:
             return self.execute_complete(context, terminal_event(job))
@@ -130,18 +173,22 @@ class CCPExecuteMethodOperator(BaseOperator):
             self._defer(job.job_id, end_time)
         return self.execute_complete(context, self._poll(job.job_id, end_time))
 
-    def _reattach(self, context: Context) -> StatusInfo | None:
-        """The job an earlier try submitted, when it is still running or has succeeded.
+    def _reattach(self, context: Context, fingerprint: str) -> StatusInfo | None:
+        """The job an earlier try submitted for the same request, when it is still running or has succeeded.
 
         Needs Airflow >= 3.3's ``task_state_store``; older Airflow clears a task's XComs when a new
         try starts, so there every try submits its own execution (docs/operators.md).
         """
-        store = context.get("task_state_store")
-        previous = store.get(STATE_KEY) if store is not None else None
-        if not previous:
+        previous, previous_fingerprint = stored_job(context)
+        if previous is None:
+            return None
+        if previous_fingerprint not in (None, fingerprint):
+            self.log.warning(
+                "CCP job %s of an earlier try ran another Method or other inputs: submitting a new execution", previous
+            )
             return None
         try:
-            info = self.hook.get_job(str(previous))
+            info = self.hook.get_job(previous)
         except CCPNotFoundError:
             self.log.warning("CCP job %s of an earlier try no longer exists: submitting a new execution", previous)
             return None
@@ -149,19 +196,31 @@ class CCPExecuteMethodOperator(BaseOperator):
             self.log.warning("CCP job %s of an earlier try ended %s: submitting a new execution", previous, info.status)
             return None
         self.log.info("Reattaching to CCP job %s (%s), submitted by an earlier try", info.job_id, info.status)
-        self._publish(context, info.job_id)
+        self._track(info.job_id, running=not info.terminal)
+        self._push(context, info.job_id)
         return info
 
-    def _submit(self, context: Context) -> StatusInfo:
-        description = self.hook.get_method(self.method_id)
-        inputs = prepare_inputs(self.method_id, description, self.inputs or {})
+    def _submit(
+        self, context: Context, description: Mapping[str, Any], inputs: Mapping[str, str], fingerprint: str
+    ) -> StatusInfo:
         outputs = self.outputs if self.outputs is not None else default_outputs(description)
         answer = self.hook.submit_execution(self.method_id, inputs, outputs)
         job_id = str(answer["jobID"])
-        self._publish(context, job_id)
+        # Cheapest and surest first: the log, then the store a retry reattaches from, then XComs.
+        self._track(job_id, running=True)
         store = context.get("task_state_store")
         if store is not None:
-            store.set(STATE_KEY, job_id)
+            store.set(STATE_KEY, {"job_id": job_id, "fingerprint": fingerprint})
+        self._push(context, job_id)
+        return self._first_status(job_id, answer)
+
+    def _first_status(self, job_id: str, answer: Mapping[str, Any]) -> StatusInfo:
+        """The status in the submission's answer: a GET right then could fail a try whose job runs fine."""
+        with suppress(CCPProtocolError):
+            info = StatusInfo.from_json(answer)
+            if info.status:
+                return info
+        self.log.info("The answer to the submission of CCP job %s holds no status: asking for it", job_id)
         return self.hook.get_job(job_id)
 
     def _forget(self, context: Context) -> None:
@@ -170,13 +229,16 @@ class CCPExecuteMethodOperator(BaseOperator):
         if store is not None:
             store.delete(STATE_KEY)
 
-    def _publish(self, context: Context, job_id: str) -> None:
-        """Make the job findable before anything else can fail: on_kill, the UI link, downstream tasks."""
+    def _track(self, job_id: str, *, running: bool) -> None:
+        """Make the job known to on_kill and log where to see it; nothing here can fail."""
         self.job_id = job_id
-        url = self._job_url(job_id)
+        self._job_may_run = running
+        self.log.info("CCP job %s runs Method %s: %s", job_id, self.method_id, self._job_url(job_id))
+
+    def _push(self, context: Context, job_id: str) -> None:
+        """The XComs the UI link and downstream tasks read."""
         context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
-        context["ti"].xcom_push(key=XCOM_JOB_URL, value=url)
-        self.log.info("CCP job %s runs Method %s: %s", job_id, self.method_id, url)
+        context["ti"].xcom_push(key=XCOM_JOB_URL, value=self._job_url(job_id))
 
     def _job_url(self, job_id: str) -> str:
         settings = self.hook.settings
@@ -222,6 +284,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         """Finish the task from the trigger's event; after a deferral this runs in a new process."""
         event = validate_event(event)
         job_id = self.job_id = str(event["job_id"])
+        self._job_may_run = event["status"] not in FINISHED_EVENTS
         if event["status"] == "success":
             manifest = self._succeed(context, job_id)
             self._forget(context)
@@ -280,7 +343,7 @@ class CCPExecuteMethodOperator(BaseOperator):
             return
         try:
             tails = fetch_tails(self.hook, job_id, self.log_lines)
-        except (CCPError, OSError) as err:
+        except Exception as err:  # whatever goes wrong here, the task must fail with CCPJobFailedError
             self.log.warning("Could not fetch the logs of CCP job %s: %s", job_id, err)
             return
         log_tails(tails, self.log, level=logging.ERROR)
@@ -288,7 +351,7 @@ class CCPExecuteMethodOperator(BaseOperator):
     # ------------------------------------------------------------------ cancel
 
     def on_kill(self) -> None:
-        if self.cancel_on_kill and self.job_id:
+        if self.cancel_on_kill and self.job_id and self._job_may_run:
             self._dismiss(self.job_id)
 
     def _dismiss(self, job_id: str) -> None:
@@ -299,3 +362,24 @@ class CCPExecuteMethodOperator(BaseOperator):
             self.log.warning("Could not dismiss CCP job %s", job_id, exc_info=True)
             return
         self.log.log(logging.INFO if result.supported else logging.WARNING, "%s", result.message)
+
+
+def request_fingerprint(method_id: str, inputs: Mapping[str, str]) -> str:
+    """What a retry compares before reattaching: the Method and its non-secret inputs, sorted.
+
+    Secret values stay out: even hashed, a short secret in the task state store could be guessed.
+    """
+    document = json.dumps({"method_id": method_id, "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def stored_job(context: Context) -> tuple[str | None, str | None]:
+    """(job id, fingerprint) an earlier try stored; a plain id is what earlier versions stored."""
+    store = context.get("task_state_store")
+    value = store.get(STATE_KEY) if store is not None else None
+    if isinstance(value, str):
+        return value or None, None
+    if isinstance(value, Mapping) and value.get("job_id"):
+        fingerprint = value.get("fingerprint")
+        return str(value["job_id"]), str(fingerprint) if fingerprint else None
+    return None, None

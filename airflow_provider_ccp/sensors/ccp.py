@@ -12,7 +12,8 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensor
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, terminal_event, validate_event
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.waiting import terminal_event, validate_event
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context

@@ -1,112 +1,25 @@
-"""``CCPJobTrigger``: waits for a CCP job in the triggerer, and the polling rules it shares with the worker.
+"""``CCPJobTrigger``: waits for a CCP job in the triggerer, without holding a worker slot.
 
 The trigger only reads (``GET /jobs/{id}``); the execution is submitted by the operator on a
 worker, because ``run()`` starts from scratch whenever a triggerer restarts and a POST made here
 would start a second execution. The only remote change it ever makes is the dismiss in
 ``on_kill``, which Airflow >= 3.3 calls when a user kills the deferred task, and only then.
 
-``JobWatch`` holds the rules (what ends the wait, which errors to ride out, how long to sleep)
-with no I/O, so the trigger and the operator's non-deferrable loop behave the same way.
+The waiting rules (what ends the wait, which errors to ride out, how long to sleep) live in
+``airflow_provider_ccp.waiting``, shared with the operator's worker loop and the hook.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
-from airflow_provider_ccp.protocol import StatusInfo
-
-EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
-#: Polls in a row that may fail (after the hook's own retries) before the wait gives up.
-MAX_CONSECUTIVE_FAILURES = 5
-MAX_BACKOFF_SECONDS = 300.0
-#: 4xx answers worth asking again: the hook already renewed the token once on 401.
-TRANSIENT_CLIENT_STATUSES = frozenset({401, 408, 429})
-
-
-def job_event(status: str, job_id: str, job_status: str | None, message: str) -> dict[str, Any]:
-    """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only."""
-    return {"status": status, "job_id": job_id, "job_status": job_status, "message": message}
-
-
-def terminal_event(info: StatusInfo) -> dict[str, Any]:
-    return job_event("success" if info.successful else "failed", info.job_id, info.status, info.message)
-
-
-def validate_event(event: Any) -> dict[str, Any]:
-    """Fail loudly on an event this provider did not produce, rather than treat it as success."""
-    if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES or not event.get("job_id"):
-        raise CCPProtocolError(f"Unexpected event from CCPJobTrigger: {event!r}")
-    return dict(event)
-
-
-def is_transient(error: CCPError) -> bool:
-    """Whether asking again may help: connection trouble, 5xx, 429, an unreadable body."""
-    if isinstance(error, CCPNotFoundError):
-        return False
-    status = error.http_status
-    return status is None or status >= 500 or status in TRANSIENT_CLIENT_STATUSES
-
-
-@dataclass
-class JobWatch:
-    """The waiting rules, shared by the trigger (async) and the operator's worker loop (sync).
-
-    Feed it each poll's outcome; it answers with the final event, or None to keep waiting, and
-    says how long to sleep. ``end_time`` is wall-clock epoch seconds, as it crosses processes.
-    """
-
-    job_id: str
-    poll_interval: float
-    end_time: float | None
-    log: Any
-    previous: str | None = None
-    failures: int = 0
-
-    def on_status(self, info: StatusInfo) -> dict[str, Any] | None:
-        self.failures = 0
-        if info.status != self.previous:
-            progress = f" ({info.progress}%)" if info.progress is not None else ""
-            self.log.info("CCP job %s is %s%s: %s", self.job_id, info.status, progress, info.message)
-            self.previous = info.status
-        return terminal_event(info) if info.terminal else self._deadline_event()
-
-    def on_error(self, error: CCPError) -> dict[str, Any] | None:
-        if not is_transient(error):
-            return job_event("error", self.job_id, self.previous, f"Cannot follow CCP job {self.job_id}: {error}")
-        self.failures += 1
-        if self.failures > MAX_CONSECUTIVE_FAILURES:
-            message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {error}"
-            return job_event("error", self.job_id, self.previous, message)
-        self.log.warning(
-            "Poll %d of CCP job %s failed (%s); trying again in %.0f s",
-            self.failures,
-            self.job_id,
-            error,
-            self.next_delay(),
-        )
-        return self._deadline_event()
-
-    def next_delay(self) -> float:
-        delay = self.poll_interval
-        if self.failures:
-            delay = min(self.poll_interval * 2 ** (self.failures - 1), max(self.poll_interval, MAX_BACKOFF_SECONDS))
-        if self.end_time is not None:
-            delay = min(delay, max(0.0, self.end_time - time.time()))
-        return delay
-
-    def _deadline_event(self) -> dict[str, Any] | None:
-        if self.end_time is None or time.time() < self.end_time:
-            return None
-        message = f"CCP job {self.job_id} was still {self.previous or 'unknown'} when the wait timed out"
-        return job_event("timeout", self.job_id, self.previous, message)
+from airflow_provider_ccp.waiting import JobWatch, job_event
 
 
 class CCPJobTrigger(BaseTrigger):

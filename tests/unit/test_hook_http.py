@@ -640,6 +640,20 @@ class TestReads:
             CCPHook(conn).wait_for_job("j1", poll_interval=0.01, timeout=0.05)
         assert raised.value.job_id == "j1"
 
+    def test_wait_for_job_rides_out_a_transient_error_like_the_trigger(self, make_conn, httpserver):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("<html>oops</html>", status=500)
+        serve_job(httpserver, status="successful")
+        assert CCPHook(conn).wait_for_job("j1", poll_interval=0.01).successful
+        assert len(ccp_requests(httpserver)) == 2
+
+    def test_wait_for_job_stops_at_once_on_a_job_that_does_not_exist(self, make_conn, httpserver):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_request("/jobs/j1").respond_with_data("", status=404)
+        with pytest.raises(CCPNotFoundError):
+            CCPHook(conn).wait_for_job("j1", poll_interval=0.01)
+        assert len(ccp_requests(httpserver)) == 1
+
 
 # ====================================================================== 8, 9. outputs
 

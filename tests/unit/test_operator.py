@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY, MagicMock
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.sdk import DAG
+from airflow.sdk._shared.secrets_masker import redact
 
 from airflow_provider_ccp.exceptions import (
     CCPError,
@@ -19,8 +23,16 @@ from airflow_provider_ccp.exceptions import (
     CCPProtocolError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.operators.ccp import DEFER_TIMEOUT_GRACE, STATE_KEY, CCPExecuteMethodOperator
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, job_event
+from airflow_provider_ccp.inputs import prepare_inputs
+from airflow_provider_ccp.operators import ccp as operator_module
+from airflow_provider_ccp.operators.ccp import (
+    DEFER_TIMEOUT_GRACE,
+    STATE_KEY,
+    CCPExecuteMethodOperator,
+    request_fingerprint,
+)
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.waiting import job_event
 from tests.task_helpers import DictStore, finished_job, make_context, pushed, run_deferrable, task_log
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
@@ -41,6 +53,16 @@ def operator(tmp_path: Path, **kwargs: Any) -> CCPExecuteMethodOperator:
 def request_of(job_id: str) -> dict[str, Any]:
     """What the sandbox received for an execution (its execution record keeps the request)."""
     return CCPHook().get_execution(job_id)["request"]
+
+
+def remembered(job_id: str, op: CCPExecuteMethodOperator) -> DictStore:
+    """The task state store as an earlier try of ``op`` left it after submitting ``job_id``."""
+    inputs = prepare_inputs(op.method_id, CCPHook().get_method(op.method_id), op.inputs or {})
+    return DictStore(**{STATE_KEY: {"job_id": job_id, "fingerprint": request_fingerprint(op.method_id, inputs)}})
+
+
+def stored_id(store: DictStore) -> str:
+    return str(store.values[STATE_KEY]["job_id"])
 
 
 # ---------------------------------------------------------------------------------------------- deferral
@@ -64,7 +86,7 @@ def test_execute_defers_to_the_trigger_with_primitive_kwargs(sandbox, tmp_path):
         {"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 7.0, "end_time": None, "cancel_on_kill": True},
     )
     assert sandbox.admin.executions_submitted("word-count") == 1
-    assert store.values == {STATE_KEY: job_id}
+    assert store.values == {STATE_KEY: {"job_id": job_id, "fingerprint": ANY}}
 
 
 def test_xcoms_are_pushed_before_deferring(sandbox, tmp_path):
@@ -101,9 +123,15 @@ def test_execution_timeout_also_bounds_a_deferred_wait(sandbox, tmp_path):
     assert deferred.value.trigger.end_time <= time.time() + 30
 
 
-def test_a_job_already_finished_at_the_first_check_skips_the_triggerer(sandbox, tmp_path, mocker):
-    # The status answer is delayed long enough for the (fast) job to end before it is read.
-    sandbox.admin.add_latency(r"^/jobs/", 1.0, method="GET")
+def test_a_job_the_submission_answer_reports_finished_skips_the_triggerer(sandbox, tmp_path, mocker):
+    # A server may run a short execution before it answers the POST: its statusInfo says so.
+    submit = CCPHook.submit_execution
+
+    def finished_at_once(hook: CCPHook, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        job_id = submit(hook, *args, **kwargs)["jobID"]
+        return dict(hook.wait_for_job(job_id, poll_interval=0.05, timeout=30).raw)
+
+    mocker.patch.object(CCPHook, "submit_execution", autospec=True, side_effect=finished_at_once)
     op = operator(tmp_path, deferrable=True)
     defer = mocker.patch.object(op, "defer")
 
@@ -120,7 +148,62 @@ def test_wait_for_completion_false_returns_the_job_id_at_once(sandbox, tmp_path)
     job_id = operator(tmp_path, wait_for_completion=False, deferrable=True).execute(context)
 
     assert job_id == pushed(context)["ccp_job_id"]
+    assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 0  # the submission's answer has the status
+
+
+def test_wait_for_completion_false_forgets_the_job_id(sandbox, tmp_path):
+    sandbox.admin.hold_jobs("word-count")
+    store = DictStore()
+
+    first = operator(tmp_path, wait_for_completion=False).execute(make_context(store))
+    again = operator(tmp_path, wait_for_completion=False).execute(make_context(store))  # the task cleared
+
+    assert STATE_KEY not in store.values
+    assert again != first
+    assert sandbox.admin.executions_submitted("word-count") == 2
+
+
+def test_a_status_check_failing_right_after_submission_does_not_fail_the_try(sandbox, tmp_path):
+    sandbox.admin.hold_jobs("word-count")
+    sandbox.admin.fail_next(r"^/jobs/", 403, method="GET")
+    context = make_context()
+
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(tmp_path, deferrable=True).execute(context)
+
+    assert deferred.value.trigger.job_id == pushed(context)["ccp_job_id"]
+
+
+def test_a_submission_answer_without_a_status_falls_back_to_asking(sandbox, tmp_path, mocker):
+    submit = CCPHook.submit_execution
+
+    def no_status(hook: CCPHook, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return submit(hook, *args, **kwargs) | {"status": None}
+
+    mocker.patch.object(CCPHook, "submit_execution", autospec=True, side_effect=no_status)
+    sandbox.admin.hold_jobs("word-count")
+
+    with pytest.raises(TaskDeferred):
+        operator(tmp_path, deferrable=True).execute(make_context())
+
     assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 1
+
+
+def test_a_failing_xcom_push_cannot_lose_the_job_id(sandbox, tmp_path, task_log):
+    sandbox.admin.hold_jobs("word-count")
+    store = DictStore()
+    context = make_context(store)
+    context["ti"].xcom_push.side_effect = RuntimeError("XCom backend down")
+
+    with pytest.raises(RuntimeError, match="XCom backend down"):
+        operator(tmp_path, deferrable=True).execute(context)
+
+    job_id = stored_id(store)
+    assert f"CCP job {job_id} runs Method word-count" in task_log()
+    with pytest.raises(TaskDeferred) as deferred:  # the retry
+        operator(tmp_path, deferrable=True).execute(make_context(store))
+    assert deferred.value.trigger.job_id == job_id
+    assert sandbox.admin.executions_submitted("word-count") == 1
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -156,6 +239,41 @@ def test_bad_inputs_fail_in_one_error_before_anything_is_submitted(sandbox, tmp_
     assert "text (required)" in message
     assert "ccpnote" not in message.split("The Method accepts")[0]
     assert sandbox.admin.executions_submitted("word-count") == 0
+
+
+def test_secret_inputs_are_masked_as_soon_as_templates_are_rendered(sandbox, tmp_path):
+    secret, name = f"key-{secrets.token_hex(8)}", f"name-{secrets.token_hex(8)}"
+    op = operator(tmp_path, method_id="hello", inputs={"name": "{{ params.name }}", "api_key": "{{ params.key }}"})
+
+    op.render_template_fields({"params": {"name": name, "key": secret}})
+
+    assert op.inputs == {"name": name, "api_key": secret}
+    assert redact(f"shown {json.dumps(op.inputs)}") == f"shown {json.dumps({'name': name, 'api_key': '***'})}"
+
+
+def test_secret_inputs_of_a_mapped_task_are_masked_when_rendered(sandbox, tmp_path):
+    secret = f"key-{secrets.token_hex(8)}"
+    with DAG("ccp_tests", schedule=None, params={"key": secret}) as dag:
+        mapped = CCPExecuteMethodOperator.partial(task_id="hello", method_id="hello").expand(
+            inputs=[{"api_key": "{{ params.key }}"}]
+        )
+    context: dict[str, Any] = make_context(map_index=0) | {"dag": dag, "dag_run": MagicMock(conf={})}
+
+    mapped.render_template_fields(context)
+
+    assert context["task"].inputs == {"api_key": secret}
+    assert redact(secret) == "***"
+
+
+def test_rendering_survives_an_unreachable_ccp(sandbox, tmp_path, task_log):
+    secret = f"key-{secrets.token_hex(8)}"
+    sandbox.admin.fail_next(r"^/processes/hello$", 403, method="GET")
+    op = operator(tmp_path, method_id="hello", inputs={"api_key": "{{ params.key }}"})
+
+    op.render_template_fields({"params": {"key": secret}})
+
+    assert op.inputs == {"api_key": secret}
+    assert "Could not read Method hello to mask its secret inputs" in task_log()
 
 
 def test_a_secret_input_value_never_reaches_the_error(sandbox, tmp_path):
@@ -227,6 +345,15 @@ def test_failure_logs_the_stderr_tail_and_raises_with_the_job_id(sandbox, tmp_pa
     assert job.job_id in str(raised.value)
     assert "disk quota exceeded" in task_log()
     assert job.message in task_log()
+
+
+def test_an_unexpected_error_fetching_the_logs_still_raises_the_job_failure(sandbox, tmp_path, mocker, task_log):
+    mocker.patch.object(operator_module, "fetch_tails", side_effect=ValueError("not what anyone expected"))
+
+    with pytest.raises(CCPJobFailedError):
+        operator(tmp_path).execute_complete(make_context(), event=job_event("failed", "job-1", "failed", "boom"))
+
+    assert "Could not fetch the logs of CCP job job-1: not what anyone expected" in task_log()
 
 
 def test_failure_without_downloadable_logs_still_raises_the_job_failure(sandbox, tmp_path, task_log):
@@ -314,6 +441,26 @@ def test_on_kill_dismisses_the_known_job(sandbox, tmp_path):
     assert CCPHook().get_job(op.job_id).status == "dismissed"
 
 
+@pytest.mark.parametrize("process", ["resumed after deferral", "worker loop"])
+def test_on_kill_during_the_download_leaves_the_finished_job_alone(sandbox, tmp_path, mocker, process):
+    op = operator(tmp_path, deferrable=False)
+    store_outputs = operator_module.store_outputs
+
+    def killed_while_downloading(*args: Any, **kwargs: Any) -> Any:
+        op.on_kill()
+        return store_outputs(*args, **kwargs)
+
+    mocker.patch.object(operator_module, "store_outputs", side_effect=killed_while_downloading)
+    if process == "worker loop":
+        manifest = op.execute(make_context())
+    else:
+        job = finished_job("word-count", {"text": "a", "mode": "words"})
+        manifest = op.execute_complete(make_context(), event=job_event("success", job.job_id, "successful", ""))
+
+    assert sandbox.admin.requests_to("DELETE", "/jobs/{job_id}") == 0
+    assert manifest["files"]
+
+
 def test_on_kill_without_a_job_or_with_cancel_off_does_nothing(sandbox, tmp_path):
     operator(tmp_path).on_kill()
     op = operator(tmp_path, cancel_on_kill=False)
@@ -325,7 +472,7 @@ def test_on_kill_without_a_job_or_with_cancel_off_does_nothing(sandbox, tmp_path
 
 def test_on_kill_never_raises(sandbox, tmp_path, task_log):
     op = operator(tmp_path)
-    op.job_id = "some-job"
+    op.job_id, op._job_may_run = "some-job", True
     sandbox.admin.fail_next(r"^/jobs/", 403, method="DELETE")
 
     op.on_kill()
@@ -346,9 +493,32 @@ def test_retry_reattaches_to_a_running_job(sandbox, tmp_path):
     with pytest.raises(TaskDeferred) as deferred:
         operator(tmp_path, deferrable=True).execute(retry_context)
 
-    assert deferred.value.trigger.job_id == store.values[STATE_KEY]
-    assert pushed(retry_context)["ccp_job_id"] == store.values[STATE_KEY]
+    assert deferred.value.trigger.job_id == stored_id(store)
+    assert pushed(retry_context)["ccp_job_id"] == stored_id(store)
     assert sandbox.admin.executions_submitted("word-count") == 1
+
+
+def test_retry_with_other_inputs_submits_a_new_execution(sandbox, tmp_path, task_log):
+    sandbox.admin.hold_jobs("word-count")
+    store = DictStore()
+    with pytest.raises(TaskDeferred):
+        operator(tmp_path, deferrable=True).execute(make_context(store))
+    first_job = stored_id(store)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(tmp_path, deferrable=True, inputs={"text": "edited"}).execute(make_context(store))
+
+    assert deferred.value.trigger.job_id == stored_id(store) != first_job
+    assert sandbox.admin.executions_submitted("word-count") == 2
+    assert f"CCP job {first_job} of an earlier try ran another Method or other inputs" in task_log()
+
+
+def test_a_plain_job_id_stored_by_an_earlier_version_is_still_reattached(sandbox, tmp_path):
+    job = finished_job("word-count", {"text": "a", "mode": "words"})
+
+    manifest = operator(tmp_path).execute(make_context(DictStore(**{STATE_KEY: job.job_id})))
+
+    assert manifest["job_id"] == job.job_id
 
 
 def test_retry_after_a_failed_download_reuses_the_finished_execution(sandbox, tmp_path):
@@ -358,7 +528,7 @@ def test_retry_after_a_failed_download_reuses_the_finished_execution(sandbox, tm
     with pytest.raises(CCPError):
         run_deferrable(op, make_context(store))
 
-    first_job = store.values[STATE_KEY]
+    first_job = stored_id(store)
 
     manifest = run_deferrable(operator(tmp_path, deferrable=True), make_context(store))
 
@@ -369,7 +539,7 @@ def test_retry_after_a_failed_download_reuses_the_finished_execution(sandbox, tm
 
 def test_retry_after_success_reuses_the_execution_and_a_clear_after_success_does_not(sandbox, tmp_path):
     job = finished_job("word-count", {"text": "a", "mode": "words"})
-    store = DictStore(**{STATE_KEY: job.job_id})
+    store = remembered(job.job_id, operator(tmp_path))
 
     assert operator(tmp_path).execute(make_context(store))["job_id"] == job.job_id
     assert operator(tmp_path).execute(make_context(store))["job_id"] != job.job_id
@@ -379,9 +549,26 @@ def test_retry_after_success_reuses_the_execution_and_a_clear_after_success_does
 @pytest.mark.parametrize("earlier", ["failed", "vanished"])
 def test_retry_resubmits_when_the_earlier_execution_failed_or_vanished(sandbox, tmp_path, earlier):
     previous = finished_job("fail", {"message": "x", "exit_code": "1"}).job_id if earlier == "failed" else "no-such-job"
-    store = DictStore(**{STATE_KEY: previous})
+    store = remembered(previous, operator(tmp_path))
 
     manifest = operator(tmp_path).execute(make_context(store))
 
     assert manifest["job_id"] != previous
     assert sandbox.admin.executions_submitted("word-count") == 1
+
+
+def test_secret_inputs_stay_out_of_the_stored_fingerprint(sandbox, tmp_path):
+    sandbox.admin.hold_jobs("hello")
+    store = DictStore()
+    hello = {"method_id": "hello", "deferrable": True}
+    with pytest.raises(TaskDeferred):
+        operator(tmp_path, inputs={"name": "ada", "api_key": "s3cr3t-1"}, **hello).execute(make_context(store))
+    first_job = stored_id(store)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(tmp_path, inputs={"name": "ada", "api_key": "rotated-2"}, **hello).execute(make_context(store))
+
+    assert deferred.value.trigger.job_id == first_job
+    assert sandbox.admin.executions_submitted("hello") == 1
+    public = {"name": "ada", "ccpimage": "bash", "ccpreplicas": "1"}
+    assert store.values[STATE_KEY]["fingerprint"] == request_fingerprint("hello", public)

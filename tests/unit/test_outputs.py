@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -16,9 +18,13 @@ from airflow_provider_ccp.exceptions import CCPDownloadError
 from airflow_provider_ccp.outputs import extract_archive, read_tails, storage_path, task_output_path, unsafe_reason
 
 
-def make_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in entries.items():
+def make_zip(
+    path: Path, entries: dict[str, bytes] | list[tuple[str, bytes]], links: dict[str, str] | None = None
+) -> Path:
+    """A zip of ``entries`` in order (a list may repeat a name) and of symbolic ``links``."""
+    with zipfile.ZipFile(path, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": wanted here
+        for name, data in entries.items() if isinstance(entries, dict) else entries:
             zf.writestr(name, data)
         for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name)
@@ -52,6 +58,97 @@ def test_symbolic_links_are_refused(tmp_path):
     assert not (tmp_path / "out" / "link").exists()
     assert not (tmp_path / "out" / "link").is_symlink()
     assert [item["path"] for item in files] == ["a.txt"]
+
+
+def with_an_empty_name(archive: Path) -> Path:
+    """Rename the archive's first entry, whose name is one character long, to "" (zipfile cannot write that)."""
+    raw = archive.read_bytes()
+    central, end = raw.index(b"PK\x01\x02"), raw.index(b"PK\x05\x06")
+    local_header, directory, tail = bytearray(raw[:central]), bytearray(raw[central:end]), bytearray(raw[end:])
+    struct.pack_into("<H", local_header, 26, 0)
+    del local_header[30]
+    struct.pack_into("<H", directory, 28, 0)
+    del directory[46]
+    for offset in range(len(directory) - 46):  # the later entries' local headers moved one byte back
+        if directory[offset : offset + 4] == b"PK\x01\x02" and offset:
+            struct.pack_into("<I", directory, offset + 42, struct.unpack_from("<I", directory, offset + 42)[0] - 1)
+    struct.pack_into("<II", tail, 12, len(directory), len(local_header))
+    archive.write_bytes(bytes(local_header + directory + tail))
+    return archive
+
+
+@pytest.mark.parametrize("name", [".", "./", "././/", ""])
+def test_entries_without_a_name_are_refused(tmp_path, name):
+    archive = make_zip(tmp_path / "o.zip", [(name or "Z", b"nameless"), ("a.txt", b"x")])
+    if not name:
+        with_an_empty_name(archive)
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert refused == [name]
+    assert files == [{"path": "a.txt", "uri": f"file://{tmp_path}/out/a.txt", "size": 1}]
+    assert read_tails(archive, 5) == {}  # no crash either where the archive is only read
+    assert {"path": "a.txt", "uri": None, "size": 1} in outputs.list_archive(archive)
+
+
+@pytest.mark.parametrize("second", ["a.txt", "./a.txt", "a.txt/"])
+def test_a_repeated_name_keeps_the_first_entry(tmp_path, second):
+    archive = make_zip(tmp_path / "o.zip", [("a.txt", b"first"), (second, b"second, longer")])
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert refused == [second]
+    assert files == [{"path": "a.txt", "uri": f"file://{tmp_path}/out/a.txt", "size": 5}]
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"first"
+
+
+@pytest.mark.parametrize(
+    ("entries", "kept", "clashing"),
+    [
+        ([("x", b"file"), ("x/y", b"under a file")], "x", "x/y"),
+        ([("x/y", b"in a folder"), ("x", b"file over the folder")], "x/y", "x"),
+        ([("x/", b""), ("x", b"file over the folder")], None, "x"),
+    ],
+)
+def test_file_and_folder_clashes_are_refused(tmp_path, entries, kept, clashing):
+    archive = make_zip(tmp_path / "o.zip", entries)
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert refused == [clashing]
+    assert [item["path"] for item in files] == ([kept] if kept else [])
+
+
+def test_an_entry_that_cannot_be_written_is_refused(tmp_path):
+    too_long = "n" * 300 + ".txt"  # longer than any file system allows for one name
+    archive = make_zip(tmp_path / "o.zip", [(too_long, b"x"), ("a.txt", b"fine")])
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert refused == [too_long]
+    assert [item["path"] for item in files] == ["a.txt"]
+
+
+def damaged_zip(path: Path, compression: int) -> Path:
+    """A zip whose directory is fine but whose stdout member's data is not."""
+    data = bytes(range(256)) * 64
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        zf.writestr("stdout.1.txt", data)
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 3
+    raw[middle : middle + 16] = bytes(16)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_damaged_member_is_a_download_error(tmp_path, compression):
+    archive = damaged_zip(tmp_path / "o.zip", compression)
+
+    with pytest.raises(CCPDownloadError, match="could not be read"):
+        extract_archive(archive, storage_path(str(tmp_path / "out")))
+    with pytest.raises(CCPDownloadError, match="could not be read"):
+        read_tails(archive, 5)
 
 
 def test_safe_names_are_accepted():
@@ -117,7 +214,7 @@ def memory_storage(monkeypatch: pytest.MonkeyPatch) -> MemoryFileSystem:
 @pytest.mark.usefixtures("sandbox_conn")
 def test_outputs_go_to_object_storage(memory_storage, sandbox, tmp_path):
     from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
-    from airflow_provider_ccp.triggers.ccp import job_event
+    from airflow_provider_ccp.waiting import job_event
     from tests.task_helpers import finished_job, make_context
 
     job = finished_job("word-count", {"text": "to the bucket", "mode": "words"})

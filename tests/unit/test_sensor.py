@@ -10,7 +10,8 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferr
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError, CCPProtocolError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.sensors.ccp import CCPJobSensor
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, job_event
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.waiting import job_event
 from tests.task_helpers import finished_job, make_context, run_deferrable
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")

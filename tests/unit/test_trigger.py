@@ -8,14 +8,16 @@ import time
 
 import pytest
 
-from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError
+from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError, CCPProtocolError
 from airflow_provider_ccp.hooks import ccp as hook_module
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.triggers.ccp import (
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
-    CCPJobTrigger,
     JobWatch,
     is_transient,
+    job_event,
+    validate_event,
 )
 from tests.task_helpers import finished_job
 
@@ -196,3 +198,16 @@ def test_failures_back_off_but_never_past_the_deadline():
     assert watch.next_delay() == 4
     watch.on_error(CCPError("down"))
     assert 4 < watch.next_delay() <= 5
+
+
+@pytest.mark.parametrize("missing", ["job_status", "message"])
+def test_an_event_without_job_status_or_message_is_a_protocol_error(missing):
+    event = job_event("failed", "j-1", "failed", "boom")
+    del event[missing]
+
+    with pytest.raises(CCPProtocolError, match="Unexpected event"):
+        validate_event(event)
+
+
+def test_job_status_and_message_may_be_empty():
+    assert validate_event(job_event("error", "j-1", None, "")) == job_event("error", "j-1", None, "")
