@@ -123,10 +123,17 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.job_id: str | None = None
         #: Whether on_kill should dismiss ``job_id``: not once the job is known to have ended.
         self._job_may_run = False
+        self._description: tuple[str, dict[str, Any]] | None = None
 
     @cached_property
     def hook(self) -> CCPHook:
         return CCPHook(ccp_conn_id=self.ccp_conn_id)
+
+    def _method_description(self) -> dict[str, Any]:
+        """Read once per process: rendering (to mask secrets) and ``execute`` both need it."""
+        if self._description is None or self._description[0] != self.method_id:
+            self._description = (self.method_id, self.hook.get_method(self.method_id))
+        return self._description[1]
 
     # ------------------------------------------------------------------ rendering
 
@@ -150,7 +157,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     def _mask_secret_inputs(self) -> None:
         try:
-            mask_secret_inputs(self.hook.get_method(self.method_id), self.inputs or {})
+            mask_secret_inputs(self._method_description(), self.inputs or {})
         except Exception as err:  # rendering must not fail: execute() reads the description again
             self.log.warning(
                 "Could not read Method %s to mask its secret inputs in the rendered fields: %s", self.method_id, err
@@ -159,7 +166,7 @@ class CCPExecuteMethodOperator(BaseOperator):
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Context) -> Any:
-        description = self.hook.get_method(self.method_id)
+        description = self._method_description()
         inputs = prepare_inputs(self.method_id, description, self.inputs or {})
         fingerprint = request_fingerprint(self.method_id, public_inputs(description, inputs))
         job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)

@@ -251,6 +251,15 @@ def test_secret_inputs_are_masked_as_soon_as_templates_are_rendered(sandbox, tmp
     assert redact(f"shown {json.dumps(op.inputs)}") == f"shown {json.dumps({'name': name, 'api_key': '***'})}"
 
 
+def test_rendering_and_execute_read_the_method_description_once(sandbox, tmp_path):
+    op = operator(tmp_path, method_id="hello", inputs={"name": "{{ params.name }}"}, wait_for_completion=False)
+    op.render_template_fields({"params": {"name": "ada"}})
+
+    op.execute(make_context(DictStore()))
+
+    assert sandbox.admin.requests_to("GET", "/processes/{process_id}") == 1
+
+
 def test_secret_inputs_of_a_mapped_task_are_masked_when_rendered(sandbox, tmp_path):
     secret = f"key-{secrets.token_hex(8)}"
     with DAG("ccp_tests", schedule=None, params={"key": secret}) as dag:
