@@ -178,13 +178,12 @@ class LocalAirflow:
                     start_new_session=True,  # its own group: its workers and task processes stop with it
                 )
 
-    @staticmethod
-    def _command(name: str) -> list[str]:
+    def _command(self, name: str) -> list[str]:
         component = name.split(".", 1)[0]
         command = [*COMMANDS.get(component, (component,)), *SKIP_SERVE_LOGS.get(component, ())]
         if component == CELERY_WORKER:
-            # Two workers on one host need two Celery node names.
-            command += ["--celery-hostname", f"{name}@%h"]
+            # Two workers on one host need two Celery node names and two PID files.
+            command += ["--celery-hostname", f"{name}@%h", "--pid", str(self.home / f"{name}.pid")]
         return command
 
     def pid(self, component: str) -> int:
