@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import ObjectStoragePath, conf
+from airflow.providers.common.compat.sdk import conf  # airflow.sdk's conf; airflow.configuration's on 3.1
+from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_ccp.exceptions import CCPDownloadError
 
