@@ -63,6 +63,26 @@ def _signal_groups(groups: Iterable[int], sig: int) -> None:
             os.killpg(group, sig)
 
 
+def terminate(processes: Iterable[subprocess.Popen[bytes]], sig: int, grace: float) -> None:
+    """``sig`` to each process's group; after ``grace`` seconds, SIGKILL to whatever is left of them.
+
+    The groups of their children are noted first: Airflow >= 3.3 runs each task in its own group.
+    """
+    processes = list(processes)
+    groups: set[int] = set()
+    for process in processes:
+        groups |= _process_groups(process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    _signal_groups(groups, signal.SIGKILL)
+    for process in processes:
+        process.wait(timeout=30)
+
+
 def _logged(log: Path, text: str) -> bool:
     return text in log.read_text(errors="replace")
 
@@ -205,20 +225,15 @@ class LocalAirflow:
             return {child.pid for child in psutil.Process(self.processes[name].pid).children(recursive=True)}
         return set()
 
-    def stop(self, component: str, grace: float = 15.0) -> None:
-        """SIGTERM the component's process group, then SIGKILL what is left after ``grace`` seconds."""
-        process = self.processes.pop(component)
-        groups = _process_groups(process.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-        _signal_groups(groups | _process_groups(process.pid), signal.SIGKILL)
-        process.wait(timeout=30)
+    def stop(self, name: str, grace: float = 15.0) -> None:
+        """SIGTERM the process's group, then SIGKILL what is left of it and its children after ``grace`` s."""
+        terminate([self.processes.pop(name)], signal.SIGTERM, grace)
 
-    def stop_all(self) -> None:
-        for component in list(self.processes):
-            self.stop(component)
+    def stop_all(self, grace: float = 15.0) -> None:
+        """Stop every process at once: they shut down in parallel, within one ``grace``."""
+        processes = list(self.processes.values())
+        self.processes.clear()
+        terminate(processes, signal.SIGTERM, grace)
 
     def __enter__(self) -> LocalAirflow:
         return self
@@ -418,15 +433,8 @@ class Server:
 
     def stop(self, grace: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, self.stop_signal)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        if process is not None:
+            terminate([process], self.stop_signal, grace)
 
     def __enter__(self) -> Server:
         self.start()
