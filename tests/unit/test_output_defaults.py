@@ -6,7 +6,9 @@ import pytest
 
 from airflow_provider_ccp import get_provider_info, outputs
 from airflow_provider_ccp.outputs import executor_name, local_outputs_warning, task_output_path
-from tests.task_helpers import task_log  # noqa: F401 - a fixture
+from tests.task_helpers import task_log
+
+__all__ = ["task_log"]  # a fixture, used by name
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +93,7 @@ def test_the_ccp_section_is_declared_to_airflow() -> None:
 @pytest.mark.usefixtures("sandbox_conn")
 @pytest.mark.parametrize(("executor", "warned"), [("CeleryExecutor", True), ("LocalExecutor", False)])
 def test_the_task_log_says_when_outputs_stay_on_the_worker(
-    monkeypatch: pytest.MonkeyPatch, task_log, tmp_path, executor: str, warned: bool  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, task_log, tmp_path, executor: str, warned: bool
 ) -> None:
     from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
     from airflow_provider_ccp.waiting import job_event
