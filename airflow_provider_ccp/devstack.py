@@ -460,7 +460,8 @@ class Postgres(Server):
     """A throwaway PostgreSQL cluster (initdb) with a database ``airflow``, trust auth on 127.0.0.1 only.
 
     PostgreSQL refuses to run as root: as root, the cluster belongs to the ``postgres`` user (Debian's
-    package creates it), else to ``nobody``. fsync is off: the cluster is thrown away with the test.
+    package creates it), else to ``nobody``, who must be able to reach ``folder`` (pytest's temporary
+    folders are private to root: use ``tempfile.mkdtemp()``). fsync is off: the cluster is thrown away.
     """
 
     name = "postgres"
@@ -492,11 +493,9 @@ class Postgres(Server):
         if user:
             entry = pwd.getpwnam(user)
             os.chown(self.folder, entry.pw_uid, entry.pw_gid)
-            # The user must be able to reach its folder; the test's temp folders are root's.
-            for parent in self.folder.parents:
-                if parent == Path("/") or parent.stat().st_mode & 0o001:
-                    break
-                parent.chmod(parent.stat().st_mode | 0o001)
+            reachable = subprocess.run(["test", "-w", str(self.folder)], check=False, **self.popen_kwargs())
+            if reachable.returncode != 0:
+                raise StackError(f"PostgreSQL runs as {user!r}, who cannot write to {self.folder}")
         initdb = [str(postgres_bin() / "initdb"), "-D", str(self.data), "-U", "airflow", "-A", "trust", "-E", "UTF8"]
         result = subprocess.run(
             [*initdb, "--no-sync"], capture_output=True, text=True, check=False, **self.popen_kwargs()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -75,7 +76,10 @@ def _start_triggerer(stack: LocalAirflow, name: str, known: set[int]) -> int:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("ccp-distributed")
     with contextlib.ExitStack() as resources:
-        postgres = resources.enter_context(Postgres(folder / "postgres"))
+        # Not under pytest's folder: that one is private to root, and PostgreSQL does not run as root.
+        postgres_folder = Path(tempfile.mkdtemp(prefix="ccp-distributed-postgres-"))
+        resources.callback(shutil.rmtree, postgres_folder, ignore_errors=True)
+        postgres = resources.enter_context(Postgres(postgres_folder))
         redis = resources.enter_context(Redis(folder / "redis"))
         s3 = resources.enter_context(MotoS3(folder / "s3"))
         sandbox = SandboxProcess(data_dir=folder / "sandbox", launch_seconds=LAUNCH_SECONDS)
