@@ -6,7 +6,7 @@ AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
 AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
 PYTEST_ARGS ?=
 
-.PHONY: test lint unit floor demo airflow venv clean docs dist
+.PHONY: test lint unit floor demo airflow venv clean docs dist test-distributed
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m pytest -m "not e2e and not dagtest" $(PYTEST_ARGS)
 
 test: lint unit floor
+
+# Postgres + CeleryExecutor (Redis, two workers) + two triggerers + outputs on S3 (moto), with a worker and a
+# triggerer killed mid-run. Installs Debian's postgresql and redis-server when missing, and the `distributed` extra.
+test-distributed: $(VENV)/.installed
+	scripts/distributed-packages.sh
+	$(VENV)/bin/python -m uv pip install --quiet --python $(VENV)/bin/python -e ".[dev,distributed]" '$(AIRFLOW_SPEC)'
+	$(VENV)/bin/python -m pytest tests/distributed -m distributed $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/demo.py

@@ -105,6 +105,28 @@ def connection_form_widgets() -> dict[str, Any]:
     return widgets
 
 
+#: The ``[ccp]`` section of airflow.cfg (``AIRFLOW__CCP__<OPTION>``), shown by ``airflow config list``.
+CONFIG: dict[str, Any] = {
+    "ccp": {
+        "description": "Defaults of the D4Science CCP provider's operators (docs/deployment.md).\n",
+        "options": {
+            "output_path": {
+                "description": (
+                    "Where CCPExecuteMethodOperator puts a Method's outputs when the task sets no output_path: "
+                    "a local folder or any ObjectStoragePath URI (s3://<conn_id>@<bucket>/<prefix>, gs://...). "
+                    "Empty: $AIRFLOW_HOME/ccp-outputs on the worker's own disk, which downstream tasks on other "
+                    "machines (Celery, Kubernetes, Edge workers) cannot read.\n"
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "s3://aws_default@my-bucket/ccp-outputs",
+                "default": "",
+            }
+        },
+    }
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-ccp",
@@ -136,4 +158,5 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_ccp.links.CCPExecutionLink"],
+        "config": CONFIG,
     }

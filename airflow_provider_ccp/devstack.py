@@ -3,13 +3,18 @@
 ``make demo``, ``make airflow`` and the end-to-end tests use it: an SQLite metadata DB, the
 LocalExecutor, and the api-server, scheduler, triggerer and dag-processor each started as
 its own process group, so each can be stopped (or killed, to test a restart) by its PID.
-Everything binds to 127.0.0.1.
+The distributed test gives it a PostgreSQL URL, the CeleryExecutor and several triggerers and
+Celery workers (``replicas``); ``Postgres``, ``Redis`` and ``MotoS3`` start the throwaway servers
+such a stack needs. Everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,21 +22,69 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
+CELERY_WORKER = "celery-worker"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 # Their log servers would listen on every interface; the api-server reads the log files directly.
-SKIP_SERVE_LOGS = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-serve-logs",)}
+SKIP_SERVE_LOGS = {
+    "scheduler": ("--skip-serve-logs",),
+    "triggerer": ("--skip-serve-logs",),
+    CELERY_WORKER: ("--skip-serve-logs",),
+}
+COMMANDS = {CELERY_WORKER: ("celery", "worker")}
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _process_groups(pid: int) -> set[int]:
+    """The process groups of ``pid`` and of every process it started, while they run."""
+    groups = {pid}
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(child.pid))
+    return groups
+
+
+def _signal_groups(groups: Iterable[int], sig: int) -> None:
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
+
+
+def terminate(processes: Iterable[subprocess.Popen[bytes]], sig: int, grace: float) -> None:
+    """``sig`` to each process's group; after ``grace`` seconds, SIGKILL to whatever is left of them.
+
+    The groups of their children are noted first: Airflow >= 3.3 runs each task in its own group.
+    """
+    processes = list(processes)
+    groups: set[int] = set()
+    for process in processes:
+        groups |= _process_groups(process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    _signal_groups(groups, signal.SIGKILL)
+    for process in processes:
+        process.wait(timeout=30)
+
+
+def _logged(log: Path, text: str) -> bool:
+    return text in log.read_text(errors="replace")
 
 
 def interrupt_on_signals() -> None:
@@ -57,6 +110,12 @@ class LocalAirflow:
     connections: Mapping[str, str] = field(default_factory=dict)  # conn id -> JSON value
     api_port: int = field(default_factory=free_port)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: None: SQLite in ``home``; else a SQLAlchemy URL (``postgresql+psycopg2://...``).
+    db_url: str | None = None
+    executor: str = "LocalExecutor"
+    #: How many processes of a component ``start()`` starts, e.g. ``{"triggerer": 2, "celery-worker": 2}``;
+    #: the second and later are named ``triggerer.2``, ``celery-worker.2``...
+    replicas: Mapping[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
 
     @property
@@ -75,7 +134,7 @@ class LocalAirflow:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
@@ -92,6 +151,8 @@ class LocalAirflow:
             # The point of the local stack: CCP tasks wait in the triggerer, not in a worker slot.
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         }
+        if self.db_url is not None:
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.db_url
         env |= {f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in self.connections.items()}
         env |= dict(self.extra_env)
         return env
@@ -115,41 +176,64 @@ class LocalAirflow:
             log.write_text(result.stdout + result.stderr)
             raise StackError(f"'airflow db migrate' failed; its output is in {log}")
 
-    def start(self, *components: str) -> None:
+    def components(self) -> tuple[str, ...]:
+        celery = (CELERY_WORKER,) if self.executor.rsplit(".", 1)[-1] == "CeleryExecutor" else ()
+        return (*COMPONENTS, *celery)
+
+    def names(self, component: str) -> list[str]:
+        """The process names of a component: ``triggerer``, ``triggerer.2``, ..."""
+        count = self.replicas.get(component, 1)
+        return [component if i == 1 else f"{component}.{i}" for i in range(1, count + 1)]
+
+    def start(self, *names: str) -> None:
+        """Start the named processes (``triggerer``, ``triggerer.2``, ``standalone``...); none: the whole stack."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        for component in components or COMPONENTS:
-            with (self.logs / f"{component}.log").open("ab") as log:
-                self.processes[component] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", component, *SKIP_SERVE_LOGS.get(component, ())],
+        for name in names or [name for component in self.components() for name in self.names(component)]:
+            with (self.logs / f"{name}.log").open("ab") as log:
+                self.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", "airflow", *self._command(name)],
                     env=self.env(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own group: its workers and task processes stop with it
                 )
 
+    def _command(self, name: str) -> list[str]:
+        component = name.split(".", 1)[0]
+        command = [*COMMANDS.get(component, (component,)), *SKIP_SERVE_LOGS.get(component, ())]
+        if component == CELERY_WORKER:
+            # Two workers on one host need two Celery node names and two PID files.
+            command += ["--celery-hostname", f"{name}@%h", "--pid", str(self.home / f"{name}.pid")]
+        return command
+
     def pid(self, component: str) -> int:
         return self.processes[component].pid
 
-    def kill(self, component: str, sig: int = signal.SIGKILL) -> None:
-        process = self.processes.pop(component)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal the process, its group and every process it started, like a machine that is lost.
+
+        Airflow >= 3.3 runs each task in a process group of its own: signalling the worker's group
+        alone would leave the task processes running as orphans.
+        """
+        process = self.processes.pop(name)
+        _signal_groups(_process_groups(process.pid), sig)
         process.wait(timeout=30)
 
-    def stop(self, component: str, grace: float = 15.0) -> None:
-        """SIGTERM the component's process group, then SIGKILL what is left after ``grace`` seconds."""
-        process = self.processes.pop(component)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+    def descendants(self, name: str) -> set[int]:
+        """The PIDs of every process the named one started (its task processes, for a worker)."""
+        with contextlib.suppress(psutil.Error, KeyError):
+            return {child.pid for child in psutil.Process(self.processes[name].pid).children(recursive=True)}
+        return set()
 
-    def stop_all(self) -> None:
-        for component in list(self.processes):
-            self.stop(component)
+    def stop(self, name: str, grace: float = 15.0) -> None:
+        """SIGTERM the process's group, then SIGKILL what is left of it and its children after ``grace`` s."""
+        terminate([self.processes.pop(name)], signal.SIGTERM, grace)
+
+    def stop_all(self, grace: float = 15.0) -> None:
+        """Stop every process at once: they shut down in parallel, within one ``grace``."""
+        processes = list(self.processes.values())
+        self.processes.clear()
+        terminate(processes, signal.SIGTERM, grace)
 
     def __enter__(self) -> LocalAirflow:
         return self
@@ -160,11 +244,12 @@ class LocalAirflow:
     # ------------------------------------------------------------------ waiting
 
     def _check_alive(self) -> None:
-        for component, process in self.processes.items():
+        for name, process in self.processes.items():
             if process.poll() is not None:
-                raise StackError(
-                    f"airflow {component} exited with code {process.returncode}; see {self.logs / (component + '.log')}"
-                )
+                raise StackError(f"airflow {name} exited with code {process.returncode}; see {self.log_of(name)}")
+
+    def log_of(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
 
     def wait_until(self, what: str, ready: Callable[[], bool], timeout: float, interval: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
@@ -189,6 +274,10 @@ class LocalAirflow:
             )
 
         self.wait_until("the Airflow components to report healthy", healthy, timeout)
+        for name in self.processes:
+            if name.split(".", 1)[0] == CELERY_WORKER:
+                # Celery has no health endpoint in Airflow's API: a worker says so when it consumes.
+                self.wait_until(f"{name} to be ready", partial(_logged, self.log_of(name), " ready."), timeout)
 
     # ------------------------------------------------------------------ REST API
 
@@ -210,8 +299,13 @@ class LocalAirflow:
         return str(run["dag_run_id"])
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        document = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return list(document["task_instances"])
+        found: list[dict[str, Any]] = []
+        while True:  # the API answers a page at a time (at most [api] maximum_page_limit, 100 by default)
+            params = {"limit": 100, "offset": len(found)}
+            document = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances", params=params)
+            found += document["task_instances"]
+            if not document["task_instances"] or len(found) >= document["total_entries"]:
+                return found
 
     def wait_for_run(
         self,
@@ -288,3 +382,188 @@ class RunWatch:
 
     def tasks(self, prefix: str) -> Iterable[str]:
         return [label for label in self.states if label == prefix or label.startswith(prefix + "[")]
+
+
+# ---------------------------------------------------------------------- the servers of a distributed stack
+
+
+def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"{what} exited with code {process.returncode}; see {log}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise StackError(f"Timed out after {timeout:.0f} s waiting for {what} on port {port}; see {log}")
+
+
+@dataclass
+class Server:
+    """A throwaway server in its own process group on 127.0.0.1, stopped by its PID."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """What must exist before the server starts."""
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{self.name}.log"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self.popen_kwargs()
+            )
+        _wait_for_port(self.port, self.name, self.process, self.log)
+
+    def stop(self, grace: float = 15.0) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            terminate([process], self.stop_signal, grace)
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def postgres_bin() -> Path:
+    """The newest Debian PostgreSQL's binaries (initdb, postgres, createdb are not on root's PATH there)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if found:
+        return found[-1].parent
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).resolve().parent
+    raise StackError("PostgreSQL is not installed: run scripts/distributed-packages.sh (Debian's postgresql)")
+
+
+@dataclass
+class Postgres(Server):
+    """A throwaway PostgreSQL cluster (initdb) with a database ``airflow``, trust auth on 127.0.0.1 only.
+
+    PostgreSQL refuses to run as root: as root, the cluster belongs to the ``postgres`` user (Debian's
+    package creates it), else to ``nobody``, who must be able to reach ``folder`` (pytest's temporary
+    folders are private to root: use ``tempfile.mkdtemp()``). fsync is off: the cluster is thrown away.
+    """
+
+    name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to disconnect
+
+    def _user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        for user in ("postgres", "nobody"):
+            with contextlib.suppress(KeyError):
+                pwd.getpwnam(user)
+                return user
+        raise StackError("PostgreSQL refuses to run as root and there is no 'postgres' or 'nobody' user")
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        user = self._user()
+        return {"user": user, "group": pwd.getpwnam(user).pw_gid} if user else {}
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://airflow@127.0.0.1:{self.port}/airflow"
+
+    def prepare(self) -> None:
+        user = self._user()
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(self.folder, entry.pw_uid, entry.pw_gid)
+            reachable = subprocess.run(["test", "-w", str(self.folder)], check=False, **self.popen_kwargs())
+            if reachable.returncode != 0:
+                raise StackError(f"PostgreSQL runs as {user!r}, who cannot write to {self.folder}")
+        initdb = [str(postgres_bin() / "initdb"), "-D", str(self.data), "-U", "airflow", "-A", "trust", "-E", "UTF8"]
+        result = subprocess.run(
+            [*initdb, "--no-sync"], capture_output=True, text=True, check=False, **self.popen_kwargs()
+        )
+        if result.returncode != 0:
+            self.log.write_text(result.stdout + result.stderr)
+            raise StackError(f"initdb failed; its output is in {self.log}")
+
+    def command(self) -> list[str]:
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            # Scheduler, dag-processor, triggerers, api-server and Celery workers each keep a pool.
+            "max_connections": "300",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+        return [str(postgres_bin() / "postgres"), "-D", str(self.data), *options]
+
+    def start(self) -> None:
+        super().start()
+        createdb = [str(postgres_bin() / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "airflow"]
+        deadline = time.monotonic() + 60
+        while True:  # the port opens a moment before the server accepts logins
+            result = subprocess.run([*createdb, "airflow"], capture_output=True, text=True, check=False)
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"createdb failed: {result.stderr.strip()}")
+            time.sleep(0.3)
+
+
+@dataclass
+class Redis(Server):
+    """A throwaway Redis (the Celery broker), in memory only."""
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        redis = shutil.which("redis-server")
+        if redis is None:
+            raise StackError(
+                "redis-server is not installed: run scripts/distributed-packages.sh (Debian's redis-server)"
+            )
+        return [redis, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+
+
+@dataclass
+class MotoS3(Server):
+    """moto's S3-compatible server (``moto[server]``) as the object store of task outputs."""
+
+    name = "moto-s3"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def connection_json(self) -> str:
+        """An Airflow ``aws`` connection to this store (moto accepts any key)."""
+        extra = {"endpoint_url": self.url, "region_name": "us-east-1"}
+        return json.dumps({"conn_type": "aws", "login": "moto", "password": "moto-secret", "extra": extra})

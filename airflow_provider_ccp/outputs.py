@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.sdk import conf  # airflow.sdk's conf; airflow.configuration's on 3.1
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_ccp.exceptions import CCPDownloadError
@@ -41,12 +42,50 @@ COPY_CHUNK = 1024 * 1024
 #: What zipfile raises when a member's data is damaged or unreadable (bad CRC, broken deflate stream,
 #: truncated member, unknown compression); none of them is an OSError.
 ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
+#: Executors that run every task on the scheduler's machine, where the default output folder is shared.
+LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+
+
+def configured_output_root() -> str | None:
+    """``[ccp] output_path`` (``AIRFLOW__CCP__OUTPUT_PATH``), or None when it is unset or empty."""
+    value = conf.get("ccp", "output_path", fallback=None)
+    return value.strip() or None if value else None
 
 
 def default_output_root() -> str:
-    """``$AIRFLOW_HOME/ccp-outputs``, read when the task runs (not when the DAG file is parsed)."""
+    """``[ccp] output_path``, else ``$AIRFLOW_HOME/ccp-outputs``; read when the task runs, not at parse time."""
+    configured = configured_output_root()
+    if configured:
+        return configured
     home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
     return os.path.join(os.path.expandvars(home), "ccp-outputs")
+
+
+def executor_name(task_executor: str | None) -> str:
+    """The class name of the executor running a task: its own ``executor``, else the first configured one."""
+    configured = conf.get("core", "executor", fallback=None) or "LocalExecutor"
+    name = task_executor or configured.split(",")[0]
+    # Entries may be "alias:module.path.Class", "module.path.Class" or "Class".
+    return name.strip().rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+
+
+def local_outputs_warning(output_path: str | None, task_executor: str | None) -> str | None:
+    """Why outputs in the local default folder will not reach downstream tasks, or None when they will.
+
+    Only the default warns: an explicit local ``output_path`` may well be a shared mount.
+    """
+    if output_path or configured_output_root():
+        return None
+    executor = executor_name(task_executor)
+    # A KubernetesExecutor pod may say LocalExecutor in its own configuration; this variable tells.
+    if executor in LOCAL_EXECUTORS and not os.environ.get("AIRFLOW_IS_K8S_EXECUTOR_POD"):
+        return None
+    return (
+        f"CCP outputs go to {default_output_root()} on this worker's local disk, but tasks run on the "
+        f"{executor}: a downstream task on another machine cannot read them. Set [ccp] output_path "
+        "(e.g. AIRFLOW__CCP__OUTPUT_PATH=s3://<conn_id>@<bucket>/ccp-outputs) or the operator's output_path "
+        "to storage every worker can reach (docs/deployment.md)."
+    )
 
 
 def storage_path(location: str) -> ObjectStoragePath:

@@ -33,7 +33,7 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import default_outputs, mask_secret_inputs, prepare_inputs, public_inputs
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
-from airflow_provider_ccp.outputs import fetch_tails, log_tails, store_outputs, task_output_path
+from airflow_provider_ccp.outputs import fetch_tails, local_outputs_warning, log_tails, store_outputs, task_output_path
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import JobWatch, terminal_event, validate_event
@@ -66,7 +66,8 @@ class CCPExecuteMethodOperator(BaseOperator):
     :param timeout: seconds to wait for the execution before dismissing it and failing; None waits forever.
     :param wait_for_completion: False submits, pushes the ids and returns the job id.
     :param output_path: folder or ObjectStoragePath URI (``s3://bucket/prefix``) the outputs go under, as
-        ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/``. Default ``$AIRFLOW_HOME/ccp-outputs``.
+        ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/``. Default ``[ccp] output_path``, else
+        ``$AIRFLOW_HOME/ccp-outputs`` (a warning when tasks run on a non-local executor).
         Templated.
     :param extract: extract ``output.zip`` next to it (entries that would escape the folder are refused).
     :param cancel_on_kill: dismiss the execution when the task is killed.
@@ -319,6 +320,9 @@ class CCPExecuteMethodOperator(BaseOperator):
         info = self._final_status(job_id)
         ti = context["ti"]
         target = task_output_path(self.output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+        warning = local_outputs_warning(self.output_path, self.executor)
+        if warning:
+            self.log.warning(warning)
         stored = store_outputs(self.hook, job_id, target, extract=self.extract, log_lines=self.log_lines)
         log_tails(stored.tails, self.log)
         self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
