@@ -90,7 +90,8 @@ class CCPExecuteMethodOperator(BaseOperator):
         be found or ruled out: ``"fail"`` (``CCPAmbiguousSubmissionError``, no retry) or ``"resubmit"``
         (the next try submits a new execution).
     :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
-        so that Airflow's scheduler cannot fail it (see docs/operators.md).
+        so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
+        min_defer_seconds`` in Airflow's configuration, else 5.
 
     Returns (XCom ``return_value``) a manifest: ``job_id``, ``method_id``, ``status``, ``message``,
     ``created``, ``started``, ``finished``, ``duration_seconds``, ``archive``, ``files`` (``path``,
@@ -119,7 +120,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         cancel_on_kill: bool = True,
         log_lines: int = 50,
         on_ambiguous_submit: str = "fail",
-        min_defer_seconds: float = MIN_DEFER_SECONDS,
+        min_defer_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         # The manifest's keys become XComs of their own too, so a TaskFlow task can take
@@ -134,6 +135,8 @@ class CCPExecuteMethodOperator(BaseOperator):
             raise ValueError(f"log_lines must be 0 or more, got {log_lines!r}")
         if on_ambiguous_submit not in ON_AMBIGUOUS_SUBMIT:
             raise ValueError(f"on_ambiguous_submit must be one of {ON_AMBIGUOUS_SUBMIT}, got {on_ambiguous_submit!r}")
+        if min_defer_seconds is None:
+            min_defer_seconds = conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
         if min_defer_seconds < 0:
             raise ValueError(f"min_defer_seconds must be 0 or more, got {min_defer_seconds!r}")
         self.method_id = method_id

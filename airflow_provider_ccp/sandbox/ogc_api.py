@@ -96,7 +96,7 @@ def process(process_id: str, state: State, _: Caller) -> dict[str, Any]:
 
 
 @router.post("/processes/{process_id}/execution", status_code=201)
-async def execute(process_id: str, request: Request, state: State, who: Caller) -> JSONResponse:
+async def execute(process_id: str, request: Request, state: State, who: Caller) -> Response:
     method = state.catalog.get(process_id)
     if method is None:
         raise OGCError(404, "no-such-process", f"No Method with id '{process_id}'")
