@@ -185,8 +185,6 @@ def job_id_from_submission(body: Any, location: str | None) -> str:
 #: The CCP input that carries a submission's marker: CCP keeps it in the execution record's request.
 MARKER_INPUT = "ccpnote"
 MARKER_PREFIX = "airflow-submission:"
-#: Answers to a list request meaning "this server has no such list": the lookup cannot decide.
-NO_LIST_STATUSES = frozenset({404, 405, 501})
 
 
 def new_marker() -> str:

@@ -22,6 +22,8 @@ MAX_CONSECUTIVE_FAILURES = 5
 MAX_BACKOFF_SECONDS = 300.0
 #: 4xx answers worth asking again: the hook already renewed the token once on 401.
 TRANSIENT_CLIENT_STATUSES = frozenset({401, 408, 429})
+#: A server error that asking again never fixes: the server has no such feature.
+NOT_IMPLEMENTED = 501
 #: How long after a deferral the trigger may resume the task at the earliest (``JobWatch.not_before``).
 #: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
 #: the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716); docs/operators.md.
@@ -63,6 +65,8 @@ def is_transient(error: CCPError) -> bool:
     if isinstance(error, CCPNotFoundError) or (isinstance(error, CCPAuthError) and error.http_status is None):
         return False
     status = error.http_status
+    if status == NOT_IMPLEMENTED:
+        return False
     return status is None or status >= 500 or status in TRANSIENT_CLIENT_STATUSES
 
 

@@ -214,6 +214,7 @@ def test_only_retryable_errors_are_transient():
     assert is_transient(CCPError("slow down", http_status=429))
     assert not is_transient(CCPError("forbidden", http_status=403))
     assert not is_transient(CCPNotFoundError("gone", http_status=404))
+    assert not is_transient(CCPError("no such feature", http_status=501))
     # No HTTP status: the token flow itself refused (a rejected static token cannot be renewed).
     assert not is_transient(CCPAuthError("the token expired or was revoked"))
     assert is_transient(CCPAuthError("401 after a renewal", http_status=401))
