@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +27,9 @@ COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 # Their log servers would listen on every interface; the api-server reads the log files directly.
 SKIP_SERVE_LOGS = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-serve-logs",)}
+#: Every component and task process writes to the one SQLite file: under load (dozens of tasks at
+#: once) a writer waits for the lock up to this long instead of failing after sqlite's default 5 s.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60.0}
 
 
 def free_port() -> int:
@@ -76,6 +80,7 @@ class LocalAirflow:
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
@@ -114,6 +119,9 @@ class LocalAirflow:
             log = self.home / "db-migrate.log"
             log.write_text(result.stdout + result.stderr)
             raise StackError(f"'airflow db migrate' failed; its output is in {log}")
+        # Write-ahead logging: readers (the API, the UI) no longer block the scheduler's writes.
+        with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
+            db.execute("PRAGMA journal_mode=WAL")
 
     def start(self, *components: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)

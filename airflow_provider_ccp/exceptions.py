@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 
 class CCPError(AirflowException):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.exceptions import CCPAmbiguousSubmissionError, CCPError
