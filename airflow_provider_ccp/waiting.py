@@ -32,6 +32,13 @@ MIN_DEFER_SECONDS = 5.0
 T = TypeVar("T")
 
 
+def configured_min_defer_seconds() -> float:
+    """``[ccp] min_defer_seconds`` from Airflow's configuration, else ``MIN_DEFER_SECONDS``."""
+    from airflow.providers.common.compat.sdk import conf
+
+    return conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
+
+
 def job_event(status: str, job_id: str, job_status: str | None, message: str) -> dict[str, Any]:
     """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only."""
     return {"status": status, "job_id": job_id, "job_status": job_status, "message": message}

@@ -44,7 +44,13 @@ from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLi
 from airflow_provider_ccp.outputs import fetch_tails, log_tails, store_outputs, task_output_path
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
-from airflow_provider_ccp.waiting import MIN_DEFER_SECONDS, JobWatch, ride_out, terminal_event, validate_event
+from airflow_provider_ccp.waiting import (
+    JobWatch,
+    configured_min_defer_seconds,
+    ride_out,
+    terminal_event,
+    validate_event,
+)
 
 if TYPE_CHECKING:
     import jinja2
@@ -136,7 +142,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         if on_ambiguous_submit not in ON_AMBIGUOUS_SUBMIT:
             raise ValueError(f"on_ambiguous_submit must be one of {ON_AMBIGUOUS_SUBMIT}, got {on_ambiguous_submit!r}")
         if min_defer_seconds is None:
-            min_defer_seconds = conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
+            min_defer_seconds = configured_min_defer_seconds()
         if min_defer_seconds < 0:
             raise ValueError(f"min_defer_seconds must be 0 or more, got {min_defer_seconds!r}")
         self.method_id = method_id

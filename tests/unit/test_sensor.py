@@ -67,6 +67,7 @@ def test_deferrable_defers_to_the_trigger_without_cancel_on_kill(sandbox):
     assert trigger.poll_interval == 3.0
     assert trigger.cancel_on_kill is False
     assert trigger.end_time == pytest.approx(time.time() + 60, abs=5)
+    assert trigger.not_before == pytest.approx(time.time() + 5, abs=2)  # MIN_DEFER_SECONDS: the defer race
 
 
 def test_deferrable_full_cycle(sandbox):
