@@ -47,6 +47,7 @@ from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import (
     JobWatch,
     configured_min_defer_seconds,
+    is_transient,
     ride_out,
     terminal_event,
     validate_event,
@@ -260,10 +261,10 @@ class CCPExecuteMethodOperator(BaseOperator):
         try:
             job_id = self._look_up(previous)
         except _Undecided as undecided:
-            error = self._ambiguous(context, previous, str(undecided))
-            if isinstance(error, CCPAmbiguousSubmissionError):
-                raise error from None
-            self.log.warning("%s", error)
+            failure, resubmit = self._undecided(context, previous, undecided)
+            if not resubmit:
+                raise failure from None
+            self.log.warning("%s", failure)
             return None
         if job_id is None:
             self.log.warning("That submission created no execution: submitting a new one")
@@ -310,9 +311,9 @@ class CCPExecuteMethodOperator(BaseOperator):
         try:
             job_id = self._look_up(submission)
         except _Undecided as undecided:
-            raise self._ambiguous(context, submission, f"{error}; {undecided}") from None
+            raise self._undecided(context, submission, undecided)[0] from None
         if job_id is None:
-            self._forget(context)
+            # The submission stays stored: on Airflow >= 3.3 the retry looks once more before submitting.
             raise CCPError(
                 f"The submission of Method {self.method_id!r} failed ({error}) and no execution of it was found "
                 f"after looking for {LOOKUP_SECONDS:g} s: none was created, a retry submits again",
@@ -337,7 +338,7 @@ class CCPExecuteMethodOperator(BaseOperator):
             try:
                 job_id = ride_out(finder, watch)
             except CCPError as err:
-                raise _Undecided(f"the lookup failed: {err}") from None
+                raise _Undecided(f"the lookup failed: {err}", may_pass=is_transient(err)) from None
             if job_id is not None or time.time() >= deadline:
                 return job_id
             time.sleep(watch.next_delay())
@@ -355,28 +356,35 @@ class CCPExecuteMethodOperator(BaseOperator):
             raise _Undecided(f"{len(candidates)} jobs of Method {self.method_id!r} were created then ({ids})")
         return candidates[0].job_id if candidates else None
 
-    def _ambiguous(self, context: Context, submission: Submission, reason: str) -> CCPError:
-        """What to raise when a lookup cannot decide: ``CCPAmbiguousSubmissionError`` (``fail``, no
-        retry), or with ``resubmit`` a plain error after which a new execution may be submitted."""
-        self._forget(context)  # either way the DAG author decided: a clear or a retry submits anew
+    def _undecided(self, context: Context, submission: Submission, undecided: _Undecided) -> tuple[CCPError, bool]:
+        """The error that ends the try when a lookup cannot decide, and whether a new execution may be
+        submitted instead (``on_ambiguous_submit="resubmit"``: by the next try, or now by a later one).
+
+        A lookup that only met transient errors is left to the next try while the store keeps the
+        submission (Airflow >= 3.3). Otherwise ``fail`` ends the task for good with
+        ``CCPAmbiguousSubmissionError``: a retry could pay for a second execution.
+        """
         if submission.marker:
             where = f"whose note (ccpnote) contains {submission.marker!r} in CCP's execution list (GET /executions)"
         else:
             where = f"of Method {self.method_id!r} created around then (GET /jobs?processID={self.method_id})"
         message = (
             f"An execution of Method {self.method_id!r} may exist: its submission at {submission.submitted_at} "
-            f"got no answer and it could not be looked up ({reason}). Look for an execution {where}"
+            f"got no answer and it could not be looked up ({undecided}). Look for an execution {where}"
         )
+        if undecided.may_pass and context.get("task_state_store") is not None:
+            later = f"{message}; the next try looks for it again before submitting"
+            return CCPError(later, method_id=self.method_id), False
+        self._forget(context)  # the DAG author decided: a clear, or with resubmit a retry, submits anew
         if self.on_ambiguous_submit == "fail":
-            return CCPAmbiguousSubmissionError(
-                message + "; clear this task to submit again, or set on_ambiguous_submit='resubmit'",
+            error = CCPAmbiguousSubmissionError(
+                f"{message}; clear this task to submit again, or set on_ambiguous_submit='resubmit'",
                 marker=submission.marker,
                 submitted_at=submission.submitted_at or "",
                 method_id=self.method_id,
             )
-        return CCPError(
-            message + "; on_ambiguous_submit='resubmit': submitting a new execution", method_id=self.method_id
-        )
+            return error, False
+        return CCPError(f"{message}; on_ambiguous_submit='resubmit': submitting again", method_id=self.method_id), True
 
     def _status(self, job_id: str) -> StatusInfo:
         """``GET /jobs/{id}``, riding out transient errors by the rules polling follows."""
@@ -550,6 +558,11 @@ def request_fingerprint(method_id: str, inputs: Mapping[str, str]) -> str:
 
 class _Undecided(Exception):
     """The lookup of a lost submission could not tell whether it created an execution."""
+
+    def __init__(self, reason: str, *, may_pass: bool = False) -> None:
+        super().__init__(reason)
+        #: Only transient errors stood in the way: a later lookup may decide.
+        self.may_pass = may_pass
 
 
 @dataclass(frozen=True)

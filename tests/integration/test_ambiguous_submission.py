@@ -135,6 +135,35 @@ def test_a_lookup_that_keeps_failing_is_ridden_out_then_fails_clearly(sandbox, t
     assert sandbox.admin.executions_submitted("word-count") == 1
 
 
+@MODES
+def test_a_lookup_that_only_met_transient_errors_is_left_to_the_next_try(sandbox, tmp_path, deferrable):
+    sandbox.admin.lose_submission_answer("drop", method_id="word-count")
+    sandbox.admin.fail_next(EXECUTIONS, 500, count=FOREVER, method="GET")
+    store = DictStore()
+    make = count_words(tmp_path, deferrable=deferrable)
+
+    with pytest.raises(CCPError, match="the next try looks for it again before submitting") as raised:
+        make().execute(make_context(store))
+    assert not isinstance(raised.value, CCPAmbiguousSubmissionError)
+    assert store.values[STATE_KEY]["marker"] in str(raised.value)
+
+    sandbox.admin.clear_faults()  # CCP's list is back
+    manifest = run_deferrable(make(), make_context(store))
+
+    assert manifest["status"] == "successful"
+    assert sandbox.admin.executions_submitted("word-count") == 1
+
+
+def test_without_a_store_transient_lookup_errors_end_in_the_dedicated_error(sandbox, tmp_path):
+    sandbox.admin.lose_submission_answer("status", method_id="word-count")
+    sandbox.admin.fail_next(EXECUTIONS, 500, count=FOREVER, method="GET")
+
+    with pytest.raises(CCPAmbiguousSubmissionError):
+        run_tries(count_words(tmp_path), None)
+
+    assert sandbox.admin.executions_submitted("word-count") == 1
+
+
 def test_a_submission_that_never_reached_ccp_is_retried(sandbox, tmp_path, task_log):
     # A hang-up before the sandbox handles the request: no execution exists, the lookup says so.
     sandbox.admin.drop_connection(r"/execution$", method="POST")
