@@ -27,7 +27,7 @@ NOT_IMPLEMENTED = 501
 #: How long after a deferral the trigger may resume the task at the earliest (``JobWatch.not_before``).
 #: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
 #: the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716); docs/operators.md.
-MIN_DEFER_SECONDS = 5.0
+MIN_DEFER_SECONDS = 10.0
 
 T = TypeVar("T")
 

@@ -98,7 +98,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         (the next try submits a new execution).
     :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
         so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
-        min_defer_seconds`` in Airflow's configuration, else 5.
+        min_defer_seconds`` in Airflow's configuration, else 10.
 
     Returns (XCom ``return_value``) a manifest: ``job_id``, ``method_id``, ``status``, ``message``,
     ``created``, ``started``, ``finished``, ``duration_seconds``, ``archive``, ``files`` (``path``,
