@@ -308,8 +308,8 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
         return state.context
     if settings.auth_flow == "token" and state.context is not None:
         raise CCPAuthError(
-            "The pre-issued bearer token stored in the connection's password field has expired or was "
-            "rejected by CCP (auth_flow=token cannot renew it): store a new token",
+            "CCP rejected the pre-issued bearer token stored in the connection's password field: "
+            "the token expired or was revoked (auth_flow=token cannot renew it); store a new token",
             url=settings.base_url,
         )
     context_header = settings.auth_flow in ("refresh_token", "context_header")

@@ -17,6 +17,7 @@ import pwd
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,6 +40,9 @@ SKIP_SERVE_LOGS = {
     CELERY_WORKER: ("--skip-serve-logs",),
 }
 COMMANDS = {CELERY_WORKER: ("celery", "worker")}
+#: Every component and task process writes to the one SQLite file: under load (dozens of tasks at
+#: once) a writer waits for the lock up to this long instead of failing after sqlite's default 5 s.
+SQLITE_LOCK_TIMEOUT = 60
 
 
 def free_port() -> int:
@@ -135,6 +139,7 @@ class LocalAirflow:
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url or self.sqlite_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
@@ -151,8 +156,6 @@ class LocalAirflow:
             # The point of the local stack: CCP tasks wait in the triggerer, not in a worker slot.
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         }
-        if self.db_url is not None:
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.db_url
         env |= {f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in self.connections.items()}
         env |= dict(self.extra_env)
         return env
@@ -175,6 +178,14 @@ class LocalAirflow:
             log = self.home / "db-migrate.log"
             log.write_text(result.stdout + result.stderr)
             raise StackError(f"'airflow db migrate' failed; its output is in {log}")
+        if self.db_url is None:
+            # Write-ahead logging: readers (the API, the UI) no longer block the scheduler's writes.
+            with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+
+    @property
+    def sqlite_url(self) -> str:
+        return f"sqlite:///{self.home / 'airflow.db'}?timeout={SQLITE_LOCK_TIMEOUT}"
 
     def components(self) -> tuple[str, ...]:
         celery = (CELERY_WORKER,) if self.executor.rsplit(".", 1)[-1] == "CeleryExecutor" else ()

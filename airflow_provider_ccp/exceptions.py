@@ -6,6 +6,9 @@ server's own error words, never from request bodies or headers.
 
 from __future__ import annotations
 
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk.exceptions import AirflowException
 
 
@@ -60,3 +63,17 @@ class CCPJobFailedError(CCPError):
 
 class CCPJobTimeoutError(CCPError):
     """The CCP execution did not reach a terminal status before the deadline."""
+
+
+class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
+    """The execution POST may have started an execution, and looking it up could not tell which one.
+
+    The task fails without retrying, as a retry could pay for a second execution (unless it says
+    ``on_ambiguous_submit="resubmit"``, and then this is not raised): ``marker``
+    and ``submitted_at`` name what to look for in CCP's execution list before retrying by hand.
+    """
+
+    def __init__(self, message: str, *, marker: str | None, submitted_at: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.marker = marker
+        self.submitted_at = submitted_at

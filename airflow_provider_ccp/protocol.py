@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,12 @@ def next_link(document: Mapping[str, Any], current_url: str) -> str | None:
     return None
 
 
+def listed_items(document: Any, key: str) -> list[Mapping[str, Any]]:
+    """The objects of a list answer: ``{key: [...]}`` (OGC) or a bare JSON array (CCP's ``/executions``)."""
+    items = document.get(key) if isinstance(document, Mapping) else document
+    return [item for item in items if isinstance(item, Mapping)] if isinstance(items, list) else []
+
+
 def encode_context(context: str) -> str:
     """D4Science's form of a context in ``audience`` and ``X-D4Science-Context``: ``/`` as ``%2F``."""
     return quote(context, safe="")
@@ -171,6 +178,73 @@ def job_id_from_submission(body: Any, location: str | None) -> str:
         if last:
             return last
     raise CCPProtocolError("The execution was accepted but the answer has no jobID and no Location header")
+
+
+# --------------------------------------------------------------------------- submission identity
+
+#: The CCP input that carries a submission's marker: CCP keeps it in the execution record's request.
+MARKER_INPUT = "ccpnote"
+MARKER_PREFIX = "airflow-submission:"
+
+
+def new_marker() -> str:
+    """A submission identity no other request will carry."""
+    return MARKER_PREFIX + uuid.uuid4().hex
+
+
+def note_with_marker(note: Any, marker: str) -> str:
+    """The ``ccpnote`` to send: the user's own note, if any, then the marker in brackets."""
+    text = "" if note is None else input_value_to_string(MARKER_INPUT, note).strip()
+    return f"{text} [{marker}]" if text else f"[{marker}]"
+
+
+def submission_may_have_landed(error: CCPError, url: str) -> bool:
+    """Whether a failed execution POST may still have created an execution.
+
+    No answer (connection lost, read timeout) or a 5xx from the execution URL itself: the server
+    (or a proxy) may have created the job before the answer was lost. A 4xx is a refusal, and an
+    error with another URL (the token endpoint) happened before the POST was sent.
+    """
+    return error.url == url and (error.http_status is None or error.http_status >= 500)
+
+
+def record_job_id(record: Mapping[str, Any]) -> str | None:
+    """The job id of an execution record (``GET /executions``); CCP's shape is undocumented."""
+    for candidate in (record, record.get("status")):
+        if isinstance(candidate, Mapping):
+            for key in ("id", "jobID", "jobId"):
+                if candidate.get(key):
+                    return str(candidate[key])
+    return None
+
+
+def record_carries_marker(record: Mapping[str, Any], marker: str) -> bool:
+    """Whether an execution record's request (top-level ``request`` or CCP's ``metadata/request.json``)
+    has ``marker`` in its ``ccpnote`` input, sent as a plain string or as an OGC ``{"value": ...}``."""
+    metadata = record.get("metadata")
+    requests = [record.get("request")]
+    if isinstance(metadata, Mapping):
+        requests += [metadata.get("request"), metadata.get("request.json")]
+    for request in requests:
+        inputs = request.get("inputs") if isinstance(request, Mapping) else None
+        note = inputs.get(MARKER_INPUT) if isinstance(inputs, Mapping) else None
+        if isinstance(note, Mapping):
+            note = note.get("value")
+        if isinstance(note, str) and marker in note:
+            return True
+    return False
+
+
+def jobs_created_between(
+    jobs: Iterable[StatusInfo], method_id: str, start: pendulum.DateTime, end: pendulum.DateTime
+) -> list[StatusInfo]:
+    """The jobs of ``method_id`` created within [start, end]: a submission's candidates on a server
+    that keeps nothing of the request. A job without a ``created`` time cannot be ruled out."""
+    return [
+        job
+        for job in jobs
+        if job.process_id in (None, method_id) and (job.created is None or start <= job.created <= end)
+    ]
 
 
 # --------------------------------------------------------------------------- job status

@@ -8,11 +8,11 @@ are ridden out and how long to sleep.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
 from airflow_provider_ccp.protocol import StatusInfo
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
@@ -22,6 +22,21 @@ MAX_CONSECUTIVE_FAILURES = 5
 MAX_BACKOFF_SECONDS = 300.0
 #: 4xx answers worth asking again: the hook already renewed the token once on 401.
 TRANSIENT_CLIENT_STATUSES = frozenset({401, 408, 429})
+#: A server error that asking again never fixes: the server has no such feature.
+NOT_IMPLEMENTED = 501
+#: How long after a deferral the trigger may resume the task at the earliest (``JobWatch.not_before``).
+#: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
+#: the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716); docs/operators.md.
+MIN_DEFER_SECONDS = 10.0
+
+T = TypeVar("T")
+
+
+def configured_min_defer_seconds() -> float:
+    """``[ccp] min_defer_seconds`` from Airflow's configuration, else ``MIN_DEFER_SECONDS``."""
+    from airflow.providers.common.compat.sdk import conf
+
+    return conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
 
 
 def job_event(status: str, job_id: str, job_status: str | None, message: str) -> dict[str, Any]:
@@ -49,10 +64,16 @@ def validate_event(event: Any) -> dict[str, Any]:
 
 
 def is_transient(error: CCPError) -> bool:
-    """Whether asking again may help: connection trouble, 5xx, 429, an unreadable body."""
-    if isinstance(error, CCPNotFoundError):
+    """Whether asking again may help: connection trouble, 5xx, 429, an unreadable body.
+
+    An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
+    e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
+    """
+    if isinstance(error, CCPNotFoundError) or (isinstance(error, CCPAuthError) and error.http_status is None):
         return False
     status = error.http_status
+    if status == NOT_IMPLEMENTED:
+        return False
     return status is None or status >= 500 or status in TRANSIENT_CLIENT_STATUSES
 
 
@@ -62,14 +83,18 @@ class JobWatch:
 
     Feed it each poll's outcome; it answers with the final event, or None to keep waiting, and
     says how long to sleep. ``end_time`` is wall-clock epoch seconds, as it crosses processes.
+    ``not_before`` (epoch seconds) holds back the end of a job that finished sooner: the status is
+    asked again then, and only that answer ends the wait.
     """
 
     job_id: str
     poll_interval: float
     end_time: float | None
     log: Any
+    not_before: float | None = None
     previous: str | None = None
     failures: int = 0
+    holding: bool = False
 
     def on_status(self, info: StatusInfo) -> dict[str, Any] | None:
         self.failures = 0
@@ -77,7 +102,13 @@ class JobWatch:
             progress = f" ({info.progress}%)" if info.progress is not None else ""
             self.log.info("CCP job %s is %s%s: %s", self.job_id, info.status, progress, info.message)
             self.previous = info.status
-        return terminal_event(info) if info.terminal else self._deadline_event()
+        if not info.terminal:
+            return self._deadline_event()
+        self.holding = self.not_before is not None and time.time() < self.not_before
+        if self.holding:
+            self.log.info("CCP job %s ended early: resuming the task in %.1f s", self.job_id, self.next_delay())
+            return None
+        return terminal_event(info)
 
     def on_error(self, error: CCPError) -> dict[str, Any] | None:
         if not is_transient(error):
@@ -99,6 +130,8 @@ class JobWatch:
         delay = self.poll_interval
         if self.failures:
             delay = min(self.poll_interval * 2 ** (self.failures - 1), max(self.poll_interval, MAX_BACKOFF_SECONDS))
+        if self.holding and self.not_before is not None:
+            delay = min(delay, max(0.0, self.not_before - time.time()))
         if self.end_time is not None:
             delay = min(delay, max(0.0, self.end_time - time.time()))
         return delay
@@ -108,3 +141,15 @@ class JobWatch:
             return None
         message = f"CCP job {self.job_id} was still {self.previous or 'unknown'} when the wait timed out"
         return job_event("timeout", self.job_id, self.previous, message)
+
+
+def ride_out(call: Callable[[], T], watch: JobWatch, sleep: Callable[[float], Any] = time.sleep) -> T:
+    """``call()`` until it answers, riding out transient errors by ``watch``'s rules (the ones polling
+    follows); the error that makes them give up (not transient, too many, the deadline) is raised."""
+    while True:
+        try:
+            return call()
+        except CCPError as err:
+            if watch.on_error(err) is not None:
+                raise
+        sleep(watch.next_delay())

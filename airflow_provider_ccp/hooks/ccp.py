@@ -224,8 +224,8 @@ class CCPHook(_CCPHookBase):
         while next_url and next_url not in seen and len(seen) < MAX_PAGES:
             seen.add(next_url)
             document = self._get_json(next_url, params=params if next_url == url else None)
-            yield from (item for item in document.get(key) or [] if isinstance(item, Mapping))
-            next_url = protocol.next_link(document, next_url)
+            yield from protocol.listed_items(document, key)
+            next_url = protocol.next_link(document, next_url) if isinstance(document, Mapping) else None
 
     # ------------------------------------------------------------------ Methods
 
@@ -317,8 +317,19 @@ class CCPHook(_CCPHookBase):
 
     def list_executions(self) -> list[dict[str, Any]]:
         document = self._get_json(protocol.executions_url(self.settings.base_url))
-        items = document.get("executions", document) if isinstance(document, Mapping) else document
-        return [dict(item) for item in items or [] if isinstance(item, Mapping)]
+        return [dict(item) for item in protocol.listed_items(document, "executions")]
+
+    def find_execution(self, marker: str) -> str | None:
+        """The job id of the execution whose request carries ``marker`` in its ``ccpnote``, or None.
+
+        Reads CCP's execution records (``GET /executions``, every page) and stops at the first match:
+        a marker is unique. Raises ``CCPError`` when the list cannot be read.
+        """
+        url = protocol.executions_url(self.settings.base_url)
+        for record in self._pages(url, "executions", {"limit": 100}):
+            if protocol.record_carries_marker(record, marker):
+                return protocol.record_job_id(record)
+        return None
 
     def get_execution(self, job_id: str) -> dict[str, Any]:
         """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""

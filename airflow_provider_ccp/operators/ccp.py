@@ -13,17 +13,20 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.exceptions import (
+    CCPAmbiguousSubmissionError,
     CCPError,
     CCPJobFailedError,
     CCPJobTimeoutError,
@@ -31,21 +34,42 @@ from airflow_provider_ccp.exceptions import (
     CCPProtocolError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.inputs import default_outputs, mask_secret_inputs, prepare_inputs, public_inputs
+from airflow_provider_ccp.inputs import (
+    declared_inputs,
+    default_outputs,
+    mask_secret_inputs,
+    prepare_inputs,
+    public_inputs,
+)
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
 from airflow_provider_ccp.outputs import fetch_tails, local_outputs_warning, log_tails, store_outputs, task_output_path
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
-from airflow_provider_ccp.waiting import JobWatch, terminal_event, validate_event
+from airflow_provider_ccp.waiting import (
+    JobWatch,
+    configured_min_defer_seconds,
+    is_transient,
+    ride_out,
+    terminal_event,
+    validate_event,
+)
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.context import Context
 
-#: ``task_state_store`` key holding ``{"job_id", "fingerprint"}`` of the submitted job (Airflow >= 3.3).
-#: Renaming it would make in-flight retries submit a second execution, so it never changes.
+#: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
+#: POST, completed with the job id after it. Renaming it would make in-flight retries submit a second
+#: execution, so it never changes.
 STATE_KEY = "ccp_job_id"
+ON_AMBIGUOUS_SUBMIT = ("fail", "resubmit")
+#: How long a submission whose answer was lost is looked for before concluding it created nothing.
+LOOKUP_SECONDS = 10.0
+LOOKUP_INTERVAL = 1.0
+#: Clock difference tolerated between the worker and the server when a job is matched by its
+#: creation time (servers that keep nothing of the request: no marker).
+CLOCK_SKEW = timedelta(seconds=30)
 #: Events after which the job has ended: dismissing it then would delete its results.
 FINISHED_EVENTS = frozenset({"success", "failed"})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
@@ -72,6 +96,12 @@ class CCPExecuteMethodOperator(BaseOperator):
     :param extract: extract ``output.zip`` next to it (entries that would escape the folder are refused).
     :param cancel_on_kill: dismiss the execution when the task is killed.
     :param log_lines: lines of each stdout/stderr file copied into the task log (0: none).
+    :param on_ambiguous_submit: when the answer to the submission was lost and the execution cannot
+        be found or ruled out: ``"fail"`` (``CCPAmbiguousSubmissionError``, no retry) or ``"resubmit"``
+        (the next try submits a new execution).
+    :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
+        so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
+        min_defer_seconds`` in Airflow's configuration, else 10.
 
     Each ``Asset`` in ``outlets`` gets an asset event when the execution succeeds, whose ``extra``
     holds ``ccp_job_id``, ``ccp_method_id``, ``execution_url`` and the output ``files``' URIs.
@@ -102,6 +132,8 @@ class CCPExecuteMethodOperator(BaseOperator):
         extract: bool = True,
         cancel_on_kill: bool = True,
         log_lines: int = 50,
+        on_ambiguous_submit: str = "fail",
+        min_defer_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         # The manifest's keys become XComs of their own too, so a TaskFlow task can take
@@ -114,6 +146,12 @@ class CCPExecuteMethodOperator(BaseOperator):
             raise ValueError(f"timeout must be positive or None, got {timeout!r}")
         if log_lines < 0:
             raise ValueError(f"log_lines must be 0 or more, got {log_lines!r}")
+        if on_ambiguous_submit not in ON_AMBIGUOUS_SUBMIT:
+            raise ValueError(f"on_ambiguous_submit must be one of {ON_AMBIGUOUS_SUBMIT}, got {on_ambiguous_submit!r}")
+        if min_defer_seconds is None:
+            min_defer_seconds = configured_min_defer_seconds()
+        if min_defer_seconds < 0:
+            raise ValueError(f"min_defer_seconds must be 0 or more, got {min_defer_seconds!r}")
         self.method_id = method_id
         self.inputs = inputs
         self.outputs = outputs
@@ -126,6 +164,8 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.extract = extract
         self.cancel_on_kill = cancel_on_kill
         self.log_lines = log_lines
+        self.on_ambiguous_submit = on_ambiguous_submit
+        self.min_defer_seconds = min_defer_seconds
         self.job_id: str | None = None
         #: Whether on_kill should dismiss ``job_id``: not once the job is known to have ended.
         self._job_may_run = False
@@ -194,40 +234,170 @@ class CCPExecuteMethodOperator(BaseOperator):
         Needs Airflow >= 3.3's ``task_state_store``; older Airflow clears a task's XComs when a new
         try starts, so there every try submits its own execution (docs/operators.md).
         """
-        previous, previous_fingerprint = stored_job(context)
+        previous = stored_submission(context)
         if previous is None:
             return None
-        if previous_fingerprint not in (None, fingerprint):
+        if previous.fingerprint not in (None, fingerprint):
+            label = previous.job_id or previous.marker
             self.log.warning(
-                "CCP job %s of an earlier try ran another Method or other inputs: submitting a new execution", previous
+                "CCP job %s of an earlier try ran another Method or other inputs: submitting a new execution", label
             )
             return None
+        job_id = previous.job_id or self._find_unconfirmed(context, previous)
+        if job_id is None:
+            return None
         try:
-            info = self.hook.get_job(previous)
+            info = self._status(job_id)
         except CCPNotFoundError:
-            self.log.warning("CCP job %s of an earlier try no longer exists: submitting a new execution", previous)
+            self.log.warning("CCP job %s of an earlier try no longer exists: submitting a new execution", job_id)
             return None
         if info.failed:
-            self.log.warning("CCP job %s of an earlier try ended %s: submitting a new execution", previous, info.status)
+            self.log.warning("CCP job %s of an earlier try ended %s: submitting a new execution", job_id, info.status)
             return None
         self.log.info("Reattaching to CCP job %s (%s), submitted by an earlier try", info.job_id, info.status)
         self._track(info.job_id, running=not info.terminal)
         self._push(context, info.job_id)
         return info
 
+    def _find_unconfirmed(self, context: Context, previous: Submission) -> str | None:
+        """An earlier try sent a submission and never learnt its job id: look for it before submitting."""
+        self.log.warning(
+            "An earlier try submitted Method %s at %s and did not get the answer: looking for that execution",
+            self.method_id,
+            previous.submitted_at,
+        )
+        try:
+            job_id = self._look_up(previous)
+        except _Undecided as undecided:
+            failure, resubmit = self._undecided(context, previous, undecided)
+            if not resubmit:
+                raise failure from None
+            self.log.warning("%s", failure)
+            return None
+        if job_id is None:
+            self.log.warning("That submission created no execution: submitting a new one")
+            return None
+        self.log.info("Found CCP job %s, created by the earlier try's submission", job_id)
+        self._remember(context, replace(previous, job_id=job_id))
+        return job_id
+
     def _submit(
         self, context: Context, description: Mapping[str, Any], inputs: Mapping[str, str], fingerprint: str
     ) -> StatusInfo:
+        """POST the execution, remembered before it is sent so that a lost answer can be looked up."""
         outputs = self.outputs if self.outputs is not None else default_outputs(description)
-        answer = self.hook.submit_execution(self.method_id, inputs, outputs)
-        job_id = str(answer["jobID"])
+        marker = protocol.new_marker() if is_ccp_method(description) else None
+        if marker:
+            note = protocol.note_with_marker(inputs.get(protocol.MARKER_INPUT), marker)
+            inputs = {**inputs, protocol.MARKER_INPUT: note}
+        submission = Submission(fingerprint, marker=marker, submitted_at=pendulum.now("UTC").isoformat())
+        self._remember(context, submission)
+        url = protocol.execution_request_url(self.hook.settings.base_url, self.method_id)
+        answer: Mapping[str, Any] = {}
+        try:
+            answer = self.hook.submit_execution(self.method_id, inputs, outputs)
+            job_id = str(answer["jobID"])
+        except CCPError as err:
+            if not protocol.submission_may_have_landed(err, url):
+                self._forget(context)  # refused: nothing to look for on a retry
+                raise
+            job_id = self._find_lost(context, submission, err)
         # Cheapest and surest first: the log, then the store a retry reattaches from, then XComs.
         self._track(job_id, running=True)
-        store = context.get("task_state_store")
-        if store is not None:
-            store.set(STATE_KEY, {"job_id": job_id, "fingerprint": fingerprint})
+        self._remember(context, replace(submission, job_id=job_id))
         self._push(context, job_id)
         return self._first_status(job_id, answer)
+
+    def _find_lost(self, context: Context, submission: Submission, error: CCPError) -> str:
+        """The execution a submission whose answer was lost created; raises when there is none to be found."""
+        self.log.warning(
+            "The answer to the submission of Method %s was lost (%s): looking for the execution %s",
+            self.method_id,
+            error,
+            f"marked {submission.marker}" if submission.marker else "by its creation time",
+        )
+        try:
+            job_id = self._look_up(submission)
+        except _Undecided as undecided:
+            raise self._undecided(context, submission, undecided)[0] from None
+        if job_id is None:
+            # The submission stays stored: on Airflow >= 3.3 the retry looks once more before submitting.
+            raise CCPError(
+                f"The submission of Method {self.method_id!r} failed ({error}) and no execution of it was found "
+                f"after looking for {LOOKUP_SECONDS:g} s: none was created, a retry submits again",
+                method_id=self.method_id,
+            ) from None
+        self.log.info("Found CCP job %s: the submission did create it", job_id)
+        return job_id
+
+    def _look_up(self, submission: Submission) -> str | None:
+        """The job the submission created, or None once the server has shown for a while that there is none.
+
+        Raises ``_Undecided`` when the server cannot tell (no list to read, several candidates).
+        """
+        finder: Callable[[], str | None]
+        if submission.marker:
+            finder = partial(self.hook.find_execution, submission.marker)
+        else:
+            finder = partial(self._job_created_at, submission)
+        deadline = time.time() + LOOKUP_SECONDS
+        watch = JobWatch(f"(submission at {submission.submitted_at})", LOOKUP_INTERVAL, deadline, self.log)
+        while True:
+            try:
+                job_id = ride_out(finder, watch)
+            except CCPError as err:
+                raise _Undecided(f"the lookup failed: {err}", may_pass=is_transient(err)) from None
+            if job_id is not None or time.time() >= deadline:
+                return job_id
+            time.sleep(watch.next_delay())
+
+    def _job_created_at(self, submission: Submission) -> str | None:
+        """A server that keeps nothing of the request: the one job of the Method created around the POST."""
+        sent = pendulum.parse(submission.submitted_at or "")
+        if not isinstance(sent, pendulum.DateTime):
+            raise _Undecided(f"the submission time {submission.submitted_at!r} is not a date and time")
+        jobs = self.hook.list_jobs(method_id=self.method_id)
+        end = pendulum.now("UTC") + CLOCK_SKEW
+        candidates = protocol.jobs_created_between(jobs, self.method_id, sent - CLOCK_SKEW, end)
+        if len(candidates) > 1:
+            ids = ", ".join(job.job_id for job in candidates)
+            raise _Undecided(f"{len(candidates)} jobs of Method {self.method_id!r} were created then ({ids})")
+        return candidates[0].job_id if candidates else None
+
+    def _undecided(self, context: Context, submission: Submission, undecided: _Undecided) -> tuple[CCPError, bool]:
+        """The error that ends the try when a lookup cannot decide, and whether a new execution may be
+        submitted instead (``on_ambiguous_submit="resubmit"``: by the next try, or now by a later one).
+
+        A lookup that only met transient errors is left to the next try while the store keeps the
+        submission (Airflow >= 3.3). Otherwise ``fail`` ends the task for good with
+        ``CCPAmbiguousSubmissionError``: a retry could pay for a second execution.
+        """
+        if submission.marker:
+            where = f"whose note (ccpnote) contains {submission.marker!r} in CCP's execution list (GET /executions)"
+        else:
+            where = f"of Method {self.method_id!r} created around then (GET /jobs?processID={self.method_id})"
+        message = (
+            f"An execution of Method {self.method_id!r} may exist: its submission at {submission.submitted_at} "
+            f"got no answer and it could not be looked up ({undecided}). Look for an execution {where}"
+        )
+        if undecided.may_pass and context.get("task_state_store") is not None:
+            later = f"{message}; the next try looks for it again before submitting"
+            return CCPError(later, method_id=self.method_id), False
+        self._forget(context)  # the DAG author decided: a clear, or with resubmit a retry, submits anew
+        if self.on_ambiguous_submit == "fail":
+            error = CCPAmbiguousSubmissionError(
+                f"{message}; clear this task to submit again, or set on_ambiguous_submit='resubmit'",
+                marker=submission.marker,
+                submitted_at=submission.submitted_at or "",
+                method_id=self.method_id,
+            )
+            return error, False
+        return CCPError(f"{message}; on_ambiguous_submit='resubmit': submitting again", method_id=self.method_id), True
+
+    def _status(self, job_id: str) -> StatusInfo:
+        """``GET /jobs/{id}``, riding out transient errors by the rules polling follows."""
+        watch = JobWatch(job_id, float(self.poll_interval), None, self.log)
+        return ride_out(partial(self.hook.get_job, job_id), watch)
 
     def _first_status(self, job_id: str, answer: Mapping[str, Any]) -> StatusInfo:
         """The status in the submission's answer: a GET right then could fail a try whose job runs fine."""
@@ -236,7 +406,12 @@ class CCPExecuteMethodOperator(BaseOperator):
             if info.status:
                 return info
         self.log.info("The answer to the submission of CCP job %s holds no status: asking for it", job_id)
-        return self.hook.get_job(job_id)
+        return self._status(job_id)
+
+    def _remember(self, context: Context, submission: Submission) -> None:
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(STATE_KEY, submission.to_json())
 
     def _forget(self, context: Context) -> None:
         """Done: clearing the task later means "run it again", not "reuse that execution"."""
@@ -277,6 +452,7 @@ class CCPExecuteMethodOperator(BaseOperator):
             poll_interval=self.poll_interval,
             end_time=end_time,
             cancel_on_kill=self.cancel_on_kill,
+            not_before=time.time() + self.min_defer_seconds,
         )
         timeout = None if end_time is None else timedelta(seconds=end_time - time.time()) + DEFER_TIMEOUT_GRACE
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
@@ -426,13 +602,42 @@ def request_fingerprint(method_id: str, inputs: Mapping[str, str]) -> str:
     return hashlib.sha256(document.encode()).hexdigest()
 
 
-def stored_job(context: Context) -> tuple[str | None, str | None]:
-    """(job id, fingerprint) an earlier try stored; a plain id is what earlier versions stored."""
+class _Undecided(Exception):
+    """The lookup of a lost submission could not tell whether it created an execution."""
+
+    def __init__(self, reason: str, *, may_pass: bool = False) -> None:
+        super().__init__(reason)
+        #: Only transient errors stood in the way: a later lookup may decide.
+        self.may_pass = may_pass
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the task state store keeps of a try's submission (key ``STATE_KEY``)."""
+
+    fingerprint: str | None
+    job_id: str | None = None
+    #: The identity CCP keeps in the execution record (in ``ccpnote``); None for other OGC servers.
+    marker: str | None = None
+    #: When the POST was sent (ISO 8601, UTC).
+    submitted_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def is_ccp_method(description: Mapping[str, Any]) -> bool:
+    """CCP Methods declare the runtime image input; a plain OGC process has no ``ccpnote`` to carry a marker."""
+    return "ccpimage" in declared_inputs(description)
+
+
+def stored_submission(context: Context) -> Submission | None:
+    """The submission an earlier try stored; a plain id is what earlier versions stored."""
     store = context.get("task_state_store")
     value = store.get(STATE_KEY) if store is not None else None
     if isinstance(value, str):
-        return value or None, None
-    if isinstance(value, Mapping) and value.get("job_id"):
-        fingerprint = value.get("fingerprint")
-        return str(value["job_id"]), str(fingerprint) if fingerprint else None
-    return None, None
+        return Submission(None, job_id=value) if value else None
+    if not isinstance(value, Mapping) or not (value.get("job_id") or value.get("submitted_at")):
+        return None
+    fields = {key: str(value[key]) if value.get(key) else None for key in ("job_id", "marker", "submitted_at")}
+    return Submission(str(value["fingerprint"]) if value.get("fingerprint") else None, **fields)

@@ -63,6 +63,13 @@ class SandboxAdmin:
         """Damage the next output.zip downloads: 'truncate' (short body, then hang-up) or 'corrupt' (garbage)."""
         self.add_fault(kind="corrupt_output", mode=mode, job_id=job_id, count=count)
 
+    def lose_submission_answer(
+        self, mode: str = "status", *, status: int = 502, method_id: str | None = None, count: int = 1
+    ) -> None:
+        """Create the next executions (of ``method_id``, or of any Method), then lose the answer:
+        ``mode="status"`` answers ``status`` (a proxy's 502), ``mode="drop"`` hangs up."""
+        self.add_fault(kind="lose_answer", mode=mode, status=status, method_id=method_id, count=count)
+
     def faults(self) -> list[dict[str, Any]]:
         faults: list[dict[str, Any]] = self._call("GET", "/faults")["faults"]
         return faults

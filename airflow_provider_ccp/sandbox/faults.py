@@ -9,10 +9,13 @@ from typing import Any
 # Faults applied to a request before the sandbox handles it.
 REQUEST_KINDS = ("status", "latency", "drop")
 # Faults consulted by the endpoint they concern.
-EXECUTION_KINDS = ("hold", "corrupt_output")
+EXECUTION_KINDS = ("hold", "corrupt_output", "lose_answer")
 KINDS = (*REQUEST_KINDS, *EXECUTION_KINDS)
 STATUS_BODIES = ("ogc", "empty", "html")
 CORRUPT_MODES = ("truncate", "corrupt")
+#: How the execution POST loses its answer after creating the job: an error status, or a hang-up.
+LOSE_MODES = ("status", "drop")
+MODES = {"corrupt_output": CORRUPT_MODES, "lose_answer": LOSE_MODES}
 
 
 class FaultSpecError(ValueError):
@@ -53,6 +56,7 @@ _KIND_FIELDS = {
     "latency": ("seconds",),
     "hold": ("method_id",),
     "corrupt_output": ("job_id", "mode"),
+    "lose_answer": ("method_id", "mode", "status"),
 }
 
 
@@ -62,24 +66,25 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
     if kind not in KINDS:
         raise FaultSpecError(f"'kind' must be one of {[*KINDS, 'revoke_tokens']}, got {kind!r}")
     default_count = None if kind == "hold" else 1
+    modes = MODES.get(kind, CORRUPT_MODES)
     try:
         fault = Fault(
             kind=kind,
             path=re.compile(spec["path"]) if spec.get("path") else None,
             method=spec["method"].upper() if spec.get("method") else None,
             remaining=_count(spec.get("count", default_count)),
-            status=int(spec.get("status", 503)),
+            status=int(spec.get("status", 502 if kind == "lose_answer" else 503)),
             retry_after=float(spec["retry_after"]) if spec.get("retry_after") is not None else None,
             body=str(spec.get("body") or "ogc"),
             seconds=float(spec.get("seconds", 0.0)),
             method_id=spec.get("method_id"),
             job_id=spec.get("job_id"),
-            mode=str(spec.get("mode", "truncate")),
+            mode=str(spec.get("mode", modes[0])),
         )
     except (TypeError, ValueError, re.error) as error:
         raise FaultSpecError(f"invalid fault {spec!r}: {error}") from error
-    if fault.mode not in CORRUPT_MODES:
-        raise FaultSpecError(f"'mode' must be one of {list(CORRUPT_MODES)}")
+    if fault.mode not in modes:
+        raise FaultSpecError(f"'mode' must be one of {list(modes)}")
     if not 100 <= fault.status <= 599:
         raise FaultSpecError("'status' must be an HTTP status code")
     return fault

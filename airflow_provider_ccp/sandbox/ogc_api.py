@@ -12,9 +12,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from airflow_provider_ccp.sandbox.config import TOKEN_PATH
+from airflow_provider_ccp.sandbox.connections import hang_up
+from airflow_provider_ccp.sandbox.faults import Fault
 from airflow_provider_ccp.sandbox.jobs import DISMISSED, FAILED, SUCCESSFUL, Job
 from airflow_provider_ccp.sandbox.methods import InputError
-from airflow_provider_ccp.sandbox.ogc import CONFORMANCE_BASE, CONFORMANCE_CLASSES, OGCError
+from airflow_provider_ccp.sandbox.ogc import (
+    CONFORMANCE_BASE,
+    CONFORMANCE_CLASSES,
+    PROBLEM_JSON,
+    OGCError,
+    problem,
+    status_word,
+)
 from airflow_provider_ccp.sandbox.output import DamagedZip
 from airflow_provider_ccp.sandbox.state import SandboxState, base_url, sandbox_state
 from airflow_provider_ccp.sandbox.tokens import Principal, TokenError
@@ -87,7 +96,7 @@ def process(process_id: str, state: State, _: Caller) -> dict[str, Any]:
 
 
 @router.post("/processes/{process_id}/execution", status_code=201)
-async def execute(process_id: str, request: Request, state: State, who: Caller) -> JSONResponse:
+async def execute(process_id: str, request: Request, state: State, who: Caller) -> Response:
     method = state.catalog.get(process_id)
     if method is None:
         raise OGCError(404, "no-such-process", f"No Method with id '{process_id}'")
@@ -112,10 +121,22 @@ async def execute(process_id: str, request: Request, state: State, who: Caller) 
     if state.faults.take("hold", method_id=method.id) is None:
         state.runner.start(job, ccp_env)
     base = base_url(request)
+    lost = state.faults.take("lose_answer", method_id=method.id)
+    if lost is not None:
+        return await _lose_answer(lost, request)
     headers = {"Location": f"{base}/jobs/{job.id}"}
     if "respond-async" in request.headers.get("prefer", ""):
         headers["Preference-Applied"] = "respond-async"
     return JSONResponse(job.status_info(base), 201, headers=headers)
+
+
+async def _lose_answer(fault: Fault, request: Request) -> Response:
+    """The job exists, but the client never learns it: a proxy's error status, or a hang-up."""
+    if fault.mode == "drop":
+        await hang_up(request.scope, request.receive)
+        return Response(status_code=204)  # never sent: uvicorn drops what follows a disconnect
+    detail = "Fault injected by the CCP sandbox after creating the job"
+    return JSONResponse(problem(fault.status, status_word(fault.status), detail), fault.status, media_type=PROBLEM_JSON)
 
 
 @router.get("/jobs")

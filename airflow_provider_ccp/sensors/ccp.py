@@ -13,7 +13,7 @@ from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
-from airflow_provider_ccp.waiting import terminal_event, validate_event
+from airflow_provider_ccp.waiting import configured_min_defer_seconds, terminal_event, validate_event
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -69,6 +69,8 @@ class CCPJobSensor(BaseSensorOperator):
             poll_interval=float(self.poke_interval),
             end_time=time.time() + float(self.timeout),
             cancel_on_kill=False,
+            # Airflow's defer race fails a task resumed too soon (docs/operators.md).
+            not_before=time.time() + configured_min_defer_seconds(),
         )
         self.defer(trigger=trigger, method_name="execute_complete")
 

@@ -32,6 +32,7 @@ class CCPJobTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param end_time: epoch seconds after which the trigger yields ``timeout``; None waits forever.
     :param cancel_on_kill: dismiss the job when a user kills the deferred task (Airflow >= 3.3).
+    :param not_before: epoch seconds before which a job that ended is not reported (see ``JobWatch``).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class CCPJobTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         end_time: float | None = None,
         cancel_on_kill: bool = True,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         if float(poll_interval) <= 0:
@@ -51,6 +53,7 @@ class CCPJobTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
+        self.not_before = None if not_before is None else float(not_before)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -61,6 +64,7 @@ class CCPJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "cancel_on_kill": self.cancel_on_kill,
+                "not_before": self.not_before,
             },
         )
 
@@ -73,7 +77,7 @@ class CCPJobTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
-        watch = JobWatch(self.job_id, self.poll_interval, self.end_time, self.log)
+        watch = JobWatch(self.job_id, self.poll_interval, self.end_time, self.log, self.not_before)
         async with CCPAsyncHook(self.conn_id) as hook:
             while True:
                 try:

@@ -15,7 +15,13 @@ pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
 def count_words(tmp_path, **kwargs) -> CCPExecuteMethodOperator:
-    arguments = {"task_id": "count", "method_id": "word-count", "poll_interval": 0.05, "output_path": str(tmp_path)}
+    arguments = {
+        "task_id": "count",
+        "method_id": "word-count",
+        "poll_interval": 0.05,
+        "output_path": str(tmp_path),
+        "min_defer_seconds": 0,  # no scheduler to race with here (docs/operators.md)
+    }
     return CCPExecuteMethodOperator(**(arguments | kwargs))
 
 

@@ -73,6 +73,33 @@ def test_drop_connection_is_a_connection_error(ccp: CCP, sandbox: SandboxServer)
     assert ccp.submit("hello", name="fine").status_code == 201
 
 
+@pytest.mark.parametrize("mode", ["status", "drop"])
+def test_lose_answer_creates_the_job_then_loses_the_answer(ccp: CCP, sandbox: SandboxServer, mode: str) -> None:
+    ccp.headers()
+    sandbox.admin.lose_submission_answer(mode, method_id="hello")
+    if mode == "drop":
+        with pytest.raises(requests.ConnectionError):
+            ccp.submit("hello", name=f"lost-{mode}")
+    else:
+        answer = ccp.submit("hello", name=f"lost-{mode}")
+        assert answer.status_code == 502
+        assert "Location" not in answer.headers
+        assert "jobID" not in answer.json()
+    assert sandbox.admin.executions_submitted("hello") == 1
+    records = ccp.get("/executions").json()["executions"]
+    [record] = [r for r in records if r["request"]["inputs"].get("name") == f"lost-{mode}"]
+    assert ccp.wait(record["id"])["status"] == "successful"  # the job exists and runs
+    assert ccp.submit("hello", name="answered").status_code == 201  # one use by default
+
+
+def test_lose_answer_only_hits_its_method(ccp: CCP, sandbox: SandboxServer) -> None:
+    sandbox.admin.lose_submission_answer(method_id="sleep")
+    assert ccp.submit("hello", name="other").status_code == 201
+    assert ccp.submit("sleep", seconds="0").status_code == 502
+    with pytest.raises(SandboxAdminError, match="mode"):
+        sandbox.admin.lose_submission_answer("truncate")
+
+
 def test_token_endpoint_failure(ccp: CCP, sandbox: SandboxServer) -> None:
     sandbox.admin.fail_token_endpoint(503)
     with pytest.raises(requests.HTTPError):

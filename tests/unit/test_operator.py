@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -46,6 +47,8 @@ def operator(tmp_path: Path, **kwargs: Any) -> CCPExecuteMethodOperator:
         "inputs": {"text": "one two three"},
         "poll_interval": 0.05,
         "output_path": str(tmp_path / "out"),
+        # No scheduler here to race with (docs/operators.md); the hold has tests of its own.
+        "min_defer_seconds": 0,
     }
     return CCPExecuteMethodOperator(**(arguments | kwargs))
 
@@ -72,8 +75,9 @@ def test_execute_defers_to_the_trigger_with_primitive_kwargs(sandbox, tmp_path):
     sandbox.admin.hold_jobs("word-count")
     store = DictStore()
     context = make_context(store)
-    op = operator(tmp_path, deferrable=True, poll_interval=7)
+    op = operator(tmp_path, deferrable=True, poll_interval=7, min_defer_seconds=4)
 
+    before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
 
@@ -81,12 +85,18 @@ def test_execute_defers_to_the_trigger_with_primitive_kwargs(sandbox, tmp_path):
     assert isinstance(deferred.value.trigger, CCPJobTrigger)
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout is None
-    assert deferred.value.trigger.serialize() == (
-        "airflow_provider_ccp.triggers.ccp.CCPJobTrigger",
-        {"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 7.0, "end_time": None, "cancel_on_kill": True},
-    )
+    classpath, kwargs = deferred.value.trigger.serialize()
+    assert classpath == "airflow_provider_ccp.triggers.ccp.CCPJobTrigger"
+    assert before + 4 <= kwargs.pop("not_before") <= time.time() + 4
+    assert kwargs == {
+        "conn_id": "ccp_default",
+        "job_id": job_id,
+        "poll_interval": 7.0,
+        "end_time": None,
+        "cancel_on_kill": True,
+    }
     assert sandbox.admin.executions_submitted("word-count") == 1
-    assert store.values == {STATE_KEY: {"job_id": job_id, "fingerprint": ANY}}
+    assert store.values == {STATE_KEY: {"job_id": job_id, "fingerprint": ANY, "marker": ANY, "submitted_at": ANY}}
 
 
 def test_xcoms_are_pushed_before_deferring(sandbox, tmp_path):
@@ -213,6 +223,8 @@ def test_declared_defaults_are_filled_and_values_sent_as_strings(sandbox, tmp_pa
     job_id = operator(tmp_path, inputs={"text": 42}, wait_for_completion=False).execute(make_context())
 
     request = request_of(job_id)
+    note = request["inputs"].pop("ccpnote")  # the submission's identity (see the ambiguous-submission tests)
+    assert re.fullmatch(r"\[airflow-submission:[0-9a-f]{32}\]", note)
     assert request["inputs"] == {"ccpimage": "bash", "ccpreplicas": "1", "mode": "words", "text": "42"}
     assert request["outputs"] == {"result": {"transmissionMode": "value"}}
 

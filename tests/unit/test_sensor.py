@@ -11,7 +11,7 @@ from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError, CCPProt
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.sensors.ccp import CCPJobSensor
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
-from airflow_provider_ccp.waiting import job_event
+from airflow_provider_ccp.waiting import MIN_DEFER_SECONDS, job_event
 from tests.task_helpers import finished_job, make_context, run_deferrable
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
@@ -67,6 +67,7 @@ def test_deferrable_defers_to_the_trigger_without_cancel_on_kill(sandbox):
     assert trigger.poll_interval == 3.0
     assert trigger.cancel_on_kill is False
     assert trigger.end_time == pytest.approx(time.time() + 60, abs=5)
+    assert trigger.not_before == pytest.approx(time.time() + MIN_DEFER_SECONDS, abs=2)  # the defer race
 
 
 def test_deferrable_full_cycle(sandbox):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
 from airflow_provider_ccp.hooks import ccp as hook_module
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
@@ -43,7 +43,9 @@ def trigger_for(job_id: str, **kwargs) -> CCPJobTrigger:
 
 
 def test_serialize_round_trips_with_json_primitives():
-    trigger = CCPJobTrigger("ccp_x", "job-1", poll_interval=12, end_time=1700000000, cancel_on_kill=False)
+    trigger = CCPJobTrigger(
+        "ccp_x", "job-1", poll_interval=12, end_time=1700000000, cancel_on_kill=False, not_before=1699999000
+    )
 
     classpath, kwargs = trigger.serialize()
 
@@ -54,6 +56,7 @@ def test_serialize_round_trips_with_json_primitives():
         "poll_interval": 12.0,
         "end_time": 1700000000.0,
         "cancel_on_kill": False,
+        "not_before": 1699999000.0,
     }
     assert CCPJobTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -82,6 +85,29 @@ async def test_failure_yields_a_failed_event_with_ccps_message(sandbox):
     assert event["status"] == "failed"
     assert event["job_status"] == "failed"
     assert event["message"]
+
+
+async def test_a_job_that_ended_at_once_is_reported_no_sooner_than_not_before(sandbox):
+    job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
+    sandbox.admin.reset()
+    deferred_at = time.time()
+
+    [event] = await all_events(trigger_for(job_id, poll_interval=30, not_before=deferred_at + 1.5))
+
+    assert time.time() >= deferred_at + 1.5
+    assert event["status"] == "success"
+    # The status is read again once the hold is over, not taken from the first poll.
+    assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 2
+
+
+async def test_without_not_before_an_ended_job_is_reported_at_once(sandbox):
+    job_id = finished_job("fail", {"message": "x", "exit_code": "1"}).job_id
+    sandbox.admin.reset()
+
+    [event] = await all_events(trigger_for(job_id, poll_interval=30))
+
+    assert event["status"] == "failed"
+    assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 1
 
 
 async def test_a_token_revoked_mid_poll_is_renewed_once(sandbox):
@@ -188,6 +214,10 @@ def test_only_retryable_errors_are_transient():
     assert is_transient(CCPError("slow down", http_status=429))
     assert not is_transient(CCPError("forbidden", http_status=403))
     assert not is_transient(CCPNotFoundError("gone", http_status=404))
+    assert not is_transient(CCPError("no such feature", http_status=501))
+    # No HTTP status: the token flow itself refused (a rejected static token cannot be renewed).
+    assert not is_transient(CCPAuthError("the token expired or was revoked"))
+    assert is_transient(CCPAuthError("401 after a renewal", http_status=401))
 
 
 def test_failures_back_off_but_never_past_the_deadline():
