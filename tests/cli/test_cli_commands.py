@@ -35,7 +35,7 @@ def finished_job(conn_id: str, method_id: str, inputs: dict[str, str]) -> str:
 def url_flags(sandbox: Any, auth_flow: str = "password_uma") -> list[str]:
     extra = sandbox.connection()["extra"]
     return [
-        "--url", sandbox.url, "--user", sandbox.user, "--token-url", extra["token_url"],
+        "--url", sandbox.url, "--user", sandbox.user, "--token-url", extra["keycloak_url"],
         "--client-id", extra["client_id"], "--context", extra["context"], "--auth-flow", auth_flow,
     ]  # fmt: skip
 
