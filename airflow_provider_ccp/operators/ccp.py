@@ -28,6 +28,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
     CCPProtocolError,
+    fail_without_retry,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import default_outputs, mask_secret_inputs, prepare_inputs, public_inputs
@@ -165,6 +166,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     # ------------------------------------------------------------------ execute
 
+    @fail_without_retry
     def execute(self, context: Context) -> Any:
         description = self._method_description()
         inputs = prepare_inputs(self.method_id, description, self.inputs or {})
@@ -287,6 +289,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     # ------------------------------------------------------------------ completion (deferred or not)
 
+    @fail_without_retry
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish the task from the trigger's event; after a deferral this runs in a new process."""
         event = validate_event(event)
