@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import signal
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,10 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=ROOT / ".airflow", help="AIRFLOW_HOME (default: .airflow)")
     parser.add_argument("--dags-folder", type=Path, default=ROOT / "dags_examples")
     parser.add_argument("--port", type=int, help="the UI's port (default: 8080 when free)")
+    parser.add_argument("--sandbox-admin", action="store_true", help="turn on the sandbox's fault-injection API")
     args = parser.parse_args(argv)
     interrupt_on_signals()
     home = args.home.resolve()
-    sandbox = SandboxProcess(data_dir=home / "sandbox-data", launch_seconds=LAUNCH_SECONDS)
+    sandbox = SandboxProcess(data_dir=home / "sandbox-data", launch_seconds=LAUNCH_SECONDS, admin=args.sandbox_admin)
     passwords = home / "simple_auth_manager_passwords.json"
     port = args.port or (8080 if _port_is_free(8080) else free_port())
     stack: LocalAirflow | None = None
@@ -90,12 +92,34 @@ def for_test_button(connection: Mapping[str, object]) -> dict[str, object]:
     return {**connection, "port": 0}
 
 
+#: Replaces a connection in the metadata DB, read from stdin (its password stays out of `ps`). Not through
+#: `airflow connections add`, whose JSON reader drops a port of 0.
+STORE_CONNECTION = """
+import json, sys
+from airflow.models import Connection
+from airflow.utils.session import create_session
+
+document = json.load(sys.stdin)
+extra = document.pop("extra", None)
+with create_session() as session:
+    session.query(Connection).filter_by(conn_id=document["conn_id"]).delete()
+    session.add(Connection(**document, extra=json.dumps(extra) if extra is not None else None))
+"""
+
+
 def store_connection(stack: LocalAirflow, conn_id: str, connection: Mapping[str, object]) -> None:
     """Into the metadata DB, replacing the previous run's (the sandbox's port changes every run)."""
-    stack.airflow("connections", "delete", conn_id)
-    result = stack.airflow("connections", "add", conn_id, "--conn-json", json.dumps(connection))
+    result = subprocess.run(
+        [sys.executable, "-c", STORE_CONNECTION],
+        input=json.dumps({**connection, "conn_id": conn_id}),
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if result.returncode != 0:
-        raise StackError(f"'airflow connections add {conn_id}' failed: {(result.stderr or result.stdout)[-500:]}")
+        raise StackError(f"Could not store the connection {conn_id}: {result.stderr[-500:]}")
 
 
 def set_dags_folder(config: Path, dags_folder: Path) -> None:
