@@ -160,7 +160,7 @@ def test_wrong_password_names_the_flow_and_token_url(
     assert "\n" not in line
     assert "Traceback" not in line
     assert "auth_flow=password_uma" in line
-    assert sandbox.connection()["extra"]["token_url"] in line
+    assert sandbox.connection()["extra"]["keycloak_url"] in line
     assert "not-the-password" not in err
 
 
