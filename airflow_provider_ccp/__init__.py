@@ -75,7 +75,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "ui_url": {
         "label": "CCP web UI URL",
-        "description": "Base of the \"CCP execution\" links to an execution in CCP's web UI; empty: the API URL.",
+        "description": 'Base of the "CCP execution" links to an execution in CCP\'s web UI; empty: the API URL.',
         "schema": {"type": ["string", "null"], "examples": ["https://ccp.cloud.d4science.org/ui"]},
     },
     "timeout": {

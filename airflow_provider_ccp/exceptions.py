@@ -78,11 +78,16 @@ def is_final(error: BaseException) -> bool:
     return status is not None and 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS
 
 
-@functools.cache
+_FINAL_TYPES: dict[type[CCPError], type[CCPError]] = {}
+
+
 def _final_type(cls: type[CCPError]) -> type[CCPError]:
     # The same class name and bases (``except CCPInputError`` still matches), plus the one Airflow
     # reads as "fail now, no retry" (``airflow.exceptions`` on 3.1, ``airflow.sdk.exceptions`` on 3.3).
-    return type(cls.__name__, (cls, AirflowFailException), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+    if cls not in _FINAL_TYPES:
+        namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__}
+        _FINAL_TYPES[cls] = type(cls.__name__, (cls, AirflowFailException), namespace)
+    return _FINAL_TYPES[cls]
 
 
 def as_final(error: CCPError) -> CCPError:

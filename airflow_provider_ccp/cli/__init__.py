@@ -56,7 +56,10 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     for flag, text in flags.items():
         group.add_argument(flag, default=default(None), help=text)
     group.add_argument(
-        "--auth-flow", choices=AUTH_FLOWS, default=default(None), help="how to get a token (with --url); default password_uma"
+        "--auth-flow",
+        choices=AUTH_FLOWS,
+        default=default(None),
+        help="how to get a token (with --url); default password_uma",
     )
     return parser
 

@@ -103,7 +103,7 @@ def installed_airflow_version() -> str:
 
 def retry_note(airflow_version: str) -> str:
     """What a retry of the generated task does on that Airflow (docs/operators.md, "Retries")."""
-    major, minor = (_int(part, 0) for part in (airflow_version.split(".") + ["0"])[:2])
+    major, minor = (_int(part, 0) for part in ([*airflow_version.split("."), "0"])[:2])
     if (major, minor) >= (3, 3):
         return "a retry reattaches to the execution an earlier try started (Airflow >= 3.3)"
     return f"a retry submits a new execution (Airflow {major}.{minor} cannot reattach; 3.3 can)"

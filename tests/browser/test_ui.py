@@ -216,14 +216,17 @@ def test_a_ccp_connection_made_in_the_form_tests_green(stack, page, tmp_path):
     assert dialog.locator("input[name=element_auth_flow]").input_value() == "password_uma"
     dialog.get_by_role("combobox").nth(1).click()
     offered = [option.inner_text() for option in page.get_by_role("option").all()]
-    assert "password_uma" in offered and "client_credentials" in offered
+    assert "password_uma" in offered
+    assert "client_credentials" in offered
     assert not [text for text in offered if text.strip().lower() in ("null", "none selected", "")], offered
     page.get_by_role("option", name="password_uma").click()
     # Suggestions instead of empty boxes; help that makes sense outside the source tree.
     assert dialog.locator("#element_context").get_attribute("placeholder")
     assert dialog.locator("datalist#list_context option").count() >= 1
     assert "https://" in dialog.inner_text()
-    dialog.locator("#element_keycloak_url").fill(f"{stack.sandbox_url}/auth/realms/d4science/protocol/openid-connect/token")
+    dialog.locator("#element_keycloak_url").fill(
+        f"{stack.sandbox_url}/auth/realms/d4science/protocol/openid-connect/token"
+    )
     dialog.locator("#element_client_id").fill("ccp-sandbox")
     dialog.locator("#element_context").fill("/d4science.research-infrastructures.eu/D4OS/CCP-Sandbox")
     shot(page, tmp_path, "2-form")
@@ -279,7 +282,9 @@ def test_a_deferred_task_shows_its_ccp_execution_link(stack, page, tmp_path):
 def test_the_trigger_form_of_a_generated_dag(stack, page, tmp_path):
     """`ccp-airflow dag`, written where the config says DAGs live, from another shell."""
     written = another_shell(
-        stack, 'ccp-airflow dag word-count -o "$(airflow config get-value core dags_folder)/ccp_word_count.py"', tmp_path
+        stack,
+        'ccp-airflow dag word-count -o "$(airflow config get-value core dags_folder)/ccp_word_count.py"',
+        tmp_path,
     )
     assert written.returncode == 0, written.stderr[-2000:]
     headers = api_token(stack)
@@ -295,4 +300,5 @@ def test_the_trigger_form_of_a_generated_dag(stack, page, tmp_path):
         assert title in text, text
     assert "Runtime" not in text  # read-only input: fixed in the DAG, not offered
     # Optional in the Method: not marked required (the form puts "*" after a required field's title).
-    assert "Replicas\n*" not in text and "Text\n*" in text, text
+    assert "Replicas\n*" not in text, text
+    assert "Text\n*" in text, text

@@ -69,8 +69,12 @@ def test_url_mode_errors_name_flags(capsys: pytest.CaptureFixture[str], monkeypa
     monkeypatch.delenv("CCP_PASSWORD", raising=False)
     code, _, err = run(capsys, "--url", "http://127.0.0.1:9", "methods", "list")
     assert code == 1
-    assert "--client-id" in err and "--context" in err and "--user" in err and "CCP_PASSWORD" in err
-    assert "extra 'client_id'" not in err and "login" not in err
+    assert "--client-id" in err
+    assert "--context" in err
+    assert "--user" in err
+    assert "CCP_PASSWORD" in err
+    assert "extra 'client_id'" not in err
+    assert "login" not in err
 
 
 def test_describe_without_outputs_prints_no_empty_table(
@@ -94,7 +98,8 @@ def test_jobs_outputs_json(sandbox_conn: str, capsys: pytest.CaptureFixture[str]
     assert code == 0, err
     summary = json.loads(out)
     assert summary["kind"] == "zip"
-    assert summary["files"] and summary["refused"] == []
+    assert summary["files"]
+    assert summary["refused"] == []
     assert "Saved" in err
 
 

@@ -43,7 +43,9 @@ from airflow.sdk import DAG, task
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 
 with DAG(dag_id="ccp_xcoms", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
-    count = CCPExecuteMethodOperator(task_id="count", method_id="word-count", inputs={"text": "a b c"}, poll_interval=0.2)
+    count = CCPExecuteMethodOperator(
+        task_id="count", method_id="word-count", inputs={"text": "a b c"}, poll_interval=0.2
+    )
 
     @task
     def names(files):
@@ -95,7 +97,8 @@ def test_a_ccp_task_leaves_each_value_once_and_downstream_reads_files(airflow_en
         "archive", "files", "refused", "execution_url",
     }  # fmt: skip
     assert keys == {"return_value", *manifest_keys}
-    assert "ccp_job_id" not in keys and "ccp_job_url" not in keys
+    assert "ccp_job_id" not in keys
+    assert "ccp_job_url" not in keys
     assert "result.json" in decoded(result["xcoms"]["names"]["return_value"])
 
 
