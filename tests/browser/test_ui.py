@@ -184,7 +184,7 @@ def test_the_local_stack_is_reachable_from_another_shell(stack, tmp_path):
     assert "word-count" in methods.stdout
 
     tested = another_shell(stack, "airflow connections test ccp_default", tmp_path)
-    assert "Connected to CCP" in tested.stdout + tested.stderr, (tested.stdout + tested.stderr)[-2000:]
+    assert "Connection success!" in tested.stdout, (tested.stdout + tested.stderr)[-2000:]
 
     # Issue 10: no log server (or anything else the stack started) listens beyond loopback.
     stack_pids = {stack.process.pid, *(child.pid for child in psutil.Process(stack.process.pid).children(True))}

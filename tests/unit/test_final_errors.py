@@ -18,20 +18,14 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from tests.task_helpers import make_context
+from tests.unit.test_operator import operator as operator_under_test
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
 def operator(tmp_path: Path, **kwargs: Any) -> CCPExecuteMethodOperator:
-    arguments: dict[str, Any] = {
-        "task_id": "count",
-        "method_id": "word-count",
-        "inputs": {"text": "one two three"},
-        "poll_interval": 0.05,
-        "output_path": str(tmp_path / "out"),
-        "retries": 2,
-    }
-    return CCPExecuteMethodOperator(**(arguments | kwargs))
+    """The operator tests' task, with retries left: a final error must end the task anyway."""
+    return operator_under_test(tmp_path, retries=2, **kwargs)
 
 
 @pytest.mark.parametrize(
