@@ -50,6 +50,8 @@ FINISHED_EVENTS = frozenset({"success", "failed"})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
 #: (which can dismiss the job) always fires first; Airflow's timeout kills the trigger silently.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
+#: Output files named one per line in the task log; a huge archive gets a count for the rest.
+LOGGED_FILES = 20
 
 
 class CCPExecuteMethodOperator(BaseOperator):
@@ -318,6 +320,10 @@ class CCPExecuteMethodOperator(BaseOperator):
         stored = store_outputs(self.hook, job_id, target, extract=self.extract, log_lines=self.log_lines)
         log_tails(stored.tails, self.log)
         self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
+        for item in stored.files[:LOGGED_FILES]:
+            self.log.info("  %s (%s bytes)", item["path"], item["size"])
+        if len(stored.files) > LOGGED_FILES:
+            self.log.info("  ... and %d more (the manifest lists them all)", len(stored.files) - LOGGED_FILES)
         times = info.to_dict()
         return {
             "job_id": job_id,

@@ -17,10 +17,11 @@ from airflow_provider_ccp.exceptions import (
     is_final,
 )
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
-from tests.task_helpers import make_context
+from tests.task_helpers import make_context, task_log
 from tests.unit.test_operator import operator as operator_under_test
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
+__all__ = ["task_log"]  # a fixture, used by name
 
 
 def operator(tmp_path: Path, **kwargs: Any) -> CCPExecuteMethodOperator:
@@ -79,3 +80,14 @@ def test_a_server_error_is_left_to_the_retries(sandbox, tmp_path, monkeypatch):
     with pytest.raises(CCPError) as raised:
         operator(tmp_path).execute(make_context())
     assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_the_task_log_names_the_files_delivered(sandbox, tmp_path, task_log):
+    from tests.task_helpers import run_deferrable
+
+    op = operator_under_test(tmp_path, method_id="make-files", inputs={"count": "3", "size": "10"})
+    manifest = run_deferrable(op, make_context())
+    log = task_log()
+    assert manifest["files"]
+    for item in manifest["files"]:
+        assert f"  {item['path']} ({item['size']} bytes)" in log
