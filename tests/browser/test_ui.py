@@ -234,7 +234,11 @@ def test_a_ccp_connection_made_in_the_form_tests_green(stack, page, tmp_path):
     row = page.get_by_role("row").filter(has_text="ccp_browser")
     row.wait_for()
 
-    for conn_id in ("ccp_browser", "ccp_default"):
+    from playwright.sync_api import expect
+
+    for conn_id in ("ccp_default", "ccp_browser"):
+        page.mouse.move(0, 0)  # the previous button's tooltip would cover the next row's button
+        expect(page.get_by_role("tooltip")).to_have_count(0)
         with page.expect_response("**/api/v2/connections/test") as tested:
             page.get_by_role("row").filter(has_text=conn_id).get_by_role("button", name="Test Connection").click()
         answer = tested.value
@@ -273,6 +277,8 @@ def test_a_deferred_task_shows_its_ccp_execution_link(stack, page, tmp_path):
 
     run_id = wait_for("count_words to defer", deferred_run)
     page.goto(f"{stack.url}/dags/ccp_quickstart/runs/{run_id}/tasks/count_words")
+    page.get_by_text("Deferred", exact=True).first.wait_for()
+    page.get_by_text("Details", exact=True).click()  # the task's extra links are listed there
     link = page.get_by_role("link", name="CCP execution")
     link.wait_for()
     shot(page, tmp_path, "2-deferred")
