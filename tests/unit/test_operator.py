@@ -319,7 +319,7 @@ def test_success_downloads_extracts_and_returns_a_small_manifest(sandbox, tmp_pa
     assert result["size"] == (folder / "output" / "result.json").stat().st_size
     assert len(json.dumps(manifest)) < 4096  # paths and sizes, never file content
     assert 'last 1 line(s) of stdout.1.txt -----\n{"words": 3, "mode": "words"}' in task_log()
-    assert "stderr.1.txt" not in task_log()  # empty
+    assert "of stderr.1.txt -----" not in task_log()  # empty: no tail (the file list still names it)
 
 
 def test_mapped_task_instances_get_their_own_folder(sandbox, tmp_path):
