@@ -21,15 +21,17 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Newest Airflow 3.3.x: lint, types and the whole suite (unit, integration against the sandbox, dag.test, e2e).
+# Newest Airflow 3.3.x: lint, types and the whole suite (unit, integration against the sandbox, dag.test, e2e,
+# and the browser tests, which need Debian's chromium: scripts/chromium.sh installs it when missing).
 unit: $(VENV)/.installed
+	scripts/chromium.sh
 	$(VENV)/bin/python -m airflow version
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# Floor Airflow 3.1.x: the unit and integration suites (no Airflow processes).
+# Floor Airflow 3.1.x: the unit and integration suites (no Airflow processes, no browser).
 floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
-	$(FLOOR_VENV)/bin/python -m pytest -m "not e2e and not dagtest" $(PYTEST_ARGS)
+	$(FLOOR_VENV)/bin/python -m pytest -m "not e2e and not dagtest and not browser" $(PYTEST_ARGS)
 
 test: lint unit floor
 

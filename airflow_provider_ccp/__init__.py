@@ -23,50 +23,70 @@ AUTH_FLOWS = (
     "none",
 )
 
+#: Where the documentation lives once the package is installed (the repository's docs/ folder).
+DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/connection.md"
+#: The extra holding the Keycloak token endpoint. Its old name, ``token_url``, contains "token", so
+#: Airflow's secrets masker hid the one URL a user needs to read in forms, the API and error messages.
+TOKEN_ENDPOINT_FIELD = "keycloak_url"
+
 #: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info).
+#: ``examples`` is what Airflow's form shows as suggestions (its placeholders apply to standard fields only).
 CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "auth_flow": {
+        "label": "Auth flow",
+        "description": (
+            "How the token is obtained. password_uma (default): user + password, then a UMA ticket for the "
+            "context; client_credentials: a service account (client id + secret); refresh_token / token: "
+            f"the Password field holds an offline or bearer token; none: an open server. Details: {DOCS_URL}"
+        ),
+        "schema": {"type": "string", "enum": list(AUTH_FLOWS), "default": AUTH_FLOWS[0]},
+    },
     "context": {
         "label": "Context (VRE)",
-        "description": "The D4Science VRE path whose token CCP accepts.",
-        "schema": {"type": ["string", "null"]},
+        "description": "The D4Science VRE path whose token CCP accepts, starting with '/'.",
+        "schema": {
+            "type": ["string", "null"],
+            "examples": ["/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"],
+        },
     },
     "client_id": {
         "label": "Client ID",
         "description": "Keycloak client: the VRE gateway (e.g. blue-cloud.d4science.org) or a service account.",
-        "schema": {"type": ["string", "null"]},
+        "schema": {"type": ["string", "null"], "examples": ["blue-cloud.d4science.org"]},
     },
     "client_secret": {
         "label": "Client secret",
         "description": "Only for auth_flow=client_credentials (service accounts).",
         "schema": {"type": ["string", "null"], "format": "password"},
     },
-    "auth_flow": {
-        "label": "Auth flow",
-        "description": "How the token is obtained (docs/connection.md).",
+    TOKEN_ENDPOINT_FIELD: {
+        "label": "Token URL (Keycloak)",
+        "description": (
+            "D4Science Keycloak token endpoint; empty: production "
+            "(https://accounts.d4science.org/...). Older connections may name this extra token_url."
+        ),
         "schema": {
             "type": ["string", "null"],
-            "enum": [*AUTH_FLOWS, None],
+            "examples": [
+                "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+                "https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+            ],
         },
-    },
-    "token_url": {
-        "label": "Token URL",
-        "description": "D4Science Keycloak token endpoint.",
-        "schema": {"type": ["string", "null"], "format": "url"},
     },
     "ui_url": {
         "label": "CCP web UI URL",
-        "description": "Base of the links to an execution in CCP's web UI.",
-        "schema": {"type": ["string", "null"], "format": "url"},
+        "description": 'Base of the "CCP execution" links to an execution in CCP\'s web UI; empty: the API URL.',
+        "schema": {"type": ["string", "null"], "examples": ["https://ccp.cloud.d4science.org/ui"]},
     },
     "timeout": {
         "label": "Timeout (s)",
-        "description": "HTTP timeout per request, in seconds (default 60).",
-        "schema": {"type": ["number", "null"]},
+        "description": "HTTP timeout per request, in seconds; empty: 60.",
+        "schema": {"type": ["number", "null"], "examples": [60]},
     },
     "verify": {
         "label": "Verify TLS",
-        "description": "true, false, or the path of a CA bundle.",
-        "schema": {"type": ["string", "null"]},
+        "description": "true (default), false, or the path of a CA bundle file.",
+        "schema": {"type": ["string", "null"], "examples": ["true", "false"]},
     },
 }
 
@@ -77,7 +97,7 @@ _PLACEHOLDERS = {
     "context": "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab",
     "client_id": "blue-cloud.d4science.org",
     "auth_flow": "password_uma",
-    "token_url": "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+    TOKEN_ENDPOINT_FIELD: "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
     "ui_url": "https://ccp.cloud.d4science.org/ui",
     "timeout": "60",
     "verify": "true",
@@ -86,8 +106,15 @@ _PLACEHOLDERS = {
 
 def ui_field_behaviour() -> dict[str, Any]:
     return {
-        "hidden_fields": ["schema", "port"],
-        "relabeling": {"host": "CCP URL", "login": "D4Science user", "password": "Password / token"},
+        # The port stays visible: Airflow 3.3's Test button sends 0 for an empty port and refuses the test
+        # when the stored port is null, so a connection made in the form keeps 0 there (docs/connection.md).
+        "hidden_fields": ["schema"],
+        "relabeling": {
+            "host": "CCP URL",
+            "login": "D4Science user",
+            "password": "Password / token",
+            "port": "Port (enter 0: the URL has it)",
+        },
         "placeholders": _PLACEHOLDERS,
     }
 

@@ -8,15 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_ccp import AUTH_FLOWS
+from airflow_provider_ccp import AUTH_FLOWS, TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.exceptions import CCPError
 
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
 DEFAULT_TIMEOUT = 60.0
 
+#: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
+LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
+
 EXTRA_FIELDS = (
-    "token_url",
+    TOKEN_ENDPOINT_FIELD,
     "client_id",
     "client_secret",
     "context",
@@ -106,7 +109,9 @@ class CCPConnectionSettings:
             raise CCPError(f"Connection extra 'auth_flow' is {auth_flow!r}; expected one of {', '.join(AUTH_FLOWS)}")
         settings = cls(
             base_url=base_url,
-            token_url=str(_extra(extra, "token_url") or DEFAULT_TOKEN_URL),
+            token_url=str(
+                _extra(extra, TOKEN_ENDPOINT_FIELD) or _extra(extra, LEGACY_TOKEN_ENDPOINT_FIELD) or DEFAULT_TOKEN_URL
+            ),
             auth_flow=auth_flow,
             client_id=_extra(extra, "client_id"),
             context=_extra(extra, "context"),

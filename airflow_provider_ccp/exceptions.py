@@ -6,10 +6,15 @@ server's own error words, never from request bodies or headers.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk.exceptions import AirflowException
+
+#: 4xx answers a retry can change: an expired token, a timeout, a rate limit.
+RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
 
 
 class CCPError(AirflowException):
@@ -77,3 +82,48 @@ class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
         super().__init__(message, **kwargs)
         self.marker = marker
         self.submitted_at = submitted_at
+
+
+def is_final(error: BaseException) -> bool:
+    """An error that the same request cannot escape on retry: bad inputs, an unknown Method, a 4xx."""
+    if isinstance(error, CCPInputError):
+        return True
+    status = getattr(error, "http_status", None) if isinstance(error, CCPError) else None
+    return status is not None and 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS
+
+
+_FINAL_TYPES: dict[type[CCPError], type[CCPError]] = {}
+
+
+def _final_type(cls: type[CCPError]) -> type[CCPError]:
+    # The same class name and bases (``except CCPInputError`` still matches), plus the one Airflow
+    # reads as "fail now, no retry" (``airflow.exceptions`` on 3.1, ``airflow.sdk.exceptions`` on 3.3).
+    if cls not in _FINAL_TYPES:
+        namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__}
+        _FINAL_TYPES[cls] = type(cls.__name__, (cls, AirflowFailException), namespace)
+    return _FINAL_TYPES[cls]
+
+
+def as_final(error: CCPError) -> CCPError:
+    """The same error (message, attributes, traceback) as an ``AirflowFailException`` too."""
+    final = _final_type(type(error))(*error.args)
+    final.__dict__.update(error.__dict__)
+    return final.with_traceback(error.__traceback__)
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def fail_without_retry(method: Method) -> Method:
+    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except CCPError as error:
+            if not is_final(error) or isinstance(error, AirflowFailException):
+                raise
+            raise as_final(error) from error.__cause__
+
+    return wrapper  # type: ignore[return-value]

@@ -10,13 +10,17 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-#: XComs the operator pushes right after submitting, before it waits or defers.
-XCOM_JOB_ID = "ccp_job_id"
-XCOM_JOB_URL = "ccp_job_url"
+#: XComs the operator pushes right after submitting, before it waits or defers. They carry the
+#: manifest's own key names, so the manifest's keys (``multiple_outputs``) rewrite them instead of
+#: adding a second copy under another name.
+XCOM_JOB_ID = "job_id"
+XCOM_JOB_URL = "execution_url"
+#: What versions up to 0.1.0 pushed: the link of a task they ran still works.
+LEGACY_XCOM_JOB_URL = "ccp_job_url"
 
 
 class CCPExecutionLink(BaseOperatorLink):
-    """Reads the ``ccp_job_url`` XCom; an empty link (never an error) until the job is submitted.
+    """Reads the ``execution_url`` XCom; an empty link (never an error) until the job is submitted.
 
     Airflow evaluates links when a try ends, deferral included, so the button works while the
     task waits in the triggerer.
@@ -25,5 +29,5 @@ class CCPExecutionLink(BaseOperatorLink):
     name = "CCP execution"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        url = XCom.get_value(ti_key=ti_key, key=XCOM_JOB_URL)
+        url = XCom.get_value(ti_key=ti_key, key=XCOM_JOB_URL) or XCom.get_value(ti_key=ti_key, key=LEGACY_XCOM_JOB_URL)
         return str(url) if url else ""

@@ -31,7 +31,14 @@ with DAG(
     start_date=datetime(2025, 1, 1),
     catchup=False,
     default_args={"poll_interval": 2},
-    params={"text": Param("The quick brown fox jumps over the lazy dog", type="string")},
+    params={
+        "text": Param(
+            "The quick brown fox jumps over the lazy dog",
+            type="string",
+            title="Text",
+            description="The text whose words the Method word-count counts.",
+        )
+    },
     tags=["ccp", "example"],
 ) as dag:
     count_words = CCPExecuteMethodOperator(

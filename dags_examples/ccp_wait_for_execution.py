@@ -1,7 +1,7 @@
 """ccp_wait_for_execution: submit without waiting, then wait for the execution with CCPJobSensor.
 
 ``submit`` starts the Method ``sleep`` with ``wait_for_completion=False``: it pushes the XComs
-``ccp_job_id`` and ``ccp_job_url`` and ends at once, leaving the execution running on CCP.
+``job_id`` and ``execution_url`` and ends at once, leaving the execution running on CCP.
 ``wait`` is a ``CCPJobSensor`` on that job id (templated from the XCom; it could as well come
 from another DAG or a person). It succeeds when the execution is successful, fails as soon as it
 fails, and returns the job's status. Deferrable or not follows ``[operators] default_deferrable``.
@@ -37,7 +37,7 @@ with DAG(
     )
     wait = CCPJobSensor(
         task_id="wait",
-        job_id="{{ ti.xcom_pull(task_ids='submit', key='ccp_job_id') }}",
+        job_id="{{ ti.xcom_pull(task_ids='submit', key='job_id') }}",
         poke_interval=2,
         timeout=600,
     )

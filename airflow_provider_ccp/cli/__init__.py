@@ -16,62 +16,91 @@ from airflow_provider_ccp.connection import AUTH_FLOWS
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
 Command = Callable[[argparse.Namespace, CCPHook], int]
+DESCRIPTION = (
+    "Browse CCP Methods and jobs, and write a DAG from a Method. Global options (connection, "
+    "--verbose, --json) go before or after the command. Docs: "
+    "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/cli.md"
+)
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand, as with ``airflow`` and ``kubectl``.
+
+    The top-level copy holds the defaults; the copies on each subcommand default to SUPPRESS, so a
+    subcommand that is not given an option leaves the value parsed before it untouched.
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="show the HTTP exchange and tracebacks"
+    )
+    parser.add_argument("--json", action="store_true", default=default(False), help="print JSON instead of a table")
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--conn-id",
-        default=CCPHook.default_conn_name,
-        help="Airflow connection to use (and to name in a generated DAG); default: %(default)s",
+        default=default(CCPHook.default_conn_name),
+        help=f"Airflow connection to use (and to name in a generated DAG); default: {CCPHook.default_conn_name}",
     )
-    group.add_argument("--url", help="CCP base URL: connect with the flags below instead of an Airflow connection")
-    group.add_argument("--user", help="D4Science user (with --url)")
-    group.add_argument("--password", help="password or token (with --url); better: env CCP_PASSWORD, or the prompt")
-    group.add_argument("--token-url", help="token endpoint (with --url)")
-    group.add_argument("--client-id", help="Keycloak client id (with --url)")
-    group.add_argument("--client-secret", help="service-account secret (with --url); better: env CCP_CLIENT_SECRET")
-    group.add_argument("--context", help="D4Science context, e.g. /d4science.research-infrastructures.eu/D4OS/Lab")
-    group.add_argument("--auth-flow", choices=AUTH_FLOWS, help="how to get a token (with --url); default password_uma")
+    flags = {
+        "--url": "CCP base URL: connect with the flags below instead of an Airflow connection",
+        "--user": "D4Science user (with --url)",
+        "--password": "password or token (with --url); better: env CCP_PASSWORD, or the prompt",
+        "--token-url": "Keycloak token endpoint (with --url)",
+        "--client-id": "Keycloak client id (with --url)",
+        "--client-secret": "service-account secret (with --url); better: env CCP_CLIENT_SECRET",
+        "--context": "D4Science context, e.g. /d4science.research-infrastructures.eu/D4OS/Lab (with --url)",
+    }
+    for flag, text in flags.items():
+        group.add_argument(flag, default=default(None), help=text)
+    group.add_argument(
+        "--auth-flow",
+        choices=AUTH_FLOWS,
+        default=default(None),
+        help="how to get a token (with --url); default password_uma",
+    )
+    return parser
 
 
-def _methods(commands: argparse._SubParsersAction, json_option: argparse.ArgumentParser) -> None:
+def _methods(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from airflow_provider_ccp.cli import commands as run
 
     methods = commands.add_parser("methods", help="browse Methods").add_subparsers(dest="action", required=True)
-    listing = methods.add_parser("list", parents=[json_option], help="list the Methods of the context")
+    listing = methods.add_parser("list", parents=[common], help="list the Methods of the context")
     listing.add_argument("--search", help="keep Methods whose id, title, description or keywords contain TEXT")
     listing.set_defaults(func=run.methods_list)
-    describe = methods.add_parser("describe", parents=[json_option], help="show a Method's inputs and outputs")
+    describe = methods.add_parser("describe", parents=[common], help="show a Method's inputs and outputs")
     describe.add_argument("method_id", metavar="METHOD_ID")
     describe.set_defaults(func=run.methods_describe)
 
 
-def _jobs(commands: argparse._SubParsersAction, json_option: argparse.ArgumentParser) -> None:
+def _jobs(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from airflow_provider_ccp.cli import commands as run
 
     jobs = commands.add_parser("jobs", help="inspect executions").add_subparsers(dest="action", required=True)
-    status = jobs.add_parser("status", parents=[json_option], help="a job's status")
+    status = jobs.add_parser("status", parents=[common], help="a job's status")
     status.add_argument("job_id", metavar="JOB_ID")
     status.set_defaults(func=run.jobs_status)
-    listing = jobs.add_parser("list", parents=[json_option], help="list jobs (OGC GET /jobs)")
+    listing = jobs.add_parser("list", parents=[common], help="list jobs (OGC GET /jobs)")
     listing.add_argument("--status", help="only jobs in this status (accepted, running, successful, failed, ...)")
     listing.add_argument("--method", metavar="METHOD_ID", help="only jobs of this Method")
     listing.set_defaults(func=run.jobs_list)
-    dismiss = jobs.add_parser("dismiss", help="cancel a job (OGC DELETE /jobs/{id})")
+    dismiss = jobs.add_parser("dismiss", parents=[common], help="cancel a job (OGC DELETE /jobs/{id})")
     dismiss.add_argument("job_id", metavar="JOB_ID")
     dismiss.set_defaults(func=run.jobs_dismiss)
-    fetch = jobs.add_parser("outputs", help="download a job's output.zip")
+    fetch = jobs.add_parser("outputs", parents=[common], help="download a job's output.zip")
     fetch.add_argument("job_id", metavar="JOB_ID")
     fetch.add_argument("--to", required=True, metavar="DIR", help="folder to save output.zip in")
     fetch.add_argument("--extract", action="store_true", help="also extract it into DIR/output (safely)")
     fetch.set_defaults(func=run.jobs_outputs)
 
 
-def _dag(commands: argparse._SubParsersAction) -> None:
+def _dag(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from airflow_provider_ccp.cli import commands as run
 
-    dag = commands.add_parser("dag", help="write a DAG that runs a Method, with a Param per input")
+    dag = commands.add_parser("dag", parents=[common], help="write a DAG that runs a Method, with a Param per input")
     dag.add_argument("method_id", metavar="METHOD_ID")
     dag.add_argument("--dag-id", help="default: ccp_<method title>")
     dag.add_argument("--schedule", metavar="CRON", help="cron expression or preset (default: none, manual runs)")
@@ -84,16 +113,13 @@ def _dag(commands: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ccp-airflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ccp-airflow", description=DESCRIPTION, parents=[_global_options(False)])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the HTTP exchange and tracebacks")
-    _connection_options(parser)
-    json_option = argparse.ArgumentParser(add_help=False)
-    json_option.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common = _global_options(True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _methods(commands, json_option)
-    _jobs(commands, json_option)
-    _dag(commands)
+    _methods(commands, common)
+    _jobs(commands, common)
+    _dag(commands, common)
     # Its own options are the sandbox's business: everything after the word is handed over untouched.
     commands.add_parser("sandbox", add_help=False, help="run the CCP sandbox (same as ccp-sandbox; try: sandbox -h)")
     return parser
@@ -117,7 +143,7 @@ def _run(args: argparse.Namespace, command: Command) -> int:
             from rich.console import Console
 
             Console(file=sys.stderr).print_exception(show_locals=False)  # locals may hold secrets
-        print(errors.one_line(error, hook.resolved, args.conn_id), file=sys.stderr)
+        print(errors.one_line(error, hook.resolved, args.conn_id, hook.transport_error), file=sys.stderr)
         return 1
 
 

@@ -69,16 +69,25 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
         downloaded = hook.download_outputs(
             args.job_id, folder, progress=lambda written, total: progress.update(task, completed=written, total=total)
         )
-    out = render.console()
+    # With --json the messages go to stderr and one JSON document to stdout.
+    out = render.console(stderr=args.json)
     out.print(f"Saved {downloaded.path} ({downloaded.size} bytes) from {downloaded.url}")
-    if not args.extract:
-        return 0
-    if downloaded.kind != "zip":
-        out.print(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip")
-        return 0
+    summary: dict[str, object] = {
+        "path": str(downloaded.path),
+        "size": downloaded.size,
+        "url": downloaded.url,
+        "kind": downloaded.kind,
+    }
+    refused: list[str] = []
     target = folder / outputs.EXTRACT_DIR
-    files, refused = outputs.extract_archive(downloaded.path, outputs.storage_path(str(target)))
-    out.print(f"Extracted {len(files)} file(s) into {target}")
+    if args.extract and downloaded.kind != "zip":
+        out.print(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip")
+    elif args.extract:
+        files, refused = outputs.extract_archive(downloaded.path, outputs.storage_path(str(target)))
+        out.print(f"Extracted {len(files)} file(s) into {target}")
+        summary |= {"extracted_to": str(target), "files": files, "refused": refused}
+    if args.json:
+        render.print_json(summary)
     if refused:
         render.console(stderr=True).print(
             f"Error: refused {len(refused)} archive entr{'y' if len(refused) == 1 else 'ies'} that would "

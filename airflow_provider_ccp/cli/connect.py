@@ -10,10 +10,12 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+import requests
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
 
-from airflow_provider_ccp import auth
+from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD, auth
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -37,6 +39,8 @@ class CLIHook(CCPHook):
         self._resolve = resolve
         #: The settings once resolved, for error hints (None when resolving them is what failed).
         self.resolved: CCPConnectionSettings | None = None
+        #: The last request that could not reach its server, and why.
+        self.transport_error: tuple[str, requests.ConnectionError] | None = None
 
     @cached_property
     def settings(self) -> CCPConnectionSettings:
@@ -44,6 +48,30 @@ class CLIHook(CCPHook):
         auth.mask(*settings.secrets)
         self.resolved = settings
         return settings
+
+    def _new_session(self, retried_methods: frozenset[str]) -> requests.Session:
+        """A person waits at the prompt: a server that refuses connections is reported at once, not
+        after the seconds of backoff a task would spend on it (other failures keep the task's retries)."""
+        session = super()._new_session(retried_methods)
+        for scheme, adapter in list(session.adapters.items()):
+            retries = adapter.max_retries.new(connect=0) if isinstance(adapter, HTTPAdapter) else None
+            session.mount(scheme, _RecordingAdapter(self, max_retries=retries))
+        return session
+
+
+class _RecordingAdapter(HTTPAdapter):
+    """Keeps the transport error the hook's message reduces to its type name, for the CLI's one line."""
+
+    def __init__(self, hook: CLIHook, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hook = hook
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        try:
+            return super().send(request, *args, **kwargs)
+        except requests.ConnectionError as error:
+            self.hook.transport_error = (str(request.url), error)
+            raise
 
 
 def find_connection(conn_id: str) -> Any:
@@ -72,8 +100,43 @@ def _secret(value: str | None, env: str, prompt: str, ask: bool) -> str | None:
     return None
 
 
+#: How the connection's field names read on the command line, for errors in ``--url`` mode.
+FLAG_NAMES = (
+    ("extra 'client_id'", "--client-id"),
+    ("extra 'client_secret'", f"--client-secret (or {CLIENT_SECRET_ENV})"),
+    ("extra 'context'", "--context"),
+    ("Connection extra 'context'", "--context"),
+    ("login", "--user"),
+)
+PASSWORD_SOURCES = f"{PASSWORD_ENV}, the prompt, or --password"
+
+
+def in_flag_words(message: str) -> str:
+    """A connection error as the ``--url`` user reads it: flags, not the fields of an Airflow connection."""
+    head, sep, needs = message.partition(" needs: ")
+    items = needs.split("; ") if sep else [message]
+    for index, item in enumerate(items):
+        if item == "password" or item.startswith("password ("):
+            # "password (the bearer token)" -> "the bearer token (CCP_PASSWORD, the prompt, or --password)"
+            what = item.removeprefix("password").strip(" ()") or "the password"
+            items[index] = f"{what} ({PASSWORD_SOURCES})"
+            continue
+        for field, flag in FLAG_NAMES:
+            if item == field or item.startswith(field + " "):
+                items[index] = flag + item[len(field) :]
+    return f"{head}{sep}{'; '.join(items)}" if sep else items[0]
+
+
 def settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
-    extra = {name: getattr(args, name) for name in ("token_url", "client_id", "context", "auth_flow")}
+    try:
+        return _settings_from_flags(args)
+    except CCPError as error:
+        raise CCPError(in_flag_words(str(error))) from None
+
+
+def _settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
+    extra = {name: getattr(args, name) for name in ("client_id", "context", "auth_flow")}
+    extra[TOKEN_ENDPOINT_FIELD] = args.token_url
     flow = args.auth_flow or "password_uma"
     extra["client_secret"] = _secret(
         args.client_secret, CLIENT_SECRET_ENV, "Client secret: ", ask=flow == "client_credentials"

@@ -22,7 +22,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -91,6 +91,22 @@ class DagOptions:
     start: date
     #: Defaults given on the command line (``--set name=value``), overriding the Method's.
     defaults: Mapping[str, str]
+    #: The Airflow the DAG is written for: what a retry does depends on it.
+    airflow_version: str = field(default_factory=lambda: installed_airflow_version())
+
+
+def installed_airflow_version() -> str:
+    from airflow import __version__
+
+    return str(__version__)
+
+
+def retry_note(airflow_version: str) -> str:
+    """What a retry of the generated task does on that Airflow (docs/operators.md, "Retries")."""
+    major, minor = (_int(part, 0) for part in ([*airflow_version.split("."), "0"])[:2])
+    if (major, minor) >= (3, 3):
+        return "a retry reattaches to the execution an earlier try started (Airflow >= 3.3)"
+    return f"a retry submits a new execution (Airflow {major}.{minor} cannot reattach; 3.3 can)"
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
@@ -172,7 +188,7 @@ def _template(item: MethodInput, dag_id: str) -> str:
         ref += ' | join(",")'  # CCP's clients send multi-valued inputs comma-joined
     elif item.type == "boolean":
         ref += " | lower"  # Python's True would reach CCP as "True"
-    if _nullable(item):
+    if not item.required:
         return _jinja(f'{ref} if {_jinja_ref(item.id)} is not none else ""')
     return _jinja(ref)
 
@@ -208,11 +224,12 @@ def _schema(item: MethodInput) -> dict[str, Any]:
     """The JSON schema of the Param: Airflow validates the run's conf against it and draws the form from it."""
     value: dict[str, Any] = {"type": item.type}
     if item.enum:
-        value["enum"] = [*item.enum, None] if _nullable(item) and not item.multiple else list(item.enum)
+        value["enum"] = [*item.enum, None] if not item.required and not item.multiple else list(item.enum)
     if item.format in PARAM_FORMATS:
         value["format"] = PARAM_FORMATS[item.format]
     schema: dict[str, Any] = {"type": "array", "items": value} if item.multiple else value
-    if _nullable(item):
+    if not item.required:
+        # Optional, default or not: the form must not mark it required, and may leave it empty.
         schema["type"] = ["null", schema["type"]]
     return schema
 
@@ -276,6 +293,7 @@ def check_options(method: Mapping[str, Any], options: DagOptions) -> None:
         if name not in inputs or not _is_param(inputs[name]):
             editable = ", ".join(sorted(i for i, item in inputs.items() if _is_param(item))) or "none"
             raise DagTemplateError(f"--set {name}: not an editable input of this Method (editable: {editable})")
+        _check_default(inputs[name], options.defaults[name])
     missing = [item.id for item in inputs.values() if _is_param(item) and _param_default(item, options) is _MISSING]
     if options.schedule and missing:
         # Airflow refuses to schedule a DAG whose params have no default: a scheduled run has no form.
@@ -283,6 +301,19 @@ def check_options(method: Mapping[str, Any], options: DagOptions) -> None:
             f"A scheduled DAG needs a default for every required input; missing: {', '.join(missing)}. "
             f"Hint: add --set {missing[0]}=VALUE"
         )
+
+
+def _check_default(item: MethodInput, text: str) -> None:
+    """A ``--set`` value the Param's schema refuses would make Airflow reject the whole DAG file."""
+    import jsonschema
+
+    schema = _schema(item)
+    if item.required and schema.get("type") == "string" and "enum" not in schema:
+        schema["minLength"] = 1
+    try:
+        jsonschema.validate(_from_text(item, text), schema)
+    except jsonschema.ValidationError as error:
+        raise DagTemplateError(f"--set {item.id}={text}: {error.message} (input {item.id!r} of the Method)") from None
 
 
 def render_dag(method: Mapping[str, Any], options: DagOptions) -> str:
@@ -333,7 +364,7 @@ def render_dag(method: Mapping[str, Any], options: DagOptions) -> str:
         "        inputs={",
         *operator_inputs,
         "        },",
-        "        # Wait in the triggerer rather than in a worker slot; a retry submits a new execution.",
+        f"        # Wait in the triggerer rather than in a worker slot; {retry_note(options.airflow_version)}.",
         "        deferrable=True,",
         "        retries=1,",
         "    )",

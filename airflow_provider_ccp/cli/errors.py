@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+import requests
+
 from airflow_provider_ccp.cli.connect import PASSWORD_ENV, ConnectionNotFoundError
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
@@ -47,13 +51,33 @@ def hint(error: Exception, settings: CCPConnectionSettings | None, conn_id: str)
     if isinstance(error, CCPError) and str(error).startswith("Could not reach CCP"):
         where = settings.base_url if settings else "the connection's host"
         return f"is CCP running at {where}? Check --url or the connection's host"
-    if isinstance(error, CCPError) and "needs:" in str(error):
+    if isinstance(error, CCPError) and "needs: " in str(error):
+        if PASSWORD_ENV in str(error) or "needs: --" in str(error):  # worded for --url already
+            return "give them as flags; `ccp-airflow --help` lists them"
         return f"fix the Airflow connection, or with --url give them as flags (the password through {PASSWORD_ENV})"
     return None
 
 
-def one_line(error: Exception, settings: CCPConnectionSettings | None, conn_id: str) -> str:
+def transport_reason(url: str, error: requests.ConnectionError) -> str:
+    """Why a request did not reach its server, in words: "connection refused by 127.0.0.1:8080"."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    if "refused" in str(error).lower():
+        return f"connection refused by {where}"
+    cause = getattr(error.args[0], "reason", None) if error.args else None
+    return f"{type(cause or error).__name__} talking to {where}: {cause or error}"
+
+
+def one_line(
+    error: Exception,
+    settings: CCPConnectionSettings | None,
+    conn_id: str,
+    transport: tuple[str, requests.ConnectionError] | None = None,
+) -> str:
     reason = str(error) if isinstance(error, CCPError | OSError) else f"{type(error).__name__}: {error}"
+    if transport is not None and isinstance(error, CCPError) and reason.startswith("Could not reach"):
+        # The hook's message names only the exception type ("ConnectionError"): say what happened.
+        reason = f"{reason.rsplit(': ', 1)[0]}: {transport_reason(*transport)}"
     reason = " ".join(reason.split())
     extra = hint(error, settings, conn_id)
     return f"Error: {reason}" + (f" (hint: {extra})" if extra else "")

@@ -94,7 +94,11 @@ def method_view(method: Mapping[str, Any]) -> RenderableType:
         parts.append(Text(_text(method.get("description"))))
     if method.get("keywords"):
         parts.append(Text(f"keywords: {_text(method.get('keywords'))}"))
-    parts += [inputs_table(method), outputs_table(method)]
+    parts.append(inputs_table(method))
+    if mapping(method.get("outputs")):
+        parts.append(outputs_table(method))
+    else:
+        parts.append(Text("Outputs: none declared (CCP sends output.zip with whatever the Method wrote)"))
     return Group(*parts)
 
 
@@ -111,7 +115,13 @@ def job_view(status: StatusInfo) -> Table:
 
 
 def jobs_table(statuses: Iterable[StatusInfo]) -> Table:
-    table = Table("job id", "status", "method", "created", "updated", "message", title="CCP jobs")
+    statuses = list(statuses)
+    table = Table(title="CCP jobs")
+    # Whole ids, never an ellipsis: they are what `jobs status` and `jobs outputs` take.
+    longest = max((len(status.job_id) for status in statuses), default=6)
+    table.add_column("job id", no_wrap=True, min_width=longest)
+    for name in ("status", "method", "created", "updated", "message"):
+        table.add_column(name)
     for status in statuses:
         row = status.to_dict()
         table.add_row(

@@ -32,6 +32,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
     CCPProtocolError,
+    fail_without_retry,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
@@ -75,6 +76,8 @@ FINISHED_EVENTS = frozenset({"success", "failed"})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
 #: (which can dismiss the job) always fires first; Airflow's timeout kills the trigger silently.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
+#: Output files named one per line in the task log; a huge archive gets a count for the rest.
+LOGGED_FILES = 20
 
 
 class CCPExecuteMethodOperator(BaseOperator):
@@ -213,6 +216,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     # ------------------------------------------------------------------ execute
 
+    @fail_without_retry
     def execute(self, context: Context) -> Any:
         description = self._method_description()
         inputs = prepare_inputs(self.method_id, description, self.inputs or {})
@@ -471,6 +475,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     # ------------------------------------------------------------------ completion (deferred or not)
 
+    @fail_without_retry
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish the task from the trigger's event; after a deferral this runs in a new process."""
         event = validate_event(event)
@@ -502,6 +507,10 @@ class CCPExecuteMethodOperator(BaseOperator):
         stored = store_outputs(self.hook, job_id, target, extract=self.extract, log_lines=self.log_lines)
         log_tails(stored.tails, self.log)
         self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
+        for item in stored.files[:LOGGED_FILES]:
+            self.log.info("  %s (%s bytes)", item["path"], item["size"])
+        if len(stored.files) > LOGGED_FILES:
+            self.log.info("  ... and %d more (the manifest lists them all)", len(stored.files) - LOGGED_FILES)
         times = info.to_dict()
         manifest = self._manifest = {
             "job_id": job_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.sandbox.config import TOKEN_PATH
 
 # Flows whose secret is the user's password; for 'token' and 'refresh_token' the caller fills it in.
@@ -24,7 +25,7 @@ def airflow_connection(
 ) -> dict[str, Any]:
     conn: dict[str, Any] = {"conn_type": "ccp", "host": url}
     settings: dict[str, Any] = {
-        "token_url": url + TOKEN_PATH,
+        TOKEN_ENDPOINT_FIELD: url + TOKEN_PATH,
         "client_id": public_client_id,
         "context": context,
         "auth_flow": auth_flow,

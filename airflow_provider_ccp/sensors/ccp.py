@@ -25,7 +25,7 @@ class CCPJobSensor(BaseSensorOperator):
     Returns (XCom ``return_value``) the job's status: ``job_id``, ``status``, ``message``, timestamps.
     It never dismisses the job: the sensor only watches an execution it does not own.
 
-    :param job_id: the CCP job (execution) id, e.g. ``"{{ ti.xcom_pull(task_ids='submit', key='ccp_job_id') }}"``.
+    :param job_id: the CCP job (execution) id, e.g. ``"{{ ti.xcom_pull(task_ids='submit', key='job_id') }}"``.
         Templated.
     :param ccp_conn_id: the ``ccp`` connection. Templated.
     :param deferrable: wait in the triggerer (polling every ``poke_interval`` seconds until ``timeout``).

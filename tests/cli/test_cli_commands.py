@@ -35,7 +35,7 @@ def finished_job(conn_id: str, method_id: str, inputs: dict[str, str]) -> str:
 def url_flags(sandbox: Any, auth_flow: str = "password_uma") -> list[str]:
     extra = sandbox.connection()["extra"]
     return [
-        "--url", sandbox.url, "--user", sandbox.user, "--token-url", extra["token_url"],
+        "--url", sandbox.url, "--user", sandbox.user, "--token-url", extra["keycloak_url"],
         "--client-id", extra["client_id"], "--context", extra["context"], "--auth-flow", auth_flow,
     ]  # fmt: skip
 
@@ -160,7 +160,7 @@ def test_wrong_password_names_the_flow_and_token_url(
     assert "\n" not in line
     assert "Traceback" not in line
     assert "auth_flow=password_uma" in line
-    assert sandbox.connection()["extra"]["token_url"] in line
+    assert sandbox.connection()["extra"]["keycloak_url"] in line
     assert "not-the-password" not in err
 
 

@@ -135,7 +135,7 @@ def test_marking_a_deferred_task_failed_dismisses_the_execution(
     stack.wait_for_dag("ccp_e2e_sleep")
     run_id = stack.trigger("ccp_e2e_sleep", conf={"seconds": "120"})
     _wait_until_deferred(stack, "ccp_e2e_sleep", run_id, "sleep")
-    job_id = stack.xcom("ccp_e2e_sleep", run_id, "sleep", key="ccp_job_id")
+    job_id = stack.xcom("ccp_e2e_sleep", run_id, "sleep", key="job_id")
     # The operator polled once before deferring; a second poll means the trigger runs in the triggerer.
     stack.wait_until("the trigger to poll CCP", lambda: ccp.admin.requests_to("GET", "/jobs/{job_id}") >= 2, timeout=60)
 

@@ -76,7 +76,7 @@ def test_a_lost_answer_is_found_and_the_run_succeeds_with_one_execution(sandbox,
 
     assert manifest["status"] == "successful"
     assert errors == []  # found within the first try
-    assert pushed(context)["ccp_job_id"] == manifest["job_id"]
+    assert pushed(context)["job_id"] == manifest["job_id"]
     assert sandbox.admin.executions_submitted("word-count") == 1
     note = CCPHook().get_execution(manifest["job_id"])["request"]["inputs"]["ccpnote"]
     assert note.startswith("nightly run [airflow-submission:")  # the user's note is kept

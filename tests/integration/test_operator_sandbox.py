@@ -66,5 +66,5 @@ def test_submit_without_waiting_then_sense(sandbox, tmp_path):
     status = run_deferrable(CCPJobSensor(task_id="wait", job_id=job_id, poke_interval=0.05, deferrable=True), context)
 
     assert status["status"] == "successful"
-    assert pushed(context)["ccp_job_id"] == job_id
+    assert pushed(context)["job_id"] == job_id
     assert sandbox.admin.executions_submitted("word-count") == 1

@@ -47,7 +47,7 @@ def make_conn(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer, keycloak:
         **extra: Any,
     ) -> str:
         extra = {
-            "token_url": keycloak.url,
+            "keycloak_url": keycloak.url,
             "client_id": CLIENT_ID,
             "context": CONTEXT,
             "auth_flow": auth_flow,

@@ -40,7 +40,7 @@ def test_defaults():
 def test_every_extra_is_read():
     s = settings(
         host="https://ccp.cloud-dev.d4science.org/",
-        token_url="https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+        keycloak_url="https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
         client_id="svc",
         client_secret="s3",
         context=CONTEXT,
@@ -153,3 +153,21 @@ def test_cache_key_changes_with_credentials_and_context_only():
     assert base.cache_key != settings(client_id=USER_EXTRA["client_id"], context=CONTEXT + "2").cache_key
     assert base.cache_key != settings(auth_flow="password_scope", **USER_EXTRA).cache_key
     assert len(base.cache_key) == 64
+
+
+def test_the_token_endpoint_extra_keeps_its_old_name_working():
+    legacy = "https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
+    assert settings(token_url=legacy, **USER_EXTRA).token_url == legacy
+    # The new name wins when a connection has both (a form save adds it next to the old one).
+    both = settings(token_url=legacy, keycloak_url="https://kc.example/token", **USER_EXTRA)
+    assert both.token_url == "https://kc.example/token"
+
+
+def test_airflow_does_not_mask_the_token_endpoint_extra():
+    """Airflow hides any field whose name holds "token": the endpoint must not be one of them."""
+    from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+
+    from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD
+
+    assert should_hide_value_for_key("token_url")  # why the extra was renamed
+    assert not should_hide_value_for_key(TOKEN_ENDPOINT_FIELD)

@@ -362,7 +362,7 @@ class TestRetries:
         self, make_conn, keycloak, httpserver
     ):
         # Token requests have their own session: no URL prefix can lend their POST retries to CCP calls.
-        conn = make_conn(auth_flow="none", login=None, secret="", token_url=httpserver.url_for("/c"))
+        conn = make_conn(auth_flow="none", login=None, secret="", keycloak_url=httpserver.url_for("/c"))
         variable = f"AIRFLOW_CONN_{conn.upper()}"
         document = json.loads(os.environ[variable])
         document["host"] = httpserver.url_for("/ccp")  # "<server>/ccp/..." starts with the token URL "<server>/c"

@@ -1,4 +1,4 @@
-"""CCPExecutionLink: built from the ccp_job_url XCom, never an error when it is missing."""
+"""CCPExecutionLink: built from the execution_url XCom, never an error when it is missing."""
 
 from __future__ import annotations
 
@@ -18,10 +18,16 @@ def xcom(monkeypatch: pytest.MonkeyPatch) -> dict:
     return stored
 
 
-def test_link_reads_the_job_url_xcom(xcom):
-    xcom["ccp_job_url"] = "https://ccp.example/ui/executions/j-1"
+def test_link_reads_the_execution_url_xcom(xcom):
+    xcom["execution_url"] = "https://ccp.example/ui/executions/j-1"
 
     assert CCPExecutionLink().get_link(MagicMock(), ti_key=MagicMock()) == "https://ccp.example/ui/executions/j-1"
+
+
+def test_link_of_a_task_run_by_an_earlier_version_still_works(xcom):
+    xcom["ccp_job_url"] = "https://ccp.example/ui/executions/j-0"
+
+    assert CCPExecutionLink().get_link(MagicMock(), ti_key=MagicMock()) == "https://ccp.example/ui/executions/j-0"
 
 
 def test_link_is_empty_before_the_job_exists(xcom):

@@ -81,7 +81,7 @@ def test_execute_defers_to_the_trigger_with_primitive_kwargs(sandbox, tmp_path):
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
 
-    job_id = pushed(context)["ccp_job_id"]
+    job_id = pushed(context)["job_id"]
     assert isinstance(deferred.value.trigger, CCPJobTrigger)
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout is None
@@ -107,8 +107,8 @@ def test_xcoms_are_pushed_before_deferring(sandbox, tmp_path):
         operator(tmp_path, deferrable=True).execute(context)
 
     xcoms = pushed(context)
-    assert xcoms["ccp_job_url"] == f"{sandbox.url}/ui/executions/{xcoms['ccp_job_id']}"
-    assert [call.kwargs["key"] for call in context["ti"].xcom_push.call_args_list] == ["ccp_job_id", "ccp_job_url"]
+    assert xcoms["execution_url"] == f"{sandbox.url}/ui/executions/{xcoms['job_id']}"
+    assert [call.kwargs["key"] for call in context["ti"].xcom_push.call_args_list] == ["job_id", "execution_url"]
 
 
 def test_timeout_becomes_the_triggers_deadline_and_airflows_comes_later(sandbox, tmp_path):
@@ -157,7 +157,7 @@ def test_wait_for_completion_false_returns_the_job_id_at_once(sandbox, tmp_path)
 
     job_id = operator(tmp_path, wait_for_completion=False, deferrable=True).execute(context)
 
-    assert job_id == pushed(context)["ccp_job_id"]
+    assert job_id == pushed(context)["job_id"]
     assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 0  # the submission's answer has the status
 
 
@@ -181,7 +181,7 @@ def test_a_status_check_failing_right_after_submission_does_not_fail_the_try(san
     with pytest.raises(TaskDeferred) as deferred:
         operator(tmp_path, deferrable=True).execute(context)
 
-    assert deferred.value.trigger.job_id == pushed(context)["ccp_job_id"]
+    assert deferred.value.trigger.job_id == pushed(context)["job_id"]
 
 
 def test_a_submission_answer_without_a_status_falls_back_to_asking(sandbox, tmp_path, mocker):
@@ -331,7 +331,7 @@ def test_success_downloads_extracts_and_returns_a_small_manifest(sandbox, tmp_pa
     assert result["size"] == (folder / "output" / "result.json").stat().st_size
     assert len(json.dumps(manifest)) < 4096  # paths and sizes, never file content
     assert 'last 1 line(s) of stdout.1.txt -----\n{"words": 3, "mode": "words"}' in task_log()
-    assert "stderr.1.txt" not in task_log()  # empty
+    assert "of stderr.1.txt -----" not in task_log()  # empty: no tail (the file list still names it)
 
 
 def test_mapped_task_instances_get_their_own_folder(sandbox, tmp_path):
@@ -515,7 +515,7 @@ def test_retry_reattaches_to_a_running_job(sandbox, tmp_path):
         operator(tmp_path, deferrable=True).execute(retry_context)
 
     assert deferred.value.trigger.job_id == stored_id(store)
-    assert pushed(retry_context)["ccp_job_id"] == stored_id(store)
+    assert pushed(retry_context)["job_id"] == stored_id(store)
     assert sandbox.admin.executions_submitted("word-count") == 1
 
 

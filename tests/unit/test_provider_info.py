@@ -40,10 +40,37 @@ def test_the_connection_type():
     assert conn_type["hook-class-name"] == "airflow_provider_ccp.hooks.ccp.CCPHook"
     assert set(conn_type["conn-fields"]) == set(EXTRA_FIELDS)
     assert conn_type["conn-fields"]["client_secret"]["schema"]["format"] == "password"
-    assert set(conn_type["conn-fields"]["auth_flow"]["schema"]["enum"]) == {*AUTH_FLOWS, None}
     for spec in conn_type["conn-fields"].values():
         assert spec["label"]
         assert spec["description"]
+
+
+def test_the_auth_flow_dropdown_offers_the_flows_by_name_and_shows_the_default():
+    """No "null" entry that silently means password_uma: the default is preselected by its name."""
+    (conn_type,) = get_provider_info()["connection-types"]
+    schema = conn_type["conn-fields"]["auth_flow"]["schema"]
+    assert schema["enum"] == list(AUTH_FLOWS)
+    assert None not in schema["enum"]
+    assert schema["default"] == "password_uma" == AUTH_FLOWS[0]
+
+
+def test_the_form_suggests_values_and_its_help_works_after_pip_install():
+    (conn_type,) = get_provider_info()["connection-types"]
+    fields = conn_type["conn-fields"]
+    # Airflow's form turns a string field's `examples` into its placeholder and suggestions.
+    for name in ("context", "client_id", "keycloak_url", "ui_url", "verify"):
+        assert fields[name]["schema"]["examples"], name
+    help_texts = " ".join(spec["description"] for spec in fields.values())
+    assert "docs/connection.md" not in help_texts.replace(airflow_provider_ccp.DOCS_URL, "")
+    assert airflow_provider_ccp.DOCS_URL.startswith("https://")
+    assert "client_credentials" in fields["auth_flow"]["description"]
+
+
+def test_the_form_shows_the_connection_a_test_button_can_test():
+    """Airflow 3.3's Test button sends port 0 for an empty port: the field stays visible to hold it."""
+    behaviour = CCPHook.get_ui_field_behaviour()
+    assert "port" not in behaviour["hidden_fields"]
+    assert "0" in behaviour["relabeling"]["port"]
 
 
 def test_the_ui_field_behaviour_is_valid():
@@ -52,7 +79,7 @@ def test_the_ui_field_behaviour_is_valid():
     jsonschema.validate(behaviour, schema)
     assert "schema" in behaviour["hidden_fields"]
     assert behaviour["relabeling"]["host"] == "CCP URL"
-    assert behaviour["placeholders"]["token_url"].startswith("https://accounts.d4science.org/")
+    assert behaviour["placeholders"]["keycloak_url"].startswith("https://accounts.d4science.org/")
 
 
 @pytest.mark.parametrize("section", ["hooks", "operators", "sensors", "triggers"])

@@ -1,0 +1,310 @@
+"""The Airflow UI as a DAG author meets it, in headless Chromium against `make airflow`'s stack.
+
+`scripts/airflow_local.py` (what `make airflow` runs) is started as a process of its own; the test then
+does what a new user does: finds `ccp_default` in Admin -> Connections, adds a CCP connection through
+the form and presses Test, reaches the stack from "another shell" with `.airflow/env.sh`, writes a DAG
+with `ccp-airflow dag` where the config says DAGs live, triggers `ccp_quickstart` and finds the
+"CCP execution" link while the task is deferred, and opens the generated DAG's trigger form.
+
+Chromium comes from Debian's packages (scripts/chromium.sh, run by `make test`); Playwright only drives
+it, no browser is downloaded. Screenshots of every step land in the test's tmp folder when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+USER, PASSWORD = "admin", "admin"
+
+
+@dataclass
+class Stack:
+    url: str
+    sandbox_url: str
+    env_file: Path
+    dags_folder: Path
+    process: subprocess.Popen[str]
+
+
+def _read_banner(process: subprocess.Popen[str], log: Path, timeout: float) -> dict[str, str]:
+    """The lines `make airflow` prints once the stack is up: "Airflow UI: <url> ...", ..."""
+    banner: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    with log.open("w") as copy:
+        while time.monotonic() < deadline and "Press Ctrl-C to stop." not in banner:
+            line = process.stdout.readline()
+            if not line:
+                raise AssertionError(f"make airflow exited with {process.wait()}; output in {log}")
+            copy.write(line)
+            copy.flush()
+            key, sep, value = line.partition(": ")
+            banner[key.strip() if sep else line.strip()] = value.strip()
+    assert "Press Ctrl-C to stop." in banner, f"make airflow did not come up; output in {log}"
+    return banner
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/chromium.sh (make test does)")
+    base = tmp_path_factory.mktemp("make-airflow")
+    dags = base / "dags"
+    dags.mkdir()
+    shutil.copy(ROOT / "dags_examples" / "ccp_quickstart.py", dags)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    command = [sys.executable, str(ROOT / "scripts" / "airflow_local.py"), "--home", str(base / "home")]
+    command += ["--dags-folder", str(dags), "--sandbox-admin", "--port", str(_free_port())]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        banner = _read_banner(process, base / "make-airflow.log", timeout=400)
+        yield Stack(
+            url=banner["Airflow UI"].split()[0],
+            sandbox_url=banner["CCP sandbox"].split()[0],
+            env_file=Path(banner["From another shell"].removeprefix("source ")),
+            dags_folder=Path(banner["DAGs folder"]),
+            process=process,
+        )
+    finally:
+        # SIGTERM is Ctrl-C for the script: it stops every Airflow component and the sandbox it started.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def _free_port() -> int:
+    from airflow_provider_ccp.devstack import free_port
+
+    return free_port()
+
+
+def another_shell(stack: Stack, command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A new shell that knows nothing of the stack but what `source .airflow/env.sh` tells it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return subprocess.run(
+        ["bash", "-c", f"source {stack.env_file} && {command}"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture
+def page(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.set_default_timeout(30_000)
+        page.goto(f"{stack.url}/")
+        page.get_by_label("Username").fill(USER)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/" not in url)  # signed in and sent back to the UI
+        page.shots = []  # type: ignore[attr-defined]
+        yield page
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        else:
+            for shot in page.shots:  # type: ignore[attr-defined]
+                Path(shot).unlink(missing_ok=True)
+        browser.close()
+
+
+def shot(page: object, tmp_path: Path, name: str) -> None:
+    """Every step's screenshot; kept only when the test fails."""
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    page.shots.append(path)  # type: ignore[attr-defined]
+
+
+def api_token(stack: Stack) -> dict[str, str]:
+    answer = requests.post(f"{stack.url}/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30)
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def wait_for(what: str, check: object, timeout: float = 180) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()  # type: ignore[operator]
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ------------------------------------------------------------------------------------------- the tests
+
+
+def test_the_local_stack_is_reachable_from_another_shell(stack, tmp_path):
+    """Item 1: ccp_default in the metadata DB, one truthful DAGs folder, an env file for other shells."""
+    folder = another_shell(stack, "airflow config get-value core dags_folder", tmp_path)
+    assert folder.stdout.strip() == str(stack.dags_folder), folder.stderr[-2000:]
+    assert (stack.env_file.parent / "airflow.cfg").read_text().count(f"dags_folder = {stack.dags_folder}") == 1
+
+    methods = another_shell(stack, "ccp-airflow --conn-id ccp_default methods list --json", tmp_path)
+    assert methods.returncode == 0, methods.stderr[-2000:]
+    assert "word-count" in methods.stdout
+
+    tested = another_shell(stack, "airflow connections test ccp_default", tmp_path)
+    assert "Connection success!" in tested.stdout, (tested.stdout + tested.stderr)[-2000:]
+
+    # Issue 10: no log server (or anything else the stack started) listens beyond loopback.
+    stack_pids = {stack.process.pid, *(child.pid for child in psutil.Process(stack.process.pid).children(True))}
+    exposed = [
+        (conn.laddr.ip, conn.laddr.port)
+        for conn in psutil.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.pid in stack_pids and conn.laddr.ip not in ("127.0.0.1", "::1")
+    ]
+    assert exposed == []
+
+
+def test_a_ccp_connection_made_in_the_form_tests_green(stack, page, tmp_path):
+    """Items 1, 2, 3, 5: the listed ccp_default, the form, the Test button."""
+    page.goto(f"{stack.url}/connections")
+    page.get_by_role("row").filter(has_text="ccp_default").wait_for()
+    shot(page, tmp_path, "1-connections")
+
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("input[name=connection_id]").fill("ccp_browser")
+    dialog.get_by_role("combobox").first.click()
+    page.get_by_role("option", name="D4Science CCP").click()
+    dialog.locator("input[name=host]").fill(stack.sandbox_url)
+    dialog.locator("input[name=login]").fill("demo")
+    dialog.locator("input[name=password]").fill("demo-password")
+    dialog.locator("input[name=port]").fill("0")
+    dialog.get_by_text("Extra Fields", exact=True).click()
+    # The auth flow is preselected by name, and the list offers no "null".
+    assert dialog.locator("input[name=element_auth_flow]").input_value() == "password_uma"
+    dialog.get_by_role("combobox").nth(1).click()
+    offered = [option.inner_text() for option in page.get_by_role("option").all()]
+    assert "password_uma" in offered
+    assert "client_credentials" in offered
+    assert not [text for text in offered if text.strip().lower() in ("null", "none selected", "")], offered
+    page.get_by_role("option", name="password_uma").click()
+    # Suggestions instead of empty boxes; help that makes sense outside the source tree.
+    assert dialog.locator("#element_context").get_attribute("placeholder")
+    assert dialog.locator("datalist#list_context option").count() >= 1
+    assert "https://" in dialog.inner_text()
+    dialog.locator("#element_keycloak_url").fill(
+        f"{stack.sandbox_url}/auth/realms/d4science/protocol/openid-connect/token"
+    )
+    dialog.locator("#element_client_id").fill("ccp-sandbox")
+    dialog.locator("#element_context").fill("/d4science.research-infrastructures.eu/D4OS/CCP-Sandbox")
+    shot(page, tmp_path, "2-form")
+    dialog.get_by_role("button", name="Save").click()
+    row = page.get_by_role("row").filter(has_text="ccp_browser")
+    row.wait_for()
+
+    from playwright.sync_api import expect
+
+    for conn_id in ("ccp_default", "ccp_browser"):
+        page.mouse.move(0, 0)  # the previous button's tooltip would cover the next row's button
+        expect(page.get_by_role("tooltip")).to_have_count(0)
+        with page.expect_response("**/api/v2/connections/test") as tested:
+            page.get_by_role("row").filter(has_text=conn_id).get_by_role("button", name="Test Connection").click()
+        answer = tested.value
+        assert answer.status == 200, f"{conn_id}: {answer.text()}"
+        assert answer.json()["status"] is True, answer.json()
+        shot(page, tmp_path, f"3-tested-{conn_id}")
+
+    # The token endpoint is not a secret: the API shows it as stored.
+    stored = requests.get(f"{stack.url}/api/v2/connections/ccp_browser", headers=api_token(stack), timeout=30).json()
+    assert "/openid-connect/token" in stored["extra"]
+
+
+def test_a_deferred_task_shows_its_ccp_execution_link(stack, page, tmp_path):
+    from airflow_provider_ccp.sandbox.admin_client import SandboxAdmin
+
+    headers = api_token(stack)
+    wait_for("ccp_quickstart to be parsed", lambda: requests.get(
+        f"{stack.url}/api/v2/dags/ccp_quickstart", headers=headers, timeout=30).status_code == 200)  # fmt: skip
+    SandboxAdmin(stack.sandbox_url).hold_jobs("word-count", count=1)  # keep the execution running
+    page.goto(f"{stack.url}/dags/ccp_quickstart")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("dialog").get_by_role("button", name="Trigger").last.click()
+    shot(page, tmp_path, "1-triggered")
+
+    def deferred_run() -> str | None:
+        runs = requests.get(f"{stack.url}/api/v2/dags/ccp_quickstart/dagRuns", headers=headers, timeout=30).json()
+        for run in runs["dag_runs"]:
+            tis = requests.get(
+                f"{stack.url}/api/v2/dags/ccp_quickstart/dagRuns/{run['dag_run_id']}/taskInstances/count_words",
+                headers=headers,
+                timeout=30,
+            )
+            if tis.status_code == 200 and tis.json().get("state") == "deferred":
+                return str(run["dag_run_id"])
+        return None
+
+    run_id = wait_for("count_words to defer", deferred_run)
+    page.goto(f"{stack.url}/dags/ccp_quickstart/runs/{run_id}/tasks/count_words")
+    page.get_by_text("Deferred", exact=True).first.wait_for()
+    page.get_by_text("Details", exact=True).click()  # the task's extra links are listed there
+    link = page.get_by_role("link", name="CCP execution")
+    link.wait_for()
+    shot(page, tmp_path, "2-deferred")
+    assert link.get_attribute("href").startswith(f"{stack.sandbox_url}/ui/executions/")
+
+
+def test_the_trigger_form_of_a_generated_dag(stack, page, tmp_path):
+    """`ccp-airflow dag`, written where the config says DAGs live, from another shell."""
+    written = another_shell(
+        stack,
+        'ccp-airflow dag word-count -o "$(airflow config get-value core dags_folder)/ccp_word_count.py"',
+        tmp_path,
+    )
+    assert written.returncode == 0, written.stderr[-2000:]
+    headers = api_token(stack)
+    wait_for("ccp_word_count to be parsed", lambda: requests.get(
+        f"{stack.url}/api/v2/dags/ccp_word_count", headers=headers, timeout=30).status_code == 200)  # fmt: skip
+    page.goto(f"{stack.url}/dags/ccp_word_count")
+    page.get_by_role("button", name="Trigger").first.click()
+    form = page.get_by_role("dialog")
+    form.get_by_text("Run Parameters").wait_for()
+    shot(page, tmp_path, "1-trigger-form")
+    text = form.inner_text()
+    for title in ("Replicas", "Text", "Mode"):
+        assert title in text, text
+    assert "Runtime" not in text  # read-only input: fixed in the DAG, not offered
+    # Optional in the Method: not marked required (the form puts "*" after a required field's title).
+    assert "Replicas\n*" not in text, text
+    assert "Text\n*" in text, text
