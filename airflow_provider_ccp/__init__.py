@@ -148,7 +148,19 @@ CONFIG: dict[str, Any] = {
                 "type": "string",
                 "example": "s3://aws_default@my-bucket/ccp-outputs",
                 "default": "",
-            }
+            },
+            "min_defer_seconds": {
+                "description": (
+                    "How long after a deferral a CCP task is resumed at the earliest, even when its execution ended "
+                    "sooner: Airflow fails a task whose trigger fires before the scheduler has read the executor's "
+                    "report of the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716). "
+                    "0 turns the hold off (docs/operators.md).\n"
+                ),
+                "version_added": "0.2.0",
+                "type": "float",
+                "example": "10",
+                "default": "10",
+            },
         },
     }
 }
