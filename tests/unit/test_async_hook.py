@@ -1,4 +1,4 @@
-"""CCPAsyncHook (httpx + tenacity) against real HTTP on loopback: same wire format, one refresh for many callers."""
+"""CCPAsyncHook (httpx) against real HTTP on loopback: same wire format, one refresh for many callers."""
 
 from __future__ import annotations
 
@@ -159,49 +159,45 @@ async def test_a_second_401_surfaces_as_an_auth_error(make_conn, keycloak, https
     assert len(ccp_requests(httpserver)) == 2
 
 
-@pytest.mark.usefixtures("fast_backoff")
-async def test_get_is_retried_with_tenacity(make_conn, httpserver):
+async def test_get_is_retried(make_conn, httpserver):
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("<html>busy</html>", status=503)
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=502)
     serve_job(httpserver)
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01) as hook:
         assert (await hook.get_job("j1")).status == "running"
     assert len(ccp_requests(httpserver)) == 3
 
 
 async def test_retry_after_is_honoured(make_conn, httpserver, mocker):
-    waits = mocker.spy(ccp, "_wait")
-    httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "1"})
+    waits = mocker.spy(ccp.asyncio, "sleep")
+    httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "0.5"})
     serve_job(httpserver)
     async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
         await hook.get_job("j1")
-    assert waits.spy_return_list == [1.0]
+    assert [call.args[0] for call in waits.call_args_list] == [0.5]
 
 
-@pytest.mark.usefixtures("fast_backoff")
 async def test_retries_are_bounded(make_conn, httpserver):
     httpserver.expect_request("/jobs/j1").respond_with_data("<html>down</html>", status=503)
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01, retry_limit=3) as hook:
         with pytest.raises(CCPError) as raised:
             await hook.get_job("j1")
     assert raised.value.http_status == 503
     assert str(raised.value).startswith("HTTP 503 SERVICE UNAVAILABLE from")  # werkzeug's reason phrase
-    assert len(ccp_requests(httpserver)) == ccp.RETRY_ATTEMPTS + 1
+    assert len(ccp_requests(httpserver)) == 3 + 1
 
 
-@pytest.mark.usefixtures("fast_backoff")
 async def test_the_token_endpoint_is_retried(make_conn, keycloak, httpserver):
     from tests.unit.doubles import TOKEN_PATH
 
     httpserver.expect_oneshot_request(TOKEN_PATH, method="POST").respond_with_data("", status=503)
     serve_job(httpserver)
-    async with CCPAsyncHook(make_conn()) as hook:
+    async with CCPAsyncHook(make_conn(), retry_delay=0.01) as hook:
         await hook.get_job("j1")
     assert keycloak.grants == ["password", UMA]
     assert len([r for r, _ in httpserver.log if r.path == TOKEN_PATH]) == 3
 
 
-@pytest.mark.usefixtures("fast_backoff")
 async def test_unreachable_server(make_conn, monkeypatch):
     import json
     import os
@@ -224,7 +220,7 @@ async def test_errors_are_mapped_like_the_sync_hook(make_conn, httpserver):
         status=404,
     )
     httpserver.expect_request("/jobs/html").respond_with_data("<html>oops</html>", status=500, content_type="text/html")
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01) as hook:
         with pytest.raises(CCPNotFoundError) as gone:
             await hook.get_job("gone")
         with pytest.raises(CCPError) as html:

@@ -24,12 +24,6 @@ from tests.task_helpers import finished_job
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
-@pytest.fixture(autouse=True)
-def fast_hook_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hook_module, "RETRY_BACKOFF", 0.01)
-    monkeypatch.setattr(hook_module, "RETRY_BACKOFF_MAX", 0.02)
-
-
 def submit(method_id: str, **inputs: str) -> str:
     return str(CCPHook().submit_execution(method_id, {"ccpimage": "bash", **inputs})["jobID"])
 
@@ -39,7 +33,7 @@ async def all_events(trigger: CCPJobTrigger) -> list[dict]:
 
 
 def trigger_for(job_id: str, **kwargs) -> CCPJobTrigger:
-    return CCPJobTrigger(**({"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 0.05} | kwargs))
+    return CCPJobTrigger(**({"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 0.05, "retry_delay": 0.01} | kwargs))
 
 
 def test_serialize_round_trips_with_json_primitives():
@@ -54,6 +48,8 @@ def test_serialize_round_trips_with_json_primitives():
         "poll_interval": 12.0,
         "end_time": 1700000000.0,
         "cancel_on_kill": False,
+        "retry_limit": 5,
+        "retry_delay": 0.5,
     }
     assert CCPJobTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -100,11 +96,11 @@ async def test_a_token_revoked_mid_poll_is_renewed_once(sandbox):
 
 async def test_bursts_of_5xx_are_ridden_out(sandbox):
     job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
-    # 503s are retried inside the hook; 500s come back to the trigger, which polls again.
+    # The hook retries each poll once; the failures that outlast it come back to the trigger, which polls again.
     sandbox.admin.fail_next(r"^/jobs/", 503, count=3, method="GET")
     sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES, method="GET")
 
-    [event] = await all_events(trigger_for(job_id, poll_interval=0.01))
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.01, retry_limit=1))
 
     assert event["status"] == "success"
 
@@ -113,7 +109,7 @@ async def test_endless_errors_end_in_one_error_event(sandbox):
     job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
     sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES + 1, method="GET")
 
-    [event] = await all_events(trigger_for(job_id, poll_interval=0.01))
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.01, retry_limit=0))
 
     assert event["status"] == "error"
     assert "failed polls in a row" in event["message"]
