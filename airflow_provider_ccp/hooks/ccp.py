@@ -466,12 +466,44 @@ def _pool_size(extra: Mapping[str, Any]) -> int:
     return size
 
 
+class _Clients:
+    """Up to ``size`` httpx clients of one connection each, lent last-in first-out.
+
+    Measured against one httpx client with ``size`` connections (tests/benchmarks/triggerer_load.py):
+    httpcore's pool re-scans every queued request against every connection whenever a request starts
+    or ends, which costs more per poll as triggers wait; a client of one connection never has more than
+    one request to place. Lending the most recently used client first keeps the few connections a
+    light load needs warm, and lets the others expire.
+    """
+
+    def __init__(self, size: int, make: Callable[[], httpx.AsyncClient]) -> None:
+        self._all = [make() for _ in range(size)]
+        self._idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
+        for client in reversed(self._all):
+            self._idle.put_nowait(client)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        client = await self._idle.get()
+        try:
+            return await client.request(method, url, **kwargs)
+        finally:
+            self._idle.put_nowait(client)
+
+    @property
+    def is_closed(self) -> bool:
+        return all(client.is_closed for client in self._all)
+
+    async def aclose(self) -> None:
+        for client in self._all:
+            await client.aclose()
+
+
 @dataclass
 class _Pool:
-    """One connection's settings, token state and HTTP client on one event loop."""
+    """One connection's settings, token state and HTTP clients on one event loop."""
 
     settings: CCPConnectionSettings
-    client: httpx.AsyncClient
+    clients: _Clients
     token_state: auth.TokenState
 
 
@@ -540,12 +572,7 @@ class _Pools:
             pool = await lease.opening
         except BaseException:  # nothing was opened
             return
-        await pool.client.aclose()
-
-    def clients(self) -> list[httpx.AsyncClient]:
-        """The open clients of the running loop (for tests and benchmarks)."""
-        table = self._table()
-        return [lease.opening.result().client for lease in table.values() if lease.opening.done()]
+        await pool.clients.aclose()
 
 
 POOLS = _Pools()
@@ -563,8 +590,7 @@ class CCPAsyncHook(_CCPHookBase):
         super().__init__(ccp_conn_id, **kwargs)
         self._settings: CCPConnectionSettings | None = None
         self._extra: Mapping[str, Any] = {}
-        self._client: httpx.AsyncClient | None = None
-        self._token_state: auth.TokenState | None = None
+        self._pool: _Pool | None = None
         self._shared = False
 
     async def get_settings(self) -> CCPConnectionSettings:
@@ -581,9 +607,9 @@ class CCPAsyncHook(_CCPHookBase):
         return self._settings
 
     async def __aenter__(self) -> CCPAsyncHook:
-        if self._client is None:
-            pool = await POOLS.acquire(self.ccp_conn_id, self._open_pool)
-            self._settings, self._client, self._token_state = pool.settings, pool.client, pool.token_state
+        if self._pool is None:
+            self._pool = await POOLS.acquire(self.ccp_conn_id, self._open_pool)
+            self._settings = self._pool.settings
             self._shared = True
         return self
 
@@ -593,48 +619,42 @@ class CCPAsyncHook(_CCPHookBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
+        pool, self._pool = self._pool, None
         if self._shared:
             self._shared = False
             await POOLS.release(self.ccp_conn_id)
-        elif client is not None:
-            await client.aclose()
+        elif pool is not None:
+            await pool.clients.aclose()
 
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
         size = _pool_size(self._extra)
         verify = await asyncio.to_thread(_ssl_context, settings.verify)
-        client = httpx.AsyncClient(
-            verify=verify,
-            timeout=settings.timeout,
-            headers={"User-Agent": "airflow-provider-ccp"},
-            limits=httpx.Limits(
-                max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_SECONDS
-            ),
-        )
-        return _Pool(settings, client, auth.TOKEN_CACHE.state(settings))
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
 
-    async def _get_client(self) -> httpx.AsyncClient:
-        """Outside ``async with``: a client of this hook's own, closed by ``aclose()``."""
-        if self._client is None:
-            pool = await self._open_pool()
-            self._client, self._token_state = pool.client, pool.token_state
-        return self._client
+        def make() -> httpx.AsyncClient:
+            headers = {"User-Agent": "airflow-provider-ccp"}
+            return httpx.AsyncClient(verify=verify, timeout=settings.timeout, headers=headers, limits=limits)
 
-    async def _state(self) -> auth.TokenState:
-        if self._token_state is None:
-            self._token_state = auth.TOKEN_CACHE.state(await self.get_settings())
-        return self._token_state
+        return _Pool(settings, _Clients(size, make), auth.TOKEN_CACHE.state(settings))
+
+    async def _get_pool(self) -> _Pool:
+        """Outside ``async with``: clients of this hook's own, closed by ``aclose()``."""
+        if self._pool is None:
+            self._pool = await self._open_pool()
+        return self._pool
 
     async def _drive(self, flow: protocol.Exchange, method: str, url: str, **kwargs: Any) -> protocol.Answer:
         """Perform an exchange's steps with httpx (``protocol.exchange`` decides, this only does)."""
-        client = await self._get_client()
+        pool = await self._get_pool()
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
 
         async def perform(step: protocol.Step) -> Any:
             if isinstance(step, protocol.Send):
                 try:
-                    response = await client.request(method, url, headers=headers | _bearer(step.token), **kwargs)
+                    response = await pool.clients.request(
+                        method, url, headers=headers | _bearer(step.token), **kwargs
+                    )
                 except httpx.TransportError as err:
                     unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
                     return protocol.Answer(None, sent=not unsent, response=err)
@@ -642,7 +662,7 @@ class CCPAsyncHook(_CCPHookBase):
             if isinstance(step, protocol.NeedToken):
                 return await self.get_token()
             if isinstance(step, protocol.Renew):
-                self._renew(await self._state(), step, method, url)
+                self._renew(pool.token_state, step, method, url)
             else:
                 await asyncio.sleep(step.seconds)
             return None
@@ -658,7 +678,7 @@ class CCPAsyncHook(_CCPHookBase):
         settings = await self.get_settings()
         if settings.auth_flow == "none":
             return None
-        state = await self._state()
+        state = (await self._get_pool()).token_state
         token = state.usable_token(time.monotonic())
         if token:
             return token

@@ -85,8 +85,15 @@ class CCPJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "cancel_on_kill": self.cancel_on_kill,
-                "retry_limit": self.retry_limit,
-                "retry_delay": self.retry_delay,
+                # Only when set: the triggers already stored by earlier versions keep their exact form.
+                **{
+                    name: value
+                    for name, value, default in (
+                        ("retry_limit", self.retry_limit, DEFAULT_RETRY.limit),
+                        ("retry_delay", self.retry_delay, DEFAULT_RETRY.delay),
+                    )
+                    if value != default
+                },
             },
         )
 

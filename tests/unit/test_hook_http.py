@@ -313,6 +313,28 @@ class TestRetries:
         assert CCPHook(conn, retry_delay=FAST).get_job("j1").status == "running"
         assert retry_sleeps.waits == [7.0]
 
+    @pytest.mark.parametrize(("header", "expected"), [("0.5", 0.5), ("Thu, 01 Jan 2015 00:00:00 GMT", 0.0)])
+    def test_a_retry_after_that_is_not_whole_seconds_is_honoured(
+        self, make_conn, httpserver, retry_sleeps, header, expected
+    ):
+        # urllib3 refused these (InvalidHeader, reported as "Could not reach CCP"); the async hook took them.
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=503, headers={"Retry-After": header})
+        serve_job(httpserver)
+        assert CCPHook(conn).get_job("j1").status == "running"
+        assert retry_sleeps.waits == [expected]
+
+    def test_a_retry_after_in_the_future_is_waited(self, make_conn, httpserver, retry_sleeps):
+        from email.utils import formatdate
+
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        when = formatdate(time.time() + 30, usegmt=True)
+        httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": when})
+        serve_job(httpserver)
+        CCPHook(conn).get_job("j1")
+        (wait,) = retry_sleeps.waits
+        assert 25 < wait <= 30
+
     def test_retry_after_is_capped(self, make_conn, httpserver, retry_sleeps):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "3600"})
@@ -679,6 +701,14 @@ def streamed(total: int, sent: int | None = None, chunk: int = MiB):
 
 
 class TestDownload:
+    def test_a_500_on_the_output_zip_is_retried_like_other_gets(self, make_conn, httpserver, tmp_path):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_oneshot_request(zip_route(httpserver)).respond_with_data("<html>oops</html>", status=500)
+        httpserver.expect_request(zip_route(httpserver)).respond_with_data(b"PK\x03\x04zipbytes")
+        result = CCPHook(conn, retry_delay=FAST).download_outputs("j1", tmp_path)
+        assert result.path.read_bytes() == b"PK\x03\x04zipbytes"
+        assert len(ccp_requests(httpserver, "/executions")) == 2
+
     def test_into_a_folder(self, make_conn, httpserver, tmp_path):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request(zip_route(httpserver)).respond_with_data(

@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError, CCPProtocolError
 from airflow_provider_ccp.hooks import ccp as hook_module
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.protocol import RetryPolicy
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
@@ -48,10 +49,14 @@ def test_serialize_round_trips_with_json_primitives():
         "poll_interval": 12.0,
         "end_time": 1700000000.0,
         "cancel_on_kill": False,
-        "retry_limit": 5,
-        "retry_delay": 0.5,
     }
     assert CCPJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_retry_settings_round_trip_when_set():
+    classpath, kwargs = CCPJobTrigger("ccp_x", "job-1", retry_limit=2, retry_delay=0.25).serialize()
+    assert (kwargs["retry_limit"], kwargs["retry_delay"]) == (2, 0.25)
+    assert CCPJobTrigger(**kwargs)._hook().retry == RetryPolicy(limit=2, delay=0.25)
 
 
 def test_poll_interval_must_be_positive():
