@@ -12,7 +12,7 @@ from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError, CCPProto
 from airflow_provider_ccp.hooks import ccp as hook_module
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import RetryPolicy
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
     JobWatch,
@@ -212,3 +212,32 @@ def test_an_event_without_job_status_or_message_is_a_protocol_error(missing):
 
 def test_job_status_and_message_may_be_empty():
     assert validate_event(job_event("error", "j-1", None, "")) == job_event("error", "j-1", None, "")
+
+
+def test_first_polls_spread_over_the_first_interval():
+    import random
+
+    rng = random.Random(11)
+    delays = [first_poll_delay(30.0, rng) for _ in range(1000)]
+    assert all(0.0 <= delay < 30.0 for delay in delays)
+    # A thousand triggers deferred in the same second: about a tenth of them in each tenth of the interval.
+    per_tenth = [sum(1 for delay in delays if tenth * 3 <= delay < (tenth + 1) * 3) for tenth in range(10)]
+    assert min(per_tenth) > 60
+
+
+def test_later_waits_are_jittered_by_a_tenth():
+    import random
+
+    rng = random.Random(7)
+    waits = [jittered(30.0, rng=rng) for _ in range(1000)]
+    assert all(27.0 <= wait <= 33.0 for wait in waits)
+    assert max(waits) - min(waits) > 5.0
+
+
+async def test_jitter_never_carries_a_poll_past_the_deadline(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+    started = time.monotonic()
+    [event] = await all_events(trigger_for(job_id, poll_interval=5.0, end_time=time.time() + 0.5))
+    assert event["status"] == "timeout"
+    assert time.monotonic() - started < 2.0
