@@ -15,9 +15,9 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
@@ -346,8 +346,13 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
     return grant
 
 
-def drive(flow: TokenFlow, send: Any) -> Grant:
-    """Run a flow with a blocking ``send(TokenRequest) -> TokenAnswer``."""
+_Ask = TypeVar("_Ask")
+_Reply = TypeVar("_Reply")
+_Result = TypeVar("_Result")
+
+
+def drive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], _Reply]) -> _Result:
+    """Run a sans-IO flow (a token flow, a request exchange) with a blocking ``send``."""
     try:
         request = next(flow)
         while True:
@@ -356,8 +361,8 @@ def drive(flow: TokenFlow, send: Any) -> Grant:
         return done.value
 
 
-async def adrive(flow: TokenFlow, send: Any) -> Grant:
-    """Run a flow with an awaitable ``send(TokenRequest) -> TokenAnswer``."""
+async def adrive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], Awaitable[_Reply]]) -> _Result:
+    """Run a sans-IO flow with an awaitable ``send``."""
     try:
         request = next(flow)
         while True:

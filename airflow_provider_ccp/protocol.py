@@ -211,6 +211,15 @@ def _parse_time(value: Any) -> pendulum.DateTime | None:
     return parsed if isinstance(parsed, pendulum.DateTime) else None
 
 
+def _timestamp(name: str) -> cached_property[pendulum.DateTime | None]:
+    """A statusInfo timestamp, parsed from the raw document the first time it is read."""
+
+    def parse(info: StatusInfo) -> pendulum.DateTime | None:
+        return _parse_time(info.raw.get(name))
+
+    return cached_property(parse)
+
+
 @dataclass(frozen=True)
 class StatusInfo:
     """OGC API - Processes ``statusInfo`` (CCP calls it jobStatus), tolerant of missing optional fields.
@@ -245,21 +254,10 @@ class StatusInfo:
             raw=dict(body),
         )
 
-    @cached_property
-    def created(self) -> pendulum.DateTime | None:
-        return _parse_time(self.raw.get("created"))
-
-    @cached_property
-    def started(self) -> pendulum.DateTime | None:
-        return _parse_time(self.raw.get("started"))
-
-    @cached_property
-    def finished(self) -> pendulum.DateTime | None:
-        return _parse_time(self.raw.get("finished"))
-
-    @cached_property
-    def updated(self) -> pendulum.DateTime | None:
-        return _parse_time(self.raw.get("updated"))
+    created = _timestamp("created")
+    started = _timestamp("started")
+    finished = _timestamp("finished")
+    updated = _timestamp("updated")
 
     @property
     def terminal(self) -> bool:
@@ -490,7 +488,12 @@ _NEED_TOKEN = NeedToken()
 
 
 def exchange(
-    policy: RetryPolicy, method: str, clock: Callable[[], float], *, authenticated: bool = True, idempotent: bool = False
+    policy: RetryPolicy,
+    method: str,
+    clock: Callable[[], float],
+    *,
+    authenticated: bool = True,
+    idempotent: bool = False,
 ) -> Exchange:
     """One request as both hooks send it: retried by ``policy``, a 401 renews the token once.
 

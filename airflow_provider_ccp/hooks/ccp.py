@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -61,16 +61,13 @@ def _reason(response: requests.Response | httpx.Response) -> str:
     return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 
-def _unreachable(answer: protocol.Answer, what: str, url: str, **ids: str | None) -> CCPError:
-    return CCPError(f"Could not reach {what} at {url}: {type(answer.response).__name__}", url=url, **ids)
-
-
 def _settle(
     answer: protocol.Answer, ok: frozenset[int], url: str, *, method_id: str | None = None, job_id: str | None = None
 ) -> Any:
     """The final answer of an exchange: the transport's response when ``ok``, else the mapped error."""
     if answer.status is None:
-        raise _unreachable(answer, "CCP", url, method_id=method_id, job_id=job_id) from None
+        failure = type(answer.response).__name__
+        raise CCPError(f"Could not reach CCP at {url}: {failure}", url=url, method_id=method_id, job_id=job_id)
     response = answer.response
     if answer.status not in ok:
         raise protocol.error_from_response(
@@ -652,9 +649,7 @@ class CCPAsyncHook(_CCPHookBase):
         async def perform(step: protocol.Step) -> Any:
             if isinstance(step, protocol.Send):
                 try:
-                    response = await pool.clients.request(
-                        method, url, headers=headers | _bearer(step.token), **kwargs
-                    )
+                    response = await pool.clients.request(method, url, headers=headers | _bearer(step.token), **kwargs)
                 except httpx.TransportError as err:
                     unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
                     return protocol.Answer(None, sent=not unsent, response=err)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_ccp import FakeServer, cpu_seconds  # noqa: E402
+from fake_ccp import FakeServer, cpu_seconds
 
 MODES = ("trigger", "bare-per-client", "bare-shared")
 CONN_ID = "ccp_bench"
@@ -127,7 +127,6 @@ def percentile(values: list[float], share: float) -> float:
 
 async def child(mode: str, args: argparse.Namespace, server_url: str) -> dict[str, Any]:
     import httpx
-
     from fake_ccp import FakeServer as Stats
 
     stats = Stats()
@@ -260,9 +259,10 @@ def main() -> int:
     if args.child:
         print(json.dumps(asyncio.run(child(args.child[0], args, args.child[1]))))
         return 0
-    with tempfile.TemporaryDirectory(prefix="ccp-triggerer-benchmark-") as scratch, FakeServer(
-        token_lifetime=args.token_lifetime
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="ccp-triggerer-benchmark-") as scratch,
+        FakeServer(token_lifetime=args.token_lifetime) as server,
+    ):
         results = [run_mode(mode, args, server, Path(scratch)) for mode in args.modes.split(",")]
     report(results, args.token_lifetime)
     return 0

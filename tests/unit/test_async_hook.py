@@ -181,7 +181,9 @@ async def test_retry_after_is_honoured(make_conn, httpserver, mocker):
 
 async def test_retries_are_bounded(make_conn, httpserver):
     httpserver.expect_request("/jobs/j1").respond_with_data("<html>down</html>", status=503)
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01, retry_limit=3) as hook:
+    async with CCPAsyncHook(
+        make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01, retry_limit=3
+    ) as hook:
         with pytest.raises(CCPError) as raised:
             await hook.get_job("j1")
     assert raised.value.http_status == 503
@@ -330,7 +332,9 @@ async def test_sync_and_async_callers_share_one_refresh(make_conn, keycloak, htt
     assert {bearer_of(r) for r in ccp_requests(httpserver)[1:]} == {keycloak.last_access_token()}
 
 
-async def test_an_async_caller_waits_for_a_sync_refresh_without_blocking_its_loop(make_conn, keycloak, httpserver, clock):
+async def test_an_async_caller_waits_for_a_sync_refresh_without_blocking_its_loop(
+    make_conn, keycloak, httpserver, clock
+):
     serve_job(httpserver)
     conn = make_conn()
     CCPHook(conn).get_job("j1")
@@ -365,7 +369,8 @@ async def test_hooks_of_one_connection_share_one_pool_until_the_last_leaves(make
     await first.__aenter__()
     await second.__aenter__()
     pool = first._pool
-    assert pool is not None and second._pool is pool
+    assert pool is not None
+    assert second._pool is pool
     await first.aclose()
     assert not pool.clients.is_closed
     assert (await second.get_job("j1")).job_id == "j1"
@@ -462,6 +467,6 @@ async def test_the_pool_is_bounded_by_the_connection(make_conn, monkeypatch):
 @pytest.mark.parametrize("value", ["0", "many", -3, 2.5])
 async def test_a_bad_pool_size_is_one_clear_error(make_conn, value):
     conn = make_conn(auth_flow="none", login=None, secret="", max_connections=value)
-    with pytest.raises(CCPError, match="Connection extra 'max_connections' is .*; expected a whole number"):
+    with pytest.raises(CCPError, match=r"Connection extra .max_connections. is .*; expected a whole number"):
         async with CCPAsyncHook(conn):
             pass

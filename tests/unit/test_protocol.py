@@ -348,7 +348,7 @@ class TestExchange:
         assert final.status == 503
 
     def test_an_execution_post_is_sent_once(self):
-        steps, final = self.run(self.exchange("POST"), [protocol.Answer(503)])
+        steps, _final = self.run(self.exchange("POST"), [protocol.Answer(503)])
         assert steps == ["NeedToken", "Send(t1)"]
 
     def test_token_requests_carry_no_token_and_are_retried(self):

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from airflow_provider_ccp.exceptions import CCPError, CCPNotFoundError, CCPProtocolError
-from airflow_provider_ccp.hooks import ccp as hook_module
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import RetryPolicy
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
@@ -34,7 +33,9 @@ async def all_events(trigger: CCPJobTrigger) -> list[dict]:
 
 
 def trigger_for(job_id: str, **kwargs) -> CCPJobTrigger:
-    return CCPJobTrigger(**({"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 0.05, "retry_delay": 0.01} | kwargs))
+    return CCPJobTrigger(
+        **({"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 0.05, "retry_delay": 0.01} | kwargs)
+    )
 
 
 def test_serialize_round_trips_with_json_primitives():
@@ -54,7 +55,7 @@ def test_serialize_round_trips_with_json_primitives():
 
 
 def test_retry_settings_round_trip_when_set():
-    classpath, kwargs = CCPJobTrigger("ccp_x", "job-1", retry_limit=2, retry_delay=0.25).serialize()
+    _, kwargs = CCPJobTrigger("ccp_x", "job-1", retry_limit=2, retry_delay=0.25).serialize()
     assert (kwargs["retry_limit"], kwargs["retry_delay"]) == (2, 0.25)
     assert CCPJobTrigger(**kwargs)._hook().retry == RetryPolicy(limit=2, delay=0.25)
 
