@@ -134,8 +134,11 @@ async def child(mode: str, args: argparse.Namespace, server_url: str) -> dict[st
     if mode == "trigger":
         from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
 
-        # Airflow imports what a connection lookup needs on the first one: a triggerer pays that at start-up.
+        from airflow_provider_ccp.hooks.ccp import CCPHook
+
+        # Airflow imports what a connection lookup needs on the first one: a process pays that at start-up.
         await CCPAsyncHook(CONN_ID).get_settings()
+        await asyncio.to_thread(CCPHook(CONN_ID).get_job, "warm-up")
     start_stats = await asyncio.to_thread(stats.stats)
     gc.collect()
     rss_before = rss()
