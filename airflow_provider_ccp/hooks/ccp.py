@@ -40,7 +40,7 @@ from airflow_provider_ccp.waiting import JobWatch
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
 #: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
-POOL_CONNECTIONS = 20
+POOL_CONNECTIONS = 50
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
 
