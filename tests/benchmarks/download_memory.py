@@ -7,9 +7,9 @@ Not a pytest module (pytest collects only ``test_*.py``); run it by hand or with
 It starts the fast fake CCP (``fake_ccp.py``, its own process), which serves an ``output.zip`` of SIZE
 bytes (default 1 GiB), and measures the download in a fresh child process. The same run downloads the
 same URL with curl into a file on the same disk, fsync'ed like the hook's, as the throughput baseline:
-the hook must reach ``--min-ratio`` of curl's throughput. The baseline for memory is the child's resident size after an idle hook
-call (a token and one ``get_job``); during the download the resident size is sampled after every
-chunk, and the peak high-water mark (``ru_maxrss``) is compared before and after. The reported growth
+the hook must reach ``--min-ratio`` of curl's throughput. The baseline for memory is the child's
+resident size after an idle hook call (a token and one ``get_job``); during the download the resident
+size is sampled after every chunk, and the peak high-water mark (``ru_maxrss``) is compared before and after. The reported growth
 is the larger of the two; exit status 1 when it reaches the limit. ``--control`` also measures a naive
 download that holds the archive in memory, to show what the measurement sees when memory does grow.
 """
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_ccp import FakeServer  # noqa: E402
+from fake_ccp import FakeServer
 
 MiB = 1024 * 1024
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_ccp import FakeServer  # noqa: E402
+from fake_ccp import FakeServer
 
 INPUTS = {"ccpimage": "bash", "text": "benchmark", "mode": "words"}
 

@@ -132,9 +132,7 @@ async def child(mode: str, args: argparse.Namespace, server_url: str) -> dict[st
     stats = Stats()
     stats.url = server_url
     if mode == "trigger":
-        from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
-
-        from airflow_provider_ccp.hooks.ccp import CCPHook
+        from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 
         # Airflow imports what a connection lookup needs on the first one: a process pays that at start-up.
         await CCPAsyncHook(CONN_ID).get_settings()
