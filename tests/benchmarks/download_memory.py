@@ -11,7 +11,8 @@ the hook must reach ``--min-ratio`` of curl's throughput. The baseline for memor
 resident size after an idle hook call (a token and one ``get_job``); during the download the resident
 size is sampled after every chunk, and the peak high-water mark (``ru_maxrss``) is compared before
 and after. The reported growth is the larger of the two; exit status 1 when a target is missed.
-``--control`` also measures a naive download that holds the archive in memory, to show what the measurement sees when memory does grow.
+``--control`` also measures a naive download that holds the archive in memory, to show what the
+measurement sees when memory does grow.
 """
 
 from __future__ import annotations
