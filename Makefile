@@ -6,7 +6,7 @@ AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
 AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
 PYTEST_ARGS ?=
 
-.PHONY: test lint unit floor demo airflow venv clean bench
+.PHONY: test lint unit floor demo airflow venv clean docs dist bench
 
 venv: $(VENV)/.installed
 
@@ -51,5 +51,19 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python tests/benchmarks/download_memory.py
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
 
+# The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it.
+docs: $(VENV)/.installed
+	$(VENV)/bin/python -m uv pip install --quiet --python $(VENV)/bin/python -e ".[dev,docs]"
+	rm -rf docs/_build
+	$(VENV)/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
+
+# sdist and wheel in dist/, checked by twine.
+dist: $(VENV)/.installed
+	$(VENV)/bin/python -m uv pip install --quiet --python $(VENV)/bin/python -e ".[dev,release]"
+	rm -rf dist
+	$(VENV)/bin/python -m uv build --quiet --out-dir dist .
+	$(VENV)/bin/python -m twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) .airflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .airflow .pytest_cache .mypy_cache .ruff_cache docs/_build dist

@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.exceptions import (
@@ -39,6 +40,7 @@ from airflow_provider_ccp.waiting import JobWatch, terminal_event, validate_even
 
 if TYPE_CHECKING:
     import jinja2
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.context import Context
 
 #: ``task_state_store`` key holding ``{"job_id", "fingerprint"}`` of the submitted job (Airflow >= 3.3).
@@ -69,6 +71,9 @@ class CCPExecuteMethodOperator(BaseOperator):
     :param extract: extract ``output.zip`` next to it (entries that would escape the folder are refused).
     :param cancel_on_kill: dismiss the execution when the task is killed.
     :param log_lines: lines of each stdout/stderr file copied into the task log (0: none).
+
+    Each ``Asset`` in ``outlets`` gets an asset event when the execution succeeds, whose ``extra``
+    holds ``ccp_job_id``, ``ccp_method_id``, ``execution_url`` and the output ``files``' URIs.
 
     Returns (XCom ``return_value``) a manifest: ``job_id``, ``method_id``, ``status``, ``message``,
     ``created``, ``started``, ``finished``, ``duration_seconds``, ``archive``, ``files`` (``path``,
@@ -124,6 +129,8 @@ class CCPExecuteMethodOperator(BaseOperator):
         #: Whether on_kill should dismiss ``job_id``: not once the job is known to have ended.
         self._job_may_run = False
         self._description: tuple[str, dict[str, Any]] | None = None
+        #: What ``execute_complete`` delivered, for OpenLineage's completion facets.
+        self._manifest: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> CCPHook:
@@ -316,7 +323,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         log_tails(stored.tails, self.log)
         self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
         times = info.to_dict()
-        return {
+        manifest = self._manifest = {
             "job_id": job_id,
             "method_id": self.method_id,
             "status": info.status,
@@ -330,6 +337,20 @@ class CCPExecuteMethodOperator(BaseOperator):
             "refused": stored.refused,
             "execution_url": self._job_url(job_id),
         }
+        self._emit_asset_events(context, manifest)
+        return manifest
+
+    def _emit_asset_events(self, context: Context, manifest: Mapping[str, Any]) -> None:
+        """Say which execution changed each outlet Asset, so that a DAG scheduled on it can find the files."""
+        extra = {
+            "ccp_job_id": manifest["job_id"],
+            "ccp_method_id": manifest["method_id"],
+            "execution_url": manifest["execution_url"],
+            "files": [item["uri"] for item in manifest["files"] if item.get("uri")],
+        }
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra.update(extra)
 
     def _final_status(self, job_id: str) -> StatusInfo:
         """The job's statusInfo, with the times CCP's jobStatus leaves out (``finished``) taken from
@@ -354,6 +375,27 @@ class CCPExecuteMethodOperator(BaseOperator):
             self.log.warning("Could not fetch the logs of CCP job %s: %s", job_id, err)
             return
         log_tails(tails, self.log, level=logging.ERROR)
+
+    # ------------------------------------------------------------------ OpenLineage (optional extra)
+
+    def _known_description(self) -> dict[str, Any] | None:
+        """The description this process already read: lineage must never be the reason CCP is called."""
+        if self._description is None or self._description[0] != self.method_id:
+            return None
+        return self._description[1]
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        from airflow_provider_ccp.lineage import method_lineage
+
+        return method_lineage(str(self.method_id), self._known_description(), self.inputs)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        from airflow_provider_ccp.lineage import execution_lineage
+
+        job_url = self._job_url(self.job_id) if self.job_id else None
+        return execution_lineage(
+            str(self.method_id), self._known_description(), self.inputs, self.job_id, job_url, self._manifest
+        )
 
     # ------------------------------------------------------------------ cancel
 

@@ -7,78 +7,11 @@ Airflow reads its configuration once, at import, and the rest of the suite must 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.dags.runner import decoded, run_dag
+
 pytestmark = pytest.mark.dagtest
-
-ROOT = Path(__file__).resolve().parents[2]
-DAGS = ROOT / "dags_examples"
-
-#: Runs one DAG with dag.test(), then prints the DagRun's state and every return_value XCom as JSON.
-RUNNER = """
-import importlib.util, json, sys
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
-name = sys.argv[1]
-spec = importlib.util.spec_from_file_location(name, sys.argv[2])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-dag = module.dag
-run = dag.test()
-with create_session() as session:
-    rows = session.query(XComModel).filter_by(dag_id=name, run_id=run.run_id, key="return_value").all()
-    values = {f"{row.task_id}[{row.map_index}]": row.value for row in rows}
-print("RESULT " + json.dumps({"state": str(run.state), "xcoms": values}, default=str))
-"""
-
-
-@pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("airflow-home")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-    env |= {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-    }
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
-    return env
-
-
-def run_dag(env: dict[str, str], sandbox, dag_id: str, *, deferrable: bool, dags: Path = DAGS) -> tuple[dict, str]:
-    env = env | {
-        "AIRFLOW_CONN_CCP_DEFAULT": sandbox.connection_json(),
-        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, dag_id, str(dags / f"{dag_id}.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    output = done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, output[-6000:]
-    return json.loads(lines[-1].removeprefix("RESULT ")), output
-
-
-def decoded(value):
-    """XCom values as stored: JSON text, except a plain string on some Airflow versions."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
