@@ -6,7 +6,7 @@ AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
 AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
 PYTEST_ARGS ?=
 
-.PHONY: test lint unit floor demo airflow venv clean docs dist test-distributed
+.PHONY: test lint unit floor demo airflow venv clean docs dist test-distributed bench
 
 venv: $(VENV)/.installed
 
@@ -48,6 +48,17 @@ demo: $(VENV)/.installed
 # The sandbox and `airflow standalone` on 127.0.0.1, to look at the DAGs and the connection form in the UI.
 airflow: $(VENV)/.installed
 	$(VENV)/bin/python scripts/airflow_local.py
+
+# The benchmarks of tests/benchmarks/ (not part of `make test`): each prints its figures next to a
+# baseline measured in the same run. BENCH_ARGS shortens the triggerer runs, e.g. BENCH_ARGS="--duration 10".
+BENCH_ARGS ?=
+bench: $(VENV)/.installed
+	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 $(BENCH_ARGS)
+	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 --gc-freeze $(BENCH_ARGS)
+	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 30 --duration 120 --modes trigger $(BENCH_ARGS)
+	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 5000 --interval 30 --duration 120 --modes bare-per-client,trigger $(BENCH_ARGS)
+	$(VENV)/bin/python tests/benchmarks/download_memory.py
+	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
 
 # The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it.
 docs: $(VENV)/.installed

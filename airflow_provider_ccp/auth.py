@@ -15,9 +15,9 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
@@ -81,6 +81,7 @@ class TokenState:
 
     login: Grant | None = None
     context: Grant | None = None
+    #: Held while a token is requested, by sync and async callers alike: one refresh per lifetime per process.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Never held across I/O, unlike ``lock``: taking it cannot stall an event loop behind a sync token request.
     _async_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -118,6 +119,27 @@ class TokenState:
             self.context.expires_at = float("-inf")
 
 
+@contextlib.asynccontextmanager
+async def holding(lock: threading.Lock) -> AsyncIterator[None]:
+    """Hold a thread lock from a coroutine without blocking the event loop while another thread has it.
+
+    A sync caller (a worker thread) may be mid-request with the lock: wait for it in a thread, so the
+    loop keeps running, and then find the token it got instead of asking again.
+    """
+    if not lock.acquire(blocking=False):
+        taking = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+        try:
+            await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # The thread still takes the lock: give it back as soon as it does.
+            taking.add_done_callback(lambda done: None if done.cancelled() or done.exception() else lock.release())
+            raise
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class TokenCache:
     """One per process (``TOKEN_CACHE``), keyed by credentials, shared by every hook instance."""
 
@@ -126,8 +148,12 @@ class TokenCache:
         self._guard = threading.Lock()
 
     def state(self, settings: CCPConnectionSettings) -> TokenState:
-        with self._guard:
-            return self._states.setdefault(settings.cache_key, TokenState())
+        key = settings.cache_key
+        state = self._states.get(key)
+        if state is None:
+            with self._guard:
+                state = self._states.setdefault(key, TokenState())
+        return state
 
     def clear(self) -> None:
         with self._guard:
@@ -320,8 +346,13 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
     return grant
 
 
-def drive(flow: TokenFlow, send: Any) -> Grant:
-    """Run a flow with a blocking ``send(TokenRequest) -> TokenAnswer``."""
+_Ask = TypeVar("_Ask")
+_Reply = TypeVar("_Reply")
+_Result = TypeVar("_Result")
+
+
+def drive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], _Reply]) -> _Result:
+    """Run a sans-IO flow (a token flow, a request exchange) with a blocking ``send``."""
     try:
         request = next(flow)
         while True:
@@ -330,8 +361,8 @@ def drive(flow: TokenFlow, send: Any) -> Grant:
         return done.value
 
 
-async def adrive(flow: TokenFlow, send: Any) -> Grant:
-    """Run a flow with an awaitable ``send(TokenRequest) -> TokenAnswer``."""
+async def adrive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], Awaitable[_Reply]]) -> _Result:
+    """Run a sans-IO flow with an awaitable ``send``."""
     try:
         request = next(flow)
         while True:

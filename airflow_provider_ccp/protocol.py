@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -48,7 +50,9 @@ DISMISS_UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
 #: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_outcome`` reads rather than raises.
 DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
 #: Answers worth retrying for idempotent calls (GET, DELETE, token requests).
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 _warned_statuses: set[str] = set()
 
@@ -281,19 +285,28 @@ def _parse_time(value: Any) -> pendulum.DateTime | None:
     return parsed if isinstance(parsed, pendulum.DateTime) else None
 
 
+def _timestamp(name: str) -> cached_property[pendulum.DateTime | None]:
+    """A statusInfo timestamp, parsed from the raw document the first time it is read."""
+
+    def parse(info: StatusInfo) -> pendulum.DateTime | None:
+        return _parse_time(info.raw.get(name))
+
+    return cached_property(parse)
+
+
 @dataclass(frozen=True)
 class StatusInfo:
-    """OGC API - Processes ``statusInfo`` (CCP calls it jobStatus), tolerant of missing optional fields."""
+    """OGC API - Processes ``statusInfo`` (CCP calls it jobStatus), tolerant of missing optional fields.
+
+    The timestamps are parsed from ``raw`` when first read: a poll that only looks at the status
+    (the trigger's) never pays for four date parses.
+    """
 
     job_id: str
     status: str
     message: str = ""
     process_id: str | None = None
     progress: int | None = None
-    created: pendulum.DateTime | None = None
-    started: pendulum.DateTime | None = None
-    finished: pendulum.DateTime | None = None
-    updated: pendulum.DateTime | None = None
     links: tuple[Mapping[str, Any], ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -311,13 +324,14 @@ class StatusInfo:
             message=str(body.get("message") or ""),
             process_id=str(body["processID"]) if body.get("processID") else None,
             progress=int(progress) if isinstance(progress, int | float) else None,
-            created=_parse_time(body.get("created")),
-            started=_parse_time(body.get("started")),
-            finished=_parse_time(body.get("finished")),
-            updated=_parse_time(body.get("updated")),
             links=tuple(link for link in body.get("links") or [] if isinstance(link, Mapping)),
             raw=dict(body),
         )
+
+    created = _timestamp("created")
+    started = _timestamp("started")
+    finished = _timestamp("finished")
+    updated = _timestamp("updated")
 
     @property
     def terminal(self) -> bool:
@@ -452,3 +466,127 @@ def decode_json(body: bytes, *, url: str) -> Any:
         return json.loads(body)
     except ValueError as err:
         raise CCPProtocolError(f"Expected JSON from {url}, got something else: {err}", url=url) from None
+
+
+# --------------------------------------------------------------------------- retries and the request exchange
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The one retry policy of both hooks (docs/connection.md, "Retries").
+
+    ``limit`` retries after the first attempt, for idempotent requests (``IDEMPOTENT_METHODS`` and
+    token grants) that failed in transport or were answered with one of ``statuses``. Before retry
+    *n* the wait is the server's ``Retry-After`` (seconds or an HTTP date, at most
+    ``retry_after_cap``) or ``delay * 2**(n-1)`` (at most ``delay_max``) plus up to ``delay`` of
+    random jitter; no retry starts after ``total_seconds``. A request that is not idempotent is
+    resent only when its connection failed before it could leave.
+    """
+
+    limit: int = 5
+    delay: float = 0.5
+    delay_max: float = 20.0
+    retry_after_cap: float = 60.0
+    total_seconds: float = 180.0
+    statuses: frozenset[int] = RETRYABLE_STATUSES
+    methods: frozenset[str] = IDEMPOTENT_METHODS
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or not self.delay >= 0:
+            raise ValueError(f"retry_limit must be >= 0 and retry_delay >= 0, got {self.limit!r} and {self.delay!r}")
+
+    def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
+        return min(self.delay * 2 ** (retry - 1), self.delay_max) + rng() * self.delay
+
+    def wait(self, retry: int, elapsed: float, answer: Answer, *, idempotent: bool) -> float | None:
+        """Seconds to wait before retry number ``retry`` (from 1), or None when ``answer`` is final."""
+        if retry > self.limit:
+            return None
+        if answer.status is not None:
+            if not idempotent or answer.status not in self.statuses:
+                return None
+            seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
+        else:
+            if answer.sent and not idempotent:
+                return None
+            seconds = None
+        if seconds is None:
+            seconds = self.backoff(retry)
+        return seconds if elapsed + seconds <= self.total_seconds else None
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one send produced, as the exchange needs it: an HTTP status, or a transport failure.
+
+    ``sent`` is False only when the connection failed before the request could leave. ``response``
+    is the transport's own response (or exception), handed back to the hook untouched.
+    """
+
+    status: int | None
+    retry_after: str | None = None
+    sent: bool = True
+    response: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class NeedToken:
+    """Step: the hook supplies the current access token (or None without auth)."""
+
+
+@dataclass(frozen=True)
+class Send:
+    token: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Step: CCP answered 401 to ``token``; drop it from the cache (``discarded`` is released)."""
+
+    token: str = field(repr=False)
+    discarded: Answer
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+    discarded: Answer
+
+
+Step = NeedToken | Send | Renew | Sleep
+Exchange = Generator[Step, Any, Answer]
+_NEED_TOKEN = NeedToken()
+
+
+def exchange(
+    policy: RetryPolicy,
+    method: str,
+    clock: Callable[[], float],
+    *,
+    authenticated: bool = True,
+    idempotent: bool = False,
+) -> Exchange:
+    """One request as both hooks send it: retried by ``policy``, a 401 renews the token once.
+
+    A generator of ``Step`` s that the hook performs (the token flows' sans-IO style): it answers
+    ``NeedToken`` with a token, ``Send`` with an ``Answer``, and ``Renew``/``Sleep`` with None.
+    Returns the final ``Answer``, which the hook maps with ``error_from_response`` when not ok.
+    """
+    idempotent = idempotent or method.upper() in policy.methods
+    token = (yield _NEED_TOKEN) if authenticated else None
+    renewed, retry, start = False, 0, clock()
+    while True:
+        answer: Answer = yield Send(token)
+        if answer.status == 401 and token and not renewed:
+            renewed = True
+            yield Renew(token, answer)
+            token = yield _NEED_TOKEN
+            continue
+        retry += 1
+        seconds = policy.wait(retry, clock() - start, answer, idempotent=idempotent)
+        if seconds is None:
+            return answer
+        yield Sleep(seconds, answer)

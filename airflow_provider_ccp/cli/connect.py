@@ -7,6 +7,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -19,6 +20,7 @@ from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD, auth
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.protocol import Answer, RetryPolicy
 
 PASSWORD_ENV = "CCP_PASSWORD"
 CLIENT_SECRET_ENV = "CCP_CLIENT_SECRET"
@@ -36,6 +38,7 @@ class CLIHook(CCPHook):
 
     def __init__(self, conn_id: str, resolve: Callable[[], CCPConnectionSettings]) -> None:
         super().__init__(ccp_conn_id=conn_id)
+        self.retry = PromptRetryPolicy(limit=self.retry.limit, delay=self.retry.delay)
         self._resolve = resolve
         #: The settings once resolved, for error hints (None when resolving them is what failed).
         self.resolved: CCPConnectionSettings | None = None
@@ -49,14 +52,23 @@ class CLIHook(CCPHook):
         self.resolved = settings
         return settings
 
-    def _new_session(self, retried_methods: frozenset[str]) -> requests.Session:
-        """A person waits at the prompt: a server that refuses connections is reported at once, not
-        after the seconds of backoff a task would spend on it (other failures keep the task's retries)."""
-        session = super()._new_session(retried_methods)
-        for scheme, adapter in list(session.adapters.items()):
-            retries = adapter.max_retries.new(connect=0) if isinstance(adapter, HTTPAdapter) else None
-            session.mount(scheme, _RecordingAdapter(self, max_retries=retries))
+    def _new_session(self) -> requests.Session:
+        session = super()._new_session()
+        for scheme in list(session.adapters):
+            session.mount(scheme, _RecordingAdapter(self))
         return session
+
+
+@dataclass(frozen=True)
+class PromptRetryPolicy(RetryPolicy):
+    """A person waits at the prompt: a server that cannot be reached (refused, unresolvable, timed out) is
+    reported at once, not after the seconds of backoff a task would spend on it; answers such as 503
+    keep the task's retries."""
+
+    def wait(self, retry: int, elapsed: float, answer: Answer, *, idempotent: bool) -> float | None:
+        if answer.status is None:
+            return None
+        return super().wait(retry, elapsed, answer, idempotent=idempotent)
 
 
 class _RecordingAdapter(HTTPAdapter):

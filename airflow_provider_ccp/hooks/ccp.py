@@ -11,8 +11,10 @@ import functools
 import os
 import ssl
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,10 +23,8 @@ from typing import Any
 
 import httpx
 import requests
-import tenacity
 from airflow.sdk import BaseHook
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from urllib3.exceptions import ConnectTimeoutError
 
 from airflow_provider_ccp import auth, protocol
 from airflow_provider_ccp.connection import CCPConnectionSettings
@@ -34,17 +34,15 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
 )
-from airflow_provider_ccp.protocol import DismissResult, StatusInfo
+from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo
 from airflow_provider_ccp.waiting import JobWatch
 
-#: Bounds for retrying idempotent calls: attempts, backoff and the longest Retry-After we honour.
-RETRY_ATTEMPTS = 5
-RETRY_BACKOFF = 0.5
-RETRY_BACKOFF_MAX = 20.0
-RETRY_AFTER_CAP = 60.0
-RETRY_TOTAL_SECONDS = 180.0
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
+#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
+POOL_CONNECTIONS = 50
+#: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
+KEEPALIVE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -55,31 +53,6 @@ class DownloadedOutputs:
     kind: str  # "zip" (CCP's output.zip) or "json" (an OGC results document)
 
 
-class _CappedRetry(Retry):
-    """urllib3's Retry, but a server's Retry-After cannot park a worker for an hour."""
-
-    def get_retry_after(self, response: Any) -> float | None:
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, RETRY_AFTER_CAP)
-
-
-def _retry(methods: frozenset[str]) -> Retry:
-    return _CappedRetry(
-        total=RETRY_ATTEMPTS,
-        connect=RETRY_ATTEMPTS,
-        read=RETRY_ATTEMPTS,
-        status=RETRY_ATTEMPTS,
-        other=0,
-        backoff_factor=RETRY_BACKOFF,
-        backoff_max=RETRY_BACKOFF_MAX,
-        backoff_jitter=RETRY_BACKOFF,
-        status_forcelist=protocol.RETRYABLE_STATUSES,
-        allowed_methods=methods,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-
-
 def _bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -88,15 +61,68 @@ def _reason(response: requests.Response | httpx.Response) -> str:
     return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 
+def _settle(
+    answer: protocol.Answer, ok: frozenset[int], url: str, *, method_id: str | None = None, job_id: str | None = None
+) -> Any:
+    """The final answer of an exchange: the transport's response when ``ok``, else the mapped error."""
+    if answer.status is None:
+        failure = type(answer.response).__name__
+        raise CCPError(f"Could not reach CCP at {url}: {failure}", url=url, method_id=method_id, job_id=job_id)
+    response = answer.response
+    if answer.status not in ok:
+        raise protocol.error_from_response(
+            answer.status, _reason(response), response.content, url=url, method_id=method_id, job_id=job_id
+        )
+    return response
+
+
+def _token_answer(answer: protocol.Answer, url: str) -> auth.TokenAnswer:
+    if answer.status is None:
+        raise CCPError(f"Could not reach the token endpoint {url}: {type(answer.response).__name__}") from None
+    return auth.TokenAnswer(answer.status, answer.response.content)
+
+
+def _send(session: requests.Session, method: str, url: str, **kwargs: Any) -> protocol.Answer:
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.RequestException as err:
+        return protocol.Answer(None, sent=not _before_sending(err), response=err)
+    return protocol.Answer(response.status_code, response.headers.get("Retry-After"), response=response)
+
+
+def _before_sending(error: requests.RequestException) -> bool:
+    """The connection failed before the request could leave (refused, unresolvable, connect timeout)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    return isinstance(error, requests.ConnectionError) and isinstance(reason, ConnectTimeoutError)
+
+
 class _CCPHookBase(BaseHook):
     conn_name_attr = "ccp_conn_id"
     default_conn_name = "ccp_default"
     conn_type = "ccp"
     hook_name = "D4Science CCP"
 
-    def __init__(self, ccp_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ccp_conn_id: str = default_conn_name,
+        retry_limit: int = protocol.DEFAULT_RETRY.limit,
+        retry_delay: float = protocol.DEFAULT_RETRY.delay,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.ccp_conn_id = ccp_conn_id
+        self.retry = RetryPolicy(limit=retry_limit, delay=retry_delay)
+
+    def _exchange(self, method: str, *, token_request: bool = False) -> protocol.Exchange:
+        return protocol.exchange(
+            self.retry, method, time.monotonic, authenticated=not token_request, idempotent=token_request
+        )
+
+    def _renew(self, state: auth.TokenState, step: protocol.Renew, method: str, url: str) -> None:
+        state.reject(step.token)
+        self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
 
 
 class CCPHook(_CCPHookBase):
@@ -125,47 +151,70 @@ class CCPHook(_CCPHookBase):
         auth.mask(*settings.secrets)
         return settings
 
-    def _new_session(self, retried_methods: frozenset[str]) -> requests.Session:
+    def _new_session(self) -> requests.Session:
+        # No urllib3 retries: the hook's RetryPolicy decides, the same way for both hooks.
         session = requests.Session()
         session.verify = self.settings.verify
         session.headers["User-Agent"] = "airflow-provider-ccp"
-        for scheme in ("http://", "https://"):
-            session.mount(scheme, HTTPAdapter(max_retries=_retry(retried_methods)))
         return session
 
     @cached_property
     def session(self) -> requests.Session:
-        """CCP calls: GET and DELETE are retried, the execution POST never is once it may have been sent."""
-        return self._new_session(frozenset({"GET", "DELETE", "HEAD"}))
+        return self._new_session()
 
     @cached_property
     def token_session(self) -> requests.Session:
-        """Token requests: a grant is safe to repeat, so POST is retried here (and only here)."""
-        return self._new_session(frozenset({"POST"}))
+        """Token requests: their own connections, to the token endpoint's host."""
+        return self._new_session()
 
     def get_conn(self) -> requests.Session:
         return self.session
 
-    # ------------------------------------------------------------------ tokens
+    @cached_property
+    def _token_state(self) -> auth.TokenState:
+        return auth.TOKEN_CACHE.state(self.settings)
+
+    # ------------------------------------------------------------------ the one request path
+
+    def _drive(
+        self, flow: protocol.Exchange, session: requests.Session, method: str, url: str, **kwargs: Any
+    ) -> protocol.Answer:
+        """Perform an exchange's steps with requests (``protocol.exchange`` decides, this only does)."""
+        headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
+        kwargs.setdefault("timeout", self.settings.timeout)
+
+        def perform(step: protocol.Step) -> Any:
+            if isinstance(step, protocol.Send):
+                return _send(session, method, url, headers=headers | _bearer(step.token), **kwargs)
+            if isinstance(step, protocol.NeedToken):
+                return self.get_token()
+            if step.discarded.response is not None and hasattr(step.discarded.response, "close"):
+                step.discarded.response.close()
+            if isinstance(step, protocol.Renew):
+                self._renew(self._token_state, step, method, url)
+            else:
+                time.sleep(step.seconds)
+            return None
+
+        return auth.drive(flow, perform)
 
     def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
-        try:
-            response = self.token_session.post(
-                request.url,
-                data=dict(request.data),
-                headers=dict(request.headers),
-                timeout=self.settings.timeout,
-            )
-        except requests.RequestException as err:
-            raise CCPError(f"Could not reach the token endpoint {request.url}: {type(err).__name__}") from None
-        return auth.TokenAnswer(response.status_code, response.content)
+        answer = self._drive(
+            self._exchange("POST", token_request=True),
+            self.token_session,
+            "POST",
+            request.url,
+            data=dict(request.data),
+            headers=dict(request.headers),
+        )
+        return _token_answer(answer, request.url)
 
     def get_token(self) -> str | None:
         """A context-bound access token (cached per process), or None for ``auth_flow=none``."""
         settings = self.settings
         if settings.auth_flow == "none":
             return None
-        state = auth.TOKEN_CACHE.state(settings)
+        state = self._token_state
         token = state.usable_token(time.monotonic())
         if token:
             return token
@@ -174,8 +223,6 @@ class CCPHook(_CCPHookBase):
             held = state.secrets()
         auth.mask(*held)
         return grant.access_token
-
-    # ------------------------------------------------------------------ the one request path
 
     def _request(
         self,
@@ -187,31 +234,9 @@ class CCPHook(_CCPHookBase):
         job_id: str | None = None,
         **kwargs: Any,
     ) -> requests.Response:
-        """Send with a token; on 401 renew the token once and resend; map non-``ok`` answers to errors."""
-        headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
-        kwargs.setdefault("timeout", self.settings.timeout)
-        for attempt in (1, 2):
-            token = self.get_token()
-            try:
-                response = self.session.request(method, url, headers=headers | _bearer(token), **kwargs)
-            except requests.RequestException as err:
-                raise CCPError(
-                    f"Could not reach CCP at {url}: {type(err).__name__}",
-                    url=url,
-                    method_id=method_id,
-                    job_id=job_id,
-                ) from None
-            if response.status_code == 401 and token and attempt == 1:
-                response.close()
-                auth.TOKEN_CACHE.state(self.settings).reject(token)
-                self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
-                continue
-            break
-        if response.status_code not in ok:
-            body = response.content
-            raise protocol.error_from_response(
-                response.status_code, _reason(response), body, url=url, method_id=method_id, job_id=job_id
-            )
+        """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers."""
+        answer = self._drive(self._exchange(method), self.session, method, url, **kwargs)
+        response: requests.Response = _settle(answer, ok, url, method_id=method_id, job_id=job_id)
         return response
 
     def _get_json(self, url: str, **kwargs: Any) -> Any:
@@ -423,27 +448,6 @@ def _stream_to_file(
     return written
 
 
-class _RetryableAnswer(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-
-
-def _retryable(error: BaseException) -> bool:
-    return isinstance(error, _RetryableAnswer | httpx.TransportError)
-
-
-def _wait(retry_state: tenacity.RetryCallState) -> float:
-    """Honour Retry-After when the server sent one, else exponential backoff with jitter."""
-    error = retry_state.outcome.exception() if retry_state.outcome else None
-    if isinstance(error, _RetryableAnswer):
-        seconds = protocol.retry_after_seconds(error.response.headers.get("Retry-After"), RETRY_AFTER_CAP)
-        if seconds is not None:
-            return seconds
-    backoff = tenacity.wait_exponential_jitter(initial=RETRY_BACKOFF, max=RETRY_BACKOFF_MAX, jitter=RETRY_BACKOFF)
-    return float(backoff(retry_state))
-
-
 @functools.lru_cache(maxsize=8)
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
     """One SSL context per ``verify`` setting and process, shared by every async client.
@@ -459,17 +463,143 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
     return httpx.create_ssl_context(verify=verify)
 
 
+def _pool_size(extra: Mapping[str, Any]) -> int:
+    value = extra.get("max_connections", POOL_CONNECTIONS)
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1 or str(size) != str(value).strip():
+        raise CCPError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
+    return size
+
+
+class _Clients:
+    """Up to ``size`` httpx clients of one connection each, lent last-in first-out.
+
+    Measured against one httpx client with ``size`` connections (tests/benchmarks/triggerer_load.py):
+    httpcore's pool re-scans every queued request against every connection whenever a request starts
+    or ends, which costs more per poll as triggers wait; a client of one connection never has more than
+    one request to place. Lending the most recently used client first keeps the few connections a
+    light load needs warm, and lets the others expire.
+    """
+
+    def __init__(self, size: int, make: Callable[[], httpx.AsyncClient]) -> None:
+        self._all = [make() for _ in range(size)]
+        self._idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
+        for client in reversed(self._all):
+            self._idle.put_nowait(client)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        client = await self._idle.get()
+        try:
+            return await client.request(method, url, **kwargs)
+        finally:
+            self._idle.put_nowait(client)
+
+    @property
+    def is_closed(self) -> bool:
+        return all(client.is_closed for client in self._all)
+
+    async def aclose(self) -> None:
+        for client in self._all:
+            await client.aclose()
+
+
+@dataclass
+class _Pool:
+    """One connection's settings, token state and HTTP clients on one event loop."""
+
+    settings: CCPConnectionSettings
+    clients: _Clients
+    token_state: auth.TokenState
+
+
+@dataclass
+class _Lease:
+    opening: asyncio.Future[_Pool]
+    users: int = 0
+
+
+class _Pools:
+    """The async clients of a process, one per (connection id, event loop), shared by every hook using it.
+
+    A triggerer runs all its triggers on one loop: they share one bounded connection pool and one
+    connection lookup per CCP connection instead of one each. The client closes when its last user
+    leaves. Each loop's table is only touched from that loop, so nothing is held across an await.
+    """
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._guard = threading.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _table(self) -> dict[str, _Lease]:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            return self._loops.setdefault(loop, {})
+
+    async def acquire(self, conn_id: str, open_pool: Callable[[], Awaitable[_Pool]]) -> _Pool:
+        table = self._table()
+        lease = table.get(conn_id)
+        if lease is None:
+            lease = table[conn_id] = _Lease(asyncio.ensure_future(open_pool()))
+        lease.users += 1
+        try:
+            # Shielded: one caller cancelled while the pool opens must not cancel it for the others.
+            return await asyncio.shield(lease.opening)
+        except BaseException:
+            if self._leave(table, conn_id, lease):
+                task = asyncio.ensure_future(self._close(lease))  # we may be cancelled: close on the side
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            raise
+
+    async def release(self, conn_id: str) -> None:
+        table = self._table()
+        lease = table.get(conn_id)
+        if lease is not None and self._leave(table, conn_id, lease):
+            await self._close(lease)
+
+    @staticmethod
+    def _leave(table: dict[str, _Lease], conn_id: str, lease: _Lease) -> bool:
+        """One user less; True when it was the last, and the pool is to be closed."""
+        lease.users -= 1
+        failed = lease.opening.done() and (lease.opening.cancelled() or lease.opening.exception() is not None)
+        if lease.users > 0 and not failed:
+            return False
+        if table.get(conn_id) is lease:
+            del table[conn_id]  # the next user opens a fresh pool (and reads the connection afresh)
+        return lease.users <= 0
+
+    @staticmethod
+    async def _close(lease: _Lease) -> None:
+        try:
+            pool = await lease.opening
+        except BaseException:  # nothing was opened
+            return
+        await pool.clients.aclose()
+
+
+POOLS = _Pools()
+
+
 class CCPAsyncHook(_CCPHookBase):
     """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop.
 
-    Use it as ``async with CCPAsyncHook(conn_id) as hook:`` (one HTTP client per trigger run).
-    Tokens come from the same per-process cache as the sync hook.
+    Use it as ``async with CCPAsyncHook(conn_id) as hook:``: every hook of the same connection on the
+    same event loop shares one HTTP client (a bounded connection pool, extra ``max_connections``),
+    closed when the last of them exits. Tokens come from the same per-process cache as the sync hook.
     """
 
     def __init__(self, ccp_conn_id: str = _CCPHookBase.default_conn_name, **kwargs: Any) -> None:
         super().__init__(ccp_conn_id, **kwargs)
         self._settings: CCPConnectionSettings | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._extra: Mapping[str, Any] = {}
+        self._pool: _Pool | None = None
+        self._shared = False
 
     async def get_settings(self) -> CCPConnectionSettings:
         if self._settings is None:
@@ -479,13 +609,16 @@ class CCPAsyncHook(_CCPHookBase):
             )
 
             conn = await get_async_connection(self.ccp_conn_id, hook=self)
-            extra = await get_async_extra_dejson(conn)
-            self._settings = CCPConnectionSettings.from_connection(conn, extra)
+            self._extra = await get_async_extra_dejson(conn)
+            self._settings = CCPConnectionSettings.from_connection(conn, self._extra)
             await auth.amask(*self._settings.secrets)
         return self._settings
 
     async def __aenter__(self) -> CCPAsyncHook:
-        await self._get_client()
+        if self._pool is None:
+            self._pool = await POOLS.acquire(self.ccp_conn_id, self._open_pool)
+            self._settings = self._pool.settings
+            self._shared = True
         return self
 
     async def __aexit__(
@@ -494,56 +627,68 @@ class CCPAsyncHook(_CCPHookBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        pool, self._pool = self._pool, None
+        if self._shared:
+            self._shared = False
+            await POOLS.release(self.ccp_conn_id)
+        elif pool is not None:
+            await pool.clients.aclose()
 
-    async def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            settings = await self.get_settings()
-            verify = await asyncio.to_thread(_ssl_context, settings.verify)
-            self._client = httpx.AsyncClient(
-                verify=verify,
-                timeout=settings.timeout,
-                headers={"User-Agent": "airflow-provider-ccp"},
-            )
-        return self._client
+    async def _open_pool(self) -> _Pool:
+        settings = await self.get_settings()
+        size = _pool_size(self._extra)
+        verify = await asyncio.to_thread(_ssl_context, settings.verify)
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One exchange, retried with tenacity: the async hook only sends GET, DELETE and token grants."""
-        client = await self._get_client()
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception(_retryable),
-            wait=_wait,
-            stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS + 1) | tenacity.stop_after_delay(RETRY_TOTAL_SECONDS),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    response = await client.request(method, url, **kwargs)
-                    if response.status_code in protocol.RETRYABLE_STATUSES:
-                        raise _RetryableAnswer(response)
-        except _RetryableAnswer as exhausted:
-            return exhausted.response
-        return response
+        def make() -> httpx.AsyncClient:
+            headers = {"User-Agent": "airflow-provider-ccp"}
+            return httpx.AsyncClient(verify=verify, timeout=settings.timeout, headers=headers, limits=limits)
+
+        return _Pool(settings, _Clients(size, make), auth.TOKEN_CACHE.state(settings))
+
+    async def _get_pool(self) -> _Pool:
+        """Outside ``async with``: clients of this hook's own, closed by ``aclose()``."""
+        if self._pool is None:
+            self._pool = await self._open_pool()
+        return self._pool
+
+    async def _drive(self, flow: protocol.Exchange, method: str, url: str, **kwargs: Any) -> protocol.Answer:
+        """Perform an exchange's steps with httpx (``protocol.exchange`` decides, this only does)."""
+        pool = await self._get_pool()
+        headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
+
+        async def perform(step: protocol.Step) -> Any:
+            if isinstance(step, protocol.Send):
+                try:
+                    response = await pool.clients.request(method, url, headers=headers | _bearer(step.token), **kwargs)
+                except httpx.TransportError as err:
+                    unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
+                    return protocol.Answer(None, sent=not unsent, response=err)
+                return protocol.Answer(response.status_code, response.headers.get("Retry-After"), response=response)
+            if isinstance(step, protocol.NeedToken):
+                return await self.get_token()
+            if isinstance(step, protocol.Renew):
+                self._renew(pool.token_state, step, method, url)
+            else:
+                await asyncio.sleep(step.seconds)
+            return None
+
+        return await auth.adrive(flow, perform)
 
     async def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
-        try:
-            response = await self._send("POST", request.url, data=dict(request.data), headers=dict(request.headers))
-        except httpx.HTTPError as err:
-            raise CCPError(f"Could not reach the token endpoint {request.url}: {type(err).__name__}") from None
-        return auth.TokenAnswer(response.status_code, response.content)
+        flow = self._exchange("POST", token_request=True)
+        answer = await self._drive(flow, "POST", request.url, data=dict(request.data), headers=dict(request.headers))
+        return _token_answer(answer, request.url)
 
     async def get_token(self) -> str | None:
         settings = await self.get_settings()
         if settings.auth_flow == "none":
             return None
-        state = auth.TOKEN_CACHE.state(settings)
+        state = (await self._get_pool()).token_state
         token = state.usable_token(time.monotonic())
         if token:
             return token
-        async with state.async_lock():
+        async with state.async_lock(), auth.holding(state.lock):
             grant = await auth.adrive(auth.acquire(settings, state, time.monotonic()), self._post_token)
             held = state.secrets()
         await auth.amask(*held)
@@ -552,22 +697,8 @@ class CCPAsyncHook(_CCPHookBase):
     async def _request(
         self, method: str, url: str, *, ok: frozenset[int] = frozenset({200}), job_id: str | None = None
     ) -> httpx.Response:
-        settings = await self.get_settings()
-        for attempt in (1, 2):
-            token = await self.get_token()
-            try:
-                response = await self._send(method, url, headers=dict(protocol.JSON_HEADERS) | _bearer(token))
-            except httpx.HTTPError as err:
-                raise CCPError(f"Could not reach CCP at {url}: {type(err).__name__}", url=url, job_id=job_id) from None
-            if response.status_code == 401 and token and attempt == 1:
-                auth.TOKEN_CACHE.state(settings).reject(token)
-                self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
-                continue
-            break
-        if response.status_code not in ok:
-            raise protocol.error_from_response(
-                response.status_code, _reason(response), response.content, url=url, job_id=job_id
-            )
+        answer = await self._drive(self._exchange(method), method, url)
+        response: httpx.Response = _settle(answer, ok, url, job_id=job_id)
         return response
 
     async def get_job(self, job_id: str) -> StatusInfo:

@@ -12,6 +12,8 @@ The waiting rules (what ends the wait, which errors to ride out, how long to sle
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +21,20 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
+from airflow_provider_ccp.protocol import DEFAULT_RETRY
 from airflow_provider_ccp.waiting import JobWatch, job_event
+
+#: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
+POLL_JITTER = 0.1
+
+
+def jittered(delay: float, spread: float = POLL_JITTER, rng: random.Random | None = None) -> float:
+    return delay * (1.0 + spread * (2.0 * (rng or random).random() - 1.0))
+
+
+def first_poll_delay(poll_interval: float, rng: random.Random | None = None) -> float:
+    """Anywhere in the first period: a thousand tasks deferred in the same second poll spread over it."""
+    return poll_interval * (rng or random).random()
 
 
 class CCPJobTrigger(BaseTrigger):
@@ -33,6 +48,11 @@ class CCPJobTrigger(BaseTrigger):
     :param end_time: epoch seconds after which the trigger yields ``timeout``; None waits forever.
     :param cancel_on_kill: dismiss the job when a user kills the deferred task (Airflow >= 3.3).
     :param not_before: epoch seconds before which a job that ended is not reported (see ``JobWatch``).
+    :param retry_limit: retries of one poll request (the hook's retry policy, docs/connection.md).
+    :param retry_delay: first backoff of those retries, in seconds.
+
+    The first poll comes at a random moment within the first ``poll_interval`` and each later wait
+    is jittered by ±10%, so that triggers deferred in the same second do not poll in lock-step.
     """
 
     def __init__(
@@ -43,6 +63,8 @@ class CCPJobTrigger(BaseTrigger):
         end_time: float | None = None,
         cancel_on_kill: bool = True,
         not_before: float | None = None,
+        retry_limit: int = DEFAULT_RETRY.limit,
+        retry_delay: float = DEFAULT_RETRY.delay,
     ) -> None:
         super().__init__()
         if float(poll_interval) <= 0:
@@ -54,6 +76,8 @@ class CCPJobTrigger(BaseTrigger):
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
         self.not_before = None if not_before is None else float(not_before)
+        self.retry_limit = int(retry_limit)
+        self.retry_delay = float(retry_delay)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -65,6 +89,15 @@ class CCPJobTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "cancel_on_kill": self.cancel_on_kill,
                 "not_before": self.not_before,
+                # Only when set: the triggers already stored by earlier versions keep their exact form.
+                **{
+                    name: value
+                    for name, value, default in (
+                        ("retry_limit", self.retry_limit, DEFAULT_RETRY.limit),
+                        ("retry_delay", self.retry_delay, DEFAULT_RETRY.delay),
+                    )
+                    if value != default
+                },
             },
         )
 
@@ -76,9 +109,19 @@ class CCPJobTrigger(BaseTrigger):
             event = job_event("error", self.job_id, None, f"Cannot follow CCP job {self.job_id}: {err}")
         yield TriggerEvent(event)
 
+    def _pause(self, delay: float) -> float:
+        pause = jittered(delay)
+        if self.end_time is not None:  # jitter never carries a poll past the deadline
+            pause = min(pause, max(0.0, self.end_time - time.time()))
+        return pause
+
+    def _hook(self) -> CCPAsyncHook:
+        return CCPAsyncHook(self.conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay)
+
     async def _wait(self) -> dict[str, Any]:
         watch = JobWatch(self.job_id, self.poll_interval, self.end_time, self.log, self.not_before)
-        async with CCPAsyncHook(self.conn_id) as hook:
+        async with self._hook() as hook:
+            await asyncio.sleep(min(first_poll_delay(self.poll_interval), watch.next_delay()))
             while True:
                 try:
                     info = await hook.get_job(self.job_id)
@@ -88,7 +131,7 @@ class CCPJobTrigger(BaseTrigger):
                     event = watch.on_status(info)
                 if event is not None:
                     return event
-                await asyncio.sleep(watch.next_delay())
+                await asyncio.sleep(self._pause(watch.next_delay()))
 
     async def on_kill(self) -> None:
         """Dismiss the job: Airflow >= 3.3 calls this only when a user kills the deferred task.
@@ -100,7 +143,7 @@ class CCPJobTrigger(BaseTrigger):
             self.log.info("Leaving CCP job %s running (cancel_on_kill=False)", self.job_id)
             return
         try:
-            async with CCPAsyncHook(self.conn_id) as hook:
+            async with self._hook() as hook:
                 result = await hook.dismiss_job(self.job_id)
         except Exception:  # best effort: the kill itself must go through
             self.log.warning("Could not dismiss CCP job %s", self.job_id, exc_info=True)

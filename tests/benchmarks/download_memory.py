@@ -1,16 +1,18 @@
-"""Benchmark: peak RSS growth of ``CCPHook.download_outputs`` for a 1 GiB output (must stay under 64 MiB).
+"""Benchmark: ``CCPHook.download_outputs`` of a 1 GiB output: throughput against curl, and peak RSS growth.
 
-Not a pytest module (pytest collects only ``test_*.py``); run it by hand or from CI:
+Not a pytest module (pytest collects only ``test_*.py``); run it by hand or with ``make bench``:
 
-    python tests/benchmarks/download_memory.py [--size BYTES] [--limit-mib 64] [--control]
+    python tests/benchmarks/download_memory.py [--size BYTES] [--limit-mib 64] [--min-ratio 0.8] [--control]
 
-It starts the CCP sandbox in this process, runs the built-in ``make-files`` Method with one file of
-SIZE bytes (default 1 GiB), then measures the download in a fresh child process, so that neither the
-sandbox nor the job submission counts. The baseline is the child's resident size after an idle hook
-call (a token and one ``get_job``); during the download the resident size is sampled after every
-chunk, and the peak high-water mark (``ru_maxrss``) is compared before and after. The reported growth
-is the larger of the two; exit status 1 when it reaches the limit. ``--control`` also measures a naive
-download that holds the archive in memory, to show what the measurement sees when memory does grow.
+It starts the fast fake CCP (``fake_ccp.py``, its own process), which serves an ``output.zip`` of SIZE
+bytes (default 1 GiB), and measures the download in a fresh child process. The same run downloads the
+same URL with curl into a file on the same disk, fsync'ed like the hook's, as the throughput baseline:
+the hook must reach ``--min-ratio`` of curl's throughput. The baseline for memory is the child's
+resident size after an idle hook call (a token and one ``get_job``); during the download the resident
+size is sampled after every chunk, and the peak high-water mark (``ru_maxrss``) is compared before
+and after. The reported growth is the larger of the two; exit status 1 when a target is missed.
+``--control`` also measures a naive download that holds the archive in memory, to show what the
+measurement sees when memory does grow.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fake_ccp import FakeServer
 
 MiB = 1024 * 1024
 
@@ -120,6 +125,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024 * MiB, help="bytes of the one output file (default 1 GiB)")
     parser.add_argument("--limit-mib", type=float, default=64.0, help="largest allowed RSS growth (default 64)")
+    parser.add_argument("--min-ratio", type=float, default=0.8, help="lowest throughput against curl (default 0.8)")
     parser.add_argument(
         "--control", action="store_true", help="also measure a naive in-memory download, to show the method detects it"
     )
@@ -129,25 +135,13 @@ def main() -> int:
         child(*args.child)
         return 0
 
-    from airflow_provider_ccp.hooks.ccp import CCPHook
-    from airflow_provider_ccp.sandbox.testing import SandboxServer
-
+    job_id = "bench-job"
     with tempfile.TemporaryDirectory(prefix="ccp-download-benchmark-") as scratch:
         work = Path(scratch)
         os.environ.setdefault("AIRFLOW_HOME", str(work / "airflow-home"))
-        with SandboxServer(work / "sandbox", admin=True) as sandbox:
-            os.environ["AIRFLOW_CONN_CCP_DEFAULT"] = sandbox.connection_json("password_uma")
-            hook = CCPHook()
-            clock = time.monotonic()
-            job_id = hook.submit_execution("make-files", {"ccpimage": "bash", "count": "1", "size": str(args.size)})[
-                "jobID"
-            ]
-            status = hook.wait_for_job(job_id, poll_interval=1.0, timeout=1800)
-            if not status.successful:
-                print(f"make-files ended {status.status}: {status.message}", file=sys.stderr)
-                return 2
-            print(f"job {job_id}: {args.size / MiB:.0f} MiB output made in {time.monotonic() - clock:.1f} s")
-
+        with FakeServer(output_size=args.size) as server:
+            os.environ["AIRFLOW_CONN_CCP_DEFAULT"] = server.connection_json()
+            curl_seconds = curl_download(f"{server.url}/executions/{job_id}/outputs/output.zip", work / "curl.zip")
             results = [measure(job_id, work / "download.zip", "hook")]
             if args.control:
                 results.append(measure(job_id, work / "download.zip", "in-memory"))
@@ -155,10 +149,30 @@ def main() -> int:
     growth = report(results[0])
     for control in results[1:]:
         report(control)
-    ok = growth < args.limit_mib * MiB
-    verdict = "PASS" if ok else "FAIL"
-    print(f"download_outputs RSS growth {growth / MiB:.1f} MiB, limit {args.limit_mib:.0f} MiB: {verdict}")
-    return 0 if ok else 1
+    hook_rate = results[0]["size"] / results[0]["seconds"] / MiB
+    curl_rate = args.size / curl_seconds / MiB
+    ratio = hook_rate / curl_rate
+    fast_enough = ratio >= args.min_ratio
+    small_enough = growth < args.limit_mib * MiB
+    print(f"curl (same server, same disk, fsync'ed): {curl_rate:8.0f} MiB/s ({curl_seconds:.1f} s)")
+    print(f"download_outputs:                        {hook_rate:8.0f} MiB/s ({results[0]['seconds']:.1f} s)")
+    print(f"throughput {ratio:.2f}x curl, target >= {args.min_ratio:.2f}x: {'PASS' if fast_enough else 'FAIL'}")
+    print(
+        f"download_outputs RSS growth {growth / MiB:.1f} MiB, limit {args.limit_mib:.0f} MiB: "
+        f"{'PASS' if small_enough else 'FAIL'}"
+    )
+    return 0 if fast_enough and small_enough else 1
+
+
+def curl_download(url: str, target: Path) -> float:
+    """Seconds curl takes to save ``url`` to ``target`` and fsync it (the hook fsyncs before publishing)."""
+    clock = time.monotonic()
+    subprocess.run(["curl", "-sS", "--fail", "-o", str(target), "-H", "Authorization: Bearer bench", url], check=True)
+    with open(target, "rb") as saved:
+        os.fsync(saved.fileno())
+    seconds = time.monotonic() - clock
+    target.unlink()
+    return seconds
 
 
 if __name__ == "__main__":

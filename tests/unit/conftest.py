@@ -71,10 +71,3 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
     shifted = ShiftedClock()
     monkeypatch.setattr(ccp, "time", shifted)
     return shifted
-
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the retry policy's shape (counts, status list, jitter) but shrink its waits for the suite."""
-    monkeypatch.setattr(ccp, "RETRY_BACKOFF", 0.01)
-    monkeypatch.setattr(ccp, "RETRY_BACKOFF_MAX", 0.02)

@@ -49,6 +49,7 @@ class FakeKeycloak:
     issue_refresh_token: bool = True
     calls: list[TokenCall] = field(default_factory=list)
     refuse: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    delay: float = 0.0  # seconds each answer takes, to make concurrent callers overlap
 
     def __post_init__(self) -> None:
         self.server.expect_request(TOKEN_PATH, method="POST").respond_with_handler(self._handle)
@@ -70,6 +71,7 @@ class FakeKeycloak:
         assert len(form) == len(pairs), f"a form field was sent twice: {[name for name, _ in pairs]}"
         call = TokenCall(form, {k.lower(): v for k, v in request.headers.items()}, {})
         self.calls.append(call)
+        time.sleep(self.delay)
         if call.grant in self.refuse:
             status, body = self.refuse[call.grant]
             call.answer = body

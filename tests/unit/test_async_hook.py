@@ -1,10 +1,12 @@
-"""CCPAsyncHook (httpx + tenacity) against real HTTP on loopback: same wire format, one refresh for many callers."""
+"""CCPAsyncHook (httpx) against real HTTP on loopback: same wire format, one refresh for many callers."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -159,49 +161,47 @@ async def test_a_second_401_surfaces_as_an_auth_error(make_conn, keycloak, https
     assert len(ccp_requests(httpserver)) == 2
 
 
-@pytest.mark.usefixtures("fast_backoff")
-async def test_get_is_retried_with_tenacity(make_conn, httpserver):
+async def test_get_is_retried(make_conn, httpserver):
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("<html>busy</html>", status=503)
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=502)
     serve_job(httpserver)
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01) as hook:
         assert (await hook.get_job("j1")).status == "running"
     assert len(ccp_requests(httpserver)) == 3
 
 
 async def test_retry_after_is_honoured(make_conn, httpserver, mocker):
-    waits = mocker.spy(ccp, "_wait")
-    httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "1"})
+    waits = mocker.spy(ccp.asyncio, "sleep")
+    httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "0.5"})
     serve_job(httpserver)
     async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
         await hook.get_job("j1")
-    assert waits.spy_return_list == [1.0]
+    assert [call.args[0] for call in waits.call_args_list] == [0.5]
 
 
-@pytest.mark.usefixtures("fast_backoff")
 async def test_retries_are_bounded(make_conn, httpserver):
     httpserver.expect_request("/jobs/j1").respond_with_data("<html>down</html>", status=503)
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+    async with CCPAsyncHook(
+        make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01, retry_limit=3
+    ) as hook:
         with pytest.raises(CCPError) as raised:
             await hook.get_job("j1")
     assert raised.value.http_status == 503
     assert str(raised.value).startswith("HTTP 503 SERVICE UNAVAILABLE from")  # werkzeug's reason phrase
-    assert len(ccp_requests(httpserver)) == ccp.RETRY_ATTEMPTS + 1
+    assert len(ccp_requests(httpserver)) == 3 + 1
 
 
-@pytest.mark.usefixtures("fast_backoff")
 async def test_the_token_endpoint_is_retried(make_conn, keycloak, httpserver):
     from tests.unit.doubles import TOKEN_PATH
 
     httpserver.expect_oneshot_request(TOKEN_PATH, method="POST").respond_with_data("", status=503)
     serve_job(httpserver)
-    async with CCPAsyncHook(make_conn()) as hook:
+    async with CCPAsyncHook(make_conn(), retry_delay=0.01) as hook:
         await hook.get_job("j1")
     assert keycloak.grants == ["password", UMA]
     assert len([r for r, _ in httpserver.log if r.path == TOKEN_PATH]) == 3
 
 
-@pytest.mark.usefixtures("fast_backoff")
 async def test_unreachable_server(make_conn, monkeypatch):
     import json
     import os
@@ -224,7 +224,7 @@ async def test_errors_are_mapped_like_the_sync_hook(make_conn, httpserver):
         status=404,
     )
     httpserver.expect_request("/jobs/html").respond_with_data("<html>oops</html>", status=500, content_type="text/html")
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""), retry_delay=0.01) as hook:
         with pytest.raises(CCPNotFoundError) as gone:
             await hook.get_job("gone")
         with pytest.raises(CCPError) as html:
@@ -254,13 +254,14 @@ async def test_dismiss_supported(make_conn, httpserver):
     assert result.status.status == "dismissed"
 
 
-async def test_the_client_is_closed_on_exit(make_conn):
+async def test_the_clients_are_closed_on_exit(make_conn):
     hook = CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""))
     async with hook:
-        client = hook._client
-        assert client is not None
-    assert client.is_closed
-    assert hook._client is None
+        pool = hook._pool
+        assert pool is not None
+        assert not pool.clients.is_closed
+    assert pool.clients.is_closed
+    assert hook._pool is None
 
 
 async def test_no_secret_in_logs_and_all_are_masked(make_conn, keycloak, httpserver, password, caplog, capfd):
@@ -287,9 +288,13 @@ async def test_no_secret_in_logs_and_all_are_masked(make_conn, keycloak, httpser
 
 async def test_clients_share_one_ssl_context(make_conn):
     # Building a context reads the CA bundle (blocking, ~30 ms): a triggerer must not pay it per trigger.
-    conn = make_conn(auth_flow="none", login=None, secret="")
-    async with CCPAsyncHook(conn) as first, CCPAsyncHook(conn) as second:
-        contexts = {id(hook._client._transport._pool._ssl_context) for hook in (first, second)}
+    first_conn = make_conn("ccp_first", auth_flow="none", login=None, secret="")
+    second_conn = make_conn("ccp_second", auth_flow="none", login=None, secret="")
+    async with CCPAsyncHook(first_conn) as first, CCPAsyncHook(second_conn) as second:
+        assert first._pool is not second._pool
+        contexts = {
+            id(client._transport._pool._ssl_context) for hook in (first, second) for client in hook._pool.clients._all
+        }
     assert len(contexts) == 1
 
 
@@ -308,3 +313,160 @@ def test_verify_setting_reaches_the_ssl_context(tmp_path, kind):
     assert context.verify_mode == ssl.CERT_REQUIRED
     if kind == "file":
         assert context.cert_store_stats()["x509_ca"] > 0
+
+
+# ---------------------------------------------------------------------- one token refresh, sync and async mixed
+
+
+async def test_sync_and_async_callers_share_one_refresh(make_conn, keycloak, httpserver, clock):
+    serve_job(httpserver)
+    conn = make_conn()
+    CCPHook(conn).get_job("j1")
+    clock.offset = 290  # past the renewal point of the 300 s token
+    keycloak.delay = 0.3  # the first refresh is still in flight when the other callers look
+    async with CCPAsyncHook(conn) as hook:
+        worker = asyncio.to_thread(CCPHook(conn).get_job, "j1")
+        results = await asyncio.gather(worker, *(hook.get_job("j1") for _ in range(20)))
+    assert len(results) == 21
+    assert keycloak.grants == ["password", UMA, "refresh_token"]
+    assert {bearer_of(r) for r in ccp_requests(httpserver)[1:]} == {keycloak.last_access_token()}
+
+
+async def test_an_async_caller_waits_for_a_sync_refresh_without_blocking_its_loop(
+    make_conn, keycloak, httpserver, clock
+):
+    serve_job(httpserver)
+    conn = make_conn()
+    CCPHook(conn).get_job("j1")
+    clock.offset = 290
+    keycloak.delay = 0.5
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async with CCPAsyncHook(conn) as hook:
+        counting = asyncio.create_task(ticker())
+        worker = asyncio.create_task(asyncio.to_thread(CCPHook(conn).get_token))
+        await asyncio.sleep(0.1)  # the worker thread holds the token lock, its request in flight
+        token = await hook.get_token()
+        counting.cancel()
+        assert token == await worker
+    assert ticks >= 20, "the event loop stalled while the sync caller held the lock"
+    assert keycloak.grants == ["password", UMA, "refresh_token"]
+
+
+# ---------------------------------------------------------------------- one pool per (connection, event loop)
+
+
+async def test_hooks_of_one_connection_share_one_pool_until_the_last_leaves(make_conn, httpserver):
+    serve_job(httpserver)
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    first, second = CCPAsyncHook(conn), CCPAsyncHook(conn)
+    await first.__aenter__()
+    await second.__aenter__()
+    pool = first._pool
+    assert pool is not None
+    assert second._pool is pool
+    await first.aclose()
+    assert not pool.clients.is_closed
+    assert (await second.get_job("j1")).job_id == "j1"
+    await second.aclose()
+    assert pool.clients.is_closed
+    async with CCPAsyncHook(conn) as third:
+        assert third._pool is not pool
+        assert (await third.get_job("j1")).job_id == "j1"
+
+
+async def test_many_triggers_starting_together_look_the_connection_up_once(make_conn, httpserver, mocker):
+    from airflow.providers.common.compat import connection
+
+    lookups = mocker.spy(connection, "get_async_connection")
+    serve_job(httpserver)
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    hooks = [CCPAsyncHook(conn) for _ in range(50)]
+    await asyncio.gather(*(hook.__aenter__() for hook in hooks))
+    try:
+        assert len({id(hook._pool) for hook in hooks}) == 1
+        await asyncio.gather(*(hook.get_job("j1") for hook in hooks))
+    finally:
+        await asyncio.gather(*(hook.aclose() for hook in hooks))
+    assert lookups.call_count == 1
+    assert len(ccp_requests(httpserver)) == 50
+
+
+async def test_other_connections_and_other_loops_get_their_own_pools(make_conn, httpserver):
+    serve_job(httpserver)
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    other_conn = make_conn("ccp_other", auth_flow="none", login=None, secret="")
+
+    async def pool_on_this_loop() -> tuple[int, bool]:
+        async with CCPAsyncHook(conn) as hook:
+            await hook.get_job("j1")
+            pool = hook._pool
+        assert pool is not None
+        return id(pool), pool.clients.is_closed
+
+    async with CCPAsyncHook(conn) as hook, CCPAsyncHook(other_conn) as other:
+        assert hook._pool is not other._pool
+        other_loop_pool, closed = await asyncio.to_thread(asyncio.run, pool_on_this_loop())
+        assert other_loop_pool != id(hook._pool)
+        assert closed
+        assert not hook._pool.clients.is_closed
+        assert (await hook.get_job("j1")).job_id == "j1"
+
+
+async def test_a_failed_connection_lookup_is_tried_afresh_by_the_next_trigger(make_conn, httpserver):
+    from airflow.exceptions import AirflowNotFoundException
+
+    serve_job(httpserver)
+    with pytest.raises(AirflowNotFoundException):
+        async with CCPAsyncHook("ccp_later"):
+            pass
+    make_conn("ccp_later", auth_flow="none", login=None, secret="")
+    async with CCPAsyncHook("ccp_later") as hook:
+        assert (await hook.get_job("j1")).job_id == "j1"
+
+
+async def keep_alive_server(connections: list[int], delay: float) -> asyncio.Server:
+    """A loopback HTTP/1.1 server that keeps connections open and counts them (werkzeug's closes each)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await asyncio.sleep(delay)
+                body = json.dumps(status_body("j1")).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_the_pool_is_bounded_by_the_connection(make_conn, monkeypatch):
+    connections: list[int] = []
+    server = await keep_alive_server(connections, delay=0.02)
+    conn = make_conn(auth_flow="none", login=None, secret="", max_connections=2)
+    variable = f"AIRFLOW_CONN_{conn.upper()}"
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv(variable, json.dumps(json.loads(os.environ[variable]) | {"host": f"http://127.0.0.1:{port}"}))
+    async with server, CCPAsyncHook(conn) as hook:
+        results = await asyncio.gather(*(hook.get_job("j1") for _ in range(20)))
+        more = await asyncio.gather(*(hook.get_job("j1") for _ in range(20)))
+    assert len(results + more) == 40
+    assert len(connections) == 2
+
+
+@pytest.mark.parametrize("value", ["0", "many", -3, 2.5])
+async def test_a_bad_pool_size_is_one_clear_error(make_conn, value):
+    conn = make_conn(auth_flow="none", login=None, secret="", max_connections=value)
+    with pytest.raises(CCPError, match=r"Connection extra .max_connections. is .*; expected a whole number"):
+        async with CCPAsyncHook(conn):
+            pass

@@ -14,11 +14,10 @@ import tracemalloc
 from itertools import chain, repeat
 
 import pytest
-import urllib3.util.retry
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from airflow_provider_ccp import auth
+from airflow_provider_ccp import auth, protocol
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPDownloadError,
@@ -42,6 +41,7 @@ from tests.unit.doubles import (
 )
 
 FORM = "application/x-www-form-urlencoded"
+FAST = 0.01  # retry_delay for tests that wait their retries
 MiB = 1024 * 1024
 
 
@@ -57,7 +57,7 @@ def one_ccp_call(conn_id: str, httpserver: HTTPServer) -> Request:
 
 
 class SleepRecorder:
-    """Replaces the ``time`` module urllib3's Retry sleeps with: records the waits instead of waiting them."""
+    """Replaces the hook module's ``time``: records the retry waits instead of waiting them."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
@@ -72,7 +72,7 @@ class SleepRecorder:
 @pytest.fixture
 def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
     recorder = SleepRecorder()
-    monkeypatch.setattr(urllib3.util.retry, "time", recorder)
+    monkeypatch.setattr(ccp, "time", recorder)
     return recorder
 
 
@@ -292,67 +292,83 @@ class TestUnauthorized:
 # ====================================================================== 5. retries
 
 
-@pytest.mark.usefixtures("fast_backoff")
 class TestRetries:
-    def test_the_policy(self):
-        policy = ccp._retry(frozenset({"GET", "DELETE", "HEAD"}))
-        assert policy.total == policy.connect == policy.read == policy.status == ccp.RETRY_ATTEMPTS == 5
-        assert set(policy.status_forcelist) == {429, 502, 503, 504}
-        assert policy.allowed_methods == frozenset({"GET", "DELETE", "HEAD"})
-        assert "POST" not in policy.allowed_methods
-        assert policy.respect_retry_after_header
-        assert policy.backoff_jitter > 0
+    def test_the_hook_takes_its_policy_from_its_arguments(self):
+        hook = CCPHook("ccp_default", retry_limit=2, retry_delay=0.25)
+        assert hook.retry == protocol.RetryPolicy(limit=2, delay=0.25)
+        assert CCPHook().retry == protocol.DEFAULT_RETRY
 
-    @pytest.mark.parametrize("status", [429, 502, 503, 504])
+    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
     def test_get_is_retried_until_it_succeeds(self, make_conn, httpserver, status):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("<html>busy</html>", status=status)
         serve_job(httpserver)
-        assert CCPHook(conn).get_job("j1").status == "running"
+        assert CCPHook(conn, retry_delay=FAST).get_job("j1").status == "running"
         assert len(ccp_requests(httpserver)) == 2
 
     def test_retry_after_is_honoured(self, make_conn, httpserver, retry_sleeps):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=503, headers={"Retry-After": "7"})
         serve_job(httpserver)
-        assert CCPHook(conn).get_job("j1").status == "running"
+        assert CCPHook(conn, retry_delay=FAST).get_job("j1").status == "running"
         assert retry_sleeps.waits == [7.0]
+
+    @pytest.mark.parametrize(("header", "expected"), [("0.5", 0.5), ("Thu, 01 Jan 2015 00:00:00 GMT", 0.0)])
+    def test_a_retry_after_that_is_not_whole_seconds_is_honoured(
+        self, make_conn, httpserver, retry_sleeps, header, expected
+    ):
+        # urllib3 refused these (InvalidHeader, reported as "Could not reach CCP"); the async hook took them.
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=503, headers={"Retry-After": header})
+        serve_job(httpserver)
+        assert CCPHook(conn).get_job("j1").status == "running"
+        assert retry_sleeps.waits == [expected]
+
+    def test_a_retry_after_in_the_future_is_waited(self, make_conn, httpserver, retry_sleeps):
+        from email.utils import formatdate
+
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        when = formatdate(time.time() + 30, usegmt=True)
+        httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": when})
+        serve_job(httpserver)
+        CCPHook(conn).get_job("j1")
+        (wait,) = retry_sleeps.waits
+        assert 25 < wait <= 30
 
     def test_retry_after_is_capped(self, make_conn, httpserver, retry_sleeps):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "3600"})
         serve_job(httpserver)
-        CCPHook(conn).get_job("j1")
-        assert retry_sleeps.waits == [ccp.RETRY_AFTER_CAP]
+        CCPHook(conn, retry_delay=FAST).get_job("j1")
+        assert retry_sleeps.waits == [protocol.DEFAULT_RETRY.retry_after_cap]
 
     def test_retries_are_bounded(self, make_conn, httpserver, retry_sleeps):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/jobs/j1").respond_with_data("<html>down</html>", status=503)
         with pytest.raises(CCPError) as raised:
-            CCPHook(conn).get_job("j1")
+            CCPHook(conn, retry_delay=FAST).get_job("j1")
         assert raised.value.http_status == 503
-        assert len(ccp_requests(httpserver)) == ccp.RETRY_ATTEMPTS + 1
-        # urllib3 resends the first retry at once, then backs off before each of the others.
-        assert len(retry_sleeps.waits) == ccp.RETRY_ATTEMPTS - 1
-        # Exponential backoff with jitter, never above its maximum (plus the jitter).
-        assert all(0 <= wait <= ccp.RETRY_BACKOFF_MAX + ccp.RETRY_BACKOFF for wait in retry_sleeps.waits)
-        assert retry_sleeps.waits[-1] > 0
+        policy = protocol.DEFAULT_RETRY
+        assert len(ccp_requests(httpserver)) == policy.limit + 1
+        # A wait before every retry: exponential backoff with jitter, never above its maximum (plus the jitter).
+        assert len(retry_sleeps.waits) == policy.limit
+        assert all(0 < wait <= policy.delay_max + policy.delay for wait in retry_sleeps.waits)
 
     def test_dismiss_is_retried(self, make_conn, httpserver):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1", method="DELETE").respond_with_data("", status=502)
         httpserver.expect_request("/jobs/j1", method="DELETE").respond_with_json(status_body("j1", "dismissed"))
-        assert CCPHook(conn).dismiss_job("j1").supported
+        assert CCPHook(conn, retry_delay=FAST).dismiss_job("j1").supported
         assert len(ccp_requests(httpserver)) == 2
 
-    @pytest.mark.parametrize("status", [429, 502, 503, 504])
+    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
     def test_an_execution_post_is_never_resent(self, make_conn, httpserver, status):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_data(
             "<html>overloaded</html>", status=status, headers={"Retry-After": "0"}
         )
         with pytest.raises(CCPError) as raised:
-            CCPHook(conn).submit_execution("m1", {"ccpimage": "bash"})
+            CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
         assert raised.value.http_status == status
         assert raised.value.method_id == "m1"
         assert f"HTTP {status}" in str(raised.value)
@@ -369,7 +385,7 @@ class TestRetries:
         os.environ[variable] = json.dumps(document)
         httpserver.expect_request("/ccp/processes/m1/execution", method="POST").respond_with_data("busy", status=503)
         with pytest.raises(CCPError):
-            CCPHook(conn).submit_execution("m1", {"ccpimage": "bash"})
+            CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
         assert len(ccp_requests(httpserver, "/ccp/processes")) == 1
 
     def test_an_execution_post_that_timed_out_is_not_resent(self, make_conn, httpserver):
@@ -382,7 +398,7 @@ class TestRetries:
 
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_handler(slow)
         with pytest.raises(CCPError, match=r"Could not reach CCP.*ReadTimeout") as raised:
-            CCPHook(conn).submit_execution("m1", {"ccpimage": "bash"})
+            CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
         assert raised.value.method_id == "m1"
         time.sleep(0.4)  # let the slow handler finish, so the log is complete
         assert len(ccp_requests(httpserver, "/processes")) == 1
@@ -398,7 +414,7 @@ class TestRetries:
             return Response(json.dumps(status_body("j1")), content_type="application/json")
 
         httpserver.expect_request("/jobs/j1").respond_with_handler(sometimes_slow)
-        assert CCPHook(conn).get_job("j1").job_id == "j1"
+        assert CCPHook(conn, retry_delay=FAST).get_job("j1").job_id == "j1"
         assert len(ccp_requests(httpserver)) == 2
 
     def test_unreachable_server_is_a_ccp_error_after_bounded_retries(self, make_conn, monkeypatch, retry_sleeps):
@@ -410,8 +426,8 @@ class TestRetries:
         document["host"] = f"http://127.0.0.1:{port}"
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
         with pytest.raises(CCPError, match=f"Could not reach CCP at http://127.0.0.1:{port}/jobs/j1: ConnectionError"):
-            CCPHook(conn).get_job("j1")
-        assert len(retry_sleeps.waits) == ccp.RETRY_ATTEMPTS - 1
+            CCPHook(conn, retry_delay=FAST).get_job("j1")
+        assert len(retry_sleeps.waits) == protocol.DEFAULT_RETRY.limit
 
     def test_the_token_endpoint_is_retried(self, make_conn, keycloak, httpserver):
         from tests.unit.doubles import TOKEN_PATH
@@ -685,6 +701,14 @@ def streamed(total: int, sent: int | None = None, chunk: int = MiB):
 
 
 class TestDownload:
+    def test_a_500_on_the_output_zip_is_retried_like_other_gets(self, make_conn, httpserver, tmp_path):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_oneshot_request(zip_route(httpserver)).respond_with_data("<html>oops</html>", status=500)
+        httpserver.expect_request(zip_route(httpserver)).respond_with_data(b"PK\x03\x04zipbytes")
+        result = CCPHook(conn, retry_delay=FAST).download_outputs("j1", tmp_path)
+        assert result.path.read_bytes() == b"PK\x03\x04zipbytes"
+        assert len(ccp_requests(httpserver, "/executions")) == 2
+
     def test_into_a_folder(self, make_conn, httpserver, tmp_path):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request(zip_route(httpserver)).respond_with_data(

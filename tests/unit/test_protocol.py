@@ -264,3 +264,106 @@ class TestErrors:
         date = pendulum.now("UTC").add(seconds=30).format("ddd, DD MMM YYYY HH:mm:ss [GMT]")
         assert 25 <= protocol.retry_after_seconds(date, cap=60.0) <= 30
         assert protocol.retry_after_seconds("not a date", cap=60.0) is None
+
+
+class TestRetryPolicy:
+    """The one retry policy of both hooks: which answers are retried, how long to wait, when to stop."""
+
+    policy = protocol.RetryPolicy(limit=3, delay=1.0, delay_max=3.0, retry_after_cap=10.0, total_seconds=20.0)
+
+    def wait(self, answer: protocol.Answer, retry: int = 1, elapsed: float = 0.0, *, idempotent: bool = True):
+        return self.policy.wait(retry, elapsed, answer, idempotent=idempotent)
+
+    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+    def test_retryable_statuses_of_idempotent_requests_are_retried(self, status):
+        assert 1.0 <= self.wait(protocol.Answer(status)) <= 2.0
+
+    @pytest.mark.parametrize("status", [200, 201, 400, 401, 403, 404, 409, 501])
+    def test_other_statuses_are_final(self, status):
+        assert self.wait(protocol.Answer(status)) is None
+
+    def test_a_request_that_is_not_idempotent_is_never_resent_once_it_may_have_left(self):
+        assert self.wait(protocol.Answer(503), idempotent=False) is None
+        assert self.wait(protocol.Answer(None, sent=True), idempotent=False) is None
+        # Refused or unresolvable: nothing reached the server, so sending again cannot duplicate anything.
+        assert self.wait(protocol.Answer(None, sent=False), idempotent=False) is not None
+
+    def test_backoff_doubles_up_to_its_maximum_plus_jitter(self):
+        assert self.policy.backoff(1, rng=lambda: 0.0) == 1.0
+        assert self.policy.backoff(2, rng=lambda: 0.0) == 2.0
+        assert self.policy.backoff(3, rng=lambda: 0.0) == 3.0
+        assert self.policy.backoff(9, rng=lambda: 0.999) == pytest.approx(3.999)
+
+    @pytest.mark.parametrize(("header", "expected"), [("4", 4.0), ("0.5", 0.5), ("600", 10.0), ("-1", 0.0)])
+    def test_retry_after_replaces_the_backoff_and_is_capped(self, header, expected):
+        assert self.wait(protocol.Answer(503, retry_after=header)) == expected
+
+    def test_the_retry_count_and_the_total_time_bound_it(self):
+        assert self.wait(protocol.Answer(503), retry=3) is not None
+        assert self.wait(protocol.Answer(503), retry=4) is None
+        assert self.wait(protocol.Answer(503, retry_after="5"), elapsed=15.0) == 5.0
+        assert self.wait(protocol.Answer(503, retry_after="6"), elapsed=15.0) is None
+
+    def test_bad_arguments_are_refused(self):
+        with pytest.raises(ValueError, match="retry_limit must be >= 0"):
+            protocol.RetryPolicy(limit=-1)
+
+
+class TestExchange:
+    """The request decisions both hooks share: token, send, retry waits, one renewal on 401."""
+
+    @staticmethod
+    def run(flow, answers, token="t1", renewed="t2"):
+        """Drive ``flow`` like a hook would; returns the steps it asked for and its final answer."""
+        steps, tokens, replies = [], iter([token, renewed]), iter(answers)
+        try:
+            step = next(flow)
+            while True:
+                steps.append(type(step).__name__ + (f"({step.token})" if isinstance(step, protocol.Send) else ""))
+                reply = None
+                if isinstance(step, protocol.NeedToken):
+                    reply = next(tokens)
+                elif isinstance(step, protocol.Send):
+                    reply = next(replies)
+                step = flow.send(reply)
+        except StopIteration as done:
+            return steps, done.value
+
+    def exchange(self, method="GET", **kwargs):
+        return protocol.exchange(protocol.RetryPolicy(limit=2, delay=0.0), method, lambda: 0.0, **kwargs)
+
+    def test_a_401_renews_the_token_once_and_resends(self):
+        steps, final = self.run(self.exchange(), [protocol.Answer(401), protocol.Answer(200)])
+        assert steps == ["NeedToken", "Send(t1)", "Renew", "NeedToken", "Send(t2)"]
+        assert final.status == 200
+
+    def test_a_second_401_is_final(self):
+        steps, final = self.run(self.exchange(), [protocol.Answer(401), protocol.Answer(401)])
+        assert steps == ["NeedToken", "Send(t1)", "Renew", "NeedToken", "Send(t2)"]
+        assert final.status == 401
+
+    def test_retries_then_the_last_answer(self):
+        steps, final = self.run(self.exchange(), [protocol.Answer(503)] * 3)
+        assert steps == ["NeedToken", "Send(t1)", "Sleep", "Send(t1)", "Sleep", "Send(t1)"]
+        assert final.status == 503
+
+    def test_an_execution_post_is_sent_once(self):
+        steps, _final = self.run(self.exchange("POST"), [protocol.Answer(503)])
+        assert steps == ["NeedToken", "Send(t1)"]
+
+    def test_token_requests_carry_no_token_and_are_retried(self):
+        flow = self.exchange("POST", authenticated=False, idempotent=True)
+        steps, final = self.run(flow, [protocol.Answer(None, sent=True), protocol.Answer(200)])
+        assert steps == ["Send(None)", "Sleep", "Send(None)"]
+        assert final.status == 200
+
+
+class TestStatusInfoTimestamps:
+    def test_parsed_only_when_read(self, mocker):
+        parse = mocker.spy(pendulum, "parse")
+        info = StatusInfo.from_json({"jobID": "j", "status": "running", "created": "2026-01-01T10:00:00Z"})
+        assert info.status == "running"
+        assert parse.call_count == 0
+        assert info.created == pendulum.datetime(2026, 1, 1, 10)
+        assert info.created is info.created
+        assert parse.call_count == 1

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
-from airflow_provider_ccp.hooks import ccp as hook_module
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.protocol import RetryPolicy
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
     JobWatch,
@@ -24,12 +24,6 @@ from tests.task_helpers import finished_job
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
-@pytest.fixture(autouse=True)
-def fast_hook_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hook_module, "RETRY_BACKOFF", 0.01)
-    monkeypatch.setattr(hook_module, "RETRY_BACKOFF_MAX", 0.02)
-
-
 def submit(method_id: str, **inputs: str) -> str:
     return str(CCPHook().submit_execution(method_id, {"ccpimage": "bash", **inputs})["jobID"])
 
@@ -39,7 +33,9 @@ async def all_events(trigger: CCPJobTrigger) -> list[dict]:
 
 
 def trigger_for(job_id: str, **kwargs) -> CCPJobTrigger:
-    return CCPJobTrigger(**({"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 0.05} | kwargs))
+    return CCPJobTrigger(
+        **({"conn_id": "ccp_default", "job_id": job_id, "poll_interval": 0.05, "retry_delay": 0.01} | kwargs)
+    )
 
 
 def test_serialize_round_trips_with_json_primitives():
@@ -59,6 +55,12 @@ def test_serialize_round_trips_with_json_primitives():
         "not_before": 1699999000.0,
     }
     assert CCPJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_retry_settings_round_trip_when_set():
+    _, kwargs = CCPJobTrigger("ccp_x", "job-1", retry_limit=2, retry_delay=0.25).serialize()
+    assert (kwargs["retry_limit"], kwargs["retry_delay"]) == (2, 0.25)
+    assert CCPJobTrigger(**kwargs)._hook().retry == RetryPolicy(limit=2, delay=0.25)
 
 
 def test_poll_interval_must_be_positive():
@@ -126,11 +128,11 @@ async def test_a_token_revoked_mid_poll_is_renewed_once(sandbox):
 
 async def test_bursts_of_5xx_are_ridden_out(sandbox):
     job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
-    # 503s are retried inside the hook; 500s come back to the trigger, which polls again.
+    # The hook retries each poll once; the failures that outlast it come back to the trigger, which polls again.
     sandbox.admin.fail_next(r"^/jobs/", 503, count=3, method="GET")
     sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES, method="GET")
 
-    [event] = await all_events(trigger_for(job_id, poll_interval=0.01))
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.01, retry_limit=1))
 
     assert event["status"] == "success"
 
@@ -139,7 +141,7 @@ async def test_endless_errors_end_in_one_error_event(sandbox):
     job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
     sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES + 1, method="GET")
 
-    [event] = await all_events(trigger_for(job_id, poll_interval=0.01))
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.01, retry_limit=0))
 
     assert event["status"] == "error"
     assert "failed polls in a row" in event["message"]
@@ -241,3 +243,32 @@ def test_an_event_without_job_status_or_message_is_a_protocol_error(missing):
 
 def test_job_status_and_message_may_be_empty():
     assert validate_event(job_event("error", "j-1", None, "")) == job_event("error", "j-1", None, "")
+
+
+def test_first_polls_spread_over_the_first_interval():
+    import random
+
+    rng = random.Random(11)
+    delays = [first_poll_delay(30.0, rng) for _ in range(1000)]
+    assert all(0.0 <= delay < 30.0 for delay in delays)
+    # A thousand triggers deferred in the same second: about a tenth of them in each tenth of the interval.
+    per_tenth = [sum(1 for delay in delays if tenth * 3 <= delay < (tenth + 1) * 3) for tenth in range(10)]
+    assert min(per_tenth) > 60
+
+
+def test_later_waits_are_jittered_by_a_tenth():
+    import random
+
+    rng = random.Random(7)
+    waits = [jittered(30.0, rng=rng) for _ in range(1000)]
+    assert all(27.0 <= wait <= 33.0 for wait in waits)
+    assert max(waits) - min(waits) > 5.0
+
+
+async def test_jitter_never_carries_a_poll_past_the_deadline(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+    started = time.monotonic()
+    [event] = await all_events(trigger_for(job_id, poll_interval=5.0, end_time=time.time() + 0.5))
+    assert event["status"] == "timeout"
+    assert time.monotonic() - started < 2.0

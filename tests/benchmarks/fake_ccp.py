@@ -1,0 +1,195 @@
+"""A fast fake CCP for the benchmarks: one asyncio process answering the few calls the client makes.
+
+Not the sandbox: the sandbox is a full FastAPI application, and the benchmarks measure the client,
+so the server must cost as little as possible per request. HTTP/1.1 with keep-alive, no framework.
+
+    python tests/benchmarks/fake_ccp.py [--port 0] [--token-lifetime 300] [--output-size BYTES]
+
+Prints ``PORT <n>`` once it listens. Answers:
+
+- ``POST /token``: a password or refresh_token grant (counted by grant type); tokens live
+  ``--token-lifetime`` seconds, refresh tokens 10 times as long.
+- ``GET /jobs/{id}``: a ``running`` statusInfo (counted as a poll).
+- ``POST /processes/{id}/execution``: 201 with a fresh jobID (counted as a submission).
+- ``GET /executions/{id}/outputs/output.zip``: ``--output-size`` bytes, streamed with Content-Length.
+- ``GET /_stats``: the counters as JSON (TCP connections accepted, connections open, polls, grants, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs
+
+STATUS_TIMES = {
+    "created": "2026-01-01T10:00:00.000000Z",
+    "started": "2026-01-01T10:00:05.000000Z",
+    "updated": "2026-01-01T10:00:06.000000Z",
+}
+
+
+class FakeCCP:
+    def __init__(self, token_lifetime: float, output_size: int) -> None:
+        self.token_lifetime = token_lifetime
+        self.output_size = output_size
+        self.counts: Counter[str] = Counter()
+        self.open_connections = 0
+        self.serial = itertools.count(1)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.counts["connections"] += 1
+        self.open_connections += 1
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = request_line.split(" ", 2)
+                headers = {
+                    name.strip().lower(): value.strip()
+                    for name, _, value in (line.partition(":") for line in header_lines if line)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                await self.answer(method, target.split("?", 1)[0], body, writer)
+                if headers.get("connection", "").lower() == "close":
+                    return
+        finally:
+            self.open_connections -= 1
+            writer.close()
+
+    async def answer(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> None:
+        if method == "GET" and path.startswith("/jobs/"):
+            self.counts["polls"] += 1
+            self.json(writer, 200, {"jobID": path[6:], "status": "running", "message": "Running", **STATUS_TIMES})
+        elif method == "POST" and path == "/token":
+            grant = parse_qs(body.decode()).get("grant_type", ["?"])[0]
+            self.counts[f"grant:{grant}"] += 1
+            serial = next(self.serial)
+            self.json(
+                writer,
+                200,
+                {
+                    "access_token": f"access-{serial}",
+                    "expires_in": self.token_lifetime,
+                    "refresh_token": f"refresh-{serial}",
+                    "refresh_expires_in": self.token_lifetime * 10,
+                    "token_type": "Bearer",
+                },
+            )
+        elif method == "POST" and path.startswith("/processes/") and path.endswith("/execution"):
+            self.counts["submissions"] += 1
+            self.json(writer, 201, {"jobID": f"job-{next(self.serial)}", "status": "accepted"})
+        elif method == "GET" and path.endswith("/outputs/output.zip"):
+            self.counts["downloads"] += 1
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\n"
+                + f"Content-Length: {self.output_size}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            # A sparse file sent with sendfile(2): the server costs next to nothing per byte.
+            with tempfile.TemporaryFile() as output:
+                output.truncate(self.output_size)
+                await asyncio.get_running_loop().sendfile(writer.transport, output)
+        elif path == "/_stats":
+            self.json(writer, 200, {**self.counts, "open_connections": self.open_connections})
+        else:
+            self.json(writer, 404, {"type": "not-found", "title": f"No {method} {path} here"})
+        await writer.drain()
+
+    @staticmethod
+    def json(writer: asyncio.StreamWriter, status: int, document: object) -> None:
+        payload = json.dumps(document).encode()
+        reason = {200: "OK", 201: "Created", 404: "Not Found"}[status]
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+
+
+async def serve(port: int, token_lifetime: float, output_size: int) -> None:
+    fake = FakeCCP(token_lifetime, output_size)
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=4096)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+class FakeServer:
+    """Runs the fake CCP in its own process (stopped by its PID) and reads its counters."""
+
+    def __init__(self, token_lifetime: float = 300.0, output_size: int = 1024**3) -> None:
+        self.args = ["--token-lifetime", str(token_lifetime), "--output-size", str(output_size)]
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> FakeServer:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, *self.args], stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the fake CCP did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/_stats", timeout=30) as answer:
+            return dict(json.loads(answer.read()))
+
+    def connection_json(self, **extra: Any) -> str:
+        """An Airflow connection (for AIRFLOW_CONN_*) to this server, password_scope by default."""
+        return json.dumps(
+            {
+                "conn_type": "ccp",
+                "host": self.url,
+                "login": "bench-user",
+                "password": "bench-password",
+                "extra": {
+                    "token_url": self.url + "/token",
+                    "client_id": "bench",
+                    "context": "/d4science.research-infrastructures.eu/bench",
+                    "auth_flow": "password_scope",
+                    **extra,
+                },
+            }
+        )
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process, all threads."""
+    times = os.times()
+    return times.user + times.system
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token-lifetime", type=float, default=300.0)
+    parser.add_argument("--output-size", type=int, default=1024**3)
+    args = parser.parse_args()
+    try:
+        asyncio.run(serve(args.port, args.token_lifetime, args.output_size))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
