@@ -30,9 +30,22 @@ from airflow_provider_ccp.exceptions import (
     CCPProtocolError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.inputs import default_outputs, mask_secret_inputs, prepare_inputs, public_inputs
+from airflow_provider_ccp.inputs import (
+    check_mapping,
+    default_outputs,
+    mask_secret_inputs,
+    prepare_inputs,
+    public_inputs,
+    secret_inputs_sent,
+)
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
-from airflow_provider_ccp.outputs import fetch_tails, log_tails, store_outputs, task_output_path
+from airflow_provider_ccp.outputs import (
+    ExtractionLimits,
+    fetch_tails,
+    log_tails,
+    store_outputs,
+    task_output_path,
+)
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import JobWatch, terminal_event, validate_event
@@ -67,13 +80,18 @@ class CCPExecuteMethodOperator(BaseOperator):
         ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/``. Default ``$AIRFLOW_HOME/ccp-outputs``.
         Templated.
     :param extract: extract ``output.zip`` next to it (entries that would escape the folder are refused).
+    :param max_extract_bytes: most bytes ``output.zip`` may expand to (default 20 GiB; None: no limit).
+    :param max_extract_entries: most entries ``output.zip`` may hold to be extracted (default 100,000; None: no limit).
+    :param max_compression_ratio: most times ``output.zip`` may expand once it expands to more than
+        64 MiB (default 200; None: no limit). Over any limit the task fails and nothing is extracted.
     :param cancel_on_kill: dismiss the execution when the task is killed.
     :param log_lines: lines of each stdout/stderr file copied into the task log (0: none).
 
     Returns (XCom ``return_value``) a manifest: ``job_id``, ``method_id``, ``status``, ``message``,
-    ``created``, ``started``, ``finished``, ``duration_seconds``, ``archive``, ``files`` (``path``,
-    ``uri``, ``size`` each), ``refused`` and ``execution_url``; each key is also its own XCom
-    (``multiple_outputs``), so ``op.output["files"]`` works.
+    ``created``, ``started``, ``finished``, ``duration_seconds``, ``archive``, ``manifest`` (the URI of
+    ``manifest.json``, the full listing), ``files`` (the first 100: ``path``, ``uri``, ``size`` each),
+    ``file_count``, ``refused`` (the first 100), ``refused_count``, ``withheld`` and ``execution_url``;
+    each key is also its own XCom (``multiple_outputs``), so ``op.output["files"]`` works.
     """
 
     template_fields: Sequence[str] = ("method_id", "inputs", "outputs", "output_path", "ccp_conn_id")
@@ -94,6 +112,9 @@ class CCPExecuteMethodOperator(BaseOperator):
         wait_for_completion: bool = True,
         output_path: str | None = None,
         extract: bool = True,
+        max_extract_bytes: int | None = ExtractionLimits.max_bytes,
+        max_extract_entries: int | None = ExtractionLimits.max_entries,
+        max_compression_ratio: float | None = ExtractionLimits.max_ratio,
         cancel_on_kill: bool = True,
         log_lines: int = 50,
         **kwargs: Any,
@@ -108,6 +129,14 @@ class CCPExecuteMethodOperator(BaseOperator):
             raise ValueError(f"timeout must be positive or None, got {timeout!r}")
         if log_lines < 0:
             raise ValueError(f"log_lines must be 0 or more, got {log_lines!r}")
+        limits = {
+            "max_extract_bytes": max_extract_bytes,
+            "max_extract_entries": max_extract_entries,
+            "max_compression_ratio": max_compression_ratio,
+        }
+        for name, limit in limits.items():
+            if limit is not None and not limit > 0:
+                raise ValueError(f"{name} must be positive or None, got {limit!r}")
         self.method_id = method_id
         self.inputs = inputs
         self.outputs = outputs
@@ -118,6 +147,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.output_path = output_path
         self.extract = extract
+        self.limits = ExtractionLimits(max_extract_bytes, max_extract_entries, max_compression_ratio)
         self.cancel_on_kill = cancel_on_kill
         self.log_lines = log_lines
         self.job_id: str | None = None
@@ -156,8 +186,10 @@ class CCPExecuteMethodOperator(BaseOperator):
             self._mask_secret_inputs()
 
     def _mask_secret_inputs(self) -> None:
+        if not isinstance(self.inputs, Mapping):
+            return  # execute() refuses it with a clear error, before anything is sent
         try:
-            mask_secret_inputs(self._method_description(), self.inputs or {})
+            self.inputs = mask_secret_inputs(self._method_description(), self.inputs)
         except Exception as err:  # rendering must not fail: execute() reads the description again
             self.log.warning(
                 "Could not read Method %s to mask its secret inputs in the rendered fields: %s", self.method_id, err
@@ -166,8 +198,10 @@ class CCPExecuteMethodOperator(BaseOperator):
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Context) -> Any:
+        given = self.inputs if self.inputs is not None else {}
+        check_mapping(self.method_id, given)  # before any request
         description = self._method_description()
-        inputs = prepare_inputs(self.method_id, description, self.inputs or {})
+        inputs = prepare_inputs(self.method_id, description, given)
         fingerprint = request_fingerprint(self.method_id, public_inputs(description, inputs))
         job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)
         if not self.wait_for_completion:
@@ -312,7 +346,15 @@ class CCPExecuteMethodOperator(BaseOperator):
         info = self._final_status(job_id)
         ti = context["ti"]
         target = task_output_path(self.output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-        stored = store_outputs(self.hook, job_id, target, extract=self.extract, log_lines=self.log_lines)
+        stored = store_outputs(
+            self.hook,
+            job_id,
+            target,
+            extract=self.extract,
+            log_lines=self.log_lines,
+            limits=self.limits,
+            secret_inputs=secret_inputs_sent(self._method_description(), self.inputs or {}),
+        )
         log_tails(stored.tails, self.log)
         self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
         times = info.to_dict()
@@ -325,9 +367,7 @@ class CCPExecuteMethodOperator(BaseOperator):
             "started": times["started"],
             "finished": times["finished"],
             "duration_seconds": times["duration_seconds"],
-            "archive": stored.archive,
-            "files": stored.files,
-            "refused": stored.refused,
+            **stored.for_xcom(),
             "execution_url": self._job_url(job_id),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.error
@@ -62,6 +63,11 @@ class SandboxAdmin:
     def corrupt_output(self, mode: str = "truncate", job_id: str | None = None, count: int = 1) -> None:
         """Damage the next output.zip downloads: 'truncate' (short body, then hang-up) or 'corrupt' (garbage)."""
         self.add_fault(kind="corrupt_output", mode=mode, job_id=job_id, count=count)
+
+    def replace_output(self, archive: bytes, job_id: str | None = None, count: int = 1) -> None:
+        """Serve ``archive`` (any bytes: a hostile zip, an HTML page) as the next output.zip downloads."""
+        encoded = base64.b64encode(archive).decode("ascii")
+        self.add_fault(kind="corrupt_output", mode="replace", archive_base64=encoded, job_id=job_id, count=count)
 
     def faults(self) -> list[dict[str, Any]]:
         faults: list[dict[str, Any]] = self._call("GET", "/faults")["faults"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +14,7 @@ REQUEST_KINDS = ("status", "latency", "drop")
 EXECUTION_KINDS = ("hold", "corrupt_output")
 KINDS = (*REQUEST_KINDS, *EXECUTION_KINDS)
 STATUS_BODIES = ("ogc", "empty", "html")
-CORRUPT_MODES = ("truncate", "corrupt")
+CORRUPT_MODES = ("truncate", "corrupt", "replace")
 
 
 class FaultSpecError(ValueError):
@@ -32,6 +34,8 @@ class Fault:
     method_id: str | None = None
     job_id: str | None = None
     mode: str = "truncate"
+    #: What 'replace' serves instead of the job's output.zip (a hostile archive, say).
+    archive: bytes = b""
 
     def matches_request(self, http_method: str, path: str) -> bool:
         return (self.method is None or self.method == http_method.upper()) and (
@@ -75,8 +79,9 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
             method_id=spec.get("method_id"),
             job_id=spec.get("job_id"),
             mode=str(spec.get("mode", "truncate")),
+            archive=base64.b64decode(spec.get("archive_base64") or "", validate=True),
         )
-    except (TypeError, ValueError, re.error) as error:
+    except (TypeError, ValueError, re.error, binascii.Error) as error:
         raise FaultSpecError(f"invalid fault {spec!r}: {error}") from error
     if fault.mode not in CORRUPT_MODES:
         raise FaultSpecError(f"'mode' must be one of {list(CORRUPT_MODES)}")

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def ccp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     # Jobs stay `accepted` for 6 s, as on CCP while it deploys the container: the task must defer.
-    sandbox = SandboxProcess(data_dir=tmp_path_factory.mktemp("sandbox-data"), launch_seconds=6)
+    sandbox = SandboxProcess(data_dir=tmp_path_factory.mktemp("sandbox-data"), launch_seconds=6, admin=True)
     sandbox.start()
     try:
         yield sandbox
