@@ -74,7 +74,8 @@ def storage_path(location: str) -> ObjectStoragePath:
     return ObjectStoragePath("file://" + os.path.abspath(os.path.expanduser(location)))
 
 
-_SEGMENT_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+=@,~")
+# Airflow run ids hold ":" and "+" (manual__2025-01-01T00:00:00+00:00): kept as they are, like letters.
+_SEGMENT_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+=@,~:")
 
 
 def path_segment(value: Any) -> str:

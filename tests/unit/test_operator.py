@@ -22,6 +22,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPProtocolError,
 )
+from airflow_provider_ccp import protocol
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import prepare_inputs
 from airflow_provider_ccp.operators import ccp as operator_module
@@ -249,6 +250,48 @@ def test_secret_inputs_are_masked_as_soon_as_templates_are_rendered(sandbox, tmp
 
     assert op.inputs == {"name": name, "api_key": secret}
     assert redact(f"shown {json.dumps(op.inputs)}") == f"shown {json.dumps({'name': name, 'api_key': '***'})}"
+
+
+def secret_forms(salt: int) -> dict[str, tuple[Any, list[str]]]:
+    """Secret values of each type and the strings that must not show; ``salt`` keeps them new per test."""
+    word = f"secret-{salt}"
+    return {
+        "int": (9876543210000 + salt, [str(9876543210000 + salt)]),
+        "float": (12345.5 + salt, [str(12345.5 + salt)]),
+        "list": ([f"alpha-{word}", 7654321000 + salt], [f"alpha-{word}", str(7654321000 + salt)]),
+        "dict": ({"region": f"nested-{word}"}, [f"nested-{word}"]),
+        "bool-list": ([True, f"gamma-{word}"], [f"gamma-{word}"]),
+    }
+
+
+@pytest.mark.parametrize("form", ["int", "float", "list", "dict", "bool-list"])
+def test_a_secret_input_of_any_form_is_masked_in_rendered_templates(sandbox, tmp_path, form):
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    value, pieces = secret_forms(secrets.randbelow(10**6))[form]
+    op = operator(tmp_path, method_id="hello", inputs={"name": "visible-name", "api_key": "{{ params.key }}"})
+    op.render_template_fields({"params": {"key": value}})
+    op.inputs = {"name": "visible-name", "api_key": value}
+    op._mask_secret_inputs()  # what rendering does; a native-typed template renders such values
+
+    shown = json.dumps(_serialize_rendered_fields(op))
+
+    assert "visible-name" in shown
+    for piece in pieces:
+        assert piece not in shown, shown
+    assert prepare_inputs("hello", CCPHook().get_method("hello"), op.inputs)["api_key"] == protocol.input_value_to_string(
+        "api_key", value
+    )
+
+
+@pytest.mark.parametrize("given", ["text=hello", ["text", "hello"], "", []])
+def test_inputs_that_are_not_a_mapping_are_one_clear_error_and_nothing_is_sent(sandbox, tmp_path, given):
+    op = operator(tmp_path, inputs=given)
+
+    with pytest.raises(CCPInputError, match="^inputs of Method 'word-count' must be a mapping of input ids to values"):
+        op.execute(make_context(DictStore()))
+
+    assert sum(sandbox.admin.counters()["requests"].values()) == 0
 
 
 def test_rendering_and_execute_read_the_method_description_once(sandbox, tmp_path):
