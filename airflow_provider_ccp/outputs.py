@@ -129,7 +129,10 @@ class ExtractionLimits:
         if self.max_ratio is not None and total > RATIO_CHECK_FLOOR and total > self.max_ratio * max(packed, 1):
             ratio = total / max(packed, 1)
             self._fail(
-                archive, f"expands {ratio:.0f} times ({packed} to {total} bytes)", "max_compression_ratio", self.max_ratio
+                archive,
+                f"expands {ratio:.0f} times ({packed} to {total} bytes)",
+                "max_compression_ratio",
+                self.max_ratio,
             )
 
     @staticmethod
@@ -306,7 +309,11 @@ def read_tails(archive: Path, lines: int) -> dict[str, list[str]]:
             if _is_dir(info) or not STD_STREAM.search(info.filename) or unsafe_reason(info):
                 continue
             if info.file_size > TAIL_READ_LIMIT:
-                log.info("Not reading the tail of %s: %d bytes is more than the tail reader reads", info.filename, info.file_size)
+                log.info(
+                    "Not reading the tail of %s: %d bytes is more than the tail reader reads",
+                    info.filename,
+                    info.file_size,
+                )
                 continue
             with zf.open(info) as member:
                 last: deque[str] = deque(maxlen=lines)

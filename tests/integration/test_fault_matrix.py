@@ -203,7 +203,9 @@ DOWNLOAD_BROKE = r"^The download of .*output\.zip (ended|broke) after \d+"
 CASES: list[Case] = [
     # polling and token faults the sandbox injects: survived, one execution
     Case("503 + Retry-After on 3 polls", "polling/token", arrange=lambda env: _polls(env, retry_after=1, count=3)),
-    Case("502 HTML page on 2 polls", "polling/token", arrange=lambda env: _polls(env, status=502, body="html", count=2)),
+    Case(
+        "502 HTML page on 2 polls", "polling/token", arrange=lambda env: _polls(env, status=502, body="html", count=2)
+    ),
     Case("connection dropped on a poll", "polling/token", arrange=lambda env: _polls(env, kind="drop")),
     Case("2 s latency on a poll", "polling/token", arrange=lambda env: _polls(env, kind="latency", seconds=2)),
     Case("token revoked mid-task", "polling/token", arrange=_revoke_after_first_token),
@@ -399,7 +401,9 @@ def summary_lines(results: list[Figures]) -> list[str]:
         f"bad inputs: {len(bad_inputs)}   clear error, nothing submitted: {len(clear)}   "
         f"answered by a traceback: {sum(r.traceback for r in bad_inputs)}",
     ]
-    failed = [r for r in results if r.outcome not in ("succeeded", "clear error") or r.secrets_leaked or r.files_outside]
+    failed = [
+        r for r in results if r.outcome not in ("succeeded", "clear error") or r.secrets_leaked or r.files_outside
+    ]
     lines += [f"  NOT OK: {r.name} [{r.mode}]: {r.outcome} {r.secrets_leaked} {r.files_outside}" for r in failed]
     return [*lines, "=" * 74]
 

@@ -170,7 +170,9 @@ def test_a_verify_path_that_exists_is_kept(tmp_path):
     assert settings(verify=str(bundle), **USER_EXTRA).verify == str(bundle)
 
 
-@pytest.mark.parametrize("host", ["https://ccp.example.org/?x=1", "https://ccp.example.org#top", "ccp.example.org?", "h#"])
+@pytest.mark.parametrize(
+    "host", ["https://ccp.example.org/?x=1", "https://ccp.example.org#top", "ccp.example.org?", "h#"]
+)
 def test_a_host_with_a_query_or_fragment_is_named(host):
     with pytest.raises(CCPError, match=r"^Connection field 'host' is .*without a query string or fragment"):
         settings(host=host, **USER_EXTRA)
@@ -199,7 +201,7 @@ class _Conn:
     ],
 )
 def test_extra_that_is_not_a_json_object_is_named_without_its_content(extra, expected):
-    with pytest.raises(CCPError, match="^Connection field 'extra' ") as raised:
+    with pytest.raises(CCPError, match=r"^Connection field 'extra' ") as raised:
         CCPConnectionSettings.from_connection(_Conn(extra))
 
     assert expected in str(raised.value)

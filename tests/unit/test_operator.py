@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.sdk import DAG
 from airflow.sdk._shared.secrets_masker import redact
 
+from airflow_provider_ccp import protocol
 from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPInputError,
@@ -22,7 +23,6 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPProtocolError,
 )
-from airflow_provider_ccp import protocol
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import prepare_inputs
 from airflow_provider_ccp.operators import ccp as operator_module
@@ -279,16 +279,16 @@ def test_a_secret_input_of_any_form_is_masked_in_rendered_templates(sandbox, tmp
     assert "visible-name" in shown
     for piece in pieces:
         assert piece not in shown, shown
-    assert prepare_inputs("hello", CCPHook().get_method("hello"), op.inputs)["api_key"] == protocol.input_value_to_string(
-        "api_key", value
-    )
+    assert prepare_inputs("hello", CCPHook().get_method("hello"), op.inputs)[
+        "api_key"
+    ] == protocol.input_value_to_string("api_key", value)
 
 
 @pytest.mark.parametrize("given", ["text=hello", ["text", "hello"], "", []])
 def test_inputs_that_are_not_a_mapping_are_one_clear_error_and_nothing_is_sent(sandbox, tmp_path, given):
     op = operator(tmp_path, inputs=given)
 
-    with pytest.raises(CCPInputError, match="^inputs of Method 'word-count' must be a mapping of input ids to values"):
+    with pytest.raises(CCPInputError, match=r"^inputs of Method 'word-count' must be a mapping of input ids to values"):
         op.execute(make_context(DictStore()))
 
     assert sum(sandbox.admin.counters()["requests"].values()) == 0

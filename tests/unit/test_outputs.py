@@ -257,8 +257,11 @@ def test_no_id_leaves_its_own_folder_level(tmp_path, hostile, position):
     assert path.relative_to(root).parts[:3] == tuple(path_segment(ids[key]) for key in ("dag_id", "run_id", "task_id"))
     assert len(path.relative_to(root).parts) == 4
     for segment in path.relative_to(root).parts:
-        assert segment not in (".", "..", "") and not segment.startswith(".")
-        assert "/" not in segment and "\\" not in segment and "\x00" not in segment
+        assert segment not in (".", "..", "")
+        assert not segment.startswith(".")
+        assert "/" not in segment
+        assert "\\" not in segment
+        assert "\x00" not in segment
         assert len(segment.encode()) <= 255
     path.mkdir(parents=True)  # a name the file system takes
     assert path.resolve().is_relative_to(root.resolve())
@@ -317,7 +320,10 @@ def stub_hook() -> StubHook:
 
 def zeros_zip(path: Path, size: int, name: str = "zeros.bin") -> Path:
     """A small archive of ``size`` zero bytes: the shape of a zip bomb."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w", force_zip64=True) as out:
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+        zf.open(name, "w", force_zip64=True) as out,
+    ):
         chunk = bytes(1024 * 1024)
         for start in range(0, size, len(chunk)):
             out.write(chunk[: min(len(chunk), size - start)])
@@ -355,7 +361,8 @@ def test_an_archive_over_a_limit_is_refused_whole_and_old_outputs_stay(tmp_path,
         store_outputs(stub_hook, "job-2", target, extract=True, log_lines=0, limits=limits)
 
     message = str(raised.value)
-    assert f"{argument}=" in message and f"raise the operator's {argument}" in message
+    assert f"{argument}=" in message
+    assert f"raise the operator's {argument}" in message
     assert tree(tmp_path / "root") == before  # nothing half-extracted, no staging folder left
 
 
@@ -398,7 +405,11 @@ def test_a_failed_rerun_keeps_the_previous_complete_outputs(tmp_path, stub_hook,
     target = task_output_path(str(tmp_path / "root"), "d", "r", "t", None)
     stub_hook.serve(make_zip(tmp_path / "good.zip", {"good.txt": b"old and complete"}))
     store_outputs(stub_hook, "job-1", target, extract=True, log_lines=0)
-    before = {name: (tmp_path / "root" / name).read_bytes() for name in tree(tmp_path / "root") if (tmp_path / "root" / name).is_file()}
+    before = {
+        name: (tmp_path / "root" / name).read_bytes()
+        for name in tree(tmp_path / "root")
+        if (tmp_path / "root" / name).is_file()
+    }
     if failure == "download_error":
         stub_hook.fail(CCPDownloadError("The download of output.zip broke after 10 bytes"))
     elif failure == "not_a_zip":
@@ -409,7 +420,11 @@ def test_a_failed_rerun_keeps_the_previous_complete_outputs(tmp_path, stub_hook,
     with pytest.raises(CCPDownloadError):
         store_outputs(stub_hook, "job-2", target, extract=True, log_lines=0)
 
-    after = {name: (tmp_path / "root" / name).read_bytes() for name in tree(tmp_path / "root") if (tmp_path / "root" / name).is_file()}
+    after = {
+        name: (tmp_path / "root" / name).read_bytes()
+        for name in tree(tmp_path / "root")
+        if (tmp_path / "root" / name).is_file()
+    }
     assert after == before
 
 
