@@ -58,7 +58,7 @@ RATIO_CHECK_FLOOR = 64 * 1024 * 1024
 #: Longest path segment written: file systems allow 255 bytes, and the staging names add a few.
 SEGMENT_MAX = 200
 #: A task folder's staging and swapped-out siblings: ``.<folder>.ccp-staging-<random>`` and ``.ccp-old-``.
-STAGING_MARK = ".ccp-"
+STAGING_KINDS = ("staging", "old")
 
 
 def default_output_root() -> str:
@@ -215,7 +215,7 @@ class StoredOutputs:
             "file_count": len(self.files),
             "refused": self.refused[:XCOM_LIST_LIMIT],
             "refused_count": len(self.refused),
-            "withheld": self.withheld,
+            "withheld": self.withheld[:XCOM_LIST_LIMIT],
         }
 
 
@@ -342,7 +342,7 @@ def _is_local(path: ObjectStoragePath) -> bool:
 
 def _sibling(target: ObjectStoragePath, kind: str) -> ObjectStoragePath:
     """A fresh folder name beside ``target`` that only this task's folder can own (ids never start with '.')."""
-    return target.parent / f".{target.name}{STAGING_MARK}{kind}-{secrets.token_hex(4)}"
+    return target.parent / f".{target.name}.ccp-{kind}-{secrets.token_hex(4)}"
 
 
 def _remove(path: ObjectStoragePath) -> None:
@@ -358,9 +358,11 @@ def _clear_leftovers(target: ObjectStoragePath) -> None:
     parent = target.parent
     if not parent.exists():
         return
-    mark = f".{target.name}{STAGING_MARK}"
+    # Exactly the names _sibling makes: a prefix would also match the staging folder of a task
+    # whose id starts with this one's followed by ".ccp-".
+    own = re.compile(rf"\.{re.escape(target.name)}\.ccp-(?:{'|'.join(STAGING_KINDS)})-[0-9a-f]{{8}}")
     for entry in parent.iterdir():
-        if entry.name.startswith(mark):
+        if own.fullmatch(entry.name):
             _remove(entry)
 
 

@@ -353,7 +353,7 @@ class CCPExecuteMethodOperator(BaseOperator):
             extract=self.extract,
             log_lines=self.log_lines,
             limits=self.limits,
-            secret_inputs=secret_inputs_sent(self._method_description(), self.inputs or {}),
+            secret_inputs=self._secret_inputs_sent(),
         )
         log_tails(stored.tails, self.log)
         self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
@@ -370,6 +370,16 @@ class CCPExecuteMethodOperator(BaseOperator):
             **stored.for_xcom(),
             "execution_url": self._job_url(job_id),
         }
+
+    def _secret_inputs_sent(self) -> bool:
+        """Whether the outputs may hold a secret input; when the description cannot be read, assume so."""
+        try:
+            return secret_inputs_sent(self._method_description(), self.inputs)
+        except CCPError as err:
+            self.log.warning(
+                "Could not read Method %s; outputs handled as holding a secret input: %s", self.method_id, err
+            )
+            return True
 
     def _final_status(self, job_id: str) -> StatusInfo:
         """The job's statusInfo, with the times CCP's jobStatus leaves out (``finished``) taken from

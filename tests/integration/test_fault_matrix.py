@@ -94,6 +94,16 @@ def archive(name: str, build: Callable[[], bytes]) -> bytes:
     return _ARCHIVES[name]
 
 
+def serving(name: str, build: Callable[[], bytes]) -> Callable[[Env], None]:
+    """Arrange: the next output.zip download gets this archive instead of the job's."""
+    return lambda env: env.sandbox.admin.replace_output(archive(name, build))
+
+
+def corrupting(mode: str) -> Callable[[Env], None]:
+    """Arrange: the next output.zip download is damaged ('truncate' or 'corrupt')."""
+    return lambda env: env.sandbox.admin.corrupt_output(mode)
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -219,14 +229,14 @@ CASES: list[Case] = [
         "output.zip truncated",
         "hostile output",
         expect=DOWNLOAD_BROKE,
-        arrange=lambda env: env.sandbox.admin.corrupt_output("truncate"),
+        arrange=corrupting("truncate"),
         check=_nothing_extracted,
     ),
     Case(
         "re-run download breaks",
         "hostile output",
         expect=DOWNLOAD_BROKE,
-        arrange=lambda env: env.sandbox.admin.corrupt_output("truncate"),
+        arrange=corrupting("truncate"),
         rerun=True,
         check=_old_outputs_kept,
     ),
@@ -234,34 +244,34 @@ CASES: list[Case] = [
         "output.zip garbage",
         "hostile output",
         expect=r"^The outputs archive output\.zip is not a valid zip file",
-        arrange=lambda env: env.sandbox.admin.corrupt_output("corrupt"),
+        arrange=corrupting("corrupt"),
         check=_nothing_extracted,
     ),
     Case(
         "entries escaping the folder",
         "hostile output",
-        arrange=lambda env: env.sandbox.admin.replace_output(archive("traversal", traversal_zip)),
+        arrange=serving("traversal", traversal_zip),
         check=_files_refused,
     ),
     Case(
         "zip bomb (512 MiB of zeros)",
         "hostile output",
         expect=r"^The outputs archive output\.zip expands \d+ times .*raise the operator's max_compression_ratio",
-        arrange=lambda env: env.sandbox.admin.replace_output(archive("bomb", bomb_zip)),
+        arrange=serving("bomb", bomb_zip),
         check=_nothing_extracted,
     ),
     Case(
         "100,001 entries, extracted",
         "hostile output",
         expect=r"^The outputs archive output\.zip has 100001 entries.*raise the operator's max_extract_entries",
-        arrange=lambda env: env.sandbox.admin.replace_output(archive("many", many_entries_zip)),
+        arrange=serving("many", many_entries_zip),
         modes=(WORKER,),
         check=_nothing_extracted,
     ),
     Case(
         "100,001 entries, listed",
         "hostile output",
-        arrange=lambda env: env.sandbox.admin.replace_output(archive("many", many_entries_zip)),
+        arrange=serving("many", many_entries_zip),
         operator={"extract": False},
         modes=(WORKER,),
         check=_small_xcom_full_manifest,
@@ -270,7 +280,7 @@ CASES: list[Case] = [
         "re-run gets a bad CRC member",
         "hostile output",
         expect=r"^The outputs archive output\.zip could not be read",
-        arrange=lambda env: env.sandbox.admin.replace_output(archive("crc", bad_crc_zip)),
+        arrange=serving("crc", bad_crc_zip),
         rerun=True,
         check=_old_outputs_kept,
     ),
@@ -278,7 +288,7 @@ CASES: list[Case] = [
         "re-run gets an HTML page",
         "hostile output",
         expect=r"^The outputs archive output\.zip is not a valid zip file",
-        arrange=lambda env: env.sandbox.admin.replace_output(b"<html>502 Bad Gateway</html>"),
+        arrange=serving("html", lambda: b"<html>502 Bad Gateway</html>"),
         rerun=True,
         check=_old_outputs_kept,
     ),

@@ -624,3 +624,24 @@ def test_secret_inputs_stay_out_of_the_stored_fingerprint(sandbox, tmp_path):
     assert sandbox.admin.executions_submitted("hello") == 1
     public = {"name": "ada", "ccpimage": "bash", "ccpreplicas": "1"}
     assert store.values[STATE_KEY]["fingerprint"] == request_fingerprint("hello", public)
+
+
+def test_input_files_are_withheld_when_a_secret_input_was_sent_or_cannot_be_ruled_out(sandbox, tmp_path):
+    plain = finished_job("hello", {"name": "ada"})
+    secret = finished_job("hello", {"name": "ada", "api_key": f"key-{secrets.token_hex(8)}"})
+
+    shown = operator(tmp_path / "plain", method_id="hello", inputs={"name": "ada"}).execute_complete(
+        make_context(), event=job_event("success", plain.job_id, "successful", "")
+    )
+    hidden = operator(tmp_path / "secret", method_id="hello", inputs={"name": "ada", "api_key": "x"}).execute_complete(
+        make_context(), event=job_event("success", secret.job_id, "successful", "")
+    )
+    sandbox.admin.fail_next(r"^/processes/hello$", 404, count=2, method="GET")
+    unknown = operator(tmp_path / "unknown", method_id="hello", inputs={"name": "ada"}).execute_complete(
+        make_context(), event=job_event("success", plain.job_id, "successful", "")
+    )
+
+    assert shown["withheld"] == []
+    assert {"ccp-entrypoint.sh", "ccpenv"} <= {item["path"] for item in shown["files"]}
+    assert sorted(hidden["withheld"]) == sorted(unknown["withheld"]) == ["ccp-entrypoint.sh", "ccpenv"]
+    assert not {"ccp-entrypoint.sh", "ccpenv"} & {item["path"] for item in hidden["files"] + unknown["files"]}

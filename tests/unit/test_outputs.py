@@ -443,14 +443,16 @@ def test_a_successful_rerun_replaces_the_outputs_whole(tmp_path, stub_hook):
 def test_leftovers_of_a_killed_try_are_cleared_but_nothing_else(tmp_path, stub_hook):
     target = task_output_path(str(tmp_path / "root"), "d", "r", "t", None)
     run = Path(target.path).parent
-    (run / ".t.ccp-staging-dead").mkdir(parents=True)
-    (run / ".t.ccp-staging-dead" / "half.bin").write_bytes(b"x")
+    (run / ".t.ccp-staging-0123abcd").mkdir(parents=True)
+    (run / ".t.ccp-staging-0123abcd" / "half.bin").write_bytes(b"x")
     (run / "t2").mkdir()
+    # another task's staging folder, whose id starts with this task's id and ".ccp-"
+    (run / ".t.ccp-staging-x.ccp-staging-0123abcd").mkdir()
     stub_hook.serve(make_zip(tmp_path / "o.zip", {"a.txt": b"a"}))
 
     store_outputs(stub_hook, "job", target, extract=True, log_lines=0)
 
-    assert sorted(p.name for p in run.iterdir()) == ["t", "t2"]
+    assert sorted(p.name for p in run.iterdir()) == [".t.ccp-staging-x.ccp-staging-0123abcd", "t", "t2"]
 
 
 def test_outputs_swap_on_object_storage_too(memory_storage, stub_hook, tmp_path):
