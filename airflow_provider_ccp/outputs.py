@@ -346,7 +346,8 @@ def _sibling(target: ObjectStoragePath, kind: str) -> ObjectStoragePath:
 
 
 def _remove(path: ObjectStoragePath) -> None:
-    with suppress(FileNotFoundError):
+    """Best effort: cleaning up must never hide the error that made it necessary."""
+    with suppress(OSError):
         if _is_local(path):
             shutil.rmtree(path.path)
         elif path.exists():
