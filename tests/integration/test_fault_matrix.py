@@ -389,10 +389,12 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
     if not RESULTS:
         return
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
         return
-    for line in summary_lines(RESULTS):
-        reporter.write_line(line)
+    with capture.global_and_fixture_disabled():  # on the terminal, not in a captured section
+        for line in summary_lines(RESULTS):
+            reporter.write_line(line)
 
 
 def summary_lines(results: list[Figures]) -> list[str]:
