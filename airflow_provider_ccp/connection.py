@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +51,13 @@ def _verify(value: Any) -> bool | str:
         return True
     if text.lower() in ("false", "0", "no"):
         return False
-    return text  # a CA bundle path
+    if not os.path.exists(os.path.expanduser(text)):
+        # Else requests and httpx fail at the first call, reported as if CCP could not be reached.
+        raise CCPError(
+            f"Connection extra 'verify' is {text!r}, which does not exist; expected true, false or the path "
+            "of a CA bundle file (or folder) on the machine running the task and the triggerer"
+        )
+    return os.path.expanduser(text)  # a CA bundle path
 
 
 def _timeout(value: Any) -> float:
@@ -58,9 +67,22 @@ def _timeout(value: Any) -> float:
         timeout = float(value)
     except (TypeError, ValueError):
         raise CCPError(f"Connection extra 'timeout' is {value!r}; expected a number of seconds") from None
-    if timeout <= 0:
+    if not math.isfinite(timeout) or timeout <= 0:
         raise CCPError(f"Connection extra 'timeout' is {value!r}; expected a positive number of seconds")
     return timeout
+
+
+def _extra_document(text: str | None) -> None:
+    """Refuse an ``extra`` that is not a JSON object: Airflow would log it and read it as ``{}``,
+    and the task would then fail asking for fields that are in fact there."""
+    if not text:
+        return
+    try:
+        document = json.loads(text)
+    except ValueError as err:  # the message locates the error without quoting the text (it may hold secrets)
+        raise CCPError(f"Connection field 'extra' is not valid JSON ({err}); expected a JSON object") from None
+    if not isinstance(document, dict):
+        raise CCPError(f"Connection field 'extra' is a JSON {type(document).__name__}; expected a JSON object")
 
 
 def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
@@ -70,6 +92,11 @@ def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     if "://" not in host:
         host = f"{schema or 'https'}://{host}"
     parts = urlsplit(host)
+    if parts.query or parts.fragment or host.endswith(("?", "#")):
+        raise CCPError(
+            f"Connection field 'host' is {host!r}; expected the CCP URL without a query string or fragment, "
+            f"e.g. {DEFAULT_HOST}"
+        )
     if port and parts.port is None:
         # The port belongs to the authority: a host given with a path (https://x.org/ccp) keeps its path.
         host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
@@ -128,6 +155,7 @@ class CCPConnectionSettings:
     @classmethod
     def from_connection(cls, conn: Any, extra: Mapping[str, Any] | None = None) -> CCPConnectionSettings:
         """From an ``airflow.sdk.Connection``; pass ``extra`` when it was read asynchronously."""
+        _extra_document(conn.extra if isinstance(conn.extra, str) else None)
         return cls.from_fields(
             host=conn.host,
             login=conn.login,

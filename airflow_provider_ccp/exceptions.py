@@ -62,6 +62,10 @@ class CCPDownloadError(CCPError):
     """An output download ended early or does not match its announced size."""
 
 
+class CCPOutputLimitError(CCPDownloadError):
+    """The outputs archive would expand past an extraction limit (bytes, entries, compression ratio)."""
+
+
 class CCPJobFailedError(CCPError):
     """The CCP execution ended in a failure status (failed, dismissed, cancelled, expired)."""
 

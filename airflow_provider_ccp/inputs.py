@@ -99,6 +99,7 @@ def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mappin
     Raises one ``CCPInputError`` naming every unknown input, missing required input and value
     outside an ``enum``, followed by the list of inputs the Method accepts.
     """
+    check_mapping(method_id, given)
     specs = declared_inputs(description)
     problems = [f"unknown input {name!r}" for name in given if name not in specs and name not in CCP_SYSTEM_INPUTS]
     problems += [
@@ -119,21 +120,56 @@ def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mappin
     return prepared
 
 
-def mask_secret_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-    """Register the values of the inputs the description marks secret with Airflow's masker."""
-    _mask_secrets(declared_inputs(description), values)
+def check_mapping(method_id: str, given: Any) -> None:
+    """``inputs`` must be a mapping of input ids to values; a string or list is a mistake worth one line."""
+    if not isinstance(given, Mapping):
+        raise CCPInputError(
+            f"inputs of Method {method_id!r} must be a mapping of input ids to values "
+            f"(e.g. {{'text': 'hello'}}), got a {type(given).__name__}",
+            method_id=method_id,
+        )
+
+
+def mask_secret_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with each secret input in a form Airflow's masker can hide, its forms registered.
+
+    The masker only rewrites strings, so a number or a mapping would show in clear: each becomes
+    the string CCP receives anyway; a list stays a list (an enum checks its items) of strings.
+    """
+    specs = declared_inputs(description)
+    shown = {name: _maskable(name, value) if _is_secret(specs, name) else value for name, value in values.items()}
+    _mask_secrets(specs, shown)
+    return shown
+
+
+def secret_inputs_sent(description: Mapping[str, Any], values: Any) -> bool:
+    """Whether any input the description marks secret has a value in ``values``."""
+    specs = declared_inputs(description)
+    return isinstance(values, Mapping) and any(_is_secret(specs, name) for name in values)
 
 
 def public_inputs(description: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, str]:
     """The values of every input the description does not mark secret."""
     specs = declared_inputs(description)
-    return {name: value for name, value in values.items() if not (name in specs and specs[name].secret)}
+    return {name: value for name, value in values.items() if not _is_secret(specs, name)}
+
+
+def _is_secret(specs: Mapping[str, InputSpec], name: str) -> bool:
+    return name in specs and specs[name].secret
+
+
+def _maskable(name: str, value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [input_value_to_string(name, item) for item in value]
+    return input_value_to_string(name, value)
 
 
 def _mask_secrets(specs: Mapping[str, InputSpec], values: Mapping[str, Any]) -> None:
-    # The string CCP receives; for the usual string value also what the rendered field shows.
-    secret = [name for name, spec in specs.items() if spec.secret and name in values]
-    auth.mask(*(input_value_to_string(name, values[name]) for name in secret))
+    # The string CCP receives, and each item of a list, which is how a rendered list shows it.
+    for name in (name for name in values if _is_secret(specs, name)):
+        value = values[name]
+        items = value if isinstance(value, list | tuple) else []
+        auth.mask(input_value_to_string(name, value), *(input_value_to_string(name, item) for item in items))
 
 
 def default_outputs(description: Mapping[str, Any]) -> dict[str, dict[str, str]] | None:

@@ -1,16 +1,21 @@
 """Where a finished execution's outputs land, and how they get there safely.
 
 ``output.zip`` is streamed to local disk by the hook, its entries are checked (an entry must
-stay inside the output folder: no absolute path, no ``..``, no link) and written through
-``ObjectStoragePath``, so the same code serves a local folder, ``file://`` or ``s3://``.
+stay inside the output folder: no absolute path, no ``..``, no link; the archive must stay within
+``ExtractionLimits``) and written through ``ObjectStoragePath``, so the same code serves a local
+folder, ``file://`` or ``s3://``. Everything is written to a staging folder beside the task's folder
+and swapped in only when complete: a reader sees the old outputs or the new ones, never a mix.
 Only paths, URIs and sizes leave this module: file content never goes into XCom.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import conf  # airflow.sdk's conf; airflow.configuration's on 3.1
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_ccp.exceptions import CCPDownloadError
+from airflow_provider_ccp.exceptions import CCPDownloadError, CCPOutputLimitError
 
 if TYPE_CHECKING:
     from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -35,15 +40,29 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_NAME = "output.zip"
 EXTRACT_DIR = "output"
+MANIFEST_NAME = "manifest.json"
 LOCAL_PROTOCOLS = frozenset({"file", "local"})
 #: CCP's captured streams: ``stdout.<n>.txt`` in ``output.zip``, ``outputs_stdout.<n>.txt`` in archives.
 STD_STREAM = re.compile(r"(?:^|/)(?:outputs_)?(?:stdout|stderr)[^/]*\.txt$")
+#: Files CCP writes with the execution's input values in them (the rendered script, the environment).
+INPUT_FILES = frozenset({"ccp-entrypoint.sh", "ccpenv"})
 COPY_CHUNK = 1024 * 1024
 #: What zipfile raises when a member's data is damaged or unreadable (bad CRC, broken deflate stream,
 #: truncated member, unknown compression); none of them is an OSError.
 ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 #: Executors that run every task on the scheduler's machine, where the default output folder is shared.
 LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+
+#: Entries (files, refused names) listed in the XCom manifest; the full listing is in manifest.json.
+XCOM_LIST_LIMIT = 100
+#: A std stream larger than this is not read for its tail: decompressing it all would cost minutes.
+TAIL_READ_LIMIT = 64 * 1024 * 1024
+#: Below this many extracted bytes the compression ratio is not checked: small text compresses well.
+RATIO_CHECK_FLOOR = 64 * 1024 * 1024
+#: Longest path segment written: file systems allow 255 bytes, and the staging names add a few.
+SEGMENT_MAX = 200
+#: A task folder's staging and swapped-out siblings: ``.<folder>.ccp-staging-<random>`` and ``.ccp-old-``.
+STAGING_KINDS = ("staging", "old")
 
 
 def configured_output_root() -> str | None:
@@ -95,19 +114,74 @@ def storage_path(location: str) -> ObjectStoragePath:
     return ObjectStoragePath("file://" + os.path.abspath(os.path.expanduser(location)))
 
 
-def _segment(value: Any) -> str:
-    # A run id may hold characters that would add a level to the path.
-    return str(value).replace("/", "_").replace("\\", "_")
+# Airflow run ids hold ":" and "+" (manual__2025-01-01T00:00:00+00:00): kept as they are, like letters.
+_SEGMENT_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+=@,~:")
+
+
+def path_segment(value: Any) -> str:
+    """One folder name for any Airflow id, never ``.``, ``..``, empty, hidden or more than one level.
+
+    Percent-encodes every byte outside a safe set (``/``, ``\\``, NUL, ``%`` ...) and a leading dot, so
+    distinct ids get distinct names and none starts with the dot the staging folders use; the empty
+    id becomes ``%``, which no encoding produces; a very long one is cut and suffixed by its hash.
+    """
+    text = str(value)
+    if not text:
+        return "%"
+    encoded = "".join(
+        chr(byte) if chr(byte) in _SEGMENT_SAFE else f"%{byte:02X}" for byte in text.encode("utf-8", "surrogatepass")
+    )
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded) > SEGMENT_MAX:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        encoded = f"{encoded[: SEGMENT_MAX - 17]}%{digest}"
+    return encoded
 
 
 def task_output_path(
     root: str | None, dag_id: str, run_id: str, task_id: str, map_index: int | None
 ) -> ObjectStoragePath:
-    """``<root>/<dag_id>/<run_id>/<task_id>[/<map_index>]``: one folder per task instance."""
-    path = storage_path(root or default_output_root()) / _segment(dag_id) / _segment(run_id) / _segment(task_id)
+    """``<root>/<dag_id>/<run_id>/<task_id>[/<map_index>]``: one folder per task instance, each id one level."""
+    path = storage_path(root or default_output_root())
+    ids: list[Any] = [dag_id, run_id, task_id]
     if map_index is not None and map_index >= 0:
-        path = path / str(map_index)
-    return path
+        ids.append(map_index)
+    return path.joinpath(*(path_segment(value) for value in ids))
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """How much an ``output.zip`` may expand to; None lifts a limit. The operator's arguments set them."""
+
+    max_bytes: int | None = 20 * 1024**3
+    max_entries: int | None = 100_000
+    max_ratio: float | None = 200.0
+
+    def check(self, archive: Path, infos: list[zipfile.ZipInfo]) -> None:
+        """Raise before anything is written; zipfile never yields more than a member's declared size."""
+        total = sum(info.file_size for info in infos)
+        packed = sum(info.compress_size for info in infos)
+        if self.max_entries is not None and len(infos) > self.max_entries:
+            self._fail(archive, f"has {len(infos)} entries", "max_extract_entries", self.max_entries)
+        if self.max_bytes is not None and total > self.max_bytes:
+            self._fail(archive, f"expands to {total} bytes", "max_extract_bytes", self.max_bytes)
+        if self.max_ratio is not None and total > RATIO_CHECK_FLOOR and total > self.max_ratio * max(packed, 1):
+            ratio = total / max(packed, 1)
+            self._fail(
+                archive,
+                f"expands {ratio:.0f} times ({packed} to {total} bytes)",
+                "max_compression_ratio",
+                self.max_ratio,
+            )
+
+    @staticmethod
+    def _fail(archive: Path, what: str, argument: str, limit: float) -> None:
+        raise CCPOutputLimitError(
+            f"The outputs archive {archive.name} {what}, over the limit {argument}={limit:g}: nothing was "
+            f"extracted. If the outputs are expected, raise the operator's {argument} (None lifts it) "
+            "or set extract=False to keep only the archive"
+        )
 
 
 def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
@@ -158,38 +232,86 @@ class _Extracted:
 
 @dataclass
 class StoredOutputs:
-    """What ``store_outputs`` wrote: the archive's URI, the extracted files and the refused entries."""
+    """What ``store_outputs`` wrote: the archive's URI, the extracted files and the entries left out."""
 
     archive: str
     files: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     tails: dict[str, list[str]] = field(default_factory=dict)
+    #: Entries not extracted because they carry the execution's inputs and one of them was secret.
+    withheld: list[str] = field(default_factory=list)
+    manifest: str | None = None
+
+    def listing(self) -> dict[str, Any]:
+        """Everything ``manifest.json`` holds."""
+        return {"archive": self.archive, "files": self.files, "refused": self.refused, "withheld": self.withheld}
+
+    def for_xcom(self) -> dict[str, Any]:
+        """The listing cut to ``XCOM_LIST_LIMIT`` names per list, with the full counts and where the rest is."""
+        return {
+            "archive": self.archive,
+            "manifest": self.manifest,
+            "files": self.files[:XCOM_LIST_LIMIT],
+            "file_count": len(self.files),
+            "refused": self.refused[:XCOM_LIST_LIMIT],
+            "refused_count": len(self.refused),
+            "withheld": self.withheld[:XCOM_LIST_LIMIT],
+        }
 
 
-def _copy_stream(source: Any, target: ObjectStoragePath) -> None:
+def carries_inputs(name: str) -> bool:
+    """Whether an entry is one of the files CCP writes the execution's input values into."""
+    return PurePosixPath(name.replace("\\", "/")).name in INPUT_FILES
+
+
+def _copy_stream(source: Any, target: ObjectStoragePath, *, private: bool = False) -> None:
+    if private and _is_local(target):
+        # Owner-only from the first byte: chmod after writing would leave a window.
+        fd = os.open(target.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, COPY_CHUNK)
+        return
     with target.open("wb") as out:
         shutil.copyfileobj(source, out, COPY_CHUNK)
 
 
-def extract_archive(archive: Path, target: ObjectStoragePath) -> tuple[list[dict[str, Any]], list[str]]:
-    """Write every safe entry of ``archive`` under ``target``; return (files, refused entries)."""
+def extract_archive(
+    archive: Path,
+    target: ObjectStoragePath,
+    *,
+    limits: ExtractionLimits | None = None,
+    published: ObjectStoragePath | None = None,
+    withhold_inputs: bool = False,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Write every safe entry of ``archive`` under ``target``; return (files, refused entries).
+
+    The archive must stay within ``limits`` (checked before anything is written). Files are listed
+    with their URI under ``published`` (default ``target``), where ``store_outputs`` moves them.
+    ``ccp-entrypoint.sh`` and ``ccpenv`` are written owner-only, or skipped when ``withhold_inputs``.
+    """
     files: list[dict[str, Any]] = []
     refused: list[str] = []
     extracted = _Extracted()
+    published = target if published is None else published
     with _open_zip(archive) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        (limits or ExtractionLimits()).check(archive, infos)
+        for info in infos:
+            if withhold_inputs and carries_inputs(info.filename):
+                continue
             relative, is_dir = PurePosixPath(info.filename.replace("\\", "/")), _is_dir(info)
             reason = unsafe_reason(info) or extracted.clash(relative, is_dir)
             if reason is None:
-                destination = target.joinpath(*relative.parts)
-                reason = _write_entry(zf, info, destination)
+                reason = _write_entry(zf, info, target.joinpath(*relative.parts))
             if reason is not None:
                 log.warning("Not extracting %r from %s: it %s", info.filename, archive.name, reason)
                 refused.append(info.filename)
                 continue
             extracted.add(relative, is_dir)
             if not is_dir:
-                files.append({"path": relative.as_posix(), "uri": str(destination), "size": info.file_size})
+                uri = str(published.joinpath(*relative.parts))
+                files.append({"path": relative.as_posix(), "uri": uri, "size": info.file_size})
     return files, refused
 
 
@@ -201,7 +323,7 @@ def _write_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Object
             return None
         destination.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(info) as source:
-            _copy_stream(source, destination)
+            _copy_stream(source, destination, private=carries_inputs(info.filename))
     except OSError as err:
         with suppress(OSError):  # no half-written file left beside the listed ones
             destination.unlink(missing_ok=True)
@@ -225,6 +347,13 @@ def read_tails(archive: Path, lines: int) -> dict[str, list[str]]:
     with _open_zip(archive) as zf:
         for info in zf.infolist():
             if _is_dir(info) or not STD_STREAM.search(info.filename) or unsafe_reason(info):
+                continue
+            if info.file_size > TAIL_READ_LIMIT:
+                log.info(
+                    "Not reading the tail of %s: %d bytes is more than the tail reader reads",
+                    info.filename,
+                    info.file_size,
+                )
                 continue
             with zf.open(info) as member:
                 last: deque[str] = deque(maxlen=lines)
@@ -251,42 +380,130 @@ def _is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in LOCAL_PROTOCOLS
 
 
-def _reset(target: ObjectStoragePath) -> None:
-    """Empty the task instance's own folder, so a retry never mixes its files with an earlier try's."""
-    if target.exists():
-        target.fs.rm(target.path, recursive=True)
-    target.mkdir(parents=True, exist_ok=True)
+def _sibling(target: ObjectStoragePath, kind: str) -> ObjectStoragePath:
+    """A fresh folder name beside ``target`` that only this task's folder can own (ids never start with '.')."""
+    return target.parent / f".{target.name}.ccp-{kind}-{secrets.token_hex(4)}"
+
+
+def _remove(path: ObjectStoragePath) -> None:
+    """Best effort: cleaning up must never hide the error that made it necessary."""
+    with suppress(OSError):
+        if _is_local(path):
+            shutil.rmtree(path.path)
+        elif path.exists():
+            path.fs.rm(path.path, recursive=True)
+
+
+def _clear_leftovers(target: ObjectStoragePath) -> None:
+    """Staging folders a killed try left beside the task's folder; nothing else is touched."""
+    parent = target.parent
+    if not parent.exists():
+        return
+    # Exactly the names _sibling makes: a prefix would also match the staging folder of a task
+    # whose id starts with this one's followed by ".ccp-".
+    own = re.compile(rf"\.{re.escape(target.name)}\.ccp-(?:{'|'.join(STAGING_KINDS)})-[0-9a-f]{{8}}")
+    for entry in parent.iterdir():
+        if own.fullmatch(entry.name):
+            _remove(entry)
+
+
+def _swap(staging: ObjectStoragePath, target: ObjectStoragePath) -> None:
+    """Put the complete ``staging`` folder where ``target`` is; the old outputs go only once it is there."""
+    if not _is_local(target):
+        # Object stores have no folder rename: the old files stay until the new ones are all written.
+        _remove(target)
+        target.fs.mv(staging.path, target.path, recursive=True)
+        return
+    live, new = Path(target.path), Path(staging.path)
+    previous = Path(_sibling(target, "old").path)
+    had_outputs = live.exists()
+    if had_outputs:
+        os.rename(live, previous)
+    try:
+        os.rename(new, live)
+    except OSError:
+        if had_outputs:
+            os.rename(previous, live)
+        raise
+    if had_outputs:
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 @contextmanager
-def _staging(target: ObjectStoragePath) -> Iterator[Path]:
-    """A local folder for the download: the target itself when local, else a temporary one."""
-    if _is_local(target):
-        yield Path(target.path)
+def _download_folder(staging: ObjectStoragePath) -> Iterator[Path]:
+    """A local folder for the download: the staging folder itself when local, else a temporary one."""
+    if _is_local(staging):
+        Path(staging.path).mkdir(parents=True)
+        yield Path(staging.path)
         return
     with tempfile.TemporaryDirectory(prefix="ccp-outputs-") as folder:
         yield Path(folder)
 
 
 def store_outputs(
-    hook: CCPHook, job_id: str, target: ObjectStoragePath, *, extract: bool, log_lines: int
+    hook: CCPHook,
+    job_id: str,
+    target: ObjectStoragePath,
+    *,
+    extract: bool,
+    log_lines: int,
+    limits: ExtractionLimits | None = None,
+    secret_inputs: bool = False,
 ) -> StoredOutputs:
-    """Download the job's outputs into ``target`` (``output.zip`` and, when ``extract``, ``output/``)."""
-    _reset(target)
-    with _staging(target) as staging:
-        downloaded = hook.download_outputs(job_id, staging)
-        log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
-        archive = target / downloaded.path.name
-        if not _is_local(target):
-            with downloaded.path.open("rb") as source:
-                _copy_stream(source, archive)
-        if downloaded.kind != "zip":
-            return StoredOutputs(archive=str(archive))
-        if extract:
-            files, refused = extract_archive(downloaded.path, target / EXTRACT_DIR)
-        else:
-            files, refused = list_archive(downloaded.path), []
-        return StoredOutputs(str(archive), files, refused, read_tails(downloaded.path, log_lines))
+    """Download the job's outputs into ``target`` (``output.zip``, ``manifest.json`` and, when ``extract``,
+    ``output/``), replacing an earlier try's only once everything is downloaded and extracted.
+
+    ``secret_inputs`` (a secret input was sent): ``ccp-entrypoint.sh`` and ``ccpenv`` are not
+    extracted and a local ``output.zip``, which still holds them, is made owner-only.
+    """
+    _clear_leftovers(target)
+    staging = _sibling(target, "staging")
+    try:
+        with _download_folder(staging) as folder:
+            downloaded = hook.download_outputs(job_id, folder)
+            log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
+            stored = _stage(downloaded.path, downloaded.kind == "zip", staging, target, extract, limits, secret_inputs)
+            stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == "zip" else {}
+        _swap(staging, target)
+    except BaseException:
+        _remove(staging)
+        raise
+    return stored
+
+
+def _stage(
+    download: Path,
+    is_zip: bool,
+    staging: ObjectStoragePath,
+    target: ObjectStoragePath,
+    extract: bool,
+    limits: ExtractionLimits | None,
+    secret_inputs: bool,
+) -> StoredOutputs:
+    """Fill ``staging`` (archive, extracted files, manifest.json), every URI naming its place under ``target``."""
+    archive = staging / download.name
+    if not _is_local(staging):
+        with download.open("rb") as source:
+            _copy_stream(source, archive)
+    elif secret_inputs:
+        os.chmod(download, 0o600)
+    stored = StoredOutputs(archive=str(target / download.name), manifest=str(target / MANIFEST_NAME))
+    if is_zip and extract:
+        stored.files, stored.refused = extract_archive(
+            download,
+            staging / EXTRACT_DIR,
+            limits=limits,
+            published=target / EXTRACT_DIR,
+            withhold_inputs=secret_inputs,
+        )
+    elif is_zip:
+        stored.files = list_archive(download)
+    if is_zip and secret_inputs:
+        with _open_zip(download) as zf:
+            stored.withheld = [name for name in zf.namelist() if carries_inputs(name)]
+    with (staging / MANIFEST_NAME).open("w") as out:
+        json.dump(stored.listing(), out, indent=1)
+    return stored
 
 
 def fetch_tails(hook: CCPHook, job_id: str, lines: int) -> dict[str, list[str]]:

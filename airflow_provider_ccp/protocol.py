@@ -22,6 +22,7 @@ import pendulum
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
+    CCPInputError,
     CCPNotFoundError,
     CCPProtocolError,
 )
@@ -65,6 +66,26 @@ def _segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
+#: Ids a URL cannot carry: quoted or not, the client resolves them to another path (``/jobs/..`` is ``/``).
+UNUSABLE_IDS = frozenset({"", ".", ".."})
+
+
+def method_segment(method_id: str) -> str:
+    return _checked_id("Method id", method_id)
+
+
+def job_segment(job_id: str) -> str:
+    return _checked_id("Job id", job_id)
+
+
+def _checked_id(kind: str, value: str) -> str:
+    """Refuse, before any request, an id that would make the URL name another resource."""
+    text = str(value)
+    if text in UNUSABLE_IDS:
+        raise CCPInputError(f"{kind} {text!r} is not usable: expected a name other than '', '.' and '..'")
+    return text
+
+
 def api_url(base_url: str, *segments: str) -> str:
     return base_url.rstrip("/") + "/" + "/".join(_segment(s) for s in segments)
 
@@ -74,11 +95,11 @@ def processes_url(base_url: str) -> str:
 
 
 def process_url(base_url: str, method_id: str) -> str:
-    return api_url(base_url, "processes", method_id)
+    return api_url(base_url, "processes", method_segment(method_id))
 
 
 def execution_request_url(base_url: str, method_id: str) -> str:
-    return api_url(base_url, "processes", method_id, "execution")
+    return api_url(base_url, "processes", method_segment(method_id), "execution")
 
 
 def jobs_url(base_url: str) -> str:
@@ -86,11 +107,11 @@ def jobs_url(base_url: str) -> str:
 
 
 def job_url(base_url: str, job_id: str) -> str:
-    return api_url(base_url, "jobs", job_id)
+    return api_url(base_url, "jobs", job_segment(job_id))
 
 
 def job_results_url(base_url: str, job_id: str) -> str:
-    return api_url(base_url, "jobs", job_id, "results")
+    return api_url(base_url, "jobs", job_segment(job_id), "results")
 
 
 def executions_url(base_url: str) -> str:
@@ -98,18 +119,18 @@ def executions_url(base_url: str) -> str:
 
 
 def execution_url(base_url: str, job_id: str) -> str:
-    return api_url(base_url, "executions", job_id)
+    return api_url(base_url, "executions", job_segment(job_id))
 
 
 def output_zip_url(base_url: str, job_id: str) -> str:
-    return api_url(base_url, "executions", job_id, "outputs", "output.zip")
+    return api_url(base_url, "executions", job_segment(job_id), "outputs", "output.zip")
 
 
 def ui_execution_url(ui_url: str | None, job_id: str) -> str | None:
     """Where a person looks at the execution: CCP's web UI when the connection names one."""
     if not ui_url:
         return None
-    return api_url(ui_url, "executions", job_id)
+    return api_url(ui_url, "executions", job_segment(job_id))
 
 
 def next_link(document: Mapping[str, Any], current_url: str) -> str | None:

@@ -36,14 +36,23 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
+    check_mapping,
     declared_inputs,
     default_outputs,
     mask_secret_inputs,
     prepare_inputs,
     public_inputs,
+    secret_inputs_sent,
 )
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
-from airflow_provider_ccp.outputs import fetch_tails, local_outputs_warning, log_tails, store_outputs, task_output_path
+from airflow_provider_ccp.outputs import (
+    ExtractionLimits,
+    fetch_tails,
+    local_outputs_warning,
+    log_tails,
+    store_outputs,
+    task_output_path,
+)
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import (
@@ -97,6 +106,10 @@ class CCPExecuteMethodOperator(BaseOperator):
         ``$AIRFLOW_HOME/ccp-outputs`` (a warning when tasks run on a non-local executor).
         Templated.
     :param extract: extract ``output.zip`` next to it (entries that would escape the folder are refused).
+    :param max_extract_bytes: most bytes ``output.zip`` may expand to (default 20 GiB; None: no limit).
+    :param max_extract_entries: most entries ``output.zip`` may hold to be extracted (default 100,000; None: no limit).
+    :param max_compression_ratio: most times ``output.zip`` may expand once it expands to more than
+        64 MiB (default 200; None: no limit). Over any limit the task fails and nothing is extracted.
     :param cancel_on_kill: dismiss the execution when the task is killed.
     :param log_lines: lines of each stdout/stderr file copied into the task log (0: none).
     :param on_ambiguous_submit: when the answer to the submission was lost and the execution cannot
@@ -110,9 +123,10 @@ class CCPExecuteMethodOperator(BaseOperator):
     holds ``ccp_job_id``, ``ccp_method_id``, ``execution_url`` and the output ``files``' URIs.
 
     Returns (XCom ``return_value``) a manifest: ``job_id``, ``method_id``, ``status``, ``message``,
-    ``created``, ``started``, ``finished``, ``duration_seconds``, ``archive``, ``files`` (``path``,
-    ``uri``, ``size`` each), ``refused`` and ``execution_url``; each key is also its own XCom
-    (``multiple_outputs``), so ``op.output["files"]`` works.
+    ``created``, ``started``, ``finished``, ``duration_seconds``, ``archive``, ``manifest`` (the URI of
+    ``manifest.json``, the full listing), ``files`` (the first 100: ``path``, ``uri``, ``size`` each),
+    ``file_count``, ``refused`` (the first 100), ``refused_count``, ``withheld`` and ``execution_url``;
+    each key is also its own XCom (``multiple_outputs``), so ``op.output["files"]`` works.
     """
 
     template_fields: Sequence[str] = ("method_id", "inputs", "outputs", "output_path", "ccp_conn_id")
@@ -133,6 +147,9 @@ class CCPExecuteMethodOperator(BaseOperator):
         wait_for_completion: bool = True,
         output_path: str | None = None,
         extract: bool = True,
+        max_extract_bytes: int | None = ExtractionLimits.max_bytes,
+        max_extract_entries: int | None = ExtractionLimits.max_entries,
+        max_compression_ratio: float | None = ExtractionLimits.max_ratio,
         cancel_on_kill: bool = True,
         log_lines: int = 50,
         on_ambiguous_submit: str = "fail",
@@ -155,6 +172,14 @@ class CCPExecuteMethodOperator(BaseOperator):
             min_defer_seconds = configured_min_defer_seconds()
         if min_defer_seconds < 0:
             raise ValueError(f"min_defer_seconds must be 0 or more, got {min_defer_seconds!r}")
+        limits = {
+            "max_extract_bytes": max_extract_bytes,
+            "max_extract_entries": max_extract_entries,
+            "max_compression_ratio": max_compression_ratio,
+        }
+        for name, limit in limits.items():
+            if limit is not None and not limit > 0:
+                raise ValueError(f"{name} must be positive or None, got {limit!r}")
         self.method_id = method_id
         self.inputs = inputs
         self.outputs = outputs
@@ -165,6 +190,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.output_path = output_path
         self.extract = extract
+        self.limits = ExtractionLimits(max_extract_bytes, max_extract_entries, max_compression_ratio)
         self.cancel_on_kill = cancel_on_kill
         self.log_lines = log_lines
         self.on_ambiguous_submit = on_ambiguous_submit
@@ -207,8 +233,10 @@ class CCPExecuteMethodOperator(BaseOperator):
             self._mask_secret_inputs()
 
     def _mask_secret_inputs(self) -> None:
+        if not isinstance(self.inputs, Mapping):
+            return  # execute() refuses it with a clear error, before anything is sent
         try:
-            mask_secret_inputs(self._method_description(), self.inputs or {})
+            self.inputs = mask_secret_inputs(self._method_description(), self.inputs)
         except Exception as err:  # rendering must not fail: execute() reads the description again
             self.log.warning(
                 "Could not read Method %s to mask its secret inputs in the rendered fields: %s", self.method_id, err
@@ -218,8 +246,10 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     @fail_without_retry
     def execute(self, context: Context) -> Any:
+        given = self.inputs if self.inputs is not None else {}
+        check_mapping(self.method_id, given)  # before any request
         description = self._method_description()
-        inputs = prepare_inputs(self.method_id, description, self.inputs or {})
+        inputs = prepare_inputs(self.method_id, description, given)
         fingerprint = request_fingerprint(self.method_id, public_inputs(description, inputs))
         job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)
         if not self.wait_for_completion:
@@ -504,7 +534,15 @@ class CCPExecuteMethodOperator(BaseOperator):
         warning = local_outputs_warning(self.output_path, self.executor)
         if warning:
             self.log.warning(warning)
-        stored = store_outputs(self.hook, job_id, target, extract=self.extract, log_lines=self.log_lines)
+        stored = store_outputs(
+            self.hook,
+            job_id,
+            target,
+            extract=self.extract,
+            log_lines=self.log_lines,
+            limits=self.limits,
+            secret_inputs=self._secret_inputs_sent(),
+        )
         log_tails(stored.tails, self.log)
         self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
         for item in stored.files[:LOGGED_FILES]:
@@ -521,9 +559,7 @@ class CCPExecuteMethodOperator(BaseOperator):
             "started": times["started"],
             "finished": times["finished"],
             "duration_seconds": times["duration_seconds"],
-            "archive": stored.archive,
-            "files": stored.files,
-            "refused": stored.refused,
+            **stored.for_xcom(),
             "execution_url": self._job_url(job_id),
         }
         self._emit_asset_events(context, manifest)
@@ -540,6 +576,16 @@ class CCPExecuteMethodOperator(BaseOperator):
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra.update(extra)
+
+    def _secret_inputs_sent(self) -> bool:
+        """Whether the outputs may hold a secret input; when the description cannot be read, assume so."""
+        try:
+            return secret_inputs_sent(self._method_description(), self.inputs)
+        except CCPError as err:
+            self.log.warning(
+                "Could not read Method %s; outputs handled as holding a secret input: %s", self.method_id, err
+            )
+            return True
 
     def _final_status(self, job_id: str) -> StatusInfo:
         """The job's statusInfo, with the times CCP's jobStatus leaves out (``finished``) taken from

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.error
@@ -69,6 +70,11 @@ class SandboxAdmin:
         """Create the next executions (of ``method_id``, or of any Method), then lose the answer:
         ``mode="status"`` answers ``status`` (a proxy's 502), ``mode="drop"`` hangs up."""
         self.add_fault(kind="lose_answer", mode=mode, status=status, method_id=method_id, count=count)
+
+    def replace_output(self, archive: bytes, job_id: str | None = None, count: int = 1) -> None:
+        """Serve ``archive`` (any bytes: a hostile zip, an HTML page) as the next output.zip downloads."""
+        encoded = base64.b64encode(archive).decode("ascii")
+        self.add_fault(kind="corrupt_output", mode="replace", archive_base64=encoded, job_id=job_id, count=count)
 
     def faults(self) -> list[dict[str, Any]]:
         faults: list[dict[str, Any]] = self._call("GET", "/faults")["faults"]

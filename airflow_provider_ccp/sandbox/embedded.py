@@ -47,7 +47,7 @@ class _Sandbox(ABC):
         clients: Mapping[str, str] | None = None,
         contexts: Sequence[str] | None = None,
         methods_dirs: Sequence[str | Path] = (),
-        admin: bool = True,
+        admin: bool = False,
         launch_seconds: float = 0.0,
     ) -> None:
         self._own_data_dir = data_dir is None

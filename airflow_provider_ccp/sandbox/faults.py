@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +14,7 @@ REQUEST_KINDS = ("status", "latency", "drop")
 EXECUTION_KINDS = ("hold", "corrupt_output", "lose_answer")
 KINDS = (*REQUEST_KINDS, *EXECUTION_KINDS)
 STATUS_BODIES = ("ogc", "empty", "html")
-CORRUPT_MODES = ("truncate", "corrupt")
+CORRUPT_MODES = ("truncate", "corrupt", "replace")
 #: How the execution POST loses its answer after creating the job: an error status, or a hang-up.
 LOSE_MODES = ("status", "drop")
 MODES = {"corrupt_output": CORRUPT_MODES, "lose_answer": LOSE_MODES}
@@ -35,6 +37,8 @@ class Fault:
     method_id: str | None = None
     job_id: str | None = None
     mode: str = "truncate"
+    #: What 'replace' serves instead of the job's output.zip (a hostile archive, say).
+    archive: bytes = b""
 
     def matches_request(self, http_method: str, path: str) -> bool:
         return (self.method is None or self.method == http_method.upper()) and (
@@ -80,8 +84,9 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
             method_id=spec.get("method_id"),
             job_id=spec.get("job_id"),
             mode=str(spec.get("mode", modes[0])),
+            archive=base64.b64decode(spec.get("archive_base64") or "", validate=True),
         )
-    except (TypeError, ValueError, re.error) as error:
+    except (TypeError, ValueError, re.error, binascii.Error) as error:
         raise FaultSpecError(f"invalid fault {spec!r}: {error}") from error
     if fault.mode not in modes:
         raise FaultSpecError(f"'mode' must be one of {list(modes)}")

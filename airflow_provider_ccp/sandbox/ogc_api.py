@@ -210,6 +210,8 @@ def output_zip(job_id: str, state: State, who: Caller) -> Response:
     if not job.terminal:
         raise OGCError(404, "result-not-ready", f"Job '{job.id}' is {job.status}; output.zip exists once it ends")
     fault = state.faults.take("corrupt_output", job_id=job.id)
+    if fault is not None and fault.mode == "replace":
+        return Response(fault.archive, media_type="application/zip")
     if fault is not None:
         return DamagedZip(job.archive, fault.mode)
     return FileResponse(job.archive, media_type="application/zip", filename="output.zip")

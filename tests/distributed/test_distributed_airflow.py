@@ -82,7 +82,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         postgres = resources.enter_context(Postgres(postgres_folder))
         redis = resources.enter_context(Redis(folder / "redis"))
         s3 = resources.enter_context(MotoS3(folder / "s3"))
-        sandbox = SandboxProcess(data_dir=folder / "sandbox", launch_seconds=LAUNCH_SECONDS)
+        sandbox = SandboxProcess(data_dir=folder / "sandbox", launch_seconds=LAUNCH_SECONDS, admin=True)
         sandbox.start()
         resources.callback(sandbox.stop)
         boto3.client(

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def ccp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     # Jobs run as soon as they are submitted: a task defers on the submission's `accepted`, and most
     # executions have ended by the trigger's first poll (what Airflow's defer race needs, see below).
-    sandbox = SandboxProcess(data_dir=tmp_path_factory.mktemp("sandbox-data"))
+    sandbox = SandboxProcess(data_dir=tmp_path_factory.mktemp("sandbox-data"), admin=True)
     sandbox.start()
     try:
         yield sandbox

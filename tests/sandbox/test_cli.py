@@ -36,7 +36,7 @@ def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixt
 
 
 def test_sandbox_process_serves_and_stops_by_pid(tmp_path) -> None:
-    with SandboxProcess(tmp_path, users={"alice": "wonderland"}) as sandbox:
+    with SandboxProcess(tmp_path, users={"alice": "wonderland"}, admin=True) as sandbox:
         assert sandbox.pid is not None
         assert sandbox.pid != os.getpid()
         ready = json.loads((tmp_path / "ready.json").read_text())

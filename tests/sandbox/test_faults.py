@@ -11,7 +11,7 @@ import pytest
 import requests
 from ccp_client import CCP, group_is_gone, running_pids, wait_until
 
-from airflow_provider_ccp.sandbox.testing import SandboxAdminError, SandboxServer
+from airflow_provider_ccp.sandbox.testing import SandboxAdminError, SandboxProcess, SandboxServer
 
 
 def test_status_fault_with_retry_after_then_recovery(ccp: CCP, sandbox: SandboxServer) -> None:
@@ -163,9 +163,27 @@ def test_invalid_fault_is_refused(sandbox: SandboxServer) -> None:
         sandbox.admin.fail_next("/", 42)
 
 
-def test_admin_api_is_off_by_default(tmp_path) -> None:
-    with SandboxServer(tmp_path, admin=False) as server:
-        assert requests.post(f"{server.url}/_sandbox/reset", timeout=10).status_code == 404
+def test_admin_api_is_off_unless_asked_for(tmp_path) -> None:
+    with SandboxServer(tmp_path / "default") as server:
+        assert requests.post(f"{server.url}/_sandbox/faults", json={"kind": "drop"}, timeout=10).status_code == 404
+        assert requests.get(f"{server.url}/_sandbox/counters", timeout=10).status_code == 404
+    with SandboxServer(tmp_path / "admin", admin=True) as server:
+        assert requests.post(f"{server.url}/_sandbox/reset", timeout=10).status_code == 200
+
+
+def test_a_sandbox_process_has_no_admin_api_unless_asked_for(tmp_path) -> None:
+    with SandboxProcess(tmp_path) as sandbox:
+        assert requests.get(f"{sandbox.url}/_sandbox/counters", timeout=10).status_code == 404
+
+
+def test_replace_output_serves_any_bytes_as_output_zip(sandbox) -> None:
+    ccp = CCP(sandbox)
+    job_id = ccp.start("hello", name="x")
+    ccp.wait(job_id)
+    sandbox.admin.replace_output(b"<html>not a zip</html>", job_id=job_id)
+
+    assert ccp.get(f"/executions/{job_id}/outputs/output.zip").content == b"<html>not a zip</html>"
+    assert ccp.get(f"/executions/{job_id}/outputs/output.zip").content[:2] == b"PK"  # count=1: spent
 
 
 def test_stop_kills_running_methods(tmp_path) -> None:

@@ -37,7 +37,8 @@ def test_defaults():
     assert s.client_secret is None
 
 
-def test_every_extra_is_read():
+def test_every_extra_is_read(tmp_path):
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     s = settings(
         host="https://ccp.cloud-dev.d4science.org/",
         keycloak_url="https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
@@ -45,7 +46,7 @@ def test_every_extra_is_read():
         client_secret="s3",
         context=CONTEXT,
         auth_flow=" Client_Credentials ",
-        verify="/etc/ssl/ca.pem",
+        verify=str(tmp_path / "ca.pem"),
         timeout="12.5",
         ui_url="https://ccp.cloud-dev.d4science.org/ui/",
     )
@@ -53,7 +54,7 @@ def test_every_extra_is_read():
     assert s.token_url.startswith("https://accounts.dev.d4science.org/")
     assert (s.client_id, s.client_secret, s.context) == ("svc", "s3", CONTEXT)
     assert s.auth_flow == "client_credentials"
-    assert s.verify == "/etc/ssl/ca.pem"
+    assert s.verify == str(tmp_path / "ca.pem")
     assert s.timeout == 12.5
     assert s.ui_url == "https://ccp.cloud-dev.d4science.org/ui"
 
@@ -87,7 +88,7 @@ def test_base_url(host, schema, port, expected):
     assert settings(host=host, schema=schema, port=port, **USER_EXTRA).base_url == expected
 
 
-@pytest.mark.parametrize("timeout", ["soon", "0", -1])
+@pytest.mark.parametrize("timeout", ["soon", "0", -1, "nan", float("nan"), "inf", float("-inf"), "-5"])
 def test_bad_timeout(timeout):
     with pytest.raises(CCPError, match="'timeout'"):
         settings(timeout=timeout, **USER_EXTRA)
@@ -171,3 +172,61 @@ def test_airflow_does_not_mask_the_token_endpoint_extra():
 
     assert should_hide_value_for_key("token_url")  # why the extra was renamed
     assert not should_hide_value_for_key(TOKEN_ENDPOINT_FIELD)
+
+
+def test_a_verify_path_that_does_not_exist_is_named(tmp_path):
+    missing = tmp_path / "no-such-ca.pem"
+
+    with pytest.raises(CCPError, match=r"^Connection extra 'verify' is '.*no-such-ca.pem', which does not exist"):
+        settings(verify=str(missing), **USER_EXTRA)
+
+
+def test_a_verify_path_that_exists_is_kept(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+
+    assert settings(verify=str(bundle), **USER_EXTRA).verify == str(bundle)
+
+
+@pytest.mark.parametrize(
+    "host", ["https://ccp.example.org/?x=1", "https://ccp.example.org#top", "ccp.example.org?", "h#"]
+)
+def test_a_host_with_a_query_or_fragment_is_named(host):
+    with pytest.raises(CCPError, match=r"^Connection field 'host' is .*without a query string or fragment"):
+        settings(host=host, **USER_EXTRA)
+
+
+class _Conn:
+    """The fields of an ``airflow.sdk.Connection`` that ``from_connection`` reads."""
+
+    def __init__(self, extra: str) -> None:
+        self.host, self.login, self.password, self.schema, self.port = None, "alice", "pw", None, None
+        self.extra = extra
+
+    @property
+    def extra_dejson(self) -> dict:
+        from airflow.sdk import Connection
+
+        return Connection(conn_id="x", conn_type="ccp", extra=self.extra).extra_dejson
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('{"client_id": "c", "client_secret": "s3cr3t-value",}', "is not valid JSON"),
+        ("client_id=c", "is not valid JSON"),
+        ('["client_id"]', "is a JSON list; expected a JSON object"),
+    ],
+)
+def test_extra_that_is_not_a_json_object_is_named_without_its_content(extra, expected):
+    with pytest.raises(CCPError, match=r"^Connection field 'extra' ") as raised:
+        CCPConnectionSettings.from_connection(_Conn(extra))
+
+    assert expected in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
+
+
+def test_valid_extra_json_is_read():
+    settings = CCPConnectionSettings.from_connection(_Conn('{"client_id": "c", "context": "/a/b"}'))
+
+    assert (settings.client_id, settings.context) == ("c", "/a/b")

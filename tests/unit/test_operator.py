@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.sdk import DAG
 from airflow.sdk._shared.secrets_masker import redact
 
+from airflow_provider_ccp import protocol
 from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPInputError,
@@ -261,6 +262,48 @@ def test_secret_inputs_are_masked_as_soon_as_templates_are_rendered(sandbox, tmp
 
     assert op.inputs == {"name": name, "api_key": secret}
     assert redact(f"shown {json.dumps(op.inputs)}") == f"shown {json.dumps({'name': name, 'api_key': '***'})}"
+
+
+def secret_forms(salt: int) -> dict[str, tuple[Any, list[str]]]:
+    """Secret values of each type and the strings that must not show; ``salt`` keeps them new per test."""
+    word = f"secret-{salt}"
+    return {
+        "int": (9876543210000 + salt, [str(9876543210000 + salt)]),
+        "float": (12345.5 + salt, [str(12345.5 + salt)]),
+        "list": ([f"alpha-{word}", 7654321000 + salt], [f"alpha-{word}", str(7654321000 + salt)]),
+        "dict": ({"region": f"nested-{word}"}, [f"nested-{word}"]),
+        "bool-list": ([True, f"gamma-{word}"], [f"gamma-{word}"]),
+    }
+
+
+@pytest.mark.parametrize("form", ["int", "float", "list", "dict", "bool-list"])
+def test_a_secret_input_of_any_form_is_masked_in_rendered_templates(sandbox, tmp_path, form):
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    value, pieces = secret_forms(secrets.randbelow(10**6))[form]
+    op = operator(tmp_path, method_id="hello", inputs={"name": "visible-name", "api_key": "{{ params.key }}"})
+    op.render_template_fields({"params": {"key": value}})
+    op.inputs = {"name": "visible-name", "api_key": value}
+    op._mask_secret_inputs()  # what rendering does; a native-typed template renders such values
+
+    shown = json.dumps(_serialize_rendered_fields(op))
+
+    assert "visible-name" in shown
+    for piece in pieces:
+        assert piece not in shown, shown
+    assert prepare_inputs("hello", CCPHook().get_method("hello"), op.inputs)[
+        "api_key"
+    ] == protocol.input_value_to_string("api_key", value)
+
+
+@pytest.mark.parametrize("given", ["text=hello", ["text", "hello"], "", []])
+def test_inputs_that_are_not_a_mapping_are_one_clear_error_and_nothing_is_sent(sandbox, tmp_path, given):
+    op = operator(tmp_path, inputs=given)
+
+    with pytest.raises(CCPInputError, match=r"^inputs of Method 'word-count' must be a mapping of input ids to values"):
+        op.execute(make_context(DictStore()))
+
+    assert sum(sandbox.admin.counters()["requests"].values()) == 0
 
 
 def test_rendering_and_execute_read_the_method_description_once(sandbox, tmp_path):
@@ -593,3 +636,24 @@ def test_secret_inputs_stay_out_of_the_stored_fingerprint(sandbox, tmp_path):
     assert sandbox.admin.executions_submitted("hello") == 1
     public = {"name": "ada", "ccpimage": "bash", "ccpreplicas": "1"}
     assert store.values[STATE_KEY]["fingerprint"] == request_fingerprint("hello", public)
+
+
+def test_input_files_are_withheld_when_a_secret_input_was_sent_or_cannot_be_ruled_out(sandbox, tmp_path):
+    plain = finished_job("hello", {"name": "ada"})
+    secret = finished_job("hello", {"name": "ada", "api_key": f"key-{secrets.token_hex(8)}"})
+
+    shown = operator(tmp_path / "plain", method_id="hello", inputs={"name": "ada"}).execute_complete(
+        make_context(), event=job_event("success", plain.job_id, "successful", "")
+    )
+    hidden = operator(tmp_path / "secret", method_id="hello", inputs={"name": "ada", "api_key": "x"}).execute_complete(
+        make_context(), event=job_event("success", secret.job_id, "successful", "")
+    )
+    sandbox.admin.fail_next(r"^/processes/hello$", 404, count=2, method="GET")
+    unknown = operator(tmp_path / "unknown", method_id="hello", inputs={"name": "ada"}).execute_complete(
+        make_context(), event=job_event("success", plain.job_id, "successful", "")
+    )
+
+    assert shown["withheld"] == []
+    assert {"ccp-entrypoint.sh", "ccpenv"} <= {item["path"] for item in shown["files"]}
+    assert sorted(hidden["withheld"]) == sorted(unknown["withheld"]) == ["ccp-entrypoint.sh", "ccpenv"]
+    assert not {"ccp-entrypoint.sh", "ccpenv"} & {item["path"] for item in hidden["files"] + unknown["files"]}

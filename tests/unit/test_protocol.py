@@ -8,7 +8,13 @@ import pendulum
 import pytest
 
 from airflow_provider_ccp import protocol
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.exceptions import (
+    CCPAuthError,
+    CCPError,
+    CCPInputError,
+    CCPNotFoundError,
+    CCPProtocolError,
+)
 from airflow_provider_ccp.protocol import StatusInfo
 
 BASE = "https://ccp.example.org"
@@ -35,6 +41,26 @@ class TestUrls:
         assert url.count("/") == BASE.count("/") + 2
         assert "?" not in url
         assert "#" not in url
+
+    @pytest.mark.parametrize("unusable", ["", ".", ".."])
+    @pytest.mark.parametrize(
+        ("builder", "kind"),
+        [
+            (protocol.process_url, "Method id"),
+            (protocol.execution_request_url, "Method id"),
+            (protocol.job_url, "Job id"),
+            (protocol.job_results_url, "Job id"),
+            (protocol.execution_url, "Job id"),
+            (protocol.output_zip_url, "Job id"),
+        ],
+    )
+    def test_ids_that_name_another_resource_are_refused(self, builder, kind, unusable):
+        with pytest.raises(CCPInputError, match=f"^{kind} '{unusable}' is not usable"):
+            builder(BASE, unusable)
+
+    def test_dotted_ids_that_stay_one_segment_are_kept(self):
+        assert protocol.job_url(BASE, "...") == f"{BASE}/jobs/..."
+        assert protocol.process_url(BASE, ".hidden") == f"{BASE}/processes/.hidden"
 
     def test_ui_link_only_when_configured(self):
         assert protocol.ui_execution_url(None, "j") is None

@@ -1,0 +1,553 @@
+"""The fault matrix: every fault and abuse case the sandbox can produce, run through the operator.
+
+Each row of ``CASES`` is one case: what to break (a sandbox fault, a hostile ``output.zip``, a bad
+argument), what the task must do (succeed, or fail with one clear line naming the problem) and in
+which modes (on the worker, or deferred to the trigger). Every run is then checked for the same
+figures: executions per try, secrets in the task log / XCom / rendered fields / world-readable
+files, files outside the task's own folder, and whether a failure was a clear error or a traceback.
+The module prints a one-screen summary of those figures at the end.
+
+A new case is one more row: ``Case(name, group, expect=..., arrange=..., ...)``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import stat
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.outputs import task_output_path
+from airflow_provider_ccp.sandbox.testing import SandboxServer
+from tests.task_helpers import DictStore, make_context, pushed, run_deferrable, task_log
+
+__all__ = ["task_log"]  # a fixture, used by name
+
+WORKER, DEFERRED = "worker", "deferrable"
+BOTH = (WORKER, DEFERRED)
+
+
+# --------------------------------------------------------------------------- hostile archives
+
+
+def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def traversal_zip() -> bytes:
+    link = zipfile.ZipInfo("link")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return _zip(
+        [
+            ("result.json", b"{}"),
+            ("../../../../escaped.txt", b"out"),
+            ("/tmp/absolute.txt", b"out"),
+            ("..\\windows.txt", b"out"),
+            (link, b"/etc/passwd"),
+        ]
+    )
+
+
+def bomb_zip() -> bytes:
+    """512 MiB of zeros in about half a megabyte."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.bin", "w") as out:
+        chunk = bytes(1024 * 1024)
+        for _ in range(512):
+            out.write(chunk)
+    return buffer.getvalue()
+
+
+def many_entries_zip(count: int = 100_001) -> bytes:
+    return _zip([(f"f/{n}.txt", b"") for n in range(count)], zipfile.ZIP_STORED)
+
+
+def bad_crc_zip() -> bytes:
+    raw = bytearray(_zip([("good.txt", b"fine"), ("stdout.1.txt", bytes(range(256)) * 64)], zipfile.ZIP_STORED))
+    middle = len(raw) // 2
+    raw[middle : middle + 16] = bytes(16)
+    return bytes(raw)
+
+
+_ARCHIVES: dict[str, bytes] = {}
+
+
+def archive(name: str, build: Callable[[], bytes]) -> bytes:
+    """Each hostile archive is built once per session: some take seconds."""
+    if name not in _ARCHIVES:
+        _ARCHIVES[name] = build()
+    return _ARCHIVES[name]
+
+
+def serving(name: str, build: Callable[[], bytes]) -> Callable[[Env], None]:
+    """Arrange: the next output.zip download gets this archive instead of the job's."""
+    return lambda env: env.sandbox.admin.replace_output(archive(name, build))
+
+
+def corrupting(mode: str) -> Callable[[Env], None]:
+    """Arrange: the next output.zip download is damaged ('truncate' or 'corrupt')."""
+    return lambda env: env.sandbox.admin.corrupt_output(mode)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass
+class Env:
+    """One run of one case: the sandbox, where outputs go, and what the case changed."""
+
+    sandbox: SandboxServer
+    tmp_path: Path
+    mode: str
+    monkeypatch: pytest.MonkeyPatch
+    secret: str = field(default_factory=lambda: f"input-secret-{secrets.token_hex(8)}")
+    conn_id: str = "ccp_default"
+    run_id: str = "manual__2025-01-01T00:00:00+00:00"
+    task_id: str = "count"
+
+    @property
+    def root(self) -> Path:
+        return self.tmp_path / "root"
+
+    @property
+    def task_folder(self) -> Path:
+        return Path(task_output_path(str(self.root), "ccp_tests", self.run_id, self.task_id, None).path)
+
+    def bad_connection(self, **changes: Any) -> None:
+        """Point ``ccp_bad`` at the sandbox with some fields or extras changed."""
+        conn = self.sandbox.connection()
+        extra = changes.pop("extra", None)
+        conn |= changes
+        conn["extra"] = extra if extra is not None else conn["extra"]
+        self.monkeypatch.setenv("AIRFLOW_CONN_CCP_BAD", json.dumps(conn))
+        self.conn_id = "ccp_bad"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    group: str
+    #: None: the task succeeds; else a regex the (one-line) error message must match.
+    expect: str | None = None
+    #: Breaks something before the run (sandbox faults, a hostile archive, a bad connection ...).
+    arrange: Callable[[Env], None] = lambda env: None
+    #: Operator arguments on top of the word-count defaults.
+    operator: dict[str, Any] = field(default_factory=dict)
+    modes: tuple[str, ...] = BOTH
+    #: Run the task once cleanly first, then break and run again: the first outputs must survive a failure.
+    rerun: bool = False
+    #: A bad input the Method's description reveals: reading it is allowed, submitting is not.
+    reads_description: bool = False
+    #: Instead of running the operator: a call that must fail before any request.
+    call: Callable[[Env], Any] | None = None
+    #: More checks on the result (the manifest, or None) once the common ones passed.
+    check: Callable[[Env, dict[str, Any] | None], None] = lambda env, manifest: None
+
+
+def _polls(env: Env, kind: str = "status", **fault: Any) -> None:
+    env.sandbox.admin.add_fault(kind=kind, path=r"^/jobs/[^/]+$", method="GET", **fault)
+
+
+def _revoke_after_first_token(env: Env) -> None:
+    CCPHook().get_token()  # the task starts with this token cached, then it dies
+    env.sandbox.admin.revoke_tokens()
+
+
+def _files_refused(env: Env, manifest: dict[str, Any] | None) -> None:
+    assert manifest is not None
+    assert sorted(manifest["refused"]) == sorted(
+        ["../../../../escaped.txt", "/tmp/absolute.txt", "..\\windows.txt", "link"]
+    )
+    assert [item["path"] for item in manifest["files"]] == ["result.json"]
+
+
+def _small_xcom_full_manifest(env: Env, manifest: dict[str, Any] | None) -> None:
+    assert manifest is not None
+    assert manifest["file_count"] == 100_001
+    assert len(json.dumps(manifest)) < 64 * 1024
+    listing = json.loads((env.task_folder / "manifest.json").read_text())
+    assert len(listing["files"]) == 100_001
+
+
+def _old_outputs_kept(env: Env, manifest: dict[str, Any] | None) -> None:
+    result = env.task_folder / "output" / "result.json"
+    assert json.loads(result.read_text()) == {"words": 3, "mode": "words"}
+    assert sorted(p.name for p in env.task_folder.parent.iterdir()) == [env.task_folder.name]
+
+
+def _nothing_extracted(env: Env, manifest: dict[str, Any] | None) -> None:
+    assert not env.root.exists() or not [p for p in env.root.rglob("*") if p.is_file()]
+
+
+def _input_files_withheld(env: Env, manifest: dict[str, Any] | None) -> None:
+    assert manifest is not None
+    assert sorted(manifest["withheld"]) == ["ccp-entrypoint.sh", "ccpenv"]
+    assert not (env.task_folder / "output" / "ccpenv").exists()
+
+
+def _hostile_ids(env: Env) -> None:
+    env.run_id, env.task_id = "..", ".."
+
+
+def _call_with_hook(action: Callable[[CCPHook], Any]) -> Callable[[Env], Any]:
+    return lambda env: action(CCPHook(ccp_conn_id=env.conn_id))
+
+
+DOWNLOAD_BROKE = r"^The download of .*output\.zip (ended|broke) after \d+"
+
+CASES: list[Case] = [
+    # polling and token faults the sandbox injects: survived, one execution
+    Case("503 + Retry-After on 3 polls", "polling/token", arrange=lambda env: _polls(env, retry_after=1, count=3)),
+    Case(
+        "502 HTML page on 2 polls", "polling/token", arrange=lambda env: _polls(env, status=502, body="html", count=2)
+    ),
+    Case("connection dropped on a poll", "polling/token", arrange=lambda env: _polls(env, kind="drop")),
+    Case("2 s latency on a poll", "polling/token", arrange=lambda env: _polls(env, kind="latency", seconds=2)),
+    Case("token revoked mid-task", "polling/token", arrange=_revoke_after_first_token),
+    Case(
+        "token endpoint 503 once",
+        "polling/token",
+        arrange=lambda env: env.sandbox.admin.fail_token_endpoint(503),
+    ),
+    # hostile or damaged outputs
+    Case(
+        "output.zip truncated",
+        "hostile output",
+        expect=DOWNLOAD_BROKE,
+        arrange=corrupting("truncate"),
+        check=_nothing_extracted,
+    ),
+    Case(
+        "re-run download breaks",
+        "hostile output",
+        expect=DOWNLOAD_BROKE,
+        arrange=corrupting("truncate"),
+        rerun=True,
+        check=_old_outputs_kept,
+    ),
+    Case(
+        "output.zip garbage",
+        "hostile output",
+        expect=r"^The outputs archive output\.zip is not a valid zip file",
+        arrange=corrupting("corrupt"),
+        check=_nothing_extracted,
+    ),
+    Case(
+        "entries escaping the folder",
+        "hostile output",
+        arrange=serving("traversal", traversal_zip),
+        check=_files_refused,
+    ),
+    Case(
+        "zip bomb (512 MiB of zeros)",
+        "hostile output",
+        expect=r"^The outputs archive output\.zip expands \d+ times .*raise the operator's max_compression_ratio",
+        arrange=serving("bomb", bomb_zip),
+        check=_nothing_extracted,
+    ),
+    Case(
+        "100,001 entries, extracted",
+        "hostile output",
+        expect=r"^The outputs archive output\.zip has 100001 entries.*raise the operator's max_extract_entries",
+        arrange=serving("many", many_entries_zip),
+        modes=(WORKER,),
+        check=_nothing_extracted,
+    ),
+    Case(
+        "100,001 entries, listed",
+        "hostile output",
+        arrange=serving("many", many_entries_zip),
+        operator={"extract": False},
+        modes=(WORKER,),
+        check=_small_xcom_full_manifest,
+    ),
+    Case(
+        "re-run gets a bad CRC member",
+        "hostile output",
+        expect=r"^The outputs archive output\.zip could not be read",
+        arrange=serving("crc", bad_crc_zip),
+        rerun=True,
+        check=_old_outputs_kept,
+    ),
+    Case(
+        "re-run gets an HTML page",
+        "hostile output",
+        expect=r"^The outputs archive output\.zip is not a valid zip file",
+        arrange=serving("html", lambda: b"<html>502 Bad Gateway</html>"),
+        rerun=True,
+        check=_old_outputs_kept,
+    ),
+    Case("run id and task id '..'", "hostile output", arrange=_hostile_ids),
+    Case(
+        "secret input, CCP's input files",
+        "hostile output",
+        operator={"method_id": "hello", "inputs": {"name": "ada", "api_key": "{{ params.key }}"}},
+        check=_input_files_withheld,
+    ),
+    # bad input: one clear line, nothing sent
+    Case("Method id '..'", "bad input", expect=r"^Method id '\.\.' is not usable", operator={"method_id": ".."}),
+    Case("Method id ''", "bad input", expect=r"^Method id '' is not usable", operator={"method_id": ""}),
+    Case(
+        "dismiss job '..'",
+        "bad input",
+        expect=r"^Job id '\.\.' is not usable",
+        call=_call_with_hook(lambda hook: hook.dismiss_job("..")),
+        modes=(WORKER,),
+    ),
+    Case(
+        "job status of '.'",
+        "bad input",
+        expect=r"^Job id '\.' is not usable",
+        call=_call_with_hook(lambda hook: hook.get_job(".")),
+        modes=(WORKER,),
+    ),
+    Case("inputs as a string", "bad input", expect=r"must be a mapping", operator={"inputs": "text=hello"}),
+    Case("inputs as a list", "bad input", expect=r"must be a mapping", operator={"inputs": ["text", "hello"]}),
+    Case(
+        "unknown input",
+        "bad input",
+        expect=r"^Invalid inputs for Method 'word-count': unknown input 'txt'",
+        operator={"inputs": {"txt": "x"}},
+        reads_description=True,
+    ),
+    Case(
+        "extra is not JSON",
+        "bad input",
+        # Airflow 3.1 refuses to load such a connection at all (AirflowNotFoundException, its own
+        # clear line); later versions hand the text over and the provider names the field.
+        expect=r"^Connection field 'extra' is not valid JSON|^The conn_id `ccp_bad` isn't defined$",
+        arrange=lambda env: env.bad_connection(extra='{"client_id": "x",'),
+    ),
+    Case(
+        "timeout nan",
+        "bad input",
+        expect=r"^Connection extra 'timeout' is 'nan'",
+        arrange=lambda env: env.bad_connection(extra=env.sandbox.connection()["extra"] | {"timeout": "nan"}),
+    ),
+    Case(
+        "timeout -1",
+        "bad input",
+        expect=r"^Connection extra 'timeout' is -1",
+        arrange=lambda env: env.bad_connection(extra=env.sandbox.connection()["extra"] | {"timeout": -1}),
+    ),
+    Case(
+        "verify path missing",
+        "bad input",
+        expect=r"^Connection extra 'verify' is '/nonexistent/ca\.pem', which does not exist",
+        arrange=lambda env: env.bad_connection(
+            extra=env.sandbox.connection()["extra"] | {"verify": "/nonexistent/ca.pem"}
+        ),
+    ),
+    Case(
+        "host with a query string",
+        "bad input",
+        expect=r"^Connection field 'host' is .*without a query string or fragment",
+        arrange=lambda env: env.bad_connection(host=env.sandbox.url + "/?x=1"),
+    ),
+]
+
+
+# --------------------------------------------------------------------------- figures and summary
+
+
+@dataclass
+class Figures:
+    name: str
+    group: str
+    mode: str
+    outcome: str = ""
+    executions: int = 0
+    tries: int = 0
+    secrets_leaked: list[str] = field(default_factory=list)
+    files_outside: list[str] = field(default_factory=list)
+    traceback: bool = False
+    #: Requests a bad input still caused (reading the Method's description, when that finds the mistake).
+    requests_sent: int = 0
+
+
+RESULTS: list[Figures] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if not RESULTS:
+        return
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():  # on the terminal, not in a captured section
+        for line in summary_lines(RESULTS):
+            reporter.write_line(line)
+
+
+def summary_lines(results: list[Figures]) -> list[str]:
+    faults = [r for r in results if r.group != "bad input"]
+    bad_inputs = [r for r in results if r.group == "bad input"]
+    survived = [r for r in faults if r.outcome in ("succeeded", "clear error")]
+    clear = [r for r in bad_inputs if r.outcome == "clear error" and r.executions == 0]
+    duplicates = [r for r in results if r.executions > r.tries]
+    lines = [
+        "",
+        "=" * 30 + " fault matrix " + "=" * 30,
+        f"faults and abuse cases tried: {len(faults)}   survived or failed clearly: {len(survived)}",
+        f"duplicate executions (more than one per try): {len(duplicates)}   "
+        f"most executions per try: {max((r.executions / max(r.tries, 1) for r in results), default=0):g}",
+        f"secrets found in logs/XCom/rendered fields/world-readable files: "
+        f"{sum(len(r.secrets_leaked) for r in results)}",
+        f"files outside the task folder: {sum(len(r.files_outside) for r in results)}",
+        f"bad inputs: {len(bad_inputs)}   clear error, nothing submitted: {len(clear)}   "
+        f"answered by a traceback: {sum(r.traceback for r in bad_inputs)}",
+    ]
+    failed = [
+        r for r in results if r.outcome not in ("succeeded", "clear error") or r.secrets_leaked or r.files_outside
+    ]
+    lines += [f"  NOT OK: {r.name} [{r.mode}]: {r.outcome} {r.secrets_leaked} {r.files_outside}" for r in failed]
+    return [*lines, "=" * 74]
+
+
+# --------------------------------------------------------------------------- running a case
+
+
+def _operator(env: Env, case: Case) -> CCPExecuteMethodOperator:
+    arguments: dict[str, Any] = {
+        "task_id": env.task_id,
+        "method_id": "word-count",
+        "inputs": {"text": "one two three", "mode": "words"},
+        "poll_interval": 0.05,
+        "output_path": str(env.root),
+        "ccp_conn_id": env.conn_id,
+        "deferrable": env.mode == DEFERRED,
+    }
+    op = CCPExecuteMethodOperator(**(arguments | case.operator))
+    op.render_template_fields({"params": {"key": env.secret}})
+    return op
+
+
+def _run_task(env: Env, case: Case) -> tuple[CCPExecuteMethodOperator, dict[str, Any], Any]:
+    op = _operator(env, case)
+    context = make_context(DictStore(), task_id=env.task_id)
+    context["ti"].run_id = env.run_id
+    result = run_deferrable(op, context) if env.mode == DEFERRED else op.execute(context)
+    return op, context, result
+
+
+def _leaks(env: Env, texts: dict[str, str]) -> list[str]:
+    secrets_ = [env.secret, env.sandbox.password, env.sandbox.client_secret]
+    return [f"{secret[:6]}... in {where}" for where, text in texts.items() for secret in secrets_ if secret in text]
+
+
+def _world_readable_text(root: Path) -> str:
+    if not root.exists():
+        return ""
+    readable = [p for p in root.rglob("*") if p.is_file() and p.stat().st_mode & stat.S_IROTH]
+    texts = []
+    for path in readable:
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as zf:  # the archive's members are world-readable too
+                texts += [zf.read(info).decode(errors="replace") for info in zf.infolist() if info.file_size < 1 << 20]
+        elif path.stat().st_size < 1 << 20:
+            texts.append(path.read_text(errors="replace"))
+    return "\n".join(texts)
+
+
+def _files_outside(env: Env) -> list[str]:
+    task_folder = env.task_folder.resolve()
+    return [
+        str(p.relative_to(env.tmp_path))
+        for p in env.tmp_path.rglob("*")
+        if p.is_file() and not p.resolve().is_relative_to(task_folder)
+    ]
+
+
+DESCRIPTION_READ = ("POST /auth/realms/d4science/protocol/openid-connect/token", "GET /processes/{process_id}")
+
+
+def _requests_sent(env: Env, case: Case) -> int:
+    """Requests so far; a case that ``reads_description`` does not count the token and description reads."""
+    counted = env.sandbox.admin.counters()["requests"]
+    return sum(n for route, n in counted.items() if not (case.reads_description and route in DESCRIPTION_READ))
+
+
+def _params() -> list[Any]:
+    return [pytest.param(case, mode, id=f"{case.name}-{mode}") for case in CASES for mode in case.modes]
+
+
+@pytest.mark.usefixtures("sandbox_conn")
+@pytest.mark.parametrize(("case", "mode"), _params())
+def test_fault(case: Case, mode: str, sandbox: SandboxServer, tmp_path: Path, monkeypatch, task_log) -> None:
+    env = Env(sandbox, tmp_path, mode, monkeypatch)
+    figures = Figures(case.name, case.group, mode)
+    RESULTS.append(figures)
+    if case.rerun:
+        _run_task(env, Case(case.name, case.group, operator=case.operator))
+        figures.tries += 1
+    case.arrange(env)
+    before = _requests_sent(env, case)
+    op: CCPExecuteMethodOperator | None = None
+    context: dict[str, Any] = {}
+    manifest: dict[str, Any] | None = None
+    error: BaseException | None = None
+    figures.tries += 1
+    try:
+        if case.call is not None:
+            case.call(env)
+        else:
+            op, context, manifest = _run_task(env, case)
+    except AirflowException as raised:  # CCPError, or one of Airflow's own one-line errors
+        error = raised
+    except Exception as raised:  # anything else is a traceback for the user
+        error = raised
+        figures.traceback = True
+
+    figures.requests_sent = _requests_sent(env, case) - before
+    method_id = (case.operator.get("method_id") or "word-count") if case.call is None else ""
+    figures.executions = sandbox.admin.executions_submitted(method_id) if method_id else 0
+    figures.outcome = "succeeded" if error is None else ("traceback" if figures.traceback else "clear error")
+    rendered = ""
+    if op is not None:
+        from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+        rendered = json.dumps(_serialize_rendered_fields(op))
+    figures.secrets_leaked = _leaks(
+        env,
+        {
+            "task log": task_log(),
+            "XCom": json.dumps([pushed(context) if context else {}, manifest], default=str),
+            "rendered fields": rendered,
+            "error": str(error or ""),
+            "world-readable file": _world_readable_text(env.root),
+        },
+    )
+    figures.files_outside = _files_outside(env)
+
+    assert not figures.traceback, repr(error)
+    if case.expect is None:
+        assert error is None, f"{type(error).__name__}: {error}"
+    else:
+        assert error is not None, "expected a clear error, the task succeeded"
+        assert re.search(case.expect, str(error)), str(error)
+        assert "\n" not in str(error).strip()
+    if case.group == "bad input":
+        assert figures.requests_sent == 0
+        assert figures.executions == 0
+    assert figures.executions <= figures.tries
+    assert figures.secrets_leaked == []
+    assert figures.files_outside == []
+    case.check(env, manifest)
