@@ -12,7 +12,6 @@ import pytest
 from tests.dags.test_example_dags import airflow_env, decoded
 
 pytestmark = pytest.mark.dagtest
-__all__ = ["airflow_env"]  # a fixture, used by name
 
 #: Runs the DAG, then prints every XCom key per task and each task instance's state and try number.
 RUNNER = """
