@@ -93,7 +93,7 @@ def test_a_ccp_task_leaves_each_value_once_and_downstream_reads_files(airflow_en
     keys = {key for key in result["xcoms"]["count"] if not key.startswith("_link_")}
     manifest_keys = {
         "job_id", "method_id", "status", "message", "created", "started", "finished", "duration_seconds",
-        "archive", "files", "refused", "execution_url",
+        "archive", "manifest", "files", "file_count", "refused", "refused_count", "withheld", "execution_url",
     }  # fmt: skip
     assert keys == {"return_value", *manifest_keys}
     assert "ccp_job_id" not in keys
