@@ -116,4 +116,6 @@ def test_generated_dag_runs_with_non_default_params(
     assert "DAGRUN_STATE=success" in done.stdout, (done.stdout + done.stderr)[-4000:]
     (job_id,) = {job.job_id for job in hook.list_jobs(method_id="word-count")} - before
     sent = hook.get_execution(job_id)["request"]["inputs"]
+    # ccpnote carries the submission's marker, by which a lost answer is looked up (docs/operators.md).
+    assert sent.pop("ccpnote").startswith("[airflow-submission:")
     assert sent == {"ccpimage": "bash", **conf}

@@ -17,6 +17,7 @@ from airflow_provider_ccp.exceptions import (
     is_final,
 )
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.protocol import RetryPolicy
 from tests.task_helpers import make_context, task_log
 from tests.unit.test_operator import operator as operator_under_test
 
@@ -71,14 +72,12 @@ def test_an_unknown_method_fails_the_task_without_retries(sandbox, tmp_path):
     assert isinstance(raised.value, AirflowFailException)
 
 
-def test_a_server_error_is_left_to_the_retries(sandbox, tmp_path, monkeypatch):
-    from airflow_provider_ccp.hooks import ccp
-
-    monkeypatch.setattr(ccp, "RETRY_BACKOFF", 0.01)
-    monkeypatch.setattr(ccp, "RETRY_BACKOFF_MAX", 0.02)
+def test_a_server_error_is_left_to_the_retries(sandbox, tmp_path):
+    task = operator(tmp_path)
+    task.hook.retry = RetryPolicy(limit=1, delay=0.01)
     sandbox.admin.fail_next(r"/processes/word-count$", 500, count=20, method="GET")
     with pytest.raises(CCPError) as raised:
-        operator(tmp_path).execute(make_context())
+        task.execute(make_context())
     assert not isinstance(raised.value, AirflowFailException)
 
 
