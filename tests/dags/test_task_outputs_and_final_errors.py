@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dags.test_example_dags import airflow_env, decoded
+from tests.dags.runner import decoded
 
 pytestmark = pytest.mark.dagtest
 
