@@ -26,12 +26,12 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	scripts/chromium.sh
 	$(VENV)/bin/python -m airflow version
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Floor Airflow 3.1.x: the unit and integration suites (no Airflow processes, no browser).
 floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
-	$(FLOOR_VENV)/bin/python -m pytest -m "not e2e and not dagtest and not browser and not packaging" $(PYTEST_ARGS)
+	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not e2e and not dagtest and not browser and not packaging" $(PYTEST_ARGS)
 
 test: lint unit floor
 
