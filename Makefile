@@ -10,10 +10,10 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/venv.sh
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml scripts/venv.sh
 	scripts/venv.sh $(VENV) '$(AIRFLOW_SPEC)'
 
-$(FLOOR_VENV)/.installed: pyproject.toml scripts/venv.sh
+$(FLOOR_VENV)/.installed: pyproject.toml sandbox/pyproject.toml scripts/venv.sh
 	scripts/venv.sh $(FLOOR_VENV) '$(AIRFLOW_FLOOR_SPEC)'
 
 lint: $(VENV)/.installed
@@ -26,12 +26,12 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	scripts/chromium.sh
 	$(VENV)/bin/python -m airflow version
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Floor Airflow 3.1.x: the unit and integration suites (no Airflow processes, no browser).
 floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
-	$(FLOOR_VENV)/bin/python -m pytest -m "not e2e and not dagtest and not browser" $(PYTEST_ARGS)
+	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not e2e and not dagtest and not browser and not packaging" $(PYTEST_ARGS)
 
 test: lint unit floor
 
@@ -43,11 +43,11 @@ test-distributed: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests/distributed -m distributed $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/python scripts/demo.py
+	$(VENV)/bin/python -m scripts.demo
 
 # The sandbox and `airflow standalone` on 127.0.0.1, to look at the DAGs and the connection form in the UI.
 airflow: $(VENV)/.installed
-	$(VENV)/bin/python scripts/airflow_local.py
+	$(VENV)/bin/python -m scripts.airflow_local
 
 # The benchmarks of tests/benchmarks/ (not part of `make test`): each prints its figures next to a
 # baseline measured in the same run. BENCH_ARGS shortens the triggerer runs, e.g. BENCH_ARGS="--duration 10".

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from airflow_provider_ccp.devstack import LocalAirflow, StackError, free_port, interrupt_on_signals
-from airflow_provider_ccp.sandbox.testing import SandboxProcess
+from ccp_sandbox.testing import SandboxProcess
+from scripts.devstack import LocalAirflow, StackError, free_port, interrupt_on_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "admin"

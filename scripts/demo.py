@@ -20,8 +20,8 @@ import pendulum
 from rich.console import Console
 from rich.table import Table
 
-from airflow_provider_ccp.devstack import LocalAirflow, StackError, interrupt_on_signals
-from airflow_provider_ccp.sandbox.testing import SandboxProcess
+from ccp_sandbox.testing import SandboxProcess
+from scripts.devstack import LocalAirflow, StackError, interrupt_on_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".airflow"

@@ -11,8 +11,6 @@ import pytest
 
 from airflow_provider_ccp import auth, protocol
 
-pytest_plugins = ["airflow_provider_ccp.sandbox.testing"]
-
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state():

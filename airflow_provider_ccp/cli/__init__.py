@@ -147,13 +147,21 @@ def _run(args: argparse.Namespace, command: Command) -> int:
         return 1
 
 
+def run_sandbox(argv: Sequence[str]) -> int:
+    """The sandbox ships apart from the provider (it is development tooling, not runtime code)."""
+    try:
+        from ccp_sandbox.__main__ import main as sandbox_main
+    except ImportError:
+        print("ccp-airflow sandbox needs the ccp-sandbox package: pip install ccp-sandbox", file=sys.stderr)
+        return 1
+    return sandbox_main(list(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "sandbox":
-        from airflow_provider_ccp.sandbox.__main__ import main as sandbox_main
-
-        return sandbox_main(rest)
+        return run_sandbox(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from airflow_provider_ccp.cli.connect import flags_without_url

@@ -2,7 +2,7 @@
 
 Not a pytest module; run it by hand:
 
-    python tests/benchmarks/fast_job_latency.py [--runs 5] [--hold 5]
+    PYTHONPATH=. python tests/benchmarks/fast_job_latency.py [--runs 5] [--hold 5]   # from the repository root
 
 It starts the CCP sandbox and a local Airflow of separate processes (scheduler, triggerer, ...), and
 triggers, one run at a time, two one-task DAGs that run the sandbox's ``sleep`` Method with 0 seconds,
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pendulum
 
-from airflow_provider_ccp.devstack import LocalAirflow
-from airflow_provider_ccp.sandbox.testing import SandboxProcess
+from ccp_sandbox.testing import SandboxProcess
+from scripts.devstack import LocalAirflow
 
 DAG_TEMPLATE = """
 import pendulum

@@ -1,6 +1,6 @@
 """The Airflow UI as a DAG author meets it, in headless Chromium against `make airflow`'s stack.
 
-`scripts/airflow_local.py` (what `make airflow` runs) is started as a process of its own; the test then
+`python -m scripts.airflow_local` (what `make airflow` runs) is started as a process of its own; the test then
 does what a new user does: finds `ccp_default` in Admin -> Connections, adds a CCP connection through
 the form and presses Test, reaches the stack from "another shell" with `.airflow/env.sh`, writes a DAG
 with `ccp-airflow dag` where the config says DAGs live, triggers `ccp_quickstart` and finds the
@@ -79,10 +79,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dags.mkdir()
     shutil.copy(ROOT / "dags_examples" / "ccp_quickstart.py", dags)
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-    command = [sys.executable, str(ROOT / "scripts" / "airflow_local.py"), "--home", str(base / "home")]
+    command = [sys.executable, "-m", "scripts.airflow_local", "--home", str(base / "home")]
     command += ["--dags-folder", str(dags), "--sandbox-admin", "--port", str(_free_port())]
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     try:
         banner = _read_banner(process, base / "make-airflow.log", timeout=400)
@@ -104,7 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _free_port() -> int:
-    from airflow_provider_ccp.devstack import free_port
+    from scripts.devstack import free_port
 
     return free_port()
 
@@ -252,7 +252,7 @@ def test_a_ccp_connection_made_in_the_form_tests_green(stack, page, tmp_path):
 
 
 def test_a_deferred_task_shows_its_ccp_execution_link(stack, page, tmp_path):
-    from airflow_provider_ccp.sandbox.admin_client import SandboxAdmin
+    from ccp_sandbox.admin_client import SandboxAdmin
 
     headers = api_token(stack)
     wait_for("ccp_quickstart to be parsed", lambda: requests.get(

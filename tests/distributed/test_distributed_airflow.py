@@ -27,9 +27,9 @@ from typing import Any
 import boto3
 import pytest
 
-from airflow_provider_ccp.devstack import CELERY_WORKER, LocalAirflow, MotoS3, Postgres, Redis
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.sandbox.testing import SandboxProcess
+from ccp_sandbox.testing import SandboxProcess
+from scripts.devstack import CELERY_WORKER, LocalAirflow, MotoS3, Postgres, Redis
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(1200)]
 

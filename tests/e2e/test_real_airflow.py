@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_ccp.devstack import LocalAirflow, RunWatch
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.sandbox.testing import SandboxProcess
+from ccp_sandbox.testing import SandboxProcess
+from scripts.devstack import LocalAirflow, RunWatch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

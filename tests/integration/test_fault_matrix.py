@@ -29,7 +29,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from airflow_provider_ccp.outputs import task_output_path
-from airflow_provider_ccp.sandbox.testing import SandboxServer
+from ccp_sandbox.testing import SandboxServer
 from tests.task_helpers import DictStore, make_context, pushed, run_deferrable, task_log
 
 __all__ = ["task_log"]  # a fixture, used by name

@@ -15,7 +15,7 @@ import requests
 from airflow_provider_ccp import auth
 from airflow_provider_ccp.exceptions import CCPDownloadError, CCPError, CCPNotFoundError
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
-from airflow_provider_ccp.sandbox.testing import SandboxServer
+from ccp_sandbox.testing import SandboxServer
 
 POLL = 0.1
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import requests
 
-from airflow_provider_ccp.sandbox.testing import SandboxProcess, SandboxServer
+from ccp_sandbox.testing import SandboxProcess, SandboxServer
 
 UMA = "urn:ietf:params:oauth:grant-type:uma-ticket"
 TERMINAL = {"successful", "failed", "dismissed"}

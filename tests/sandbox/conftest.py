@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ccp_client import CCP
 
-from airflow_provider_ccp.sandbox.testing import SandboxServer
+from ccp_sandbox.testing import SandboxServer
 
 
 @pytest.fixture

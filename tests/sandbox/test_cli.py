@@ -9,8 +9,8 @@ import pytest
 import requests
 from ccp_client import CCP, live_group_members, running_pids
 
-from airflow_provider_ccp.sandbox.__main__ import main
-from airflow_provider_ccp.sandbox.testing import SandboxProcess
+from ccp_sandbox.__main__ import main
+from ccp_sandbox.testing import SandboxProcess
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.org"])

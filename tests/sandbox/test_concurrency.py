@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ccp_client import CCP
 
-from airflow_provider_ccp.sandbox.testing import SandboxServer
+from ccp_sandbox.testing import SandboxServer
 
 JOBS = 50
 

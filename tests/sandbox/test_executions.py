@@ -12,7 +12,7 @@ import pytest
 import requests
 from ccp_client import CCP
 
-from airflow_provider_ccp.sandbox.testing import SandboxServer
+from ccp_sandbox.testing import SandboxServer
 
 VALID = {"ccpimage": "bash", "text": "a", "mode": "words"}
 INVALID = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/invalid-parameter-value"

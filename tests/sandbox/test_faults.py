@@ -11,7 +11,7 @@ import pytest
 import requests
 from ccp_client import CCP, group_is_gone, running_pids, wait_until
 
-from airflow_provider_ccp.sandbox.testing import SandboxAdminError, SandboxProcess, SandboxServer
+from ccp_sandbox.testing import SandboxAdminError, SandboxProcess, SandboxServer
 
 
 def test_status_fault_with_retry_after_then_recovery(ccp: CCP, sandbox: SandboxServer) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from airflow_provider_ccp.sandbox.testing import SandboxServer
+from ccp_sandbox.testing import SandboxServer
 
 SEED_REQUEST: dict[str, Any] = {
     "inputs": {"ccpimage": "bash", "ccpreplicas": "1"},

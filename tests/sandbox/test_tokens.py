@@ -10,7 +10,7 @@ import pytest
 import requests
 from ccp_client import CCP, UMA
 
-from airflow_provider_ccp.sandbox.testing import SandboxServer
+from ccp_sandbox.testing import SandboxServer
 
 OTHER_CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Elsewhere"
 

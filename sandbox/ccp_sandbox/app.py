@@ -10,11 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from airflow_provider_ccp.sandbox import admin_api, ogc_api, token_api
-from airflow_provider_ccp.sandbox.config import SandboxConfig
-from airflow_provider_ccp.sandbox.middleware import SandboxMiddleware
-from airflow_provider_ccp.sandbox.ogc import OGCError, problem_response, status_word
-from airflow_provider_ccp.sandbox.state import SandboxState
+from ccp_sandbox import admin_api, ogc_api, token_api
+from ccp_sandbox.config import SandboxConfig
+from ccp_sandbox.middleware import SandboxMiddleware
+from ccp_sandbox.ogc import OGCError, problem_response, status_word
+from ccp_sandbox.state import SandboxState
 
 
 def create_app(config: SandboxConfig) -> FastAPI:

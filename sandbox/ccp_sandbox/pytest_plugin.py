@@ -1,4 +1,5 @@
-"""pytest plugin: CCP sandbox fixtures (loaded by tests/conftest.py) and the Python API tests use.
+"""pytest plugin of ``ccp-sandbox``: registered through the ``pytest11`` entry point, so installing
+the package is enough to have these fixtures.
 
 Fixtures:
     ccp_sandbox   session scope: one SandboxServer (admin on, own data folder, token TTL 300 s)
@@ -12,10 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_ccp.sandbox.admin_client import SandboxAdmin, SandboxAdminError
-from airflow_provider_ccp.sandbox.embedded import SandboxProcess, SandboxServer
-
-__all__ = ["SandboxAdmin", "SandboxAdminError", "SandboxProcess", "SandboxServer"]
+from ccp_sandbox.testing import SandboxServer
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from airflow_provider_ccp.sandbox.config import TOKEN_PATH
+from ccp_sandbox.config import TOKEN_PATH
 
 
 class SandboxAdminError(RuntimeError):

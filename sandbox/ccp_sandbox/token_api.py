@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from airflow_provider_ccp.sandbox.config import REALM_PATH, TOKEN_PATH
-from airflow_provider_ccp.sandbox.state import SandboxState, base_url, sandbox_state
-from airflow_provider_ccp.sandbox.tokens import TokenError
+from ccp_sandbox.config import REALM_PATH, TOKEN_PATH
+from ccp_sandbox.state import SandboxState, base_url, sandbox_state
+from ccp_sandbox.tokens import TokenError
 
 router = APIRouter(tags=["Keycloak"])
 FORM = "application/x-www-form-urlencoded"

@@ -8,9 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_ccp.sandbox.config import INFRASTRUCTURE
-from airflow_provider_ccp.sandbox.methods import ExecutionPlan, Method
-from airflow_provider_ccp.sandbox.ogc import REL_RESULTS, iso, utc_now
+from ccp_sandbox.config import INFRASTRUCTURE
+from ccp_sandbox.methods import ExecutionPlan, Method
+from ccp_sandbox.ogc import REL_RESULTS, iso, utc_now
 
 ACCEPTED, RUNNING, SUCCESSFUL, FAILED, DISMISSED = "accepted", "running", "successful", "failed", "dismissed"
 TERMINAL = frozenset({SUCCESSFUL, FAILED, DISMISSED})

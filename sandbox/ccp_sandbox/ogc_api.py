@@ -11,12 +11,12 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from airflow_provider_ccp.sandbox.config import TOKEN_PATH
-from airflow_provider_ccp.sandbox.connections import hang_up
-from airflow_provider_ccp.sandbox.faults import Fault
-from airflow_provider_ccp.sandbox.jobs import DISMISSED, FAILED, SUCCESSFUL, Job
-from airflow_provider_ccp.sandbox.methods import InputError
-from airflow_provider_ccp.sandbox.ogc import (
+from ccp_sandbox.config import TOKEN_PATH
+from ccp_sandbox.connections import hang_up
+from ccp_sandbox.faults import Fault
+from ccp_sandbox.jobs import DISMISSED, FAILED, SUCCESSFUL, Job
+from ccp_sandbox.methods import InputError
+from ccp_sandbox.ogc import (
     CONFORMANCE_BASE,
     CONFORMANCE_CLASSES,
     PROBLEM_JSON,
@@ -24,9 +24,9 @@ from airflow_provider_ccp.sandbox.ogc import (
     problem,
     status_word,
 )
-from airflow_provider_ccp.sandbox.output import DamagedZip
-from airflow_provider_ccp.sandbox.state import SandboxState, base_url, sandbox_state
-from airflow_provider_ccp.sandbox.tokens import Principal, TokenError
+from ccp_sandbox.output import DamagedZip
+from ccp_sandbox.state import SandboxState, base_url, sandbox_state
+from ccp_sandbox.tokens import Principal, TokenError
 
 router = APIRouter(tags=["CCP"])
 State = Annotated[SandboxState, Depends(sandbox_state)]

@@ -8,10 +8,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from airflow_provider_ccp.sandbox.connections import hang_up
-from airflow_provider_ccp.sandbox.counters import Counters
-from airflow_provider_ccp.sandbox.faults import Fault, FaultStore
-from airflow_provider_ccp.sandbox.ogc import PROBLEM_JSON, problem, status_word
+from ccp_sandbox.connections import hang_up
+from ccp_sandbox.counters import Counters
+from ccp_sandbox.faults import Fault, FaultStore
+from ccp_sandbox.ogc import PROBLEM_JSON, problem, status_word
 
 ADMIN_PREFIX = "/_sandbox/"
 HTML_ERROR = "<html><head><title>{status}</title></head><body><h1>{status} {phrase}</h1></body></html>\n"

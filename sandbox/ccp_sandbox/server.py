@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from airflow_provider_ccp.sandbox.app import create_app
-from airflow_provider_ccp.sandbox.config import SandboxConfig
-from airflow_provider_ccp.sandbox.connections import TrackingH11Protocol
-from airflow_provider_ccp.sandbox.state import SandboxState
+from ccp_sandbox.app import create_app
+from ccp_sandbox.config import SandboxConfig
+from ccp_sandbox.connections import TrackingH11Protocol
+from ccp_sandbox.state import SandboxState
 
 
 class _Server(uvicorn.Server):

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from airflow_provider_ccp.sandbox.faults import FaultSpecError, parse_fault
-from airflow_provider_ccp.sandbox.state import SandboxState, sandbox_state
+from ccp_sandbox.faults import FaultSpecError, parse_fault
+from ccp_sandbox.state import SandboxState, sandbox_state
 
 router = APIRouter(prefix="/_sandbox", tags=["Sandbox admin"])
 State = Annotated[SandboxState, Depends(sandbox_state)]

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from airflow_provider_ccp.sandbox.config import SandboxConfig
-from airflow_provider_ccp.sandbox.counters import Counters
-from airflow_provider_ccp.sandbox.faults import FaultStore
-from airflow_provider_ccp.sandbox.jobs import JobStore
-from airflow_provider_ccp.sandbox.methods import MethodCatalog
-from airflow_provider_ccp.sandbox.runner import JobRunner
-from airflow_provider_ccp.sandbox.tokens import TokenService
+from ccp_sandbox.config import SandboxConfig
+from ccp_sandbox.counters import Counters
+from ccp_sandbox.faults import FaultStore
+from ccp_sandbox.jobs import JobStore
+from ccp_sandbox.methods import MethodCatalog
+from ccp_sandbox.runner import JobRunner
+from ccp_sandbox.tokens import TokenService
 
 
 @dataclass

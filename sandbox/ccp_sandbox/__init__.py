@@ -4,3 +4,5 @@ It is built from the public CCP/OGC documentation only and deliberately imports 
 Airflow or from the provider's client code, so that a protocol mistake in the client is not
 mirrored by its test peer. See docs/sandbox.md.
 """
+
+__version__ = "0.1.0"

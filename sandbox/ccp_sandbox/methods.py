@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_ccp.sandbox.config import INFRASTRUCTURE
+from ccp_sandbox.config import INFRASTRUCTURE
 
 BUILTIN_DIR = Path(__file__).with_name("methods")
 # Inputs CCP accepts for every Method, declared or not.

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from airflow_provider_ccp.sandbox.config import (
+from ccp_sandbox.config import (
     DEFAULT_CLIENTS,
     DEFAULT_CONTEXT,
     DEFAULT_PORT,
@@ -28,9 +28,9 @@ from airflow_provider_ccp.sandbox.config import (
     parse_list,
     parse_pairs,
 )
-from airflow_provider_ccp.sandbox.connection import airflow_connection
-from airflow_provider_ccp.sandbox.methods import MethodDefinitionError
-from airflow_provider_ccp.sandbox.server import bind_sandbox
+from ccp_sandbox.connection import airflow_connection
+from ccp_sandbox.methods import MethodDefinitionError
+from ccp_sandbox.server import bind_sandbox
 
 REMOTE_REFUSAL = (
     "refusing to listen on {host}: the sandbox runs the shell scripts of its Method definitions "

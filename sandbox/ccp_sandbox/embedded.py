@@ -17,8 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from airflow_provider_ccp.sandbox.admin_client import SandboxAdmin
-from airflow_provider_ccp.sandbox.config import (
+from ccp_sandbox.admin_client import SandboxAdmin
+from ccp_sandbox.config import (
     DEFAULT_CLIENTS,
     DEFAULT_CONTEXT,
     DEFAULT_PUBLIC_CLIENT,
@@ -27,8 +27,8 @@ from airflow_provider_ccp.sandbox.config import (
     TOKEN_PATH,
     SandboxConfig,
 )
-from airflow_provider_ccp.sandbox.connection import airflow_connection
-from airflow_provider_ccp.sandbox.server import BoundSandbox, bind_sandbox
+from ccp_sandbox.connection import airflow_connection
+from ccp_sandbox.server import BoundSandbox, bind_sandbox
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -140,7 +140,7 @@ class SandboxServer(_Sandbox):
 
 
 class SandboxProcess(_Sandbox):
-    """``python -m airflow_provider_ccp.sandbox`` as a child process, stopped by its PID."""
+    """``python -m ccp_sandbox`` as a child process, stopped by its PID."""
 
     process: subprocess.Popen[bytes] | None = None
 
@@ -188,7 +188,7 @@ class SandboxProcess(_Sandbox):
         command = [
             sys.executable,
             "-m",
-            "airflow_provider_ccp.sandbox",
+            "ccp_sandbox",
             "--port",
             str(config.port),
             "--ready-file",

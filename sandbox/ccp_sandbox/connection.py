@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD
-from airflow_provider_ccp.sandbox.config import TOKEN_PATH
+from ccp_sandbox.config import TOKEN_PATH
 
+#: The provider's connection extra naming the token endpoint (docs/connection.md). Written out here,
+#: not imported: the sandbox imports nothing of the provider, so that it installs and runs without it.
+TOKEN_ENDPOINT_FIELD = "keycloak_url"
 # Flows whose secret is the user's password; for 'token' and 'refresh_token' the caller fills it in.
 PASSWORD_FLOWS = ("password_uma", "password_scope", "context_header")
 

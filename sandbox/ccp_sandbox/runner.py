@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from airflow_provider_ccp.sandbox.archive import build_zip
-from airflow_provider_ccp.sandbox.jobs import DISMISSED, FAILED, RUNNING, SUCCESSFUL, Job, Replica
+from ccp_sandbox.archive import build_zip
+from ccp_sandbox.jobs import DISMISSED, FAILED, RUNNING, SUCCESSFUL, Job, Replica
 
 ENTRYPOINT = "ccp-entrypoint.sh"
 ENV_FILE = "ccpenv"

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 import jwt
 
-from airflow_provider_ccp.sandbox.config import SandboxConfig
+from ccp_sandbox.config import SandboxConfig
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 CONTEXT_SCOPE_PREFIX = "d4s-context:"
