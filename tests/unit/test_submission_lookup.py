@@ -107,7 +107,7 @@ def test_a_rejected_static_token_ends_the_wait_at_once(make_conn, httpserver):
     httpserver.expect_request("/jobs/j1").respond_with_json({"type": "unauthorized"}, 401)
     started = time.monotonic()
 
-    event = asyncio.run(first_event(CCPJobTrigger(conn, "j1", poll_interval=30)))
+    event = asyncio.run(first_event(CCPJobTrigger(conn, "j1", poll_interval=0.2)))
 
     assert time.monotonic() - started < 10
     assert event["status"] == "error"
