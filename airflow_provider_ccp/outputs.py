@@ -410,9 +410,13 @@ def _clear_leftovers(target: ObjectStoragePath) -> None:
 def _swap(staging: ObjectStoragePath, target: ObjectStoragePath) -> None:
     """Put the complete ``staging`` folder where ``target`` is; the old outputs go only once it is there."""
     if not _is_local(target):
-        # Object stores have no folder rename: the old files stay until the new ones are all written.
+        # Object stores have no folders to rename (s3fs cannot move a prefix whose "folder" key was never
+        # written): the old files go once the new ones are all written, then each file moves on its own.
         _remove(target)
-        target.fs.mv(staging.path, target.path, recursive=True)
+        prefix = staging.path.rstrip("/") + "/"
+        for source in target.fs.find(staging.path):
+            target.fs.mv(source, target.path.rstrip("/") + "/" + source.removeprefix(prefix))
+        _remove(staging)
         return
     live, new = Path(target.path), Path(staging.path)
     previous = Path(_sibling(target, "old").path)
