@@ -410,7 +410,11 @@ def record_method_id(record: Mapping[str, Any]) -> str | None:
     if isinstance(method, Mapping):
         method = method.get("id")
     status = record.get("status")
-    for candidate in (method, record.get("processID"), status.get("processID") if isinstance(status, Mapping) else None):
+    for candidate in (
+        method,
+        record.get("processID"),
+        status.get("processID") if isinstance(status, Mapping) else None,
+    ):
         if candidate:
             return str(candidate)
     return None
@@ -431,9 +435,16 @@ def record_status(record: Mapping[str, Any]) -> StatusInfo:
 
 def newest_first(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Execution records by creation time, newest first; those without a readable time keep their order, last."""
-    dated = [(record_status(record).created, index, dict(record)) for index, record in enumerate(records)]
-    known = sorted((item for item in dated if item[0] is not None), key=lambda item: item[0], reverse=True)
-    return [record for _, _, record in known + [item for item in dated if item[0] is None]]
+    dated: list[tuple[pendulum.DateTime, dict[str, Any]]] = []
+    undated: list[dict[str, Any]] = []
+    for record in records:
+        created = record_status(record).created
+        if created is None:
+            undated.append(dict(record))
+        else:
+            dated.append((created, dict(record)))
+    dated.sort(key=lambda item: item[0], reverse=True)  # stable: records created at once keep their order
+    return [record for _, record in dated] + undated
 
 
 def record_carries_marker(record: Mapping[str, Any], marker: str) -> bool:

@@ -105,7 +105,9 @@ def _executions(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     executions = commands.add_parser("executions", help="CCP's execution history").add_subparsers(
         dest="action", required=True
     )
-    listing = executions.add_parser("list", parents=[common], help="list executions, newest first (CCP GET /executions)")
+    listing = executions.add_parser(
+        "list", parents=[common], help="list executions, newest first (CCP GET /executions)"
+    )
     listing.add_argument("--method", metavar="METHOD_ID", help="only executions of this Method")
     listing.set_defaults(func=run.executions_list)
 

@@ -16,7 +16,11 @@ def test_records_of_every_page_newest_first_and_of_one_method(make_conn, httpser
     httpserver.expect_request("/executions").respond_with_json(
         {
             "executions": [
-                {"id": "old", "method": {"id": "m1"}, "status": {"status": "successful", "created": "2026-01-01T00:00Z"}},
+                {
+                    "id": "old",
+                    "method": {"id": "m1"},
+                    "status": {"status": "successful", "created": "2026-01-01T00:00Z"},
+                },
                 {"status": {"jobID": "undated", "processID": "m1", "status": "failed"}},
                 {"id": "other", "method": {"id": "m2"}, "created": "2026-02-01T00:00:00Z"},
             ],

@@ -155,7 +155,10 @@ def test_a_secret_value_is_not_repeated_in_the_error(open_conn, ogc):
 
 
 def test_on_ccp_every_value_stays_a_string(open_conn, httpserver):
-    ccp_method = {"id": "m1", "inputs": {"ccpimage": {"schema": {"type": "string"}}, "size": {"schema": SCHEMAS["size"]}}}
+    ccp_method = {
+        "id": "m1",
+        "inputs": {"ccpimage": {"schema": {"type": "string"}}, "size": {"schema": SCHEMAS["size"]}},
+    }
     server = TypedOGCServer(httpserver, ccp_method)
     hook = CCPHook(open_conn)
 
@@ -169,7 +172,10 @@ def test_on_ccp_every_value_stays_a_string(open_conn, httpserver):
 
 
 def test_server_ogc_types_inputs_even_next_to_ccp_named_ones(make_conn, httpserver):
-    described = {"id": "m1", "inputs": {"ccpnote": {"schema": {"type": "string"}}, "size": {"schema": {"type": "integer"}}}}
+    described = {
+        "id": "m1",
+        "inputs": {"ccpnote": {"schema": {"type": "string"}}, "size": {"schema": {"type": "integer"}}},
+    }
     server = TypedOGCServer(httpserver, described)
 
     CCPHook(make_conn(auth_flow="none", login=None, secret="", server="ogc")).submit_execution(
