@@ -5,34 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_ccp.exceptions import CCPInputError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from ccp_sandbox.testing import SandboxServer
 from tests.task_helpers import make_context, run_deferrable, task_log
+from tests.unit.test_operator import operator
 
 __all__ = ["task_log"]  # a fixture, used by name
 
 #: CCP's archiving hook, as a production batch submitter passes it.
 ARCHIVE = {"subscribers": [{"successUri": "http://registry:8080/executions/outputs/archive-to-folder"}]}
 VALUE = {"transmissionMode": "value"}
-
-
-def operator(tmp_path: Path, **kwargs: Any) -> CCPExecuteMethodOperator:
-    arguments: dict[str, Any] = {
-        "task_id": "count",
-        "method_id": "word-count",
-        "inputs": {"text": "one two three"},
-        "poll_interval": 0.05,
-        "output_path": str(tmp_path / "out"),
-        "min_defer_seconds": 0,  # no scheduler to race with here (docs/operators.md)
-    }
-    return CCPExecuteMethodOperator(**(arguments | kwargs))
 
 
 def execution(job_id: str) -> dict[str, Any]:
