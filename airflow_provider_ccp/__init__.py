@@ -84,8 +84,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "server": {
         "label": "Server",
         "description": (
-            "auto (default): CCP when the Method declares ccpimage; ccp: send every input value as a string; "
-            "ogc: another OGC API - Processes server, inputs sent with the types their schemas declare."
+            "auto (default): CCP when the inputs or the Method name ccpimage; ccp: every input value as a string; "
+            "ogc: another OGC API - Processes server, inputs sent as the types their schemas declare."
         ),
         "schema": {"type": "string", "enum": list(SERVER_KINDS), "default": SERVER_KINDS[0]},
     },
