@@ -23,6 +23,9 @@ AUTH_FLOWS = (
     "none",
 )
 
+#: What a connection's server is (extra ``server``): ``auto`` tells CCP from other OGC API - Processes servers.
+SERVER_KINDS = ("auto", "ccp", "ogc")
+
 #: Where the documentation lives once the package is installed (the repository's docs/ folder).
 DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/connection.md"
 #: The extra holding the Keycloak token endpoint. Its old name, ``token_url``, contains "token", so
@@ -77,6 +80,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "CCP web UI URL",
         "description": 'Base of the "CCP execution" links to an execution in CCP\'s web UI; empty: the API URL.',
         "schema": {"type": ["string", "null"], "examples": ["https://ccp.cloud.d4science.org/ui"]},
+    },
+    "server": {
+        "label": "Server",
+        "description": (
+            "auto (default): CCP when the inputs or the Method name ccpimage; ccp: every input value as a string; "
+            "ogc: another OGC API - Processes server, inputs sent as the types their schemas declare."
+        ),
+        "schema": {"type": "string", "enum": list(SERVER_KINDS), "default": SERVER_KINDS[0]},
     },
     "timeout": {
         "label": "Timeout (s)",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_ccp import AUTH_FLOWS, TOKEN_ENDPOINT_FIELD
+from airflow_provider_ccp import AUTH_FLOWS, SERVER_KINDS, TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.exceptions import CCPError
 
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
@@ -30,6 +30,7 @@ EXTRA_FIELDS = (
     "verify",
     "timeout",
     "ui_url",
+    "server",
 )
 
 
@@ -70,6 +71,13 @@ def _timeout(value: Any) -> float:
     if not math.isfinite(timeout) or timeout <= 0:
         raise CCPError(f"Connection extra 'timeout' is {value!r}; expected a positive number of seconds")
     return timeout
+
+
+def _server(value: Any) -> str:
+    kind = str(value or "auto").strip().lower()
+    if kind not in SERVER_KINDS:
+        raise CCPError(f"Connection extra 'server' is {value!r}; expected one of {', '.join(SERVER_KINDS)}")
+    return kind
 
 
 def _extra_document(text: str | None) -> None:
@@ -118,6 +126,8 @@ class CCPConnectionSettings:
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
     ui_url: str | None = None
+    #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.
+    server: str = "auto"
 
     @classmethod
     def from_fields(
@@ -148,6 +158,7 @@ class CCPConnectionSettings:
             verify=_verify(_extra(extra, "verify")),
             timeout=_timeout(_extra(extra, "timeout")),
             ui_url=(str(_extra(extra, "ui_url")).rstrip("/") if _extra(extra, "ui_url") else None),
+            server=_server(_extra(extra, "server")),
         )
         settings.check()
         return settings

@@ -13,10 +13,15 @@ from typing import Any
 
 from airflow_provider_ccp import auth
 from airflow_provider_ccp.exceptions import CCPInputError
-from airflow_provider_ccp.protocol import CCP_SYSTEM_INPUTS, input_value_to_string, value_outputs
-
-#: ``schema.format`` values that mark an input as a credential (CCP uses ``secret``).
-SECRET_FORMATS = frozenset({"secret", "password"})
+from airflow_provider_ccp.protocol import (
+    CCP_LOG_OUTPUTS,
+    CCP_SYSTEM_INPUTS,
+    SECRET_FORMATS,
+    described_inputs,
+    input_value_to_string,
+    is_ccp_description,
+    value_outputs,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class InputSpec:
     default: str | None
     enum: tuple[str, ...]
     secret: bool
+    #: The declared default as the description gives it (``default`` is its string form).
+    default_value: Any = None
 
     @classmethod
     def from_description(cls, name: str, spec: Mapping[str, Any]) -> InputSpec:
@@ -41,6 +48,7 @@ class InputSpec:
             default=None if default is None else input_value_to_string(name, default),
             enum=tuple(input_value_to_string(name, item) for item in schema.get("enum") or ()),
             secret=str(schema.get("format") or "").lower() in SECRET_FORMATS,
+            default_value=default,
         )
 
     def describe(self) -> str:
@@ -65,13 +73,7 @@ def _as_int(value: Any, fallback: int) -> int:
 
 def declared_inputs(description: Mapping[str, Any]) -> dict[str, InputSpec]:
     """The inputs of a process description: OGC 1.0 (a map by id) or the older list form."""
-    raw = description.get("inputs") or {}
-    items: list[tuple[str, Mapping[str, Any]]]
-    if isinstance(raw, Mapping):
-        items = [(str(name), spec) for name, spec in raw.items() if isinstance(spec, Mapping)]
-    else:
-        items = [(str(spec["id"]), spec) for spec in raw if isinstance(spec, Mapping) and spec.get("id")]
-    return {name: InputSpec.from_description(name, spec) for name, spec in items}
+    return {name: InputSpec.from_description(name, spec) for name, spec in described_inputs(description).items()}
 
 
 def declared_outputs(description: Mapping[str, Any]) -> list[str]:
@@ -93,8 +95,8 @@ def _enum_problem(spec: InputSpec, value: Any) -> str | None:
     return f"{spec.name}: {shown} is not one of {', '.join(spec.enum)}"
 
 
-def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, str]:
-    """The inputs to send: ``given`` plus the declared defaults, all as strings.
+def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs to send: ``given`` plus the declared defaults, as given (the hook encodes them).
 
     Raises one ``CCPInputError`` naming every unknown input, missing required input and value
     outside an ``enum``, followed by the list of inputs the Method accepts.
@@ -114,8 +116,8 @@ def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mappin
             f"The Method accepts: {', '.join(accepted)}",
             method_id=method_id,
         )
-    prepared = {name: spec.default for name, spec in specs.items() if spec.default is not None and name not in given}
-    prepared.update({name: input_value_to_string(name, value) for name, value in given.items()})
+    prepared = {name: spec.default_value for name, spec in specs.items() if spec.default is not None}
+    prepared.update(given)
     _mask_secrets(specs, prepared)
     return prepared
 
@@ -148,7 +150,7 @@ def secret_inputs_sent(description: Mapping[str, Any], values: Any) -> bool:
     return isinstance(values, Mapping) and any(_is_secret(specs, name) for name in values)
 
 
-def public_inputs(description: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, str]:
+def public_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """The values of every input the description does not mark secret."""
     specs = declared_inputs(description)
     return {name: value for name, value in values.items() if not _is_secret(specs, name)}
@@ -173,6 +175,10 @@ def _mask_secrets(specs: Mapping[str, InputSpec], values: Mapping[str, Any]) -> 
 
 
 def default_outputs(description: Mapping[str, Any]) -> dict[str, dict[str, str]] | None:
-    """Every output the description declares, by value (what CCP's own form asks for)."""
+    """Every output the description declares, by value, and on CCP ``stdout`` and ``stderr`` too:
+    what CCP's own execution form and generated code ask for. None (every output, by OGC's rule)
+    for a plain OGC process that declares none."""
     outputs = declared_outputs(description)
+    if is_ccp_description(description):
+        outputs += [name for name in CCP_LOG_OUTPUTS if name not in outputs]
     return value_outputs(outputs) if outputs else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -33,6 +34,12 @@ OGC_EXCEPTION_PREFIX = "http://www.opengis.net/def/exceptions/ogcapi-processes-1
 
 #: Inputs every CCP Method accepts, whether or not its description declares them (ccp-api.md §3.1).
 CCP_SYSTEM_INPUTS = frozenset({"ccpimage", "ccpreplicas", "ccpnote", "ccpmaxtime", "ccpsize"})
+#: Outputs CCP's execution form ("Output options") and the code it generates request besides the declared ones.
+CCP_LOG_OUTPUTS = ("stdout", "stderr")
+#: Members of the execute request the provider writes itself: extra members may not replace them.
+PROVIDER_MEMBERS = frozenset({"inputs", "outputs", "response"})
+#: ``schema.format`` values that mark an input as a credential (CCP uses ``secret``).
+SECRET_FORMATS = frozenset({"secret", "password"})
 
 SUCCESS_STATUSES = frozenset({"successful"})
 #: OGC's ``failed``/``dismissed`` plus CCP's own ``cancelled``/``expired`` (ccp-api.md §3.4).
@@ -175,21 +182,175 @@ def input_value_to_string(name: str, value: Any) -> str:
 
 
 def execute_body(
-    inputs: Mapping[str, Any], outputs: Mapping[str, Any] | None = None, response: str = "raw"
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any] | None = None,
+    response: str = "raw",
+    *,
+    typed_by: Mapping[str, Any] | None = None,
+    members: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of ``POST /processes/{id}/execution`` in the OGC 1.0 shape CCP reads."""
-    body: dict[str, Any] = {
-        "inputs": {name: input_value_to_string(name, value) for name, value in inputs.items()},
-        "response": response,
-    }
+    """The JSON body of ``POST /processes/{id}/execution`` in the OGC 1.0 shape CCP reads.
+
+    Input values go out as strings (CCP), or, given ``typed_by`` (the description of a process on
+    another OGC server), as the JSON types its schemas declare. ``members`` are added at the top
+    level (e.g. ``subscribers``); they may not replace the members this function writes.
+    """
+    added = request_members(members)
+    encoded = typed_inputs(inputs, typed_by) if typed_by is not None else string_inputs(inputs)
+    body: dict[str, Any] = {"inputs": encoded, "response": response}
     if outputs is not None:
         body["outputs"] = dict(outputs)
-    return body
+    return body | added
+
+
+def string_inputs(inputs: Mapping[str, Any]) -> dict[str, str]:
+    return {name: input_value_to_string(name, value) for name, value in inputs.items()}
+
+
+def request_members(members: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Top-level members added to the execute request, refused when they would replace the provider's own."""
+    if members is None:
+        return {}
+    if not isinstance(members, Mapping):
+        raise CCPInputError(
+            "request_members must be a mapping of member names to values "
+            f"(e.g. {{'subscribers': [...]}}), got a {type(members).__name__}"
+        )
+    taken = sorted(str(name) for name in members if name in PROVIDER_MEMBERS)
+    if taken:
+        raise CCPInputError(
+            f"request_members may not set {', '.join(map(repr, taken))}: the provider writes "
+            f"{', '.join(sorted(PROVIDER_MEMBERS))} (pass inputs= or outputs= instead)"
+        )
+    try:
+        json.dumps(members)
+    except (TypeError, ValueError) as err:
+        raise CCPInputError(f"request_members must be JSON values: {err}") from None
+    return dict(members)
 
 
 def value_outputs(output_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     """Ask for every named output by value, as CCP's own execution form does."""
     return {output_id: {"transmissionMode": "value"} for output_id in output_ids}
+
+
+# --------------------------------------------------------------------------- typed inputs (other OGC servers)
+
+
+def described_inputs(description: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The input descriptions of a process: OGC 1.0 (a map by id) or the older list form."""
+    raw = description.get("inputs") or {}
+    if isinstance(raw, Mapping):
+        return {str(name): spec for name, spec in raw.items() if isinstance(spec, Mapping)}
+    return {str(spec["id"]): spec for spec in raw if isinstance(spec, Mapping) and spec.get("id")}
+
+
+def is_ccp_description(description: Mapping[str, Any]) -> bool:
+    """CCP Methods declare the runtime image input; a plain OGC process does not."""
+    return "ccpimage" in described_inputs(description)
+
+
+def names_ccp_input(inputs: Mapping[str, Any]) -> bool:
+    """Inputs that only CCP knows (``ccpimage``, ``ccpnote``, ...) say the server is CCP."""
+    return any(name in CCP_SYSTEM_INPUTS for name in inputs)
+
+
+def typed_inputs(inputs: Mapping[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
+    """Each value as the JSON type its input's schema declares; undeclared inputs go as given.
+
+    A string (what a template renders) is read as that type: ``"4"`` becomes 4 for an integer.
+    Raises ``CCPInputError`` naming the input when a value cannot be read so.
+    """
+    specs = described_inputs(description)
+    return {name: _typed_input(name, value, specs.get(name) or {}) for name, value in inputs.items()}
+
+
+def _typed_input(name: str, value: Any, spec: Mapping[str, Any]) -> Any:
+    schema: Mapping[str, Any] = spec["schema"] if isinstance(spec.get("schema"), Mapping) else {}
+    kind = schema_type(schema)
+    many = str(spec.get("maxOccurs", 1)) != "1"
+    try:
+        if many and kind != "array" and isinstance(value, list | tuple):
+            return [_typed_value(name, item, schema) for item in value]
+        return _typed_value(name, value, schema)
+    except (TypeError, ValueError):
+        secret = str(schema.get("format") or "").lower() in SECRET_FORMATS
+        shown = "a value" if secret else f"{value!r}"
+        raise CCPInputError(
+            f"Input {name!r}: {shown} is not {_A_TYPE[str(kind)]}, which is what the Method's schema declares"
+        ) from None
+
+
+def schema_type(schema: Mapping[str, Any]) -> str | None:
+    """The one JSON type a schema declares (``["integer", "null"]`` counts as integer), else None."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kinds = [item for item in kind if item != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    return kind if kind in _A_TYPE else None
+
+
+def _typed_value(name: str, value: Any, schema: Mapping[str, Any]) -> Any:
+    kind = schema_type(schema)
+    if kind is None or (isinstance(value, Mapping) and kind != "object" and ("value" in value or "href" in value)):
+        return value  # no type to follow, or a qualified value / link the server reads itself
+    if kind == "string":
+        return input_value_to_string(name, value)
+    if kind == "boolean":
+        return _boolean(value)
+    if kind == "integer":
+        return _integer(value)
+    if kind == "number":
+        return _number(value)
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if kind == "object" and isinstance(parsed, Mapping):
+        return dict(parsed)
+    if kind == "array" and isinstance(parsed, list | tuple):
+        items = schema["items"] if isinstance(schema.get("items"), Mapping) else {}
+        return [_typed_value(name, item, items) for item in parsed]
+    raise TypeError(kind)
+
+
+_A_TYPE = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean (true or false)",
+    "array": "an array (a list, or a JSON array)",
+    "object": "an object (a mapping, or a JSON object)",
+}
+_BOOLEAN_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[value.strip().lower()]
+    raise TypeError(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(value)
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(value)
+    return value
 
 
 def job_id_from_submission(body: Any, location: str | None) -> str:
@@ -241,6 +402,49 @@ def record_job_id(record: Mapping[str, Any]) -> str | None:
                 if candidate.get(key):
                     return str(candidate[key])
     return None
+
+
+def record_method_id(record: Mapping[str, Any]) -> str | None:
+    """The Method of an execution record: ``method`` (an object with ``id``, or the id), else the statusInfo's."""
+    method = record.get("method")
+    if isinstance(method, Mapping):
+        method = method.get("id")
+    status = record.get("status")
+    for candidate in (
+        method,
+        record.get("processID"),
+        status.get("processID") if isinstance(status, Mapping) else None,
+    ):
+        if candidate:
+            return str(candidate)
+    return None
+
+
+def record_status(record: Mapping[str, Any]) -> StatusInfo:
+    """An execution record read as a statusInfo: its own one when it nests it, else from its top-level fields."""
+    status = record.get("status")
+    document = dict(status) if isinstance(status, Mapping) else {"status": status}
+    for key in ("created", "started", "finished", "updated", "message"):
+        if record.get(key) and not document.get(key):
+            document[key] = record[key]
+    document["jobID"] = record_job_id(record) or "?"
+    document["processID"] = record_method_id(record)
+    document["status"] = document.get("status") or "unknown"
+    return StatusInfo.from_json(document)
+
+
+def newest_first(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Execution records by creation time, newest first; those without a readable time keep their order, last."""
+    dated: list[tuple[pendulum.DateTime, dict[str, Any]]] = []
+    undated: list[dict[str, Any]] = []
+    for record in records:
+        created = record_status(record).created
+        if created is None:
+            undated.append(dict(record))
+        else:
+            dated.append((created, dict(record)))
+    dated.sort(key=lambda item: item[0], reverse=True)  # stable: records created at once keep their order
+    return [record for _, record in dated] + undated
 
 
 def record_carries_marker(record: Mapping[str, Any], marker: str) -> bool:

@@ -83,7 +83,9 @@ def _jobs(commands: argparse._SubParsersAction, common: argparse.ArgumentParser)
     status = jobs.add_parser("status", parents=[common], help="a job's status")
     status.add_argument("job_id", metavar="JOB_ID")
     status.set_defaults(func=run.jobs_status)
-    listing = jobs.add_parser("list", parents=[common], help="list jobs (OGC GET /jobs)")
+    listing = jobs.add_parser(
+        "list", parents=[common], help="list jobs (OGC GET /jobs; on a CCP without it: executions list)"
+    )
     listing.add_argument("--status", help="only jobs in this status (accepted, running, successful, failed, ...)")
     listing.add_argument("--method", metavar="METHOD_ID", help="only jobs of this Method")
     listing.set_defaults(func=run.jobs_list)
@@ -95,6 +97,19 @@ def _jobs(commands: argparse._SubParsersAction, common: argparse.ArgumentParser)
     fetch.add_argument("--to", required=True, metavar="DIR", help="folder to save output.zip in")
     fetch.add_argument("--extract", action="store_true", help="also extract it into DIR/output (safely)")
     fetch.set_defaults(func=run.jobs_outputs)
+
+
+def _executions(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from airflow_provider_ccp.cli import commands as run
+
+    executions = commands.add_parser("executions", help="CCP's execution history").add_subparsers(
+        dest="action", required=True
+    )
+    listing = executions.add_parser(
+        "list", parents=[common], help="list executions, newest first (CCP GET /executions)"
+    )
+    listing.add_argument("--method", metavar="METHOD_ID", help="only executions of this Method")
+    listing.set_defaults(func=run.executions_list)
 
 
 def _dag(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -119,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _methods(commands, common)
     _jobs(commands, common)
+    _executions(commands, common)
     _dag(commands, common)
     # Its own options are the sandbox's business: everything after the word is handed over untouched.
     commands.add_parser("sandbox", add_help=False, help="run the CCP sandbox (same as ccp-sandbox; try: sandbox -h)")

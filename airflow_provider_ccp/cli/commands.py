@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from airflow_provider_ccp import outputs
+from airflow_provider_ccp import outputs, protocol
 from airflow_provider_ccp.cli import render
 from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -48,6 +48,15 @@ def jobs_list(args: argparse.Namespace, hook: CCPHook) -> int:
         render.print_json([status.to_dict() for status in statuses])
     else:
         render.console().print(render.jobs_table(statuses))
+    return 0
+
+
+def executions_list(args: argparse.Namespace, hook: CCPHook) -> int:
+    statuses = [protocol.record_status(record) for record in hook.list_executions(method_id=args.method)]
+    if args.json:
+        render.print_json([status.to_dict() for status in statuses])
+    else:
+        render.console().print(render.jobs_table(statuses, title="CCP executions"))
     return 0
 
 

@@ -114,9 +114,9 @@ def job_view(status: StatusInfo) -> Table:
     return table
 
 
-def jobs_table(statuses: Iterable[StatusInfo]) -> Table:
+def jobs_table(statuses: Iterable[StatusInfo], title: str = "CCP jobs") -> Table:
     statuses = list(statuses)
-    table = Table(title="CCP jobs")
+    table = Table(title=title)
     # Whole ids, never an ellipsis: they are what `jobs status` and `jobs outputs` take.
     longest = max((len(status.job_id) for status in statuses), default=6)
     table.add_column("job id", no_wrap=True, min_width=longest)

@@ -275,14 +275,24 @@ class CCPHook(_CCPHookBase):
         inputs: Mapping[str, Any],
         outputs: Mapping[str, Any] | None = None,
         response: str = "raw",
+        *,
+        request_members: Mapping[str, Any] | None = None,
+        description: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Start an execution; returns its statusInfo with ``jobID`` always set.
 
+        :param request_members: top-level members added to the execute request (e.g. ``subscribers``);
+            ``inputs``, ``outputs`` and ``response`` are refused there.
+        :param description: the Method's description when the caller has it: on a server that is
+            not CCP it gives the types the inputs are sent as (read with ``get_method`` otherwise).
+
         The POST is never retried once it may have reached the server: a duplicate execution
         costs the user real compute. Only connection failures before sending are retried.
+        Bad inputs or request members raise ``CCPInputError`` before anything is sent.
         """
         url = protocol.execution_request_url(self.settings.base_url, method_id)
-        body = protocol.execute_body(inputs, outputs, response)
+        typed_by = self.typing_description(method_id, inputs, description)
+        body = protocol.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
         answer = self._request(
             "POST",
             url,
@@ -299,6 +309,23 @@ class CCPHook(_CCPHookBase):
         status["jobID"] = protocol.job_id_from_submission(status, answer.headers.get("Location"))
         status.setdefault("status", "accepted")
         return status
+
+    def typing_description(
+        self, method_id: str, inputs: Mapping[str, Any], description: Mapping[str, Any] | None = None
+    ) -> Mapping[str, Any] | None:
+        """The description whose schemas type the inputs, or None when they go as strings (CCP).
+
+        Extra ``server``: ``ccp`` and ``ogc`` decide; ``auto`` takes CCP when the inputs name a CCP
+        input (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md).
+        """
+        kind = self.settings.server
+        if kind == "ccp" or not inputs or (kind == "auto" and protocol.names_ccp_input(inputs)):
+            return None
+        if description is None:
+            description = self.get_method(method_id)
+        if kind == "auto" and protocol.is_ccp_description(description):
+            return None
+        return description
 
     def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url(self.settings.base_url, job_id)
@@ -340,9 +367,16 @@ class CCPHook(_CCPHookBase):
         response = self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
         return protocol.dismiss_outcome(job_id, response.status_code, response.content)
 
-    def list_executions(self) -> list[dict[str, Any]]:
-        document = self._get_json(protocol.executions_url(self.settings.base_url))
-        return [dict(item) for item in protocol.listed_items(document, "executions")]
+    def list_executions(self, method_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """CCP's execution records (``GET /executions``, every page), newest first, of ``method_id`` only if given.
+
+        Works where ``GET /jobs`` is missing: CCP's own clients list executions this way.
+        """
+        url = protocol.executions_url(self.settings.base_url)
+        records = [dict(item) for item in self._pages(url, "executions", {"limit": limit})]
+        if method_id is not None:
+            records = [record for record in records if protocol.record_method_id(record) == method_id]
+        return protocol.newest_first(records)
 
     def find_execution(self, marker: str) -> str | None:
         """The job id of the execution whose request carries ``marker`` in its ``ccpnote``, or None.

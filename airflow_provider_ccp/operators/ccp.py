@@ -37,7 +37,6 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
     check_mapping,
-    declared_inputs,
     default_outputs,
     mask_secret_inputs,
     prepare_inputs,
@@ -93,9 +92,14 @@ class CCPExecuteMethodOperator(BaseOperator):
     """Execute a CCP Method and hand its outputs to downstream tasks.
 
     :param method_id: the Method (process) id. Templated.
-    :param inputs: input values by id; non-string values are sent as strings. Declared defaults
+    :param inputs: input values by id. CCP receives every value as a string; another OGC server
+        receives the type the input's schema declares (connection extra ``server``). Declared defaults
         (e.g. ``ccpimage``) are filled in. Templated.
-    :param outputs: the OGC ``outputs`` request; None asks for every declared output by value. Templated.
+    :param outputs: the OGC ``outputs`` request; None asks for every declared output by value, and on
+        CCP for ``stdout`` and ``stderr`` too, as CCP's own execution form does. Templated.
+    :param request_members: top-level members added to the execute request, e.g. ``{"subscribers":
+        [{"successUri": ...}]}`` (CCP archives the outputs to the Workspace); ``inputs``, ``outputs``
+        and ``response`` are refused there. Templated.
     :param ccp_conn_id: the ``ccp`` connection. Templated.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     :param poll_interval: seconds between status polls.
@@ -132,8 +136,15 @@ class CCPExecuteMethodOperator(BaseOperator):
     each key is also its own XCom (``multiple_outputs``), so ``op.output["files"]`` works.
     """
 
-    template_fields: Sequence[str] = ("method_id", "inputs", "outputs", "output_path", "ccp_conn_id")
-    template_fields_renderers = {"inputs": "json", "outputs": "json"}
+    template_fields: Sequence[str] = (
+        "method_id",
+        "inputs",
+        "outputs",
+        "request_members",
+        "output_path",
+        "ccp_conn_id",
+    )
+    template_fields_renderers = {"inputs": "json", "outputs": "json", "request_members": "json"}
     operator_extra_links = (CCPExecutionLink(),)
     ui_color = "#cfe8f7"
 
@@ -143,6 +154,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         method_id: str,
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
+        request_members: Mapping[str, Any] | None = None,
         ccp_conn_id: str = CCPHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 30,
@@ -188,6 +200,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.method_id = method_id
         self.inputs = inputs
         self.outputs = outputs
+        self.request_members = request_members
         self.ccp_conn_id = ccp_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -254,9 +267,10 @@ class CCPExecuteMethodOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         given = self.inputs if self.inputs is not None else {}
         check_mapping(self.method_id, given)  # before any request
+        protocol.request_members(self.request_members)
         description = self._method_description()
         inputs = prepare_inputs(self.method_id, description, given)
-        fingerprint = request_fingerprint(self.method_id, public_inputs(description, inputs))
+        fingerprint = request_fingerprint(self.method_id, protocol.string_inputs(public_inputs(description, inputs)))
         job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)
         if not self.wait_for_completion:
             self._forget(context)  # no retry to save: clearing the task later must submit again
@@ -322,7 +336,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         return job_id
 
     def _submit(
-        self, context: Context, description: Mapping[str, Any], inputs: Mapping[str, str], fingerprint: str
+        self, context: Context, description: Mapping[str, Any], inputs: Mapping[str, Any], fingerprint: str
     ) -> StatusInfo:
         """POST the execution, remembered before it is sent so that a lost answer can be looked up."""
         outputs = self.outputs if self.outputs is not None else default_outputs(description)
@@ -335,7 +349,9 @@ class CCPExecuteMethodOperator(BaseOperator):
         url = protocol.execution_request_url(self.hook.settings.base_url, self.method_id)
         answer: Mapping[str, Any] = {}
         try:
-            answer = self.hook.submit_execution(self.method_id, inputs, outputs)
+            answer = self.hook.submit_execution(
+                self.method_id, inputs, outputs, request_members=self.request_members, description=description
+            )
             job_id = str(answer["jobID"])
         except CCPError as err:
             if not protocol.submission_may_have_landed(err, url):
@@ -691,7 +707,7 @@ class Submission:
 
 def is_ccp_method(description: Mapping[str, Any]) -> bool:
     """CCP Methods declare the runtime image input; a plain OGC process has no ``ccpnote`` to carry a marker."""
-    return "ccpimage" in declared_inputs(description)
+    return protocol.is_ccp_description(description)
 
 
 def stored_submission(context: Context) -> Submission | None:

@@ -14,6 +14,8 @@ from ccp_sandbox.ogc import REL_RESULTS, iso, utc_now
 
 ACCEPTED, RUNNING, SUCCESSFUL, FAILED, DISMISSED = "accepted", "running", "successful", "failed", "dismissed"
 TERMINAL = frozenset({SUCCESSFUL, FAILED, DISMISSED})
+#: The outputs every CCP Method has besides its declared ones: each replica's console.
+LOG_OUTPUTS = ("stdout", "stderr")
 
 
 @dataclass
@@ -56,6 +58,19 @@ class Job:
     @property
     def archive(self) -> Path:
         return self.folder / "output.zip"
+
+    def log_not_requested(self, name: str) -> bool:
+        """Whether ``name`` is a replica's log (``stdout.1.txt``) that the request did not ask for.
+
+        Like CCP, whose execution form captures stdout/stderr only when asked to: a request that
+        names outputs gets the logs it names; one that names none (or leaves ``outputs`` out) gets
+        every output, logs included, by OGC's rule.
+        """
+        stream, dot, _ = name.partition(".")
+        if "/" in name or not dot or stream not in LOG_OUTPUTS or not name.endswith(".txt"):
+            return False
+        requested = self.request.get("outputs")
+        return isinstance(requested, dict) and bool(requested) and stream not in requested
 
     @property
     def terminal(self) -> bool:

@@ -139,4 +139,4 @@ def _kill(job: Job, *, include_finished: bool = False) -> None:
 
 
 async def _archive(job: Job) -> None:
-    await asyncio.to_thread(build_zip, job.data_dir, job.archive)
+    await asyncio.to_thread(build_zip, job.data_dir, job.archive, job.log_not_requested)

@@ -92,6 +92,30 @@ def test_jobs_status_and_list(sandbox_conn: str, capsys: pytest.CaptureFixture[s
     assert job_id in out
 
 
+def test_executions_list_newest_first_and_by_method(sandbox_conn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    older = finished_job(sandbox_conn, "hello", {"name": "first"})
+    other = finished_job(sandbox_conn, "word-count", {"text": "a b", "mode": "words"})
+    newer = finished_job(sandbox_conn, "hello", {"name": "second"})
+    capsys.readouterr()  # the waits' own log lines
+
+    code, out, err = run(capsys, "executions", "list", "--method", "hello", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    ids = [item["job_id"] for item in listed]
+    assert ids.index(newer) < ids.index(older)
+    assert other not in ids
+    assert {item["process_id"] for item in listed} == {"hello"}
+    assert {item["status"] for item in listed if item["job_id"] in (older, newer)} == {"successful"}
+    assert all(item["created"] for item in listed)
+
+    code, out, _ = run(capsys, "executions", "list")
+    assert code == 0
+    assert "CCP executions" in out
+    for job_id in (older, other, newer):
+        assert job_id in out
+    assert out.index(newer) < out.index(other) < out.index(older)
+
+
 def test_jobs_dismiss_cancels_a_waiting_job(
     sandbox_conn: str, sandbox: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -195,3 +195,28 @@ def test_launch_seconds_keep_a_job_accepted_like_a_container_being_deployed(tmp_
         running = ccp.wait(job_id, until={"running", "successful"})
         assert time.monotonic() - started >= 1.5
         assert ccp.wait(job_id)["status"] == "successful", running
+
+
+@pytest.mark.parametrize(
+    ("outputs", "logs"),
+    [
+        (None, {"stdout.1.txt", "stderr.1.txt"}),
+        ({}, {"stdout.1.txt", "stderr.1.txt"}),
+        ({"greeting": {"transmissionMode": "value"}}, set()),
+        ({"greeting": {}, "stdout": {"transmissionMode": "value"}}, {"stdout.1.txt"}),
+        ({"stderr": {}, "stdout": {}}, {"stdout.1.txt", "stderr.1.txt"}),
+    ],
+    ids=["outputs-left-out", "no-output-named", "declared-only", "stdout-only", "both"],
+)
+def test_the_logs_are_in_output_zip_only_when_requested(ccp: CCP, outputs: dict | None, logs: set[str]) -> None:
+    body: dict = {"inputs": {"ccpimage": "bash", "name": "logs"}, "response": "raw"}
+    if outputs is not None:
+        body["outputs"] = outputs
+    answer = ccp.http.post(f"{ccp.url}/processes/hello/execution", json=body, headers=ccp.headers(), timeout=30)
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["jobID"]
+    assert ccp.wait(job_id)["status"] == "successful"
+
+    names = set(output(ccp, job_id).namelist())
+    assert "greeting.txt" in names
+    assert {name for name in names if name.startswith(("stdout", "stderr"))} == logs

@@ -241,7 +241,8 @@ def test_declared_defaults_are_filled_and_values_sent_as_strings(sandbox, tmp_pa
     note = request["inputs"].pop("ccpnote")  # the submission's identity (see the ambiguous-submission tests)
     assert re.fullmatch(r"\[airflow-submission:[0-9a-f]{32}\]", note)
     assert request["inputs"] == {"ccpimage": "bash", "ccpreplicas": "1", "mode": "words", "text": "42"}
-    assert request["outputs"] == {"result": {"transmissionMode": "value"}}
+    # What CCP's execution form asks for: the declared outputs, and stdout/stderr captured.
+    assert request["outputs"] == {name: {"transmissionMode": "value"} for name in ("result", "stdout", "stderr")}
 
 
 def test_explicit_outputs_are_sent_as_given(sandbox, tmp_path):
@@ -305,9 +306,8 @@ def test_a_secret_input_of_any_form_is_masked_in_rendered_templates(sandbox, tmp
     assert "visible-name" in shown
     for piece in pieces:
         assert piece not in shown, shown
-    assert prepare_inputs("hello", CCPHook().get_method("hello"), op.inputs)[
-        "api_key"
-    ] == protocol.input_value_to_string("api_key", value)
+    sent = protocol.string_inputs(prepare_inputs("hello", CCPHook().get_method("hello"), op.inputs))
+    assert sent["api_key"] == protocol.input_value_to_string("api_key", value)
 
 
 @pytest.mark.parametrize("given", ["text=hello", ["text", "hello"], "", []])
