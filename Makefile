@@ -6,7 +6,7 @@ AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
 AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
 PYTEST_ARGS ?=
 
-.PHONY: test lint unit floor demo airflow venv clean docs dist test-distributed bench
+.PHONY: test lint suite floor demo airflow venv clean docs dist test-distributed bench
 
 venv: $(VENV)/.installed
 
@@ -23,7 +23,7 @@ lint: $(VENV)/.installed
 
 # Newest Airflow 3.3.x: lint, types and the whole suite (unit, integration against the sandbox, dag.test, e2e,
 # and the browser tests, which need Debian's chromium: scripts/chromium.sh installs it when missing).
-unit: $(VENV)/.installed
+suite: $(VENV)/.installed
 	scripts/chromium.sh
 	$(VENV)/bin/python -m airflow version
 	$(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
@@ -33,7 +33,7 @@ floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
 	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not e2e and not dagtest and not browser and not packaging" $(PYTEST_ARGS)
 
-test: lint unit floor
+test: lint suite floor
 
 # Postgres + CeleryExecutor (Redis, two workers) + two triggerers + outputs on S3 (moto), with a worker and a
 # triggerer killed mid-run. Installs Debian's postgresql and redis-server when missing, and the `distributed` extra.

@@ -7,7 +7,10 @@ import tempfile
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="ccp-tests-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+from collections.abc import Iterator
+
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_ccp import auth, protocol
 
@@ -19,3 +22,16 @@ def _fresh_process_state():
     protocol._warned_statuses.clear()
     yield
     auth.TOKEN_CACHE.clear()
+
+
+@pytest.fixture
+def memory_storage(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryFileSystem]:
+    """An object store (fsspec's memory filesystem) reachable as memory:// through ObjectStoragePath."""
+    from airflow.sdk.io import fs as airflow_fs
+
+    memory = MemoryFileSystem()
+    monkeypatch.setitem(airflow_fs._BUILTIN_SCHEME_TO_FS, "memory", lambda *_: memory)
+    airflow_fs._register_filesystems.cache_clear()
+    yield memory
+    airflow_fs._register_filesystems.cache_clear()
+    memory.store.clear()

@@ -98,6 +98,23 @@ def _before_sending(error: requests.RequestException) -> bool:
     return isinstance(error, requests.ConnectionError) and isinstance(reason, ConnectTimeoutError)
 
 
+class Clock:
+    """The hooks' time: the monotonic clock of token lifetimes and retry budgets, and the waits.
+
+    Tests pass a clock of their own (shifted, or recording the waits) instead of replacing modules.
+    """
+
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+    time = staticmethod(time.time)  # last: from here on the class body's ``time`` is this one
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK = Clock()
+
+
 class _CCPHookBase(BaseHook):
     conn_name_attr = "ccp_conn_id"
     default_conn_name = "ccp_default"
@@ -109,15 +126,17 @@ class _CCPHookBase(BaseHook):
         ccp_conn_id: str = default_conn_name,
         retry_limit: int = protocol.DEFAULT_RETRY.limit,
         retry_delay: float = protocol.DEFAULT_RETRY.delay,
+        clock: Clock = SYSTEM_CLOCK,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.ccp_conn_id = ccp_conn_id
         self.retry = RetryPolicy(limit=retry_limit, delay=retry_delay)
+        self.clock = clock
 
     def _exchange(self, method: str, *, token_request: bool = False) -> protocol.Exchange:
         return protocol.exchange(
-            self.retry, method, time.monotonic, authenticated=not token_request, idempotent=token_request
+            self.retry, method, self.clock.monotonic, authenticated=not token_request, idempotent=token_request
         )
 
     def _renew(self, state: auth.TokenState, step: protocol.Renew, method: str, url: str) -> None:
@@ -193,7 +212,7 @@ class CCPHook(_CCPHookBase):
             if isinstance(step, protocol.Renew):
                 self._renew(self._token_state, step, method, url)
             else:
-                time.sleep(step.seconds)
+                self.clock.sleep(step.seconds)
             return None
 
         return auth.drive(flow, perform)
@@ -215,11 +234,11 @@ class CCPHook(_CCPHookBase):
         if settings.auth_flow == "none":
             return None
         state = self._token_state
-        token = state.usable_token(time.monotonic())
+        token = state.usable_token(self.clock.monotonic())
         if token:
             return token
         with state.lock:
-            grant = auth.drive(auth.acquire(settings, state, time.monotonic()), self._post_token)
+            grant = auth.drive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
         auth.mask(*held)
         return grant.access_token
@@ -345,7 +364,7 @@ class CCPHook(_CCPHookBase):
 
         Raises ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up.
         """
-        watch = JobWatch(job_id, poll_interval, None if timeout is None else time.time() + timeout, self.log)
+        watch = JobWatch(job_id, poll_interval, None if timeout is None else self.clock.time() + timeout, self.log)
         while True:
             try:
                 status = self.get_job(job_id)
@@ -359,7 +378,7 @@ class CCPHook(_CCPHookBase):
                     return status
             if event is not None:
                 raise CCPJobTimeoutError(event["message"], job_id=job_id)
-            time.sleep(watch.next_delay())
+            self.clock.sleep(watch.next_delay())
 
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
@@ -704,7 +723,7 @@ class CCPAsyncHook(_CCPHookBase):
             if isinstance(step, protocol.Renew):
                 self._renew(pool.token_state, step, method, url)
             else:
-                await asyncio.sleep(step.seconds)
+                await self.clock.asleep(step.seconds)
             return None
 
         return await auth.adrive(flow, perform)
@@ -719,11 +738,11 @@ class CCPAsyncHook(_CCPHookBase):
         if settings.auth_flow == "none":
             return None
         state = (await self._get_pool()).token_state
-        token = state.usable_token(time.monotonic())
+        token = state.usable_token(self.clock.monotonic())
         if token:
             return token
         async with state.async_lock(), auth.holding(state.lock):
-            grant = await auth.adrive(auth.acquire(settings, state, time.monotonic()), self._post_token)
+            grant = await auth.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
         await auth.amask(*held)
         return grant.access_token

@@ -88,22 +88,3 @@ def test_the_ccp_section_is_declared_to_airflow() -> None:
     # Airflow's provider discovery (the entry point) reads it: `airflow config list` shows [ccp].
     discovered = dict(ProvidersManager().provider_configs)["airflow-provider-ccp"]
     assert discovered["ccp"]["options"]["output_path"] == option
-
-
-@pytest.mark.usefixtures("sandbox_conn")
-@pytest.mark.parametrize(("executor", "warned"), [("CeleryExecutor", True), ("LocalExecutor", False)])
-def test_the_task_log_says_when_outputs_stay_on_the_worker(
-    monkeypatch: pytest.MonkeyPatch, task_log, tmp_path, executor: str, warned: bool
-) -> None:
-    from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
-    from airflow_provider_ccp.waiting import job_event
-    from tests.task_helpers import finished_job, make_context
-
-    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
-    job = finished_job("word-count", {"text": "stays here", "mode": "words"})
-    op = CCPExecuteMethodOperator(task_id="count", method_id="word-count")
-
-    manifest = op.execute_complete(make_context(), event=job_event("success", job.job_id, "successful", ""))
-
-    assert manifest["archive"].startswith(f"file://{tmp_path}/ccp-outputs/")
-    assert task_log().count("a downstream task on another machine cannot read them") == (1 if warned else 0)

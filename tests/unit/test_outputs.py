@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.io import fs as airflow_fs
-from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_ccp import outputs
 from airflow_provider_ccp.exceptions import CCPDownloadError, CCPOutputLimitError
@@ -208,37 +206,6 @@ def test_default_root_is_under_airflow_home(monkeypatch, tmp_path):
 
     assert outputs.default_output_root() == str(tmp_path / "ccp-outputs")
     assert str(task_output_path(None, "d", "r", "t", None)) == f"file://{tmp_path}/ccp-outputs/d/r/t"
-
-
-@pytest.fixture
-def memory_storage(monkeypatch: pytest.MonkeyPatch) -> MemoryFileSystem:
-    """An object store (fsspec's memory filesystem) reachable as memory:// through ObjectStoragePath."""
-    memory = MemoryFileSystem()
-    monkeypatch.setitem(airflow_fs._BUILTIN_SCHEME_TO_FS, "memory", lambda *_: memory)
-    airflow_fs._register_filesystems.cache_clear()
-    yield memory
-    airflow_fs._register_filesystems.cache_clear()
-    memory.store.clear()
-
-
-@pytest.mark.usefixtures("sandbox_conn")
-def test_outputs_go_to_object_storage(memory_storage, sandbox, tmp_path):
-    from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
-    from airflow_provider_ccp.waiting import job_event
-    from tests.task_helpers import finished_job, make_context
-
-    job = finished_job("word-count", {"text": "to the bucket", "mode": "words"})
-    op = CCPExecuteMethodOperator(task_id="count", method_id="word-count", output_path="memory://bucket/runs")
-
-    manifest = op.execute_complete(make_context(), event=job_event("success", job.job_id, "successful", ""))
-
-    archive = ObjectStoragePath(manifest["archive"])
-    assert archive.protocol == "memory"
-    assert archive.path.lstrip("/").startswith("bucket/runs/ccp_tests/")
-    assert zipfile.is_zipfile(memory_storage.open(archive.path))
-    result = next(item for item in manifest["files"] if item["path"] == "result.json")
-    assert memory_storage.cat(ObjectStoragePath(result["uri"]).path) == b'{"words": 3, "mode": "words"}\n'
-    assert not list((tmp_path).rglob("*.zip"))  # nothing left behind locally
 
 
 # --------------------------------------------------------------------------- hostile ids, limits, atomic delivery

@@ -16,8 +16,8 @@ from airflow_provider_ccp.exceptions import CCPAmbiguousSubmissionError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import STATE_KEY, CCPExecuteMethodOperator
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from tests.integration.doubles import status_body
 from tests.task_helpers import DictStore, first_event, make_context
-from tests.unit.doubles import status_body
 
 MARKER = "airflow-submission:0123456789abcdef0123456789abcdef"
 #: A plain OGC process: no CCP runtime image, so no ``ccpnote`` to carry a marker.

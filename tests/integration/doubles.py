@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from airflow_provider_ccp.hooks.ccp import Clock
+
 TOKEN_PATH = "/auth/realms/d4science/protocol/openid-connect/token"
 CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
 ENCODED_CONTEXT = "%2Fd4science.research-infrastructures.eu%2FD4OS%2FBlue-CloudLab"
@@ -86,8 +88,8 @@ class FakeKeycloak:
         return Response(json.dumps(answer), status=200, content_type="application/json")
 
 
-class ShiftedClock:
-    """Stands in for the ``time`` module inside the hooks: monotonic time jumps, nothing really sleeps longer.
+class ShiftedClock(Clock):
+    """A hook's clock whose monotonic time jumps ``offset`` seconds ahead, nothing really sleeping longer.
 
     Only the hooks' view of the clock moves, so the event loop and the HTTP libraries keep real time.
     """
@@ -98,8 +100,18 @@ class ShiftedClock:
     def monotonic(self) -> float:
         return time.monotonic() + self.offset
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
+
+class SleepRecorder(Clock):
+    """A hook's clock that records the retry waits instead of waiting them."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 def ccp_requests(server: HTTPServer, path_prefix: str = "/jobs") -> list[Request]:

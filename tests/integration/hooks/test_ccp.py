@@ -26,15 +26,15 @@ from airflow_provider_ccp.exceptions import (
     CCPNotFoundError,
     CCPProtocolError,
 )
-from airflow_provider_ccp.hooks import ccp
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from tests.unit.doubles import (
+from tests.integration.doubles import (
     CLIENT_ID,
     CONTEXT,
     ENCODED_CONTEXT,
     UMA,
     USER,
     FakeKeycloak,
+    SleepRecorder,
     bearer_of,
     ccp_requests,
     status_body,
@@ -56,24 +56,9 @@ def one_ccp_call(conn_id: str, httpserver: HTTPServer) -> Request:
     return request
 
 
-class SleepRecorder:
-    """Replaces the hook module's ``time``: records the retry waits instead of waiting them."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-    def __getattr__(self, name: str):
-        return getattr(time, name)
-
-
 @pytest.fixture
-def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(ccp, "time", recorder)
-    return recorder
+def retry_sleeps() -> SleepRecorder:
+    return SleepRecorder()
 
 
 # ====================================================================== 1. each auth_flow on the wire
@@ -188,7 +173,7 @@ class TestTokenCache:
     def test_expired_token_is_refreshed_with_the_refresh_token(self, make_conn, keycloak, httpserver, clock):
         conn = make_conn()
         serve_job(httpserver)
-        hook = CCPHook(conn)
+        hook = CCPHook(conn, clock=clock)
         hook.get_job("j1")
         clock.offset = 290  # past the 300 s token's renewal point, before its refresh token's
         hook.get_job("j1")
@@ -203,13 +188,13 @@ class TestTokenCache:
     def test_threads_with_an_expired_token_cause_one_refresh(self, make_conn, keycloak, httpserver, clock):
         conn = make_conn()
         serve_job(httpserver)
-        CCPHook(conn).get_job("j1")
+        CCPHook(conn, clock=clock).get_job("j1")
         clock.offset = 290
         errors: list[BaseException] = []
 
         def worker() -> None:
             try:
-                CCPHook(conn).get_job("j1")
+                CCPHook(conn, clock=clock).get_job("j1")
             except BaseException as err:  # surfaced below
                 errors.append(err)
 
@@ -310,7 +295,7 @@ class TestRetries:
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=503, headers={"Retry-After": "7"})
         serve_job(httpserver)
-        assert CCPHook(conn, retry_delay=FAST).get_job("j1").status == "running"
+        assert CCPHook(conn, retry_delay=FAST, clock=retry_sleeps).get_job("j1").status == "running"
         assert retry_sleeps.waits == [7.0]
 
     @pytest.mark.parametrize(("header", "expected"), [("0.5", 0.5), ("Thu, 01 Jan 2015 00:00:00 GMT", 0.0)])
@@ -321,7 +306,7 @@ class TestRetries:
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=503, headers={"Retry-After": header})
         serve_job(httpserver)
-        assert CCPHook(conn).get_job("j1").status == "running"
+        assert CCPHook(conn, clock=retry_sleeps).get_job("j1").status == "running"
         assert retry_sleeps.waits == [expected]
 
     def test_a_retry_after_in_the_future_is_waited(self, make_conn, httpserver, retry_sleeps):
@@ -331,7 +316,7 @@ class TestRetries:
         when = formatdate(time.time() + 30, usegmt=True)
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": when})
         serve_job(httpserver)
-        CCPHook(conn).get_job("j1")
+        CCPHook(conn, clock=retry_sleeps).get_job("j1")
         (wait,) = retry_sleeps.waits
         assert 25 < wait <= 30
 
@@ -339,14 +324,14 @@ class TestRetries:
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "3600"})
         serve_job(httpserver)
-        CCPHook(conn, retry_delay=FAST).get_job("j1")
+        CCPHook(conn, retry_delay=FAST, clock=retry_sleeps).get_job("j1")
         assert retry_sleeps.waits == [protocol.DEFAULT_RETRY.retry_after_cap]
 
     def test_retries_are_bounded(self, make_conn, httpserver, retry_sleeps):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/jobs/j1").respond_with_data("<html>down</html>", status=503)
         with pytest.raises(CCPError) as raised:
-            CCPHook(conn, retry_delay=FAST).get_job("j1")
+            CCPHook(conn, retry_delay=FAST, clock=retry_sleeps).get_job("j1")
         assert raised.value.http_status == 503
         policy = protocol.DEFAULT_RETRY
         assert len(ccp_requests(httpserver)) == policy.limit + 1
@@ -426,11 +411,11 @@ class TestRetries:
         document["host"] = f"http://127.0.0.1:{port}"
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
         with pytest.raises(CCPError, match=f"Could not reach CCP at http://127.0.0.1:{port}/jobs/j1: ConnectionError"):
-            CCPHook(conn, retry_delay=FAST).get_job("j1")
+            CCPHook(conn, retry_delay=FAST, clock=retry_sleeps).get_job("j1")
         assert len(retry_sleeps.waits) == protocol.DEFAULT_RETRY.limit
 
     def test_the_token_endpoint_is_retried(self, make_conn, keycloak, httpserver):
-        from tests.unit.doubles import TOKEN_PATH
+        from tests.integration.doubles import TOKEN_PATH
 
         httpserver.expect_oneshot_request(TOKEN_PATH, method="POST").respond_with_data("", status=503)
         one_ccp_call(make_conn(), httpserver)

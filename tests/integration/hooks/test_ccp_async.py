@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,12 @@ from airflow_provider_ccp import auth
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
 from airflow_provider_ccp.hooks import ccp
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
-from tests.unit.doubles import (
+from tests.integration.doubles import (
     CLIENT_ID,
     ENCODED_CONTEXT,
     UMA,
     USER,
+    SleepRecorder,
     bearer_of,
     ccp_requests,
     status_body,
@@ -124,12 +124,12 @@ async def test_a_hundred_callers_with_an_empty_cache_cause_one_login(make_conn, 
 async def test_a_hundred_callers_with_an_expired_token_cause_one_refresh(make_conn, keycloak, httpserver, clock):
     serve_job(httpserver)
     conn = make_conn()
-    async with CCPAsyncHook(conn) as hook:
+    async with CCPAsyncHook(conn, clock=clock) as hook:
         await hook.get_job("j1")
         stale = keycloak.last_access_token()
         clock.offset = 290  # the 300 s token is past its renewal point; its refresh token lives on
         # Separate hook instances, as separate triggers in one triggerer would be.
-        others = [CCPAsyncHook(conn) for _ in range(99)]
+        others = [CCPAsyncHook(conn, clock=clock) for _ in range(99)]
         try:
             results = await asyncio.gather(hook.get_job("j1"), *(other.get_job("j1") for other in others))
         finally:
@@ -171,22 +171,13 @@ async def test_get_is_retried(make_conn, httpserver):
     assert len(ccp_requests(httpserver)) == 3
 
 
-async def test_retry_after_is_honoured(make_conn, httpserver, mocker):
-    # Only this loop's sleeps: a sandbox another test started ticks asyncio.sleep in its own thread.
-    waits: list[float] = []
-    real_sleep, this_thread = asyncio.sleep, threading.get_ident()
-
-    async def recorded(delay: float, *args, **kwargs):
-        if threading.get_ident() == this_thread:
-            waits.append(delay)
-        return await real_sleep(delay, *args, **kwargs)
-
-    mocker.patch.object(ccp.asyncio, "sleep", recorded)
+async def test_retry_after_is_honoured(make_conn, httpserver):
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "0.5"})
     serve_job(httpserver)
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+    waits = SleepRecorder()
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret=""), clock=waits) as hook:
         await hook.get_job("j1")
-    assert waits == [0.5]
+    assert waits.waits == [0.5]
 
 
 async def test_retries_are_bounded(make_conn, httpserver):
@@ -202,7 +193,7 @@ async def test_retries_are_bounded(make_conn, httpserver):
 
 
 async def test_the_token_endpoint_is_retried(make_conn, keycloak, httpserver):
-    from tests.unit.doubles import TOKEN_PATH
+    from tests.integration.doubles import TOKEN_PATH
 
     httpserver.expect_oneshot_request(TOKEN_PATH, method="POST").respond_with_data("", status=503)
     serve_job(httpserver)
@@ -331,11 +322,11 @@ def test_verify_setting_reaches_the_ssl_context(tmp_path, kind):
 async def test_sync_and_async_callers_share_one_refresh(make_conn, keycloak, httpserver, clock):
     serve_job(httpserver)
     conn = make_conn()
-    CCPHook(conn).get_job("j1")
+    CCPHook(conn, clock=clock).get_job("j1")
     clock.offset = 290  # past the renewal point of the 300 s token
     keycloak.delay = 0.3  # the first refresh is still in flight when the other callers look
-    async with CCPAsyncHook(conn) as hook:
-        worker = asyncio.to_thread(CCPHook(conn).get_job, "j1")
+    async with CCPAsyncHook(conn, clock=clock) as hook:
+        worker = asyncio.to_thread(CCPHook(conn, clock=clock).get_job, "j1")
         results = await asyncio.gather(worker, *(hook.get_job("j1") for _ in range(20)))
     assert len(results) == 21
     assert keycloak.grants == ["password", UMA, "refresh_token"]
@@ -347,7 +338,7 @@ async def test_an_async_caller_waits_for_a_sync_refresh_without_blocking_its_loo
 ):
     serve_job(httpserver)
     conn = make_conn()
-    CCPHook(conn).get_job("j1")
+    CCPHook(conn, clock=clock).get_job("j1")
     clock.offset = 290
     keycloak.delay = 0.5
     ticks = 0
@@ -358,9 +349,9 @@ async def test_an_async_caller_waits_for_a_sync_refresh_without_blocking_its_loo
             await asyncio.sleep(0.01)
             ticks += 1
 
-    async with CCPAsyncHook(conn) as hook:
+    async with CCPAsyncHook(conn, clock=clock) as hook:
         counting = asyncio.create_task(ticker())
-        worker = asyncio.create_task(asyncio.to_thread(CCPHook(conn).get_token))
+        worker = asyncio.create_task(asyncio.to_thread(CCPHook(conn, clock=clock).get_token))
         await asyncio.sleep(0.1)  # the worker thread holds the token lock, its request in flight
         token = await hook.get_token()
         counting.cancel()

@@ -17,8 +17,8 @@ from airflow_provider_ccp.exceptions import (
     is_final,
 )
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from tests.integration.operators.test_ccp import operator as operator_under_test
 from tests.task_helpers import make_context, task_log
-from tests.unit.test_operator import operator as operator_under_test
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
 __all__ = ["task_log"]  # a fixture, used by name

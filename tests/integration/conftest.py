@@ -1,4 +1,4 @@
-"""Fixtures of the unit suite: the loopback doubles of tests/unit/doubles.py, connections, clocks."""
+"""Fixtures of the integration suite: the loopback doubles of doubles.py (Keycloak, CCP), connections, clocks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from airflow_provider_ccp.hooks import ccp
-from tests.unit.doubles import CLIENT_ID, CONTEXT, USER, FakeKeycloak, ShiftedClock
+from tests.integration.doubles import CLIENT_ID, CONTEXT, USER, FakeKeycloak, ShiftedClock
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +66,5 @@ def make_conn(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer, keycloak:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
-    shifted = ShiftedClock()
-    monkeypatch.setattr(ccp, "time", shifted)
-    return shifted
+def clock() -> ShiftedClock:
+    return ShiftedClock()
