@@ -12,8 +12,8 @@ import pytest
 from airflow_provider_ccp.exceptions import CCPInputError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from ccp_sandbox.testing import SandboxServer
+from tests.integration.operators.test_ccp import operator
 from tests.task_helpers import make_context, run_deferrable, task_log
-from tests.unit.test_operator import operator
 
 __all__ = ["task_log"]  # a fixture, used by name
 

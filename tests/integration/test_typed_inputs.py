@@ -17,8 +17,8 @@ from airflow_provider_ccp import protocol
 from airflow_provider_ccp.exceptions import CCPError, CCPInputError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from tests.integration.doubles import status_body
 from tests.task_helpers import make_context
-from tests.unit.doubles import status_body
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "size": {"type": "integer"},
