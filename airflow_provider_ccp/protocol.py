@@ -8,7 +8,6 @@ triggerer can never disagree about a URL, a request body or what a status word m
 from __future__ import annotations
 
 import json
-import logging
 import random
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -26,8 +25,6 @@ from airflow_provider_ccp.exceptions import (
     CCPNotFoundError,
     CCPProtocolError,
 )
-
-log = logging.getLogger(__name__)
 
 OGC_EXCEPTION_PREFIX = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 
@@ -54,8 +51,6 @@ DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
-
-_warned_statuses: set[str] = set()
 
 
 # --------------------------------------------------------------------------- URLs
@@ -288,12 +283,13 @@ def is_failure(status: str) -> bool:
 
 
 def is_terminal(status: str) -> bool:
-    """Terminal means success or failure; unknown words keep the poll going (warned once)."""
+    """Terminal means success or failure; an unknown word keeps the poll going (``JobWatch`` warns once)."""
     word = normalize_status(status)
-    if word not in KNOWN_STATUSES and word not in _warned_statuses:
-        _warned_statuses.add(word)
-        log.warning("Unknown job status %r: treated as not finished; polling continues", word)
     return word in SUCCESS_STATUSES or word in FAILURE_STATUSES
+
+
+def is_known(status: str) -> bool:
+    return normalize_status(status) in KNOWN_STATUSES
 
 
 def _parse_time(value: Any) -> pendulum.DateTime | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
 from airflow_provider_ccp import __version__
-from airflow_provider_ccp.connection import AUTH_FLOWS
+from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
 Command = Callable[[argparse.Namespace, CCPHook], int]
@@ -57,9 +57,9 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
         group.add_argument(flag, default=default(None), help=text)
     group.add_argument(
         "--auth-flow",
-        choices=AUTH_FLOWS,
+        choices=[flow.value for flow in AuthFlow],
         default=default(None),
-        help="how to get a token (with --url); default password_uma",
+        help=f"how to get a token (with --url); default {DEFAULT_AUTH_FLOW}",
     )
     return parser
 

@@ -16,16 +16,16 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD, auth
+from airflow_provider_ccp import auth
+from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import Answer, RetryPolicy
 
 PASSWORD_ENV = "CCP_PASSWORD"
 CLIENT_SECRET_ENV = "CCP_CLIENT_SECRET"
-#: Flows whose "password" field holds a secret the user can be prompted for.
-PROMPTED_FLOWS = frozenset({"password_uma", "password_scope", "context_header", "refresh_token", "token"})
 URL_FLAGS = ("user", "password", "token_url", "client_id", "client_secret", "context", "auth_flow")
 
 
@@ -149,11 +149,12 @@ def settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
 def _settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
     extra = {name: getattr(args, name) for name in ("client_id", "context", "auth_flow")}
     extra[TOKEN_ENDPOINT_FIELD] = args.token_url
-    flow = args.auth_flow or "password_uma"
+    # Prompt only for what the flow needs (argparse has already refused an unknown flow).
+    needed = AUTH_FLOW_NEEDS[AuthFlow(args.auth_flow or DEFAULT_AUTH_FLOW)].fields
     extra["client_secret"] = _secret(
-        args.client_secret, CLIENT_SECRET_ENV, "Client secret: ", ask=flow == "client_credentials"
+        args.client_secret, CLIENT_SECRET_ENV, "Client secret: ", ask="client_secret" in needed
     )
-    password = _secret(args.password, PASSWORD_ENV, f"Password for {args.user or 'CCP'}: ", ask=flow in PROMPTED_FLOWS)
+    password = _secret(args.password, PASSWORD_ENV, f"Password for {args.user or 'CCP'}: ", ask="secret" in needed)
     return CCPConnectionSettings.from_fields(
         host=args.url,
         login=args.user,

@@ -27,6 +27,7 @@ from airflow.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError
 
 from airflow_provider_ccp import auth, protocol
+from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
     CCPDownloadError,
@@ -134,14 +135,14 @@ class CCPHook(_CCPHookBase):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form on Airflow 3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
-        from airflow_provider_ccp import ui_field_behaviour
+        from airflow_provider_ccp.get_provider_info import ui_field_behaviour
 
         return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form on Airflow 3.1, where wtforms is installed."""
-        from airflow_provider_ccp import connection_form_widgets
+        from airflow_provider_ccp.get_provider_info import connection_form_widgets
 
         return connection_form_widgets()
 
@@ -212,7 +213,7 @@ class CCPHook(_CCPHookBase):
     def get_token(self) -> str | None:
         """A context-bound access token (cached per process), or None for ``auth_flow=none``."""
         settings = self.settings
-        if settings.auth_flow == "none":
+        if settings.auth_flow is AuthFlow.NONE:
             return None
         state = self._token_state
         token = state.usable_token(time.monotonic())
@@ -682,7 +683,7 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def get_token(self) -> str | None:
         settings = await self.get_settings()
-        if settings.auth_flow == "none":
+        if settings.auth_flow is AuthFlow.NONE:
             return None
         state = (await self._get_pool()).token_state
         token = state.usable_token(time.monotonic())

@@ -152,17 +152,14 @@ class TestStatusModel:
         assert not protocol.is_failure(word)
         assert caplog.records == []
 
-    def test_unknown_word_is_not_terminal_and_warned_once(self, caplog):
-        with caplog.at_level(logging.WARNING, logger="airflow_provider_ccp.protocol"):
+    def test_an_unknown_word_is_not_terminal_and_reading_it_logs_nothing(self, caplog):
+        """The module keeps no state: warning about a word is the watch's job (tests/unit/test_trigger.py)."""
+        with caplog.at_level(logging.DEBUG, logger="airflow_provider_ccp"):
             for _ in range(3):
                 assert not protocol.is_terminal("EXECUTING")
-                assert not protocol.is_terminal("executing")
-            assert not protocol.is_terminal("SCHEDULED")
-        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert warnings == [
-            "Unknown job status 'executing': treated as not finished; polling continues",
-            "Unknown job status 'scheduled': treated as not finished; polling continues",
-        ]
+        assert not protocol.is_known("executing")
+        assert protocol.is_known("Running")
+        assert caplog.records == []
 
     def test_status_info_parses_every_field(self):
         status = StatusInfo.from_json(
