@@ -8,13 +8,14 @@ triggerer can never disagree about a URL, a request body or what a status word m
 from __future__ import annotations
 
 import json
+import mimetypes
 import random
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import pendulum
 
@@ -187,17 +188,63 @@ def value_outputs(output_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     return {output_id: {"transmissionMode": "value"} for output_id in output_ids}
 
 
-def job_id_from_submission(body: Any, location: str | None) -> str:
-    """The job id of a new execution: the statusInfo's ``jobID`` (or 2.0's ``id``), else ``Location``."""
+@dataclass(frozen=True)
+class SyncResults:
+    """The server ran the execution before answering (OGC sync execute): HTTP 200 with the results, no job."""
+
+    body: bytes = field(repr=False)
+    media_type: str = ""
+
+    @property
+    def file_name(self) -> str:
+        """``results.json`` for a results document; a raw single output keeps its media type's extension."""
+        if self.media_type in ("", "application/json") or self.media_type.endswith("+json"):
+            return "results.json"
+        return "results" + (mimetypes.guess_extension(self.media_type) or ".bin")
+
+
+def job_id_from_location(location: str | None) -> str | None:
+    """The job a ``Location`` header names: the segment after ``jobs`` (``.../jobs/{id}[/results]``),
+    else the last one (where CCP puts it)."""
+    segments = [unquote(part) for part in urlsplit(location or "").path.split("/") if part]
+    for index in range(len(segments) - 2, -1, -1):
+        if segments[index] == "jobs":
+            return segments[index + 1]
+    return segments[-1] if segments else None
+
+
+def job_id_from_submission(body: Any, location: str | None) -> str | None:
+    """The job id of a new execution: the statusInfo's ``jobID``, else ``Location``; never another field.
+
+    A sync results document may hold an ``id`` (the process's, an output's): it names no job.
+    """
     if isinstance(body, Mapping):
-        for key in ("jobID", "jobId", "id"):
+        for key in ("jobID", "jobId"):
             if body.get(key):
                 return str(body[key])
-    if location:
-        last = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1]
-        if last:
-            return last
-    raise CCPProtocolError("The execution was accepted but the answer has no jobID and no Location header")
+    return job_id_from_location(location)
+
+
+def read_submission(status_code: int, body: bytes, location: str | None, media_type: str | None) -> Submitted:
+    """The answer to the execution POST: the new job's statusInfo, or the results of a sync execution.
+
+    The statusInfo's ``status`` is empty when the answer held none (a bare 201 with a ``Location``).
+    """
+    media = (media_type or "").split(";", 1)[0].strip().lower()
+    try:
+        document = json.loads(body) if body and (media == "" or "json" in media) else None
+    except ValueError:
+        document = None
+    job_id = job_id_from_submission(document, location)
+    if job_id is None:
+        if status_code == 200:
+            return SyncResults(body, media)
+        raise CCPProtocolError(
+            f"The execution was accepted (HTTP {status_code}) but the answer names no job: "
+            "no Location header and no jobID in a statusInfo"
+        )
+    status = dict(document) if isinstance(document, Mapping) else {}
+    return StatusInfo.from_json(status | {"jobID": job_id, "status": status.get("status") or ""})
 
 
 # --------------------------------------------------------------------------- submission identity
@@ -393,6 +440,9 @@ class DismissResult:
     supported: bool
     status: StatusInfo | None
     message: str
+
+
+Submitted = StatusInfo | SyncResults
 
 
 def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult:

@@ -35,7 +35,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
 )
-from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo
+from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch
 
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -276,8 +276,12 @@ class CCPHook(_CCPHookBase):
         inputs: Mapping[str, Any],
         outputs: Mapping[str, Any] | None = None,
         response: str = "raw",
-    ) -> dict[str, Any]:
-        """Start an execution; returns its statusInfo with ``jobID`` always set.
+    ) -> StatusInfo | SyncResults:
+        """Start an execution; returns the new job's statusInfo, as ``get_job`` does.
+
+        The job id comes from the ``Location`` header or the statusInfo's ``jobID`` only. A server that
+        runs the execution synchronously answers 200 with its results and no job: that answer comes
+        back as ``SyncResults``. ``status`` is empty when the answer held none.
 
         The POST is never retried once it may have reached the server: a duplicate execution
         costs the user real compute. Only connection failures before sending are retried.
@@ -292,14 +296,10 @@ class CCPHook(_CCPHookBase):
             json=body,
             headers=protocol.SUBMIT_HEADERS,
         )
-        try:
-            document = answer.json()
-        except ValueError:
-            document = {}
-        status = dict(document) if isinstance(document, Mapping) else {}
-        status["jobID"] = protocol.job_id_from_submission(status, answer.headers.get("Location"))
-        status.setdefault("status", "accepted")
-        return status
+        headers = answer.headers
+        return protocol.read_submission(
+            answer.status_code, answer.content, headers.get("Location"), headers.get("Content-Type")
+        )
 
     def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url(self.settings.base_url, job_id)

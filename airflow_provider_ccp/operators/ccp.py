@@ -14,7 +14,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import cached_property, partial
@@ -31,7 +30,6 @@ from airflow_provider_ccp.exceptions import (
     CCPJobFailedError,
     CCPJobTimeoutError,
     CCPNotFoundError,
-    CCPProtocolError,
     fail_without_retry,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -51,9 +49,10 @@ from airflow_provider_ccp.outputs import (
     local_outputs_warning,
     log_tails,
     store_outputs,
+    store_results,
     task_output_path,
 )
-from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import (
     JobWatch,
@@ -67,6 +66,7 @@ from airflow_provider_ccp.waiting import (
 if TYPE_CHECKING:
     import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import ObjectStoragePath
     from airflow.sdk.definitions.context import Context
 
 #: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
@@ -252,6 +252,8 @@ class CCPExecuteMethodOperator(BaseOperator):
         inputs = prepare_inputs(self.method_id, description, given)
         fingerprint = request_fingerprint(self.method_id, public_inputs(description, inputs))
         job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)
+        if isinstance(job, SyncResults):
+            return self._finish_synchronous(context, job)
         if not self.wait_for_completion:
             self._forget(context)  # no retry to save: clearing the task later must submit again
             return job.job_id
@@ -317,7 +319,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     def _submit(
         self, context: Context, description: Mapping[str, Any], inputs: Mapping[str, str], fingerprint: str
-    ) -> StatusInfo:
+    ) -> StatusInfo | SyncResults:
         """POST the execution, remembered before it is sent so that a lost answer can be looked up."""
         outputs = self.outputs if self.outputs is not None else default_outputs(description)
         marker = protocol.new_marker() if is_ccp_method(description) else None
@@ -327,15 +329,19 @@ class CCPExecuteMethodOperator(BaseOperator):
         submission = Submission(fingerprint, marker=marker, submitted_at=pendulum.now("UTC").isoformat())
         self._remember(context, submission)
         url = protocol.execution_request_url(self.hook.settings.base_url, self.method_id)
-        answer: Mapping[str, Any] = {}
+        answer: StatusInfo | None = None
         try:
-            answer = self.hook.submit_execution(self.method_id, inputs, outputs)
-            job_id = str(answer["jobID"])
+            submitted = self.hook.submit_execution(self.method_id, inputs, outputs)
         except CCPError as err:
             if not protocol.submission_may_have_landed(err, url):
                 self._forget(context)  # refused: nothing to look for on a retry
                 raise
             job_id = self._find_lost(context, submission, err)
+        else:
+            if isinstance(submitted, SyncResults):
+                self._forget(context)  # it ran and ended: a retry has no job to reattach to
+                return submitted
+            answer, job_id = submitted, submitted.job_id
         # Cheapest and surest first: the log, then the store a retry reattaches from, then XComs.
         self._track(job_id, running=True)
         self._remember(context, replace(submission, job_id=job_id))
@@ -433,12 +439,10 @@ class CCPExecuteMethodOperator(BaseOperator):
         watch = JobWatch(job_id, float(self.poll_interval), None, self.log)
         return ride_out(partial(self.hook.get_job, job_id), watch)
 
-    def _first_status(self, job_id: str, answer: Mapping[str, Any]) -> StatusInfo:
+    def _first_status(self, job_id: str, answer: StatusInfo | None) -> StatusInfo:
         """The status in the submission's answer: a GET right then could fail a try whose job runs fine."""
-        with suppress(CCPProtocolError):
-            info = StatusInfo.from_json(answer)
-            if info.status:
-                return info
+        if answer is not None and answer.status:
+            return answer
         self.log.info("The answer to the submission of CCP job %s holds no status: asking for it", job_id)
         return self._status(job_id)
 
@@ -529,11 +533,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     def _succeed(self, context: Context, job_id: str) -> dict[str, Any]:
         info = self._final_status(job_id)
-        ti = context["ti"]
-        target = task_output_path(self.output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-        warning = local_outputs_warning(self.output_path, self.executor)
-        if warning:
-            self.log.warning(warning)
+        target = self._output_target(context)
         stored = store_outputs(
             self.hook,
             job_id,
@@ -550,17 +550,46 @@ class CCPExecuteMethodOperator(BaseOperator):
         if len(stored.files) > LOGGED_FILES:
             self.log.info("  ... and %d more (the manifest lists them all)", len(stored.files) - LOGGED_FILES)
         times = info.to_dict()
+        return self._deliver(
+            context, job_id, info.status, info.message, times, stored.for_xcom(), self._job_url(job_id)
+        )
+
+    def _finish_synchronous(self, context: Context, results: SyncResults) -> dict[str, Any]:
+        """The server ran the execution while answering the POST (OGC sync execute): the results it
+        answered with are the outputs, stored as a job's ``results.json`` would be (docs/operators.md)."""
+        target = self._output_target(context)
+        stored = store_results(results, target, secret_inputs=self._secret_inputs_sent())
+        message = "run synchronously: the server answered the execution request with its results, and no job"
+        self.log.info("Method %s was %s; saved as %s", self.method_id, message, stored.archive)
+        times = dict.fromkeys(("created", "started", "finished", "duration_seconds"))
+        return self._deliver(context, None, "successful", message, times, stored.for_xcom(), None)
+
+    def _output_target(self, context: Context) -> ObjectStoragePath:
+        ti = context["ti"]
+        warning = local_outputs_warning(self.output_path, self.executor)
+        if warning:
+            self.log.warning(warning)
+        return task_output_path(self.output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+
+    def _deliver(
+        self,
+        context: Context,
+        job_id: str | None,
+        status: str,
+        message: str,
+        times: Mapping[str, Any],
+        files: Mapping[str, Any],
+        execution_url: str | None,
+    ) -> dict[str, Any]:
+        """The manifest (the task's XCom), and the asset events that point at it."""
         manifest = self._manifest = {
             "job_id": job_id,
             "method_id": self.method_id,
-            "status": info.status,
-            "message": info.message,
-            "created": times["created"],
-            "started": times["started"],
-            "finished": times["finished"],
-            "duration_seconds": times["duration_seconds"],
-            **stored.for_xcom(),
-            "execution_url": self._job_url(job_id),
+            "status": status,
+            "message": message,
+            **{key: times[key] for key in ("created", "started", "finished", "duration_seconds")},
+            **files,
+            "execution_url": execution_url,
         }
         self._emit_asset_events(context, manifest)
         return manifest

@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -138,9 +139,9 @@ def test_a_job_the_submission_answer_reports_finished_skips_the_triggerer(sandbo
     # A server may run a short execution before it answers the POST: its statusInfo says so.
     submit = CCPHook.submit_execution
 
-    def finished_at_once(hook: CCPHook, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        job_id = submit(hook, *args, **kwargs)["jobID"]
-        return dict(hook.wait_for_job(job_id, poll_interval=0.05, timeout=30).raw)
+    def finished_at_once(hook: CCPHook, *args: Any, **kwargs: Any) -> protocol.StatusInfo:
+        job_id = submit(hook, *args, **kwargs).job_id
+        return hook.wait_for_job(job_id, poll_interval=0.05, timeout=30)
 
     mocker.patch.object(CCPHook, "submit_execution", autospec=True, side_effect=finished_at_once)
     op = operator(tmp_path, deferrable=True)
@@ -188,8 +189,8 @@ def test_a_status_check_failing_right_after_submission_does_not_fail_the_try(san
 def test_a_submission_answer_without_a_status_falls_back_to_asking(sandbox, tmp_path, mocker):
     submit = CCPHook.submit_execution
 
-    def no_status(hook: CCPHook, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return submit(hook, *args, **kwargs) | {"status": None}
+    def no_status(hook: CCPHook, *args: Any, **kwargs: Any) -> protocol.StatusInfo:
+        return replace(submit(hook, *args, **kwargs), status="")
 
     mocker.patch.object(CCPHook, "submit_execution", autospec=True, side_effect=no_status)
     sandbox.admin.hold_jobs("word-count")

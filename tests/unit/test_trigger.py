@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
 def submit(method_id: str, **inputs: str) -> str:
-    return str(CCPHook().submit_execution(method_id, {"ccpimage": "bash", **inputs})["jobID"])
+    return str(CCPHook().submit_execution(method_id, {"ccpimage": "bash", **inputs}).job_id)
 
 
 async def all_events(trigger: CCPJobTrigger) -> list[dict]:
