@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from airflow_provider_ccp import version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
@@ -374,26 +375,15 @@ async def adrive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], 
 
 def mask(*secrets: str | None) -> None:
     """Register secrets with Airflow's masker, so no log line or rendered field shows them."""
-    from airflow.sdk.log import mask_secret
-
     for secret in secrets:
         if secret:
             with contextlib.suppress(Exception):  # masking must never break a call
-                mask_secret(secret)
+                version_compat.mask_secret(secret)
 
 
 async def amask(*secrets: str | None) -> None:
     """``mask`` for the event loop: the sync supervisor call would block the triggerer."""
-    from airflow.sdk import log as sdk_log
-
-    amask_secret = getattr(sdk_log, "amask_secret", None)
     for secret in secrets:
-        if not secret:
-            continue
-        with contextlib.suppress(Exception):
-            if amask_secret is not None:
-                await amask_secret(secret)
-            else:  # Airflow < 3.3: only the local masker, no supervisor round trip
-                from airflow.sdk._shared.secrets_masker import _secrets_masker
-
-                _secrets_masker().add_mask(secret)
+        if secret:
+            with contextlib.suppress(Exception):
+                await version_compat.amask_secret(secret)

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import conf  # airflow.sdk's conf; airflow.configuration's on 3.1
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_ccp.exceptions import CCPDownloadError, CCPOutputLimitError
+from airflow_provider_ccp.version_compat import conf
 
 if TYPE_CHECKING:
     from airflow_provider_ccp.hooks.ccp import CCPHook, DownloadedOutputs

@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 def configured_min_defer_seconds() -> float:
     """``[ccp] min_defer_seconds`` from Airflow's configuration, else ``MIN_DEFER_SECONDS``."""
-    from airflow.providers.common.compat.sdk import conf
+    from airflow_provider_ccp.version_compat import conf
 
     return conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
 

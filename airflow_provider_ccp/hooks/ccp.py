@@ -26,7 +26,7 @@ import requests
 from airflow.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError
 
-from airflow_provider_ccp import auth, protocol
+from airflow_provider_ccp import auth, protocol, version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
@@ -110,11 +110,14 @@ class _CCPHookBase(BaseHook):
         ccp_conn_id: str = default_conn_name,
         retry_limit: int = protocol.DEFAULT_RETRY.limit,
         retry_delay: float = protocol.DEFAULT_RETRY.delay,
+        settings: CCPConnectionSettings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.ccp_conn_id = ccp_conn_id
         self.retry = RetryPolicy(limit=retry_limit, delay=retry_delay)
+        #: Settings made by the caller (a tool with its own flags): then no Airflow connection is read.
+        self._given_settings = settings
 
     def _exchange(self, method: str, *, token_request: bool = False) -> protocol.Exchange:
         return protocol.exchange(
@@ -130,6 +133,10 @@ class CCPHook(_CCPHookBase):
     """Calls CCP (or any OGC API - Processes 1.0 server) with a D4Science token that it gets by itself.
 
     :param ccp_conn_id: an Airflow connection of type ``ccp`` (see docs/connection.md).
+    :param retry_limit: retries of an idempotent request (``RetryPolicy``).
+    :param retry_delay: seconds before the first retry, doubled for each next one.
+    :param settings: ready ``CCPConnectionSettings`` to use instead of reading the connection
+        ``ccp_conn_id`` (which then only names it).
     """
 
     @classmethod
@@ -148,7 +155,7 @@ class CCPHook(_CCPHookBase):
 
     @cached_property
     def settings(self) -> CCPConnectionSettings:
-        settings = CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
+        settings = self._given_settings or CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
         auth.mask(*settings.secrets)
         return settings
 
@@ -598,26 +605,26 @@ class CCPAsyncHook(_CCPHookBase):
     def __init__(self, ccp_conn_id: str = _CCPHookBase.default_conn_name, **kwargs: Any) -> None:
         super().__init__(ccp_conn_id, **kwargs)
         self._settings: CCPConnectionSettings | None = None
+        # Hooks share a pool by connection id; hooks given their own settings share it only with their twins.
+        given = self._given_settings
+        self._pool_key = ccp_conn_id if given is None else f"{ccp_conn_id}\x00{hash(given)}"
         self._extra: Mapping[str, Any] = {}
         self._pool: _Pool | None = None
         self._shared = False
 
     async def get_settings(self) -> CCPConnectionSettings:
+        if self._settings is None and self._given_settings is not None:
+            self._settings = self._given_settings
+            await auth.amask(*self._settings.secrets)
         if self._settings is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
-
-            conn = await get_async_connection(self.ccp_conn_id, hook=self)
-            self._extra = await get_async_extra_dejson(conn)
+            conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
             self._settings = CCPConnectionSettings.from_connection(conn, self._extra)
             await auth.amask(*self._settings.secrets)
         return self._settings
 
     async def __aenter__(self) -> CCPAsyncHook:
         if self._pool is None:
-            self._pool = await POOLS.acquire(self.ccp_conn_id, self._open_pool)
+            self._pool = await POOLS.acquire(self._pool_key, self._open_pool)
             self._settings = self._pool.settings
             self._shared = True
         return self
@@ -631,7 +638,7 @@ class CCPAsyncHook(_CCPHookBase):
         pool, self._pool = self._pool, None
         if self._shared:
             self._shared = False
-            await POOLS.release(self.ccp_conn_id)
+            await POOLS.release(self._pool_key)
         elif pool is not None:
             await pool.clients.aclose()
 

@@ -13,14 +13,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
@@ -41,6 +40,7 @@ from airflow_provider_ccp.inputs import (
     prepare_inputs,
     public_inputs,
     secret_inputs_sent,
+    with_secret_inputs,
 )
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
 from airflow_provider_ccp.outputs import (
@@ -54,6 +54,7 @@ from airflow_provider_ccp.outputs import (
 )
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf
 from airflow_provider_ccp.waiting import (
     JobWatch,
     configured_min_defer_seconds,
@@ -64,7 +65,6 @@ from airflow_provider_ccp.waiting import (
 )
 
 if TYPE_CHECKING:
-    import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import ObjectStoragePath
     from airflow.sdk.definitions.context import Context
@@ -89,7 +89,7 @@ DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
 LOGGED_FILES = 20
 
 
-class CCPExecuteMethodOperator(BaseOperator):
+class CCPExecuteMethodOperator(RenderedFieldsOperator):
     """Execute a CCP Method and hand its outputs to downstream tasks.
 
     :param method_id: the Method (process) id. Templated.
@@ -115,6 +115,9 @@ class CCPExecuteMethodOperator(BaseOperator):
     :param on_ambiguous_submit: when the answer to the submission was lost and the execution cannot
         be found or ruled out: ``"fail"`` (``CCPAmbiguousSubmissionError``, no retry) or ``"resubmit"``
         (the next try submits a new execution).
+    :param secret_inputs: ids of inputs to treat as secret besides those the Method's description marks
+        secret (``format: secret``): masked in Rendered Templates and logs as soon as the templates are
+        rendered (even when CCP cannot be reached then), kept out of the retry fingerprint and lineage.
     :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
         so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
         min_defer_seconds`` in Airflow's configuration, else 10.
@@ -154,6 +157,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         log_lines: int = 50,
         on_ambiguous_submit: str = "fail",
         min_defer_seconds: float | None = None,
+        secret_inputs: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
         # The manifest's keys become XComs of their own too, so a TaskFlow task can take
@@ -195,6 +199,9 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.log_lines = log_lines
         self.on_ambiguous_submit = on_ambiguous_submit
         self.min_defer_seconds = min_defer_seconds
+        if isinstance(secret_inputs, str):
+            raise ValueError(f"secret_inputs must be a list of input ids, got the string {secret_inputs!r}")
+        self.secret_inputs = tuple(secret_inputs)
         self.job_id: str | None = None
         #: Whether on_kill should dismiss ``job_id``: not once the job is known to have ended.
         self._job_may_run = False
@@ -207,40 +214,39 @@ class CCPExecuteMethodOperator(BaseOperator):
         return CCPHook(ccp_conn_id=self.ccp_conn_id)
 
     def _method_description(self) -> dict[str, Any]:
-        """Read once per process: rendering (to mask secrets) and ``execute`` both need it."""
+        """Read once per process: rendering (to mask secrets) and ``execute`` both need it.
+
+        The inputs the task lists in ``secret_inputs`` are marked secret in it, as if the Method did.
+        """
         if self._description is None or self._description[0] != self.method_id:
-            self._description = (self.method_id, self.hook.get_method(self.method_id))
+            description = with_secret_inputs(self.hook.get_method(self.method_id), self.secret_inputs)
+            self._description = (self.method_id, description)
         return self._description[1]
 
     # ------------------------------------------------------------------ rendering
 
-    def _do_render_template_fields(
-        self,
-        parent: Any,
-        template_fields: Iterable[str],
-        context: Context,
-        jinja_env: jinja2.Environment,
-        seen_oids: set[int],
-    ) -> None:
-        """Render, then mask the values of secret inputs before Airflow serializes the rendered fields.
+    def after_rendering(self) -> None:
+        """Mask the values of secret inputs before Airflow serializes the rendered fields.
 
         Airflow sends them to the API server (Rendered Templates) right after rendering, before
-        ``execute`` runs, and renders again when a deferred task resumes. This method, unlike
-        ``render_template_fields``, is also what a mapped (``expand``) task renders through.
+        ``execute`` runs, and renders again when a deferred task resumes.
         """
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self and self.inputs:
+        if self.inputs:
             self._mask_secret_inputs()
 
     def _mask_secret_inputs(self) -> None:
         if not isinstance(self.inputs, Mapping):
             return  # execute() refuses it with a clear error, before anything is sent
         try:
-            self.inputs = mask_secret_inputs(self._method_description(), self.inputs)
+            description = self._method_description()
         except Exception as err:  # rendering must not fail: execute() reads the description again
             self.log.warning(
                 "Could not read Method %s to mask its secret inputs in the rendered fields: %s", self.method_id, err
             )
+            # Those the task names, at least.
+            description = {"inputs": {name: {} for name in self.secret_inputs}}
+            description = with_secret_inputs(description, self.secret_inputs)
+        self.inputs = mask_secret_inputs(description, self.inputs)
 
     # ------------------------------------------------------------------ execute
 

@@ -18,6 +18,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from airflow_provider_ccp import auth, protocol
+from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPDownloadError,
@@ -913,3 +914,18 @@ class TestSecrets:
             for text in errors:
                 assert secret not in text
             assert redact(f"before {secret} after") == "before *** after", "not registered with the masker"
+
+
+def test_a_hook_given_ready_settings_reads_no_connection(httpserver, keycloak, password):
+    """A tool with its own flags (the CLI) hands the hook its settings: no Airflow connection exists."""
+    settings = CCPConnectionSettings.from_fields(
+        host=httpserver.url_for("/"),
+        login=USER,
+        password=password,
+        extra={"keycloak_url": keycloak.url, "client_id": CLIENT_ID, "context": CONTEXT},
+    )
+    serve_job(httpserver)
+    hook = CCPHook("ccp_nowhere", settings=settings)
+    assert hook.get_job("j1").status == "running"
+    assert hook.settings is settings
+    assert bearer_of(ccp_requests(httpserver)[0]) == keycloak.last_access_token()
