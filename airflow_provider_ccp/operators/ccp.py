@@ -52,7 +52,7 @@ from airflow_provider_ccp.outputs import (
     store_results,
     task_output_path,
 )
-from airflow_provider_ccp.protocol import StatusInfo, SyncResults
+from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf
 from airflow_provider_ccp.waiting import (
@@ -121,6 +121,9 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
         so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
         min_defer_seconds`` in Airflow's configuration, else 10.
+    :param ccp_retry_limit: retries of one request to CCP, in the worker and the trigger (the hooks'
+        retry policy, docs/connection.md "Retries"; ``retries`` is the task's own).
+    :param ccp_retry_delay: seconds before the first of those retries, doubled for each next one.
 
     Each ``Asset`` in ``outlets`` gets an asset event when the execution succeeds, whose ``extra``
     holds ``ccp_job_id``, ``ccp_method_id``, ``execution_url`` and the output ``files``' URIs.
@@ -158,6 +161,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         on_ambiguous_submit: str = "fail",
         min_defer_seconds: float | None = None,
         secret_inputs: Collection[str] = (),
+        ccp_retry_limit: int = DEFAULT_RETRY.limit,
+        ccp_retry_delay: float = DEFAULT_RETRY.delay,
         **kwargs: Any,
     ) -> None:
         # The manifest's keys become XComs of their own too, so a TaskFlow task can take
@@ -202,6 +207,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         if isinstance(secret_inputs, str):
             raise ValueError(f"secret_inputs must be a list of input ids, got the string {secret_inputs!r}")
         self.secret_inputs = tuple(secret_inputs)
+        self.retry = RetryPolicy(limit=ccp_retry_limit, delay=ccp_retry_delay)
         self.job_id: str | None = None
         #: Whether on_kill should dismiss ``job_id``: not once the job is known to have ended.
         self._job_may_run = False
@@ -211,7 +217,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     @cached_property
     def hook(self) -> CCPHook:
-        return CCPHook(ccp_conn_id=self.ccp_conn_id)
+        return CCPHook(ccp_conn_id=self.ccp_conn_id, retry_limit=self.retry.limit, retry_delay=self.retry.delay)
 
     def _method_description(self) -> dict[str, Any]:
         """Read once per process: rendering (to mask secrets) and ``execute`` both need it.
@@ -497,6 +503,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             end_time=end_time,
             cancel_on_kill=self.cancel_on_kill,
             not_before=time.time() + self.min_defer_seconds,
+            retry_limit=self.retry.limit,
+            retry_delay=self.retry.delay,
         )
         timeout = None if end_time is None else timedelta(seconds=end_time - time.time()) + DEFER_TIMEOUT_GRACE
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)

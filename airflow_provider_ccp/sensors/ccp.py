@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
 from airflow_provider_ccp.waiting import JobWatch, configured_min_defer_seconds, terminal_event, validate_event
@@ -29,6 +29,8 @@ class CCPJobSensor(BaseSensorOperator):
         Templated.
     :param ccp_conn_id: the ``ccp`` connection. Templated.
     :param deferrable: wait in the triggerer (polling every ``poke_interval`` seconds until ``timeout``).
+    :param ccp_retry_limit: retries of one request to CCP (the hooks' retry policy, docs/connection.md).
+    :param ccp_retry_delay: seconds before the first of those retries, doubled for each next one.
     """
 
     template_fields: Sequence[str] = ("job_id", "ccp_conn_id")
@@ -39,16 +41,19 @@ class CCPJobSensor(BaseSensorOperator):
         job_id: str,
         ccp_conn_id: str = CCPHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        ccp_retry_limit: int = DEFAULT_RETRY.limit,
+        ccp_retry_delay: float = DEFAULT_RETRY.delay,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.job_id = job_id
         self.ccp_conn_id = ccp_conn_id
         self.deferrable = deferrable
+        self.retry = RetryPolicy(limit=ccp_retry_limit, delay=ccp_retry_delay)
 
     @cached_property
     def hook(self) -> CCPHook:
-        return CCPHook(ccp_conn_id=self.ccp_conn_id)
+        return CCPHook(ccp_conn_id=self.ccp_conn_id, retry_limit=self.retry.limit, retry_delay=self.retry.delay)
 
     @cached_property
     def _watch(self) -> JobWatch:
@@ -76,6 +81,8 @@ class CCPJobSensor(BaseSensorOperator):
             cancel_on_kill=False,
             # Airflow's defer race fails a task resumed too soon (docs/operators.md).
             not_before=time.time() + configured_min_defer_seconds(),
+            retry_limit=self.retry.limit,
+            retry_delay=self.retry.delay,
         )
         self.defer(trigger=trigger, method_name="execute_complete")
 

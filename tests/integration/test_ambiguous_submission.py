@@ -43,6 +43,7 @@ def count_words(tmp_path, **kwargs: Any) -> Callable[[], CCPExecuteMethodOperato
         "poll_interval": 0.05,
         "output_path": str(tmp_path),
         "min_defer_seconds": 0,
+        "ccp_retry_delay": 0.01,
     }
     return lambda: CCPExecuteMethodOperator(**(arguments | kwargs))
 

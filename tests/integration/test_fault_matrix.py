@@ -434,6 +434,10 @@ def _operator(env: Env, case: Case) -> CCPExecuteMethodOperator:
         "output_path": str(env.root),
         "ccp_conn_id": env.conn_id,
         "deferrable": env.mode == DEFERRED,
+        # The retry policy's shape, not its default patience, is what the matrix checks; and there is
+        # no scheduler here to race with (the defer-race hold has tests of its own).
+        "ccp_retry_delay": 0.01,
+        "min_defer_seconds": 0,
     }
     op = CCPExecuteMethodOperator(**(arguments | case.operator))
     op.render_template_fields({"params": {"key": env.secret}})

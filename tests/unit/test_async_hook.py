@@ -224,7 +224,7 @@ async def test_unreachable_server(make_conn, monkeypatch):
     conn = make_conn(auth_flow="none", login=None, secret="")
     document = json.loads(os.environ[f"AIRFLOW_CONN_{conn.upper()}"]) | {"host": f"http://127.0.0.1:{port}"}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
-    async with CCPAsyncHook(conn) as hook:
+    async with CCPAsyncHook(conn, retry_delay=0.01) as hook:
         with pytest.raises(CCPError, match=r"Could not reach CCP at .*: ConnectError"):
             await hook.get_job("j1")
 

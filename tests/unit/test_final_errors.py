@@ -17,7 +17,6 @@ from airflow_provider_ccp.exceptions import (
     is_final,
 )
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
-from airflow_provider_ccp.protocol import RetryPolicy
 from tests.task_helpers import make_context, task_log
 from tests.unit.test_operator import operator as operator_under_test
 
@@ -73,8 +72,7 @@ def test_an_unknown_method_fails_the_task_without_retries(sandbox, tmp_path):
 
 
 def test_a_server_error_is_left_to_the_retries(sandbox, tmp_path):
-    task = operator(tmp_path)
-    task.hook.retry = RetryPolicy(limit=1, delay=0.01)
+    task = operator(tmp_path, ccp_retry_limit=1, ccp_retry_delay=0.01)
     sandbox.admin.fail_next(r"/processes/word-count$", 500, count=20, method="GET")
     with pytest.raises(CCPError) as raised:
         task.execute(make_context())

@@ -480,7 +480,7 @@ class TestErrors:
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/jobs/j1").respond_with_data(body, status=status, content_type=content_type)
         with pytest.raises(CCPError) as raised:
-            CCPHook(conn).get_job("j1")
+            CCPHook(conn, retry_delay=FAST).get_job("j1")
         message = str(raised.value)
         url = httpserver.url_for("/jobs/j1")
         assert message.startswith(f"HTTP {status} ")

@@ -29,6 +29,7 @@ def operator(tmp_path: Path, **kwargs: Any) -> CCPExecuteMethodOperator:
         "inputs": {"text": "one two", "mode": "words"},
         "poll_interval": 0.05,
         "output_path": str(tmp_path / "out"),
+        "min_defer_seconds": 0,  # no scheduler to race with here
     }
     return CCPExecuteMethodOperator(**(arguments | kwargs))
 

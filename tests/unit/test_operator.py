@@ -101,6 +101,20 @@ def test_execute_defers_to_the_trigger_with_primitive_kwargs(sandbox, tmp_path):
     assert store.values == {STATE_KEY: {"job_id": job_id, "fingerprint": ANY, "marker": ANY, "submitted_at": ANY}}
 
 
+def test_the_ccp_retry_policy_reaches_the_worker_and_the_trigger(sandbox, tmp_path):
+    sandbox.admin.hold_jobs("word-count")
+    op = operator(tmp_path, deferrable=True, ccp_retry_limit=1, ccp_retry_delay=0.01)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(make_context())
+    _, kwargs = deferred.value.trigger.serialize()
+    assert (kwargs["retry_limit"], kwargs["retry_delay"]) == (1, 0.01)
+
+    sandbox.admin.fail_next(r"^/processes/word-count$", 503, count=2, method="GET")
+    with pytest.raises(CCPError, match="503"):  # its one retry met the second 503
+        operator(tmp_path, ccp_retry_limit=1, ccp_retry_delay=0.01).execute(make_context())
+    assert sandbox.admin.executions_submitted("word-count") == 1  # only the deferred one above
+
+
 def test_xcoms_are_pushed_before_deferring(sandbox, tmp_path):
     sandbox.admin.hold_jobs("word-count")
     context = make_context()

@@ -59,18 +59,22 @@ def test_deferrable_defers_to_the_trigger_without_cancel_on_kill(sandbox):
     job_id = held_job()
 
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(job_id, deferrable=True, poke_interval=3, timeout=60).execute(make_context())
+        sensor(job_id, deferrable=True, poke_interval=3, timeout=60, ccp_retry_limit=2, ccp_retry_delay=0.1).execute(
+            make_context()
+        )
 
     trigger = deferred.value.trigger
     assert isinstance(trigger, CCPJobTrigger)
     assert trigger.job_id == job_id
     assert trigger.poll_interval == 3.0
     assert trigger.cancel_on_kill is False
+    assert (trigger.retry_limit, trigger.retry_delay) == (2, 0.1)
     assert trigger.end_time == pytest.approx(time.time() + 60, abs=5)
     assert trigger.not_before == pytest.approx(time.time() + MIN_DEFER_SECONDS, abs=2)  # the defer race
 
 
-def test_deferrable_full_cycle(sandbox):
+def test_deferrable_full_cycle(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CCP__MIN_DEFER_SECONDS", "0")  # no scheduler to race with here
     job_id = str(CCPHook().submit_execution("sleep", {"ccpimage": "bash", "seconds": "0.3"}).job_id)
 
     assert run_deferrable(sensor(job_id, deferrable=True), make_context())["status"] == "successful"
