@@ -186,9 +186,9 @@ def password_request(settings: CCPConnectionSettings) -> TokenRequest:
     data = {"grant_type": "password", **_client_fields(settings)}
     data |= {"username": settings.user or "", "password": settings.secret or ""}
     headers = dict(FORM_HEADERS)
-    if settings.auth_flow is AuthFlow.PASSWORD_SCOPE:
+    if settings.auth_flow == AuthFlow.PASSWORD_SCOPE:
         data["scope"] = f"d4s-context:{settings.context}"
-    if settings.auth_flow is AuthFlow.CONTEXT_HEADER:
+    if settings.auth_flow == AuthFlow.CONTEXT_HEADER:
         headers[CONTEXT_HEADER] = encode_context(settings.context or "")
     return TokenRequest(settings.token_url, data, headers, "password")
 
@@ -299,7 +299,7 @@ def _login(settings: CCPConnectionSettings, state: TokenState, now: float) -> To
 
 def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
     flow = settings.auth_flow
-    if flow is AuthFlow.PASSWORD_UMA:
+    if flow == AuthFlow.PASSWORD_UMA:
         reused = state.login is not None and state.login.usable(now)
         login = yield from _login(settings, state, now)
         try:
@@ -313,9 +313,9 @@ def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: 
             return (yield from _ask(settings, uma_request(settings, login.access_token), now))
     if flow in (AuthFlow.PASSWORD_SCOPE, AuthFlow.CONTEXT_HEADER):
         return (yield from _ask(settings, password_request(settings), now))
-    if flow is AuthFlow.CLIENT_CREDENTIALS:
+    if flow == AuthFlow.CLIENT_CREDENTIALS:
         return (yield from _ask(settings, uma_request(settings, None), now))
-    if flow is AuthFlow.REFRESH_TOKEN:
+    if flow == AuthFlow.REFRESH_TOKEN:
         offline = Grant(access_token="", expires_at=None, refresh_token=settings.secret)
         grant = yield from _try_refresh(settings, offline, now, context_header=True)
         if not grant.usable(now):
@@ -325,7 +325,7 @@ def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: 
                 url=settings.token_url,
             )
         return grant
-    if flow is AuthFlow.TOKEN:
+    if flow == AuthFlow.TOKEN:
         return static_grant(settings.secret or "", now)
     raise CCPError(f"auth_flow {flow!r} gets no token")
 
@@ -334,7 +334,7 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
     """Make ``state.context`` usable: reuse it, else refresh it, else run the connection's flow."""
     if state.context is not None and state.context.usable(now):
         return state.context
-    if settings.auth_flow is AuthFlow.TOKEN and state.context is not None:
+    if settings.auth_flow == AuthFlow.TOKEN and state.context is not None:
         raise CCPAuthError(
             "CCP rejected the pre-issued bearer token stored in the connection's password field: "
             "the token expired or was revoked (auth_flow=token cannot renew it); store a new token",

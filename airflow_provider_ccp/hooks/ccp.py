@@ -220,7 +220,7 @@ class CCPHook(_CCPHookBase):
     def get_token(self) -> str | None:
         """A context-bound access token (cached per process), or None for ``auth_flow=none``."""
         settings = self.settings
-        if settings.auth_flow is AuthFlow.NONE:
+        if settings.auth_flow == AuthFlow.NONE:
             return None
         state = self._token_state
         token = state.usable_token(time.monotonic())
@@ -690,7 +690,7 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def get_token(self) -> str | None:
         settings = await self.get_settings()
-        if settings.auth_flow is AuthFlow.NONE:
+        if settings.auth_flow == AuthFlow.NONE:
             return None
         state = (await self._get_pool()).token_state
         token = state.usable_token(time.monotonic())
