@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from airflow_provider_ccp import version_compat
+from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
 from airflow_provider_ccp.protocol import encode_context
@@ -184,9 +186,9 @@ def password_request(settings: CCPConnectionSettings) -> TokenRequest:
     data = {"grant_type": "password", **_client_fields(settings)}
     data |= {"username": settings.user or "", "password": settings.secret or ""}
     headers = dict(FORM_HEADERS)
-    if settings.auth_flow == "password_scope":
+    if settings.auth_flow == AuthFlow.PASSWORD_SCOPE:
         data["scope"] = f"d4s-context:{settings.context}"
-    if settings.auth_flow == "context_header":
+    if settings.auth_flow == AuthFlow.CONTEXT_HEADER:
         headers[CONTEXT_HEADER] = encode_context(settings.context or "")
     return TokenRequest(settings.token_url, data, headers, "password")
 
@@ -297,7 +299,7 @@ def _login(settings: CCPConnectionSettings, state: TokenState, now: float) -> To
 
 def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
     flow = settings.auth_flow
-    if flow == "password_uma":
+    if flow == AuthFlow.PASSWORD_UMA:
         reused = state.login is not None and state.login.usable(now)
         login = yield from _login(settings, state, now)
         try:
@@ -309,11 +311,11 @@ def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: 
             state.login = None
             login = yield from _login(settings, state, now)
             return (yield from _ask(settings, uma_request(settings, login.access_token), now))
-    if flow in ("password_scope", "context_header"):
+    if flow in (AuthFlow.PASSWORD_SCOPE, AuthFlow.CONTEXT_HEADER):
         return (yield from _ask(settings, password_request(settings), now))
-    if flow == "client_credentials":
+    if flow == AuthFlow.CLIENT_CREDENTIALS:
         return (yield from _ask(settings, uma_request(settings, None), now))
-    if flow == "refresh_token":
+    if flow == AuthFlow.REFRESH_TOKEN:
         offline = Grant(access_token="", expires_at=None, refresh_token=settings.secret)
         grant = yield from _try_refresh(settings, offline, now, context_header=True)
         if not grant.usable(now):
@@ -323,7 +325,7 @@ def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: 
                 url=settings.token_url,
             )
         return grant
-    if flow == "token":
+    if flow == AuthFlow.TOKEN:
         return static_grant(settings.secret or "", now)
     raise CCPError(f"auth_flow {flow!r} gets no token")
 
@@ -332,13 +334,13 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
     """Make ``state.context`` usable: reuse it, else refresh it, else run the connection's flow."""
     if state.context is not None and state.context.usable(now):
         return state.context
-    if settings.auth_flow == "token" and state.context is not None:
+    if settings.auth_flow == AuthFlow.TOKEN and state.context is not None:
         raise CCPAuthError(
             "CCP rejected the pre-issued bearer token stored in the connection's password field: "
             "the token expired or was revoked (auth_flow=token cannot renew it); store a new token",
             url=settings.base_url,
         )
-    context_header = settings.auth_flow in ("refresh_token", "context_header")
+    context_header = settings.auth_flow in (AuthFlow.REFRESH_TOKEN, AuthFlow.CONTEXT_HEADER)
     grant = yield from _try_refresh(settings, state.context, now, context_header=context_header)
     if not grant.usable(now):
         grant = yield from _new_context_grant(settings, state, now)
@@ -373,26 +375,15 @@ async def adrive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], 
 
 def mask(*secrets: str | None) -> None:
     """Register secrets with Airflow's masker, so no log line or rendered field shows them."""
-    from airflow.sdk.log import mask_secret
-
     for secret in secrets:
         if secret:
             with contextlib.suppress(Exception):  # masking must never break a call
-                mask_secret(secret)
+                version_compat.mask_secret(secret)
 
 
 async def amask(*secrets: str | None) -> None:
     """``mask`` for the event loop: the sync supervisor call would block the triggerer."""
-    from airflow.sdk import log as sdk_log
-
-    amask_secret = getattr(sdk_log, "amask_secret", None)
     for secret in secrets:
-        if not secret:
-            continue
-        with contextlib.suppress(Exception):
-            if amask_secret is not None:
-                await amask_secret(secret)
-            else:  # Airflow < 3.3: only the local masker, no supervisor round trip
-                from airflow.sdk._shared.secrets_masker import _secrets_masker
-
-                _secrets_masker().add_mask(secret)
+        if secret:
+            with contextlib.suppress(Exception):
+                await version_compat.amask_secret(secret)

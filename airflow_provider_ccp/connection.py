@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_ccp import AUTH_FLOWS, SERVER_KINDS, TOKEN_ENDPOINT_FIELD
+from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.get_provider_info import SERVER_KINDS, TOKEN_ENDPOINT_FIELD
 
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
@@ -40,6 +41,15 @@ def _extra(extra: Mapping[str, Any], name: str) -> Any:
     if value in (None, ""):
         value = extra.get(f"extra__ccp__{name}")
     return None if value == "" else value
+
+
+def _auth_flow(value: Any) -> AuthFlow:
+    text = str(value or DEFAULT_AUTH_FLOW).strip().lower()
+    try:
+        return AuthFlow(text)
+    except ValueError:
+        expected = ", ".join(flow.value for flow in AuthFlow)
+        raise CCPError(f"Connection extra 'auth_flow' is {text!r}; expected one of {expected}") from None
 
 
 def _verify(value: Any) -> bool | str:
@@ -117,7 +127,7 @@ class CCPConnectionSettings:
 
     base_url: str
     token_url: str
-    auth_flow: str
+    auth_flow: AuthFlow
     client_id: str | None
     context: str | None
     user: str | None
@@ -140,16 +150,12 @@ class CCPConnectionSettings:
         schema: str | None = None,
         port: int | None = None,
     ) -> CCPConnectionSettings:
-        base_url = _base_url(host, schema, port)
-        auth_flow = str(_extra(extra, "auth_flow") or "password_uma").strip().lower()
-        if auth_flow not in AUTH_FLOWS:
-            raise CCPError(f"Connection extra 'auth_flow' is {auth_flow!r}; expected one of {', '.join(AUTH_FLOWS)}")
         settings = cls(
-            base_url=base_url,
+            base_url=_base_url(host, schema, port),
             token_url=str(
                 _extra(extra, TOKEN_ENDPOINT_FIELD) or _extra(extra, LEGACY_TOKEN_ENDPOINT_FIELD) or DEFAULT_TOKEN_URL
             ),
-            auth_flow=auth_flow,
+            auth_flow=_auth_flow(_extra(extra, "auth_flow")),
             client_id=_extra(extra, "client_id"),
             context=_extra(extra, "context"),
             user=login or None,
@@ -178,26 +184,15 @@ class CCPConnectionSettings:
 
     def check(self) -> None:
         """Fail early, naming the missing field, instead of at the first token request."""
-        needs: dict[str, tuple[str, ...]] = {
-            "password_uma": ("client_id", "context", "user", "secret"),
-            "password_scope": ("client_id", "context", "user", "secret"),
-            "context_header": ("client_id", "context", "user", "secret"),
-            "client_credentials": ("client_id", "client_secret", "context"),
-            "refresh_token": ("client_id", "context", "secret"),
-            "token": ("secret",),
-            "none": (),
-        }
+        needs = AUTH_FLOW_NEEDS[self.auth_flow]
         labels = {
             "client_id": "extra 'client_id'",
             "client_secret": "extra 'client_secret'",
             "context": "extra 'context' (the VRE path, e.g. /d4science.research-infrastructures.eu/D4OS/Blue-CloudLab)",
             "user": "login (the D4Science user)",
-            "secret": {
-                "refresh_token": "password (the offline/refresh token)",
-                "token": "password (the bearer token)",
-            }.get(self.auth_flow, "password"),
+            "secret": f"password ({needs.password})" if needs.password else "password",
         }
-        missing = [labels[name] for name in needs[self.auth_flow] if not getattr(self, name)]
+        missing = [labels[name] for name in needs.fields if not getattr(self, name)]
         if missing:
             raise CCPError(f"The CCP connection (auth_flow={self.auth_flow}) needs: {'; '.join(missing)}")
         if self.context is not None and not self.context.startswith("/"):

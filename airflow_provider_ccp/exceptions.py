@@ -10,8 +10,9 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_ccp.version_compat import AirflowFailException
 
 #: 4xx answers a retry can change: an expired token, a timeout, a rate limit.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})

@@ -7,7 +7,7 @@ every problem at once, together with what the Method accepts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +130,32 @@ def check_mapping(method_id: str, given: Any) -> None:
             f"(e.g. {{'text': 'hello'}}), got a {type(given).__name__}",
             method_id=method_id,
         )
+
+
+def with_secret_inputs(description: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """``description`` with the inputs ``names`` marked secret, as if the Method declared them so: what
+    reads secrecy from the description (masking, the retry fingerprint, lineage) then hides their values.
+
+    A CCP system input (``ccpnote``) is added as optional; another name the description does not
+    declare is left out, so that a value given for it is still refused as an unknown input.
+    """
+    specs = _input_specs(description)
+    marked = [name for name in names if name in specs or name in CCP_SYSTEM_INPUTS]
+    if not marked:
+        return dict(description)
+    for name in marked:
+        spec = dict(specs.get(name) or {"minOccurs": 0})
+        spec["schema"] = {**(spec.get("schema") or {}), "format": "secret"}
+        specs[name] = spec
+    return {**description, "inputs": specs}
+
+
+def _input_specs(description: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The raw input specs by id, from either form ``declared_inputs`` reads."""
+    raw = description.get("inputs") or {}
+    if isinstance(raw, Mapping):
+        return {str(name): dict(spec) for name, spec in raw.items() if isinstance(spec, Mapping)}
+    return {str(spec["id"]): dict(spec) for spec in raw if isinstance(spec, Mapping) and spec.get("id")}
 
 
 def mask_secret_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:

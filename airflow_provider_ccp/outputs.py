@@ -10,6 +10,7 @@ Only paths, URIs and sizes leave this module: file content never goes into XCom.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,19 +23,20 @@ import tempfile
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import conf  # airflow.sdk's conf; airflow.configuration's on 3.1
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_ccp.exceptions import CCPDownloadError, CCPOutputLimitError
+from airflow_provider_ccp.version_compat import conf
 
 if TYPE_CHECKING:
-    from airflow_provider_ccp.hooks.ccp import CCPHook
+    from airflow_provider_ccp.hooks.ccp import CCPHook, DownloadedOutputs
+    from airflow_provider_ccp.protocol import SyncResults
 
 log = logging.getLogger(__name__)
 
@@ -460,11 +462,37 @@ def store_outputs(
     ``secret_inputs`` (a secret input was sent): ``ccp-entrypoint.sh`` and ``ccpenv`` are not
     extracted and a local ``output.zip``, which still holds them, is made owner-only.
     """
+    fetch = functools.partial(hook.download_outputs, job_id)
+    return _store(fetch, target, extract, log_lines, limits, secret_inputs)
+
+
+def store_results(results: SyncResults, target: ObjectStoragePath, *, secret_inputs: bool = False) -> StoredOutputs:
+    """Put the results a server answered a sync execution with into ``target``, as ``store_outputs`` would
+    put a job's ``results.json`` (and its ``manifest.json``)."""
+    return _store(functools.partial(_write_results, results), target, False, 0, None, secret_inputs)
+
+
+def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
+    from airflow_provider_ccp.hooks.ccp import DownloadedOutputs
+
+    path = folder / results.file_name
+    path.write_bytes(results.body)
+    return DownloadedOutputs(path=path, size=len(results.body), url="the answer to the execution request", kind="json")
+
+
+def _store(
+    fetch: Callable[[Path], DownloadedOutputs],
+    target: ObjectStoragePath,
+    extract: bool,
+    log_lines: int,
+    limits: ExtractionLimits | None,
+    secret_inputs: bool,
+) -> StoredOutputs:
     _clear_leftovers(target)
     staging = _sibling(target, "staging")
     try:
         with _download_folder(staging) as folder:
-            downloaded = hook.download_outputs(job_id, folder)
+            downloaded = fetch(folder)
             log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
             stored = _stage(downloaded.path, downloaded.kind == "zip", staging, target, extract, limits, secret_inputs)
             stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == "zip" else {}

@@ -8,15 +8,15 @@ triggerer can never disagree about a URL, a request body or what a status word m
 from __future__ import annotations
 
 import json
-import logging
 import math
+import mimetypes
 import random
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import pendulum
 
@@ -27,8 +27,6 @@ from airflow_provider_ccp.exceptions import (
     CCPNotFoundError,
     CCPProtocolError,
 )
-
-log = logging.getLogger(__name__)
 
 OGC_EXCEPTION_PREFIX = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 
@@ -61,8 +59,6 @@ DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
-
-_warned_statuses: set[str] = set()
 
 
 # --------------------------------------------------------------------------- URLs
@@ -353,17 +349,63 @@ def _number(value: Any) -> int | float:
     return value
 
 
-def job_id_from_submission(body: Any, location: str | None) -> str:
-    """The job id of a new execution: the statusInfo's ``jobID`` (or 2.0's ``id``), else ``Location``."""
+@dataclass(frozen=True)
+class SyncResults:
+    """The server ran the execution before answering (OGC sync execute): HTTP 200 with the results, no job."""
+
+    body: bytes = field(repr=False)
+    media_type: str = ""
+
+    @property
+    def file_name(self) -> str:
+        """``results.json`` for a results document; a raw single output keeps its media type's extension."""
+        if self.media_type in ("", "application/json") or self.media_type.endswith("+json"):
+            return "results.json"
+        return "results" + (mimetypes.guess_extension(self.media_type) or ".bin")
+
+
+def job_id_from_location(location: str | None) -> str | None:
+    """The job a ``Location`` header names: the segment after ``jobs`` (``.../jobs/{id}[/results]``),
+    else the last one (where CCP puts it)."""
+    segments = [unquote(part) for part in urlsplit(location or "").path.split("/") if part]
+    for index in range(len(segments) - 2, -1, -1):
+        if segments[index] == "jobs":
+            return segments[index + 1]
+    return segments[-1] if segments else None
+
+
+def job_id_from_submission(body: Any, location: str | None) -> str | None:
+    """The job id of a new execution: the statusInfo's ``jobID``, else ``Location``; never another field.
+
+    A sync results document may hold an ``id`` (the process's, an output's): it names no job.
+    """
     if isinstance(body, Mapping):
-        for key in ("jobID", "jobId", "id"):
+        for key in ("jobID", "jobId"):
             if body.get(key):
                 return str(body[key])
-    if location:
-        last = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1]
-        if last:
-            return last
-    raise CCPProtocolError("The execution was accepted but the answer has no jobID and no Location header")
+    return job_id_from_location(location)
+
+
+def read_submission(status_code: int, body: bytes, location: str | None, media_type: str | None) -> Submitted:
+    """The answer to the execution POST: the new job's statusInfo, or the results of a sync execution.
+
+    The statusInfo's ``status`` is empty when the answer held none (a bare 201 with a ``Location``).
+    """
+    media = (media_type or "").split(";", 1)[0].strip().lower()
+    try:
+        document = json.loads(body) if body and (media == "" or "json" in media) else None
+    except ValueError:
+        document = None
+    job_id = job_id_from_submission(document, location)
+    if job_id is None:
+        if status_code == 200:
+            return SyncResults(body, media)
+        raise CCPProtocolError(
+            f"The execution was accepted (HTTP {status_code}) but the answer names no job: "
+            "no Location header and no jobID in a statusInfo"
+        )
+    status = dict(document) if isinstance(document, Mapping) else {}
+    return StatusInfo.from_json(status | {"jobID": job_id, "status": status.get("status") or ""})
 
 
 # --------------------------------------------------------------------------- submission identity
@@ -492,12 +534,13 @@ def is_failure(status: str) -> bool:
 
 
 def is_terminal(status: str) -> bool:
-    """Terminal means success or failure; unknown words keep the poll going (warned once)."""
+    """Terminal means success or failure; an unknown word keeps the poll going (``JobWatch`` warns once)."""
     word = normalize_status(status)
-    if word not in KNOWN_STATUSES and word not in _warned_statuses:
-        _warned_statuses.add(word)
-        log.warning("Unknown job status %r: treated as not finished; polling continues", word)
     return word in SUCCESS_STATUSES or word in FAILURE_STATUSES
+
+
+def is_known(status: str) -> bool:
+    return normalize_status(status) in KNOWN_STATUSES
 
 
 def _parse_time(value: Any) -> pendulum.DateTime | None:
@@ -601,6 +644,9 @@ class DismissResult:
     supported: bool
     status: StatusInfo | None
     message: str
+
+
+Submitted = StatusInfo | SyncResults
 
 
 def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult:

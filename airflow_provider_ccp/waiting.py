@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
-from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.protocol import StatusInfo, is_known
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 EVENT_KEYS = frozenset({"status", "job_id", "job_status", "message"})
@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 def configured_min_defer_seconds() -> float:
     """``[ccp] min_defer_seconds`` from Airflow's configuration, else ``MIN_DEFER_SECONDS``."""
-    from airflow.providers.common.compat.sdk import conf
+    from airflow_provider_ccp.version_compat import conf
 
     return conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
 
@@ -95,9 +95,12 @@ class JobWatch:
     previous: str | None = None
     failures: int = 0
     holding: bool = False
+    #: Status words outside OGC's and CCP's, already warned about: once per wait, however long it polls.
+    unknown: set[str] = field(default_factory=set)
 
     def on_status(self, info: StatusInfo) -> dict[str, Any] | None:
         self.failures = 0
+        self.check_word(info.status)
         if info.status != self.previous:
             progress = f" ({info.progress}%)" if info.progress is not None else ""
             self.log.info("CCP job %s is %s%s: %s", self.job_id, info.status, progress, info.message)
@@ -109,6 +112,14 @@ class JobWatch:
             self.log.info("CCP job %s ended early: resuming the task in %.1f s", self.job_id, self.next_delay())
             return None
         return terminal_event(info)
+
+    def check_word(self, status: str) -> None:
+        """Warn the first time the job shows a status word this provider does not know."""
+        if not is_known(status) and status not in self.unknown:
+            self.unknown.add(status)
+            self.log.warning(
+                "CCP job %s has the unknown status %r: treated as not finished; polling continues", self.job_id, status
+            )
 
     def on_error(self, error: CCPError) -> dict[str, Any] | None:
         if not is_transient(error):

@@ -2,9 +2,10 @@
 
 ``submit`` starts the Method ``sleep`` with ``wait_for_completion=False``: it pushes the XComs
 ``job_id`` and ``execution_url`` and ends at once, leaving the execution running on CCP.
-``wait`` is a ``CCPJobSensor`` on that job id (templated from the XCom; it could as well come
-from another DAG or a person). It succeeds when the execution is successful, fails as soon as it
-fails, and returns the job's status. Deferrable or not follows ``[operators] default_deferrable``.
+``wait`` is a ``CCPJobSensor`` on that job id (``submit.output["job_id"]``, the XCom, which also
+makes ``wait`` run after ``submit``; the id could as well come from another DAG or a person). It
+succeeds when the execution is successful, fails as soon as it fails, and returns the job's status.
+Deferrable or not follows ``[operators] default_deferrable``.
 
 Use this shape when the waiting should be its own task, with its own timeout and retries, or
 when something other than this DAG submits the execution. The sensor never dismisses the job.
@@ -37,7 +38,7 @@ with DAG(
     )
     wait = CCPJobSensor(
         task_id="wait",
-        job_id="{{ ti.xcom_pull(task_ids='submit', key='job_id') }}",
+        job_id=submit.output["job_id"],
         poke_interval=2,
         timeout=600,
     )
@@ -46,5 +47,4 @@ with DAG(
     def report(status: dict) -> None:
         print(f"CCP job {status['job_id']} ended {status['status']} after {status['duration_seconds']} s")
 
-    submit >> wait
     report(wait.output)

@@ -12,14 +12,13 @@ from collections.abc import Iterator
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from airflow_provider_ccp import auth, protocol
+from airflow_provider_ccp import auth
 
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
-    """Each test starts like a new worker process: no cached token, no status word already warned about."""
+    """Each test starts like a new worker process: no cached token."""
     auth.TOKEN_CACHE.clear()
-    protocol._warned_statuses.clear()
     yield
     auth.TOKEN_CACHE.clear()
 

@@ -76,7 +76,7 @@ def finished_job(method_id: str, inputs: dict[str, Any], conn_id: str = "ccp_def
     """Run an execution to its end with the hook, the way another DAG or a person would have."""
     hook = CCPHook(ccp_conn_id=conn_id)
     answer = hook.submit_execution(method_id, {"ccpimage": "bash", **inputs})
-    return hook.wait_for_job(answer["jobID"], poll_interval=0.05, timeout=30)
+    return hook.wait_for_job(answer.job_id, poll_interval=0.05, timeout=30)
 
 
 @pytest.fixture

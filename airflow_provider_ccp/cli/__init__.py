@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
 from airflow_provider_ccp import __version__
-from airflow_provider_ccp.connection import AUTH_FLOWS
+from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
+from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
 Command = Callable[[argparse.Namespace, CCPHook], int]
@@ -57,9 +58,9 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
         group.add_argument(flag, default=default(None), help=text)
     group.add_argument(
         "--auth-flow",
-        choices=AUTH_FLOWS,
+        choices=[flow.value for flow in AuthFlow],
         default=default(None),
-        help="how to get a token (with --url); default password_uma",
+        help=f"how to get a token (with --url); default {DEFAULT_AUTH_FLOW}",
     )
     return parser
 
@@ -143,11 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, command: Command) -> int:
     from airflow_provider_ccp.cli import errors, verbose
-    from airflow_provider_ccp.cli.connect import make_hook
+    from airflow_provider_ccp.cli.connect import CLIHook, resolve_settings
 
     verbose.configure_logging(args.verbose)
-    hook = make_hook(args)
+    settings: CCPConnectionSettings | None = None  # stays None when resolving it is what failed
+    hook: CLIHook | None = None
     try:
+        settings = resolve_settings(args)
+        hook = CLIHook(args.conn_id, settings)
         if args.verbose:
             verbose.trace(hook.session)
             verbose.trace(hook.token_session)
@@ -159,7 +163,8 @@ def _run(args: argparse.Namespace, command: Command) -> int:
             from rich.console import Console
 
             Console(file=sys.stderr).print_exception(show_locals=False)  # locals may hold secrets
-        print(errors.one_line(error, hook.resolved, args.conn_id, hook.transport_error), file=sys.stderr)
+        transport_error = hook.transport_error if hook is not None else None
+        print(errors.one_line(error, settings, args.conn_id, transport_error), file=sys.stderr)
         return 1
 
 

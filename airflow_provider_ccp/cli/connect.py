@@ -6,26 +6,23 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import requests
-from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD, auth
+from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import Answer, RetryPolicy
+from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
 PASSWORD_ENV = "CCP_PASSWORD"
 CLIENT_SECRET_ENV = "CCP_CLIENT_SECRET"
-#: Flows whose "password" field holds a secret the user can be prompted for.
-PROMPTED_FLOWS = frozenset({"password_uma", "password_scope", "context_header", "refresh_token", "token"})
 URL_FLAGS = ("user", "password", "token_url", "client_id", "client_secret", "context", "auth_flow")
 
 
@@ -34,23 +31,13 @@ class ConnectionNotFoundError(CCPError):
 
 
 class CLIHook(CCPHook):
-    """``CCPHook`` with its settings resolved by the CLI (lazily, so errors surface inside a command)."""
+    """``CCPHook`` on the settings the CLI resolved, retrying the way a person at the prompt expects."""
 
-    def __init__(self, conn_id: str, resolve: Callable[[], CCPConnectionSettings]) -> None:
-        super().__init__(ccp_conn_id=conn_id)
+    def __init__(self, conn_id: str, settings: CCPConnectionSettings) -> None:
+        super().__init__(ccp_conn_id=conn_id, settings=settings)
         self.retry = PromptRetryPolicy(limit=self.retry.limit, delay=self.retry.delay)
-        self._resolve = resolve
-        #: The settings once resolved, for error hints (None when resolving them is what failed).
-        self.resolved: CCPConnectionSettings | None = None
         #: The last request that could not reach its server, and why.
         self.transport_error: tuple[str, requests.ConnectionError] | None = None
-
-    @cached_property
-    def settings(self) -> CCPConnectionSettings:
-        settings = self._resolve()
-        auth.mask(*settings.secrets)
-        self.resolved = settings
-        return settings
 
     def _new_session(self) -> requests.Session:
         session = super()._new_session()
@@ -149,11 +136,12 @@ def settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
 def _settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
     extra = {name: getattr(args, name) for name in ("client_id", "context", "auth_flow")}
     extra[TOKEN_ENDPOINT_FIELD] = args.token_url
-    flow = args.auth_flow or "password_uma"
+    # Prompt only for what the flow needs (argparse has already refused an unknown flow).
+    needed = AUTH_FLOW_NEEDS[AuthFlow(args.auth_flow or DEFAULT_AUTH_FLOW)].fields
     extra["client_secret"] = _secret(
-        args.client_secret, CLIENT_SECRET_ENV, "Client secret: ", ask=flow == "client_credentials"
+        args.client_secret, CLIENT_SECRET_ENV, "Client secret: ", ask="client_secret" in needed
     )
-    password = _secret(args.password, PASSWORD_ENV, f"Password for {args.user or 'CCP'}: ", ask=flow in PROMPTED_FLOWS)
+    password = _secret(args.password, PASSWORD_ENV, f"Password for {args.user or 'CCP'}: ", ask="secret" in needed)
     return CCPConnectionSettings.from_fields(
         host=args.url,
         login=args.user,
@@ -162,10 +150,11 @@ def _settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
     )
 
 
-def make_hook(args: argparse.Namespace) -> CLIHook:
+def resolve_settings(args: argparse.Namespace) -> CCPConnectionSettings:
+    """The settings of ``--url`` and its flags, else of the Airflow connection ``--conn-id``."""
     if args.url:
-        return CLIHook(args.conn_id, lambda: settings_from_flags(args))
-    return CLIHook(args.conn_id, lambda: CCPConnectionSettings.from_connection(find_connection(args.conn_id)))
+        return settings_from_flags(args)
+    return CCPConnectionSettings.from_connection(find_connection(args.conn_id))
 
 
 def flags_without_url(args: argparse.Namespace) -> list[str]:

@@ -96,17 +96,20 @@ class DagOptions:
 
 
 def installed_airflow_version() -> str:
-    from airflow import __version__
+    from airflow_provider_ccp.version_compat import get_base_airflow_version_tuple
 
-    return str(__version__)
+    return ".".join(map(str, get_base_airflow_version_tuple()))
 
 
 def retry_note(airflow_version: str) -> str:
     """What a retry of the generated task does on that Airflow (docs/operators.md, "Retries")."""
+    from airflow_provider_ccp.version_compat import REATTACH_SINCE
+
     major, minor = (_int(part, 0) for part in ([*airflow_version.split("."), "0"])[:2])
-    if (major, minor) >= (3, 3):
-        return "a retry reattaches to the execution an earlier try started (Airflow >= 3.3)"
-    return f"a retry submits a new execution (Airflow {major}.{minor} cannot reattach; 3.3 can)"
+    since = ".".join(map(str, REATTACH_SINCE))
+    if (major, minor) >= REATTACH_SINCE:
+        return f"a retry reattaches to the execution an earlier try started (Airflow >= {since})"
+    return f"a retry submits a new execution (Airflow {major}.{minor} cannot reattach; {since} can)"
 
 
 def mapping(value: Any) -> Mapping[str, Any]:

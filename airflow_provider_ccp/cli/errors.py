@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.cli.connect import PASSWORD_ENV, ConnectionNotFoundError
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
@@ -14,7 +15,7 @@ from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundE
 def _auth_hint(error: CCPAuthError, settings: CCPConnectionSettings | None) -> str:
     if settings is None:
         return "check the connection's credentials"
-    if settings.auth_flow in ("token", "none"):
+    if settings.auth_flow in (AuthFlow.TOKEN, AuthFlow.NONE):
         return f"auth_flow={settings.auth_flow}: check the token, or pick another flow with --auth-flow"
     if settings.token_url in str(error):
         return "the token endpoint refused the login: check the user, the password and the client id"

@@ -26,7 +26,8 @@ import requests
 from airflow.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError
 
-from airflow_provider_ccp import auth, protocol
+from airflow_provider_ccp import auth, protocol, version_compat
+from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
     CCPDownloadError,
@@ -34,7 +35,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
 )
-from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo
+from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch
 
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -126,12 +127,15 @@ class _CCPHookBase(BaseHook):
         ccp_conn_id: str = default_conn_name,
         retry_limit: int = protocol.DEFAULT_RETRY.limit,
         retry_delay: float = protocol.DEFAULT_RETRY.delay,
+        settings: CCPConnectionSettings | None = None,
         clock: Clock = SYSTEM_CLOCK,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.ccp_conn_id = ccp_conn_id
         self.retry = RetryPolicy(limit=retry_limit, delay=retry_delay)
+        #: Settings made by the caller (a tool with its own flags): then no Airflow connection is read.
+        self._given_settings = settings
         self.clock = clock
 
     def _exchange(self, method: str, *, token_request: bool = False) -> protocol.Exchange:
@@ -148,25 +152,29 @@ class CCPHook(_CCPHookBase):
     """Calls CCP (or any OGC API - Processes 1.0 server) with a D4Science token that it gets by itself.
 
     :param ccp_conn_id: an Airflow connection of type ``ccp`` (see docs/connection.md).
+    :param retry_limit: retries of an idempotent request (``RetryPolicy``).
+    :param retry_delay: seconds before the first retry, doubled for each next one.
+    :param settings: ready ``CCPConnectionSettings`` to use instead of reading the connection
+        ``ccp_conn_id`` (which then only names it).
     """
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form on Airflow 3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
-        from airflow_provider_ccp import ui_field_behaviour
+        from airflow_provider_ccp.get_provider_info import ui_field_behaviour
 
         return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form on Airflow 3.1, where wtforms is installed."""
-        from airflow_provider_ccp import connection_form_widgets
+        from airflow_provider_ccp.get_provider_info import connection_form_widgets
 
         return connection_form_widgets()
 
     @cached_property
     def settings(self) -> CCPConnectionSettings:
-        settings = CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
+        settings = self._given_settings or CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
         auth.mask(*settings.secrets)
         return settings
 
@@ -231,7 +239,7 @@ class CCPHook(_CCPHookBase):
     def get_token(self) -> str | None:
         """A context-bound access token (cached per process), or None for ``auth_flow=none``."""
         settings = self.settings
-        if settings.auth_flow == "none":
+        if settings.auth_flow == AuthFlow.NONE:
             return None
         state = self._token_state
         token = state.usable_token(self.clock.monotonic())
@@ -297,8 +305,12 @@ class CCPHook(_CCPHookBase):
         *,
         request_members: Mapping[str, Any] | None = None,
         description: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Start an execution; returns its statusInfo with ``jobID`` always set.
+    ) -> StatusInfo | SyncResults:
+        """Start an execution; returns the new job's statusInfo, as ``get_job`` does.
+
+        The job id comes from the ``Location`` header or the statusInfo's ``jobID`` only. A server that
+        runs the execution synchronously answers 200 with its results and no job: that answer comes
+        back as ``SyncResults``. ``status`` is empty when the answer held none.
 
         :param request_members: top-level members added to the execute request (e.g. ``subscribers``);
             ``inputs``, ``outputs`` and ``response`` are refused there.
@@ -320,14 +332,10 @@ class CCPHook(_CCPHookBase):
             json=body,
             headers=protocol.SUBMIT_HEADERS,
         )
-        try:
-            document = answer.json()
-        except ValueError:
-            document = {}
-        status = dict(document) if isinstance(document, Mapping) else {}
-        status["jobID"] = protocol.job_id_from_submission(status, answer.headers.get("Location"))
-        status.setdefault("status", "accepted")
-        return status
+        headers = answer.headers
+        return protocol.read_submission(
+            answer.status_code, answer.content, headers.get("Location"), headers.get("Content-Type")
+        )
 
     def typing_description(
         self, method_id: str, inputs: Mapping[str, Any], description: Mapping[str, Any] | None = None
@@ -650,26 +658,26 @@ class CCPAsyncHook(_CCPHookBase):
     def __init__(self, ccp_conn_id: str = _CCPHookBase.default_conn_name, **kwargs: Any) -> None:
         super().__init__(ccp_conn_id, **kwargs)
         self._settings: CCPConnectionSettings | None = None
+        # Hooks share a pool by connection id; hooks given their own settings share it only with their twins.
+        given = self._given_settings
+        self._pool_key = ccp_conn_id if given is None else f"{ccp_conn_id}\x00{hash(given)}"
         self._extra: Mapping[str, Any] = {}
         self._pool: _Pool | None = None
         self._shared = False
 
     async def get_settings(self) -> CCPConnectionSettings:
+        if self._settings is None and self._given_settings is not None:
+            self._settings = self._given_settings
+            await auth.amask(*self._settings.secrets)
         if self._settings is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
-
-            conn = await get_async_connection(self.ccp_conn_id, hook=self)
-            self._extra = await get_async_extra_dejson(conn)
+            conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
             self._settings = CCPConnectionSettings.from_connection(conn, self._extra)
             await auth.amask(*self._settings.secrets)
         return self._settings
 
     async def __aenter__(self) -> CCPAsyncHook:
         if self._pool is None:
-            self._pool = await POOLS.acquire(self.ccp_conn_id, self._open_pool)
+            self._pool = await POOLS.acquire(self._pool_key, self._open_pool)
             self._settings = self._pool.settings
             self._shared = True
         return self
@@ -683,7 +691,7 @@ class CCPAsyncHook(_CCPHookBase):
         pool, self._pool = self._pool, None
         if self._shared:
             self._shared = False
-            await POOLS.release(self.ccp_conn_id)
+            await POOLS.release(self._pool_key)
         elif pool is not None:
             await pool.clients.aclose()
 
@@ -735,7 +743,7 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def get_token(self) -> str | None:
         settings = await self.get_settings()
-        if settings.auth_flow == "none":
+        if settings.auth_flow == AuthFlow.NONE:
             return None
         state = (await self._get_pool()).token_state
         token = state.usable_token(self.clock.monotonic())

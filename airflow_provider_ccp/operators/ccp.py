@@ -13,15 +13,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
@@ -31,7 +29,6 @@ from airflow_provider_ccp.exceptions import (
     CCPJobFailedError,
     CCPJobTimeoutError,
     CCPNotFoundError,
-    CCPProtocolError,
     fail_without_retry,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -42,6 +39,7 @@ from airflow_provider_ccp.inputs import (
     prepare_inputs,
     public_inputs,
     secret_inputs_sent,
+    with_secret_inputs,
 )
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
 from airflow_provider_ccp.outputs import (
@@ -50,10 +48,12 @@ from airflow_provider_ccp.outputs import (
     local_outputs_warning,
     log_tails,
     store_outputs,
+    store_results,
     task_output_path,
 )
-from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo
+from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf
 from airflow_provider_ccp.waiting import (
     JobWatch,
     configured_min_defer_seconds,
@@ -64,8 +64,8 @@ from airflow_provider_ccp.waiting import (
 )
 
 if TYPE_CHECKING:
-    import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import ObjectStoragePath
     from airflow.sdk.definitions.context import Context
 
 #: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
@@ -88,7 +88,7 @@ DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
 LOGGED_FILES = 20
 
 
-class CCPExecuteMethodOperator(BaseOperator):
+class CCPExecuteMethodOperator(RenderedFieldsOperator):
     """Execute a CCP Method and hand its outputs to downstream tasks.
 
     :param method_id: the Method (process) id. Templated.
@@ -119,6 +119,9 @@ class CCPExecuteMethodOperator(BaseOperator):
     :param on_ambiguous_submit: when the answer to the submission was lost and the execution cannot
         be found or ruled out: ``"fail"`` (``CCPAmbiguousSubmissionError``, no retry) or ``"resubmit"``
         (the next try submits a new execution).
+    :param secret_inputs: ids of inputs to treat as secret besides those the Method's description marks
+        secret (``format: secret``): masked in Rendered Templates and logs as soon as the templates are
+        rendered (even when CCP cannot be reached then), kept out of the retry fingerprint and lineage.
     :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
         so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
         min_defer_seconds`` in Airflow's configuration, else 10.
@@ -169,6 +172,7 @@ class CCPExecuteMethodOperator(BaseOperator):
         log_lines: int = 50,
         on_ambiguous_submit: str = "fail",
         min_defer_seconds: float | None = None,
+        secret_inputs: Collection[str] = (),
         ccp_retry_limit: int = DEFAULT_RETRY.limit,
         ccp_retry_delay: float = DEFAULT_RETRY.delay,
         **kwargs: Any,
@@ -213,6 +217,9 @@ class CCPExecuteMethodOperator(BaseOperator):
         self.log_lines = log_lines
         self.on_ambiguous_submit = on_ambiguous_submit
         self.min_defer_seconds = min_defer_seconds
+        if isinstance(secret_inputs, str):
+            raise ValueError(f"secret_inputs must be a list of input ids, got the string {secret_inputs!r}")
+        self.secret_inputs = tuple(secret_inputs)
         self.retry = RetryPolicy(limit=ccp_retry_limit, delay=ccp_retry_delay)
         self.job_id: str | None = None
         #: Whether on_kill should dismiss ``job_id``: not once the job is known to have ended.
@@ -226,40 +233,39 @@ class CCPExecuteMethodOperator(BaseOperator):
         return CCPHook(ccp_conn_id=self.ccp_conn_id, retry_limit=self.retry.limit, retry_delay=self.retry.delay)
 
     def _method_description(self) -> dict[str, Any]:
-        """Read once per process: rendering (to mask secrets) and ``execute`` both need it."""
+        """Read once per process: rendering (to mask secrets) and ``execute`` both need it.
+
+        The inputs the task lists in ``secret_inputs`` are marked secret in it, as if the Method did.
+        """
         if self._description is None or self._description[0] != self.method_id:
-            self._description = (self.method_id, self.hook.get_method(self.method_id))
+            description = with_secret_inputs(self.hook.get_method(self.method_id), self.secret_inputs)
+            self._description = (self.method_id, description)
         return self._description[1]
 
     # ------------------------------------------------------------------ rendering
 
-    def _do_render_template_fields(
-        self,
-        parent: Any,
-        template_fields: Iterable[str],
-        context: Context,
-        jinja_env: jinja2.Environment,
-        seen_oids: set[int],
-    ) -> None:
-        """Render, then mask the values of secret inputs before Airflow serializes the rendered fields.
+    def after_rendering(self) -> None:
+        """Mask the values of secret inputs before Airflow serializes the rendered fields.
 
         Airflow sends them to the API server (Rendered Templates) right after rendering, before
-        ``execute`` runs, and renders again when a deferred task resumes. This method, unlike
-        ``render_template_fields``, is also what a mapped (``expand``) task renders through.
+        ``execute`` runs, and renders again when a deferred task resumes.
         """
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self and self.inputs:
+        if self.inputs:
             self._mask_secret_inputs()
 
     def _mask_secret_inputs(self) -> None:
         if not isinstance(self.inputs, Mapping):
             return  # execute() refuses it with a clear error, before anything is sent
         try:
-            self.inputs = mask_secret_inputs(self._method_description(), self.inputs)
+            description = self._method_description()
         except Exception as err:  # rendering must not fail: execute() reads the description again
             self.log.warning(
                 "Could not read Method %s to mask its secret inputs in the rendered fields: %s", self.method_id, err
             )
+            # Those the task names, at least.
+            description = {"inputs": {name: {} for name in self.secret_inputs}}
+            description = with_secret_inputs(description, self.secret_inputs)
+        self.inputs = mask_secret_inputs(description, self.inputs)
 
     # ------------------------------------------------------------------ execute
 
@@ -272,6 +278,8 @@ class CCPExecuteMethodOperator(BaseOperator):
         inputs = prepare_inputs(self.method_id, description, given)
         fingerprint = request_fingerprint(self.method_id, protocol.string_inputs(public_inputs(description, inputs)))
         job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)
+        if isinstance(job, SyncResults):
+            return self._finish_synchronous(context, job)
         if not self.wait_for_completion:
             self._forget(context)  # no retry to save: clearing the task later must submit again
             return job.job_id
@@ -337,7 +345,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     def _submit(
         self, context: Context, description: Mapping[str, Any], inputs: Mapping[str, Any], fingerprint: str
-    ) -> StatusInfo:
+    ) -> StatusInfo | SyncResults:
         """POST the execution, remembered before it is sent so that a lost answer can be looked up."""
         outputs = self.outputs if self.outputs is not None else default_outputs(description)
         marker = protocol.new_marker() if is_ccp_method(description) else None
@@ -347,17 +355,21 @@ class CCPExecuteMethodOperator(BaseOperator):
         submission = Submission(fingerprint, marker=marker, submitted_at=pendulum.now("UTC").isoformat())
         self._remember(context, submission)
         url = protocol.execution_request_url(self.hook.settings.base_url, self.method_id)
-        answer: Mapping[str, Any] = {}
+        answer: StatusInfo | None = None
         try:
-            answer = self.hook.submit_execution(
+            submitted = self.hook.submit_execution(
                 self.method_id, inputs, outputs, request_members=self.request_members, description=description
             )
-            job_id = str(answer["jobID"])
         except CCPError as err:
             if not protocol.submission_may_have_landed(err, url):
                 self._forget(context)  # refused: nothing to look for on a retry
                 raise
             job_id = self._find_lost(context, submission, err)
+        else:
+            if isinstance(submitted, SyncResults):
+                self._forget(context)  # it ran and ended: a retry has no job to reattach to
+                return submitted
+            answer, job_id = submitted, submitted.job_id
         # Cheapest and surest first: the log, then the store a retry reattaches from, then XComs.
         self._track(job_id, running=True)
         self._remember(context, replace(submission, job_id=job_id))
@@ -455,12 +467,10 @@ class CCPExecuteMethodOperator(BaseOperator):
         watch = JobWatch(job_id, float(self.poll_interval), None, self.log)
         return ride_out(partial(self.hook.get_job, job_id), watch)
 
-    def _first_status(self, job_id: str, answer: Mapping[str, Any]) -> StatusInfo:
+    def _first_status(self, job_id: str, answer: StatusInfo | None) -> StatusInfo:
         """The status in the submission's answer: a GET right then could fail a try whose job runs fine."""
-        with suppress(CCPProtocolError):
-            info = StatusInfo.from_json(answer)
-            if info.status:
-                return info
+        if answer is not None and answer.status:
+            return answer
         self.log.info("The answer to the submission of CCP job %s holds no status: asking for it", job_id)
         return self._status(job_id)
 
@@ -553,11 +563,7 @@ class CCPExecuteMethodOperator(BaseOperator):
 
     def _succeed(self, context: Context, job_id: str) -> dict[str, Any]:
         info = self._final_status(job_id)
-        ti = context["ti"]
-        target = task_output_path(self.output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-        warning = local_outputs_warning(self.output_path, self.executor)
-        if warning:
-            self.log.warning(warning)
+        target = self._output_target(context)
         stored = store_outputs(
             self.hook,
             job_id,
@@ -574,17 +580,46 @@ class CCPExecuteMethodOperator(BaseOperator):
         if len(stored.files) > LOGGED_FILES:
             self.log.info("  ... and %d more (the manifest lists them all)", len(stored.files) - LOGGED_FILES)
         times = info.to_dict()
+        return self._deliver(
+            context, job_id, info.status, info.message, times, stored.for_xcom(), self._job_url(job_id)
+        )
+
+    def _finish_synchronous(self, context: Context, results: SyncResults) -> dict[str, Any]:
+        """The server ran the execution while answering the POST (OGC sync execute): the results it
+        answered with are the outputs, stored as a job's ``results.json`` would be (docs/operators.md)."""
+        target = self._output_target(context)
+        stored = store_results(results, target, secret_inputs=self._secret_inputs_sent())
+        message = "run synchronously: the server answered the execution request with its results, and no job"
+        self.log.info("Method %s was %s; saved as %s", self.method_id, message, stored.archive)
+        times = dict.fromkeys(("created", "started", "finished", "duration_seconds"))
+        return self._deliver(context, None, "successful", message, times, stored.for_xcom(), None)
+
+    def _output_target(self, context: Context) -> ObjectStoragePath:
+        ti = context["ti"]
+        warning = local_outputs_warning(self.output_path, self.executor)
+        if warning:
+            self.log.warning(warning)
+        return task_output_path(self.output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+
+    def _deliver(
+        self,
+        context: Context,
+        job_id: str | None,
+        status: str,
+        message: str,
+        times: Mapping[str, Any],
+        files: Mapping[str, Any],
+        execution_url: str | None,
+    ) -> dict[str, Any]:
+        """The manifest (the task's XCom), and the asset events that point at it."""
         manifest = self._manifest = {
             "job_id": job_id,
             "method_id": self.method_id,
-            "status": info.status,
-            "message": info.message,
-            "created": times["created"],
-            "started": times["started"],
-            "finished": times["finished"],
-            "duration_seconds": times["duration_seconds"],
-            **stored.for_xcom(),
-            "execution_url": self._job_url(job_id),
+            "status": status,
+            "message": message,
+            **{key: times[key] for key in ("created", "started", "finished", "duration_seconds")},
+            **files,
+            "execution_url": execution_url,
         }
         self._emit_asset_events(context, manifest)
         return manifest

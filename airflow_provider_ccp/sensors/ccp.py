@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
-
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
-from airflow_provider_ccp.waiting import configured_min_defer_seconds, terminal_event, validate_event
+from airflow_provider_ccp.version_compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
+from airflow_provider_ccp.waiting import JobWatch, configured_min_defer_seconds, terminal_event, validate_event
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -25,7 +24,8 @@ class CCPJobSensor(BaseSensorOperator):
     Returns (XCom ``return_value``) the job's status: ``job_id``, ``status``, ``message``, timestamps.
     It never dismisses the job: the sensor only watches an execution it does not own.
 
-    :param job_id: the CCP job (execution) id, e.g. ``"{{ ti.xcom_pull(task_ids='submit', key='job_id') }}"``.
+    :param job_id: the CCP job (execution) id, e.g. ``submit.output["job_id"]`` of a
+        ``CCPExecuteMethodOperator`` with ``wait_for_completion=False``.
         Templated.
     :param ccp_conn_id: the ``ccp`` connection. Templated.
     :param deferrable: wait in the triggerer (polling every ``poke_interval`` seconds until ``timeout``).
@@ -55,9 +55,14 @@ class CCPJobSensor(BaseSensorOperator):
     def hook(self) -> CCPHook:
         return CCPHook(ccp_conn_id=self.ccp_conn_id, retry_limit=self.retry.limit, retry_delay=self.retry.delay)
 
+    @cached_property
+    def _watch(self) -> JobWatch:
+        return JobWatch(str(self.job_id), float(self.poke_interval), None, self.log)
+
     def poke(self, context: Context) -> PokeReturnValue:
         info = self.hook.get_job(self.job_id)
         self.log.info("CCP job %s is %s: %s", info.job_id, info.status, info.message)
+        self._watch.check_word(info.status)
         if info.terminal:
             self._raise_if_failed(terminal_event(info))
         return PokeReturnValue(is_done=info.terminal, xcom_value=info.to_dict() if info.terminal else None)

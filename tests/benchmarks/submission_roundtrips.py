@@ -53,7 +53,7 @@ def main() -> int:
             return str(json.loads(answer.content)["jobID"])
 
         def provider() -> str:
-            return str(hook.submit_execution("word-count", INPUTS)["jobID"])
+            return str(hook.submit_execution("word-count", INPUTS).job_id)
 
         timings: dict[str, list[float]] = {"raw requests": [], "CCPHook": []}
         for client in (raw, provider):  # warm both connections up

@@ -27,7 +27,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def finished_job(conn_id: str, method_id: str, inputs: dict[str, str]) -> str:
     hook = CCPHook(conn_id)
-    job_id = hook.submit_execution(method_id, {"ccpimage": "bash", **inputs})["jobID"]
+    job_id = hook.submit_execution(method_id, {"ccpimage": "bash", **inputs}).job_id
     assert hook.wait_for_job(job_id, poll_interval=0.1, timeout=60).successful
     return job_id
 
@@ -121,7 +121,7 @@ def test_jobs_dismiss_cancels_a_waiting_job(
 ) -> None:
     sandbox.admin.hold_jobs("sleep")
     hook = CCPHook(sandbox_conn)
-    job_id = hook.submit_execution("sleep", {"ccpimage": "bash", "seconds": "30"})["jobID"]
+    job_id = hook.submit_execution("sleep", {"ccpimage": "bash", "seconds": "30"}).job_id
     code, out, _ = run(capsys, "jobs", "dismiss", job_id)
     assert code == 0
     assert "dismissed" in out

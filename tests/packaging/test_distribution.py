@@ -57,7 +57,8 @@ def test_the_metadata_an_index_shows(metadata: Message) -> None:
 
 def test_airflow_finds_the_provider_through_its_entry_point(wheel: Path) -> None:
     entry_points = _dist_info(wheel, "entry_points.txt")
-    assert "[apache_airflow_provider]\nprovider_info = airflow_provider_ccp:get_provider_info" in entry_points
+    provider_info = "provider_info = airflow_provider_ccp.get_provider_info:get_provider_info"
+    assert f"[apache_airflow_provider]\n{provider_info}" in entry_points
 
 
 def test_the_wheel_is_typed(wheel: Path) -> None:

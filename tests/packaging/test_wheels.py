@@ -162,7 +162,7 @@ def test_the_sandbox_installed_alone_runs_a_method(
         monkeypatch.setenv("AIRFLOW_CONN_CCP_DEFAULT", json.dumps(json.loads(ready.read_text())["connection"]))
         hook = CCPHook()
         job = hook.submit_execution("hello", {"ccpimage": "bash", "name": "packaging"})
-        assert hook.wait_for_job(job["jobID"], poll_interval=0.1, timeout=60).successful
+        assert hook.wait_for_job(job.job_id, poll_interval=0.1, timeout=60).successful
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, AuthFlow
 from airflow_provider_ccp.connection import (
-    AUTH_FLOWS,
     DEFAULT_HOST,
     DEFAULT_TIMEOUT,
     DEFAULT_TOKEN_URL,
@@ -97,7 +97,27 @@ def test_bad_timeout(timeout):
 def test_unknown_auth_flow_lists_the_valid_ones():
     with pytest.raises(CCPError, match="'magic'") as raised:
         settings(auth_flow="magic", **USER_EXTRA)
-    assert all(flow in str(raised.value) for flow in AUTH_FLOWS)
+    assert all(flow.value in str(raised.value) for flow in AuthFlow)
+
+
+@pytest.mark.parametrize("stored", ["client_credentials", "Client_Credentials ", AuthFlow.CLIENT_CREDENTIALS])
+def test_a_stored_flow_name_reads_as_its_enum_member(stored):
+    """Connections store the flow's name as a string: it keeps working, and compares equal to both."""
+    flow = settings(login=None, password=None, client_secret="s", auth_flow=stored, **USER_EXTRA).auth_flow
+    assert flow is AuthFlow.CLIENT_CREDENTIALS
+    assert flow == "client_credentials"
+    assert f"auth_flow={flow}" == "auth_flow=client_credentials"
+
+
+@pytest.mark.parametrize("flow", list(AuthFlow))
+def test_every_field_a_flow_needs_is_required_by_the_table(flow):
+    """Validation reads the one table: leaving out any field a flow lists fails, naming the flow."""
+    full = {"login": "alice", "password": "pw", "client_secret": "s", **USER_EXTRA, "auth_flow": flow.value}
+    assert settings(**full).auth_flow is flow
+    arguments = {"user": "login", "secret": "password"}
+    for field in AUTH_FLOW_NEEDS[flow].fields:
+        with pytest.raises(CCPError, match=f"auth_flow={flow.value}"):
+            settings(**full | {arguments.get(field, field): None})
 
 
 @pytest.mark.parametrize(
@@ -168,7 +188,7 @@ def test_airflow_does_not_mask_the_token_endpoint_extra():
     """Airflow hides any field whose name holds "token": the endpoint must not be one of them."""
     from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
 
-    from airflow_provider_ccp import TOKEN_ENDPOINT_FIELD
+    from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD
 
     assert should_hide_value_for_key("token_url")  # why the extra was renamed
     assert not should_hide_value_for_key(TOKEN_ENDPOINT_FIELD)

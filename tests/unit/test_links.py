@@ -6,7 +6,8 @@ from unittest.mock import MagicMock
 
 import pytest
 
-from airflow_provider_ccp import get_provider_info, links
+from airflow_provider_ccp import links
+from airflow_provider_ccp.get_provider_info import get_provider_info
 from airflow_provider_ccp.links import CCPExecutionLink
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 

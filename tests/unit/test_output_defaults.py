@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_ccp import get_provider_info, outputs
+from airflow_provider_ccp import outputs
+from airflow_provider_ccp.get_provider_info import get_provider_info
 from airflow_provider_ccp.outputs import executor_name, local_outputs_warning, task_output_path
 from tests.task_helpers import task_log
 

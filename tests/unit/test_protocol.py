@@ -115,20 +115,55 @@ class TestExecuteBody:
 
 
 class TestJobIdFromSubmission:
-    @pytest.mark.parametrize("key", ["jobID", "jobId", "id"])
+    @pytest.mark.parametrize("key", ["jobID", "jobId"])
     def test_from_body(self, key):
         assert protocol.job_id_from_submission({key: "abc"}, "https://x/jobs/other") == "abc"
 
     @pytest.mark.parametrize(
-        "location", ["https://ccp.example.org/jobs/abc", "/jobs/abc/", "https://ccp.example.org/jobs/abc?f=json"]
+        "location",
+        [
+            "https://ccp.example.org/jobs/abc",
+            "/jobs/abc/",
+            "https://ccp.example.org/jobs/abc?f=json",
+            "https://ccp.example.org/jobs/abc/results",
+            "https://ccp.example.org/ogc/jobs/abc",
+        ],
     )
     def test_from_location(self, location):
         assert protocol.job_id_from_submission({}, location) == "abc"
         assert protocol.job_id_from_submission(None, location) == "abc"
 
-    def test_neither(self):
-        with pytest.raises(CCPProtocolError, match="no jobID and no Location"):
-            protocol.job_id_from_submission({"status": "accepted"}, None)
+    def test_never_from_another_field(self):
+        """A process description's or a results document's ``id`` names no job."""
+        assert protocol.job_id_from_submission({"id": "word-count", "status": "x"}, None) is None
+        assert protocol.job_id_from_submission({"id": "word-count"}, "https://x/jobs/j-7") == "j-7"
+
+
+class TestReadSubmission:
+    def test_a_status_info_answer(self):
+        info = protocol.read_submission(201, b'{"jobID": "j1", "status": "accepted"}', None, "application/json")
+        assert (info.job_id, info.status) == ("j1", "accepted")
+
+    def test_a_bare_201_with_a_location_has_no_status_yet(self):
+        info = protocol.read_submission(201, b"", "https://x/jobs/j2", None)
+        assert isinstance(info, protocol.StatusInfo)
+        assert (info.job_id, info.status) == ("j2", "")
+
+    def test_a_200_results_document_is_a_sync_answer_not_a_job_named_after_the_process(self):
+        body = b'{"id": "word-count", "count": {"value": 3}}'
+        answer = protocol.read_submission(200, body, None, "application/json; charset=utf-8")
+        assert answer == protocol.SyncResults(body, "application/json")
+        assert answer.file_name == "results.json"
+
+    def test_a_200_raw_output_keeps_its_media_type(self):
+        answer = protocol.read_submission(200, b"3\n", None, "text/plain")
+        assert isinstance(answer, protocol.SyncResults)
+        assert answer.file_name == "results.txt"
+
+    @pytest.mark.parametrize("status", [201, 202])
+    def test_an_accepted_answer_naming_no_job(self, status):
+        with pytest.raises(CCPProtocolError, match=rf"HTTP {status}\) but the answer names no job"):
+            protocol.read_submission(status, b'{"id": "word-count", "status": "accepted"}', None, "application/json")
 
 
 class TestStatusModel:
@@ -152,17 +187,14 @@ class TestStatusModel:
         assert not protocol.is_failure(word)
         assert caplog.records == []
 
-    def test_unknown_word_is_not_terminal_and_warned_once(self, caplog):
-        with caplog.at_level(logging.WARNING, logger="airflow_provider_ccp.protocol"):
+    def test_an_unknown_word_is_not_terminal_and_reading_it_logs_nothing(self, caplog):
+        """The module keeps no state: warning about a word is the watch's job (tests/unit/test_trigger.py)."""
+        with caplog.at_level(logging.DEBUG, logger="airflow_provider_ccp"):
             for _ in range(3):
                 assert not protocol.is_terminal("EXECUTING")
-                assert not protocol.is_terminal("executing")
-            assert not protocol.is_terminal("SCHEDULED")
-        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert warnings == [
-            "Unknown job status 'executing': treated as not finished; polling continues",
-            "Unknown job status 'scheduled': treated as not finished; polling continues",
-        ]
+        assert not protocol.is_known("executing")
+        assert protocol.is_known("Running")
+        assert caplog.records == []
 
     def test_status_info_parses_every_field(self):
         status = StatusInfo.from_json(

@@ -18,6 +18,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from airflow_provider_ccp import auth, protocol
+from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPDownloadError,
@@ -27,6 +28,7 @@ from airflow_provider_ccp.exceptions import (
     CCPProtocolError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from tests.integration.doubles import (
     CLIENT_ID,
     CONTEXT,
@@ -260,7 +262,7 @@ class TestUnauthorized:
         path = "/processes/m1/execution"
         httpserver.expect_oneshot_request(path, method="POST").respond_with_data("", status=401)
         httpserver.expect_request(path, method="POST").respond_with_json(status_body("j9", "accepted"), status=201)
-        assert CCPHook(conn).submit_execution("m1", {"ccpimage": "bash"})["jobID"] == "j9"
+        assert CCPHook(conn).submit_execution("m1", {"ccpimage": "bash"}).job_id == "j9"
         posts = ccp_requests(httpserver, "/processes")
         assert len(posts) == 2
         assert bearer_of(posts[1]) == keycloak.last_access_token() != bearer_of(posts[0])
@@ -512,7 +514,7 @@ class TestSubmit:
         status = CCPHook(conn).submit_execution(
             "m1", {"ccpimage": "bash", "count": 3, "verbose": True}, outputs={"stdout": {"transmissionMode": "value"}}
         )
-        assert status == {"jobID": "j1", "status": "accepted", "message": "queued"}
+        assert status == StatusInfo.from_json({"jobID": "j1", "status": "accepted", "message": "queued"})
         (request,) = ccp_requests(httpserver, "/processes")
         assert request.headers["Prefer"] == "respond-async"
         assert request.headers["Content-Type"] == "application/json"
@@ -529,20 +531,36 @@ class TestSubmit:
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_data(
             "", status=201, headers={"Location": httpserver.url_for("/jobs/from-location")}
         )
-        assert CCPHook(conn).submit_execution("m1", {}) == {"jobID": "from-location", "status": "accepted"}
+        status = CCPHook(conn).submit_execution("m1", {})
+        assert status == StatusInfo(job_id="from-location", status="")  # no status in the answer: ask for it
 
     def test_a_200_with_status_info(self, make_conn, httpserver):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_json(
             status_body("j2", "running")
         )
-        assert CCPHook(conn).submit_execution("m1", {})["jobID"] == "j2"
+        assert CCPHook(conn).submit_execution("m1", {}).job_id == "j2"
 
     def test_no_job_id_anywhere(self, make_conn, httpserver):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_json({}, status=201)
-        with pytest.raises(CCPProtocolError, match="no jobID"):
+        with pytest.raises(CCPProtocolError, match="names no job"):
             CCPHook(conn).submit_execution("m1", {})
+
+    def test_a_201_naming_the_process_takes_the_job_from_location(self, make_conn, httpserver):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_json(
+            {"id": "m1", "status": "accepted"}, status=201, headers={"Location": httpserver.url_for("/jobs/j-5")}
+        )
+        assert CCPHook(conn).submit_execution("m1", {}).job_id == "j-5"
+
+    def test_a_sync_200_with_results_is_no_job(self, make_conn, httpserver):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        results = {"id": "m1", "total": {"value": 42}}
+        httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_json(results)
+        answer = CCPHook(conn).submit_execution("m1", {})
+        assert isinstance(answer, SyncResults)
+        assert json.loads(answer.body) == results
 
 
 class TestReads:
@@ -881,3 +899,18 @@ class TestSecrets:
             for text in errors:
                 assert secret not in text
             assert redact(f"before {secret} after") == "before *** after", "not registered with the masker"
+
+
+def test_a_hook_given_ready_settings_reads_no_connection(httpserver, keycloak, password):
+    """A tool with its own flags (the CLI) hands the hook its settings: no Airflow connection exists."""
+    settings = CCPConnectionSettings.from_fields(
+        host=httpserver.url_for("/"),
+        login=USER,
+        password=password,
+        extra={"keycloak_url": keycloak.url, "client_id": CLIENT_ID, "context": CONTEXT},
+    )
+    serve_job(httpserver)
+    hook = CCPHook("ccp_nowhere", settings=settings)
+    assert hook.get_job("j1").status == "running"
+    assert hook.settings is settings
+    assert bearer_of(ccp_requests(httpserver)[0]) == keycloak.last_access_token()

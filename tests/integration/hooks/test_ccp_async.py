@@ -13,6 +13,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from airflow_provider_ccp import auth
+from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
 from airflow_provider_ccp.hooks import ccp
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
@@ -471,3 +472,13 @@ async def test_a_bad_pool_size_is_one_clear_error(make_conn, value):
     with pytest.raises(CCPError, match=r"Connection extra .max_connections. is .*; expected a whole number"):
         async with CCPAsyncHook(conn):
             pass
+
+
+async def test_an_async_hook_given_ready_settings_reads_no_connection(httpserver):
+    settings = CCPConnectionSettings.from_fields(
+        host=httpserver.url_for("/"), login=None, password=None, extra={"auth_flow": "none"}
+    )
+    serve_job(httpserver)
+    async with CCPAsyncHook("ccp_nowhere", settings=settings) as hook:
+        assert (await hook.get_job("j1")).status == "running"
+        assert await hook.get_settings() is settings

@@ -74,7 +74,7 @@ def test_every_auth_flow_end_to_end(sandbox, monkeypatch, tmp_path, flow):
     hook = CCPHook(use_connection(monkeypatch, conn))
 
     submitted = hook.submit_execution("hello", {"ccpimage": "bash", "name": f"flow {flow}"})
-    status = hook.wait_for_job(submitted["jobID"], poll_interval=POLL, timeout=60)
+    status = hook.wait_for_job(submitted.job_id, poll_interval=POLL, timeout=60)
     assert status.successful, status
     assert status.finished is not None
     execution = hook.get_execution(status.job_id)
@@ -91,7 +91,7 @@ def test_every_auth_flow_end_to_end(sandbox, monkeypatch, tmp_path, flow):
 
 async def test_async_hook_end_to_end(sandbox, monkeypatch):
     conn_id = use_connection(monkeypatch, sandbox.connection("password_uma"))
-    job_id = CCPHook(conn_id).submit_execution("sleep", {"ccpimage": "bash", "seconds": "30"})["jobID"]
+    job_id = CCPHook(conn_id).submit_execution("sleep", {"ccpimage": "bash", "seconds": "30"}).job_id
     async with CCPAsyncHook(conn_id) as hook:
         assert (await hook.get_job(job_id)).status in {"accepted", "running"}
         result = await hook.dismiss_job(job_id)
@@ -104,7 +104,7 @@ async def test_async_hook_end_to_end(sandbox, monkeypatch):
 def test_a_short_lived_token_expires_mid_run(tmp_path, monkeypatch):
     with SandboxServer(tmp_path / "short-ttl", token_ttl=2, admin=True) as server:
         hook = CCPHook(use_connection(monkeypatch, server.connection("password_uma")))
-        job_id = hook.submit_execution("sleep", {"ccpimage": "bash", "seconds": "4"})["jobID"]
+        job_id = hook.submit_execution("sleep", {"ccpimage": "bash", "seconds": "4"}).job_id
         status = hook.wait_for_job(job_id, poll_interval=0.25, timeout=60)
         assert status.successful
         grants = server.admin.counters()["token_grants"]
@@ -116,7 +116,7 @@ def test_a_short_lived_token_expires_mid_run(tmp_path, monkeypatch):
 @pytest.mark.parametrize("flow", ["password_uma", "password_scope", "context_header", "client_credentials"])
 def test_revoked_tokens_mid_run_recover(sandbox, monkeypatch, flow):
     hook = CCPHook(use_connection(monkeypatch, sandbox.connection(flow)))
-    job_id = hook.submit_execution("sleep", {"ccpimage": "bash", "seconds": "1"})["jobID"]
+    job_id = hook.submit_execution("sleep", {"ccpimage": "bash", "seconds": "1"}).job_id
     hook.get_job(job_id)
     before = dict(sandbox.admin.counters()["token_grants"])
     sandbox.admin.revoke_tokens()
@@ -132,7 +132,7 @@ def test_revoked_tokens_mid_run_recover(sandbox, monkeypatch, flow):
 
 async def test_revoked_tokens_recover_in_the_async_hook(sandbox, monkeypatch):
     conn_id = use_connection(monkeypatch, sandbox.connection("password_uma"))
-    job_id = CCPHook(conn_id).submit_execution("hello", {"ccpimage": "bash", "name": "async"})["jobID"]
+    job_id = CCPHook(conn_id).submit_execution("hello", {"ccpimage": "bash", "name": "async"}).job_id
     sandbox.admin.revoke_tokens()
     async with CCPAsyncHook(conn_id) as hook:
         assert (await hook.get_job(job_id)).job_id == job_id
@@ -141,7 +141,7 @@ async def test_revoked_tokens_recover_in_the_async_hook(sandbox, monkeypatch):
 
 def test_a_503_get_is_retried_with_retry_after(sandbox_conn, sandbox):
     hook = CCPHook(sandbox_conn)
-    job_id = hook.submit_execution("hello", {"ccpimage": "bash", "name": "retry"})["jobID"]
+    job_id = hook.submit_execution("hello", {"ccpimage": "bash", "name": "retry"}).job_id
     sandbox.admin.fail_next(r"^/jobs/", 503, count=1, method="GET", retry_after=1)
     assert hook.get_job(job_id).job_id == job_id
     assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 2
@@ -168,9 +168,9 @@ def test_a_dropped_execution_post_is_not_resent(sandbox_conn, sandbox):
 
 def test_a_truncated_output_leaves_nothing(sandbox_conn, sandbox, tmp_path):
     hook = CCPHook(sandbox_conn)
-    job_id = hook.submit_execution("make-files", {"ccpimage": "bash", "count": "1", "size": str(3 * 1024 * 1024)})[
-        "jobID"
-    ]
+    job_id = hook.submit_execution(
+        "make-files", {"ccpimage": "bash", "count": "1", "size": str(3 * 1024 * 1024)}
+    ).job_id
     assert hook.wait_for_job(job_id, poll_interval=POLL, timeout=60).successful
     sandbox.admin.corrupt_output("truncate", job_id=job_id)
     with pytest.raises(CCPDownloadError):

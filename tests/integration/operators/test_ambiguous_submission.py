@@ -221,7 +221,7 @@ def test_a_later_try_finds_the_unconfirmed_submission_of_an_earlier_one(sandbox,
     store = remembered_submission(make(), marker)
     hook = CCPHook()
     inputs = {"ccpimage": "bash", "text": "one two", "mode": "words", "ccpnote": protocol.note_with_marker("", marker)}
-    job_id = hook.submit_execution("word-count", inputs)["jobID"]
+    job_id = hook.submit_execution("word-count", inputs).job_id
 
     manifest = make().execute(make_context(store))
 

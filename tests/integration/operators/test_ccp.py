@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from airflow_provider_ccp.exceptions import (
     CCPProtocolError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.inputs import prepare_inputs
+from airflow_provider_ccp.inputs import prepare_inputs, public_inputs
 from airflow_provider_ccp.operators import ccp as operator_module
 from airflow_provider_ccp.operators.ccp import (
     DEFER_TIMEOUT_GRACE,
@@ -152,9 +153,9 @@ def test_a_job_the_submission_answer_reports_finished_skips_the_triggerer(sandbo
     # A server may run a short execution before it answers the POST: its statusInfo says so.
     submit = CCPHook.submit_execution
 
-    def finished_at_once(hook: CCPHook, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        job_id = submit(hook, *args, **kwargs)["jobID"]
-        return dict(hook.wait_for_job(job_id, poll_interval=0.05, timeout=30).raw)
+    def finished_at_once(hook: CCPHook, *args: Any, **kwargs: Any) -> protocol.StatusInfo:
+        job_id = submit(hook, *args, **kwargs).job_id
+        return hook.wait_for_job(job_id, poll_interval=0.05, timeout=30)
 
     mocker.patch.object(CCPHook, "submit_execution", autospec=True, side_effect=finished_at_once)
     op = operator(tmp_path, deferrable=True)
@@ -202,8 +203,8 @@ def test_a_status_check_failing_right_after_submission_does_not_fail_the_try(san
 def test_a_submission_answer_without_a_status_falls_back_to_asking(sandbox, tmp_path, mocker):
     submit = CCPHook.submit_execution
 
-    def no_status(hook: CCPHook, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return submit(hook, *args, **kwargs) | {"status": None}
+    def no_status(hook: CCPHook, *args: Any, **kwargs: Any) -> protocol.StatusInfo:
+        return replace(submit(hook, *args, **kwargs), status="")
 
     mocker.patch.object(CCPHook, "submit_execution", autospec=True, side_effect=no_status)
     sandbox.admin.hold_jobs("word-count")
@@ -352,6 +353,34 @@ def test_rendering_survives_an_unreachable_ccp(sandbox, tmp_path, task_log):
 
     assert op.inputs == {"api_key": secret}
     assert "Could not read Method hello to mask its secret inputs" in task_log()
+
+
+def test_inputs_the_task_lists_as_secret_are_masked_even_when_ccp_cannot_be_reached(sandbox, tmp_path, task_log):
+    name = f"name-{secrets.token_hex(8)}"
+    sandbox.admin.fail_next(r"^/processes/hello$", 403, method="GET")
+    op = operator(tmp_path, method_id="hello", inputs={"name": "{{ params.name }}"}, secret_inputs=["name"])
+
+    op.render_template_fields({"params": {"name": name}})
+
+    assert op.inputs == {"name": name}
+    assert redact(f"shown {name}") == "shown ***"
+    assert "Could not read Method hello" in task_log()
+
+
+def test_an_input_listed_as_secret_stays_out_of_rendered_templates_and_the_fingerprint(sandbox, tmp_path):
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    name, text = f"name-{secrets.token_hex(8)}", f"plain-{secrets.token_hex(8)}"
+    op = operator(
+        tmp_path, method_id="hello", inputs={"name": "{{ params.name }}", "ccpnote": text}, secret_inputs=["name"]
+    )
+    op.render_template_fields({"params": {"name": name}})
+
+    shown = json.dumps(_serialize_rendered_fields(op))
+    assert name not in shown
+    assert text in shown  # only what is listed (or declared) secret is hidden
+    # What the retry fingerprint is made of (execute): the listed input is not part of it.
+    assert public_inputs(op._method_description(), {"name": name, "ccpnote": text}) == {"ccpnote": text}
 
 
 def test_a_secret_input_value_never_reaches_the_error(sandbox, tmp_path):

@@ -104,11 +104,11 @@ def test_request_members_reach_ccp_templated(sandbox, tmp_path):
 
 @pytest.mark.usefixtures("sandbox_conn")
 def test_the_hook_sends_request_members_too(sandbox):
-    job_id = CCPHook().submit_execution(
+    submitted = CCPHook().submit_execution(
         "hello", {"ccpimage": "bash", "name": "archive"}, request_members=ARCHIVE | {"ccpnote": "top level"}
-    )["jobID"]
+    )
 
-    request = execution(job_id)["request"]
+    request = execution(submitted.job_id)["request"]
     assert request["subscribers"] == ARCHIVE["subscribers"]
     assert request["ccpnote"] == "top level"
 

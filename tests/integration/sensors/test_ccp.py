@@ -22,7 +22,7 @@ def sensor(job_id: str, **kwargs) -> CCPJobSensor:
 
 
 def held_job() -> str:
-    return str(CCPHook().submit_execution("word-count", {"ccpimage": "bash", "text": "a", "mode": "words"})["jobID"])
+    return str(CCPHook().submit_execution("word-count", {"ccpimage": "bash", "text": "a", "mode": "words"}).job_id)
 
 
 def test_poke_is_done_with_the_status_once_the_job_succeeded(sandbox):
@@ -49,7 +49,7 @@ def test_poke_fails_at_once_on_a_failed_job(sandbox):
 
 
 def test_poke_mode_execute_returns_the_status(sandbox):
-    job_id = str(CCPHook().submit_execution("sleep", {"ccpimage": "bash", "seconds": "0.3"})["jobID"])
+    job_id = str(CCPHook().submit_execution("sleep", {"ccpimage": "bash", "seconds": "0.3"}).job_id)
 
     assert sensor(job_id).execute(make_context())["status"] == "successful"
 
@@ -75,7 +75,7 @@ def test_deferrable_defers_to_the_trigger_without_cancel_on_kill(sandbox):
 
 def test_deferrable_full_cycle(sandbox, monkeypatch):
     monkeypatch.setenv("AIRFLOW__CCP__MIN_DEFER_SECONDS", "0")  # no scheduler to race with here
-    job_id = str(CCPHook().submit_execution("sleep", {"ccpimage": "bash", "seconds": "0.3"})["jobID"])
+    job_id = str(CCPHook().submit_execution("sleep", {"ccpimage": "bash", "seconds": "0.3"}).job_id)
 
     assert run_deferrable(sensor(job_id, deferrable=True), make_context())["status"] == "successful"
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import pytest
 
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.protocol import RetryPolicy
+from airflow_provider_ccp.protocol import RetryPolicy, StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
 def submit(method_id: str, **inputs: str) -> str:
-    return str(CCPHook().submit_execution(method_id, {"ccpimage": "bash", **inputs})["jobID"])
+    return str(CCPHook().submit_execution(method_id, {"ccpimage": "bash", **inputs}).job_id)
 
 
 async def all_events(trigger: CCPJobTrigger) -> list[dict]:
@@ -231,6 +232,23 @@ def test_failures_back_off_but_never_past_the_deadline():
     assert watch.next_delay() == 4
     watch.on_error(CCPError("down"))
     assert 4 < watch.next_delay() <= 5
+
+
+def test_each_watch_warns_once_about_an_unknown_status_word_and_keeps_polling(caplog):
+    log = logging.getLogger("t.watch")
+
+    def statuses(watch: JobWatch, *words: str) -> list:
+        return [watch.on_status(StatusInfo(job_id=watch.job_id, status=word)) for word in words]
+
+    with caplog.at_level(logging.WARNING, logger="t.watch"):
+        first, second = JobWatch("j1", 1, None, log), JobWatch("j2", 1, None, log)
+        assert statuses(first, "executing", "running", "executing", "scheduled") == [None] * 4
+        assert statuses(second, "executing") == [None]  # another wait (another job) is told too
+    assert [record.getMessage() for record in caplog.records] == [
+        "CCP job j1 has the unknown status 'executing': treated as not finished; polling continues",
+        "CCP job j1 has the unknown status 'scheduled': treated as not finished; polling continues",
+        "CCP job j2 has the unknown status 'executing': treated as not finished; polling continues",
+    ]
 
 
 @pytest.mark.parametrize("missing", ["job_status", "message"])

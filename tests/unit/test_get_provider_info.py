@@ -12,8 +12,9 @@ import jsonschema
 import pytest
 
 import airflow_provider_ccp
-from airflow_provider_ccp import get_provider_info
-from airflow_provider_ccp.connection import AUTH_FLOWS, EXTRA_FIELDS
+from airflow_provider_ccp.auth_flows import AuthFlow
+from airflow_provider_ccp.connection import EXTRA_FIELDS
+from airflow_provider_ccp.get_provider_info import DOCS_URL, get_provider_info
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
@@ -49,9 +50,9 @@ def test_the_auth_flow_dropdown_offers_the_flows_by_name_and_shows_the_default()
     """No "null" entry that silently means password_uma: the default is preselected by its name."""
     (conn_type,) = get_provider_info()["connection-types"]
     schema = conn_type["conn-fields"]["auth_flow"]["schema"]
-    assert schema["enum"] == list(AUTH_FLOWS)
-    assert None not in schema["enum"]
-    assert schema["default"] == "password_uma" == AUTH_FLOWS[0]
+    assert schema["enum"] == [flow.value for flow in AuthFlow]
+    assert all(type(name) is str for name in schema["enum"])  # plain JSON strings, as the form stores them
+    assert schema["default"] == "password_uma"
 
 
 def test_the_form_suggests_values_and_its_help_works_after_pip_install():
@@ -61,8 +62,8 @@ def test_the_form_suggests_values_and_its_help_works_after_pip_install():
     for name in ("context", "client_id", "keycloak_url", "ui_url", "verify"):
         assert fields[name]["schema"]["examples"], name
     help_texts = " ".join(spec["description"] for spec in fields.values())
-    assert "docs/connection.md" not in help_texts.replace(airflow_provider_ccp.DOCS_URL, "")
-    assert airflow_provider_ccp.DOCS_URL.startswith("https://")
+    assert "docs/connection.md" not in help_texts.replace(DOCS_URL, "")
+    assert DOCS_URL.startswith("https://")
     assert "client_credentials" in fields["auth_flow"]["description"]
 
 
@@ -106,3 +107,16 @@ def test_airflow_discovers_the_provider_and_its_hook():
     assert hook.connection_id_attribute_name == "ccp_conn_id"
     assert hook.hook_name == "D4Science CCP"
     assert hook.connection_testable
+
+
+def test_reading_the_provider_info_imports_nothing_of_airflow():
+    """Discovery may call it while Airflow is still importing itself: it must not import Airflow back."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from airflow_provider_ccp.get_provider_info import get_provider_info; get_provider_info(); "
+        "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

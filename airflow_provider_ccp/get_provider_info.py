@@ -1,0 +1,202 @@
+"""What Airflow's provider discovery reads (entry point group ``apache_airflow_provider``).
+
+The connection form is declared here once for every Airflow line: 3.2+ reads ``conn-fields`` from the
+provider info, 3.1 asks the hook (``CCPHook.get_ui_field_behaviour`` / ``get_connection_form_widgets``).
+Nothing Airflow is imported at module level: discovery may run while Airflow is still importing itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_ccp import __version__
+from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
+
+_HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
+
+#: Where the documentation lives once the package is installed (the repository's docs/ folder).
+DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/connection.md"
+#: The extra holding the Keycloak token endpoint. Its old name, ``token_url``, contains "token", so
+#: Airflow's secrets masker hid the one URL a user needs to read in forms, the API and error messages.
+TOKEN_ENDPOINT_FIELD = "keycloak_url"
+#: What a connection's server is (extra ``server``): ``auto`` tells CCP from other OGC API - Processes servers.
+SERVER_KINDS = ("auto", "ccp", "ogc")
+
+#: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info).
+#: ``examples`` is what Airflow's form shows as suggestions (its placeholders apply to standard fields only).
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "auth_flow": {
+        "label": "Auth flow",
+        "description": (
+            "How the token is obtained. password_uma (default): user + password, then a UMA ticket for the "
+            "context; client_credentials: a service account (client id + secret); refresh_token / token: "
+            f"the Password field holds an offline or bearer token; none: an open server. Details: {DOCS_URL}"
+        ),
+        "schema": {"type": "string", "enum": [flow.value for flow in AuthFlow], "default": DEFAULT_AUTH_FLOW.value},
+    },
+    "context": {
+        "label": "Context (VRE)",
+        "description": "The D4Science VRE path whose token CCP accepts, starting with '/'.",
+        "schema": {
+            "type": ["string", "null"],
+            "examples": ["/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"],
+        },
+    },
+    "client_id": {
+        "label": "Client ID",
+        "description": "Keycloak client: the VRE gateway (e.g. blue-cloud.d4science.org) or a service account.",
+        "schema": {"type": ["string", "null"], "examples": ["blue-cloud.d4science.org"]},
+    },
+    "client_secret": {
+        "label": "Client secret",
+        "description": "Only for auth_flow=client_credentials (service accounts).",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    TOKEN_ENDPOINT_FIELD: {
+        "label": "Token URL (Keycloak)",
+        "description": (
+            "D4Science Keycloak token endpoint; empty: production "
+            "(https://accounts.d4science.org/...). Older connections may name this extra token_url."
+        ),
+        "schema": {
+            "type": ["string", "null"],
+            "examples": [
+                "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+                "https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+            ],
+        },
+    },
+    "ui_url": {
+        "label": "CCP web UI URL",
+        "description": 'Base of the "CCP execution" links to an execution in CCP\'s web UI; empty: the API URL.',
+        "schema": {"type": ["string", "null"], "examples": ["https://ccp.cloud.d4science.org/ui"]},
+    },
+    "server": {
+        "label": "Server",
+        "description": (
+            "auto (default): CCP when the inputs or the Method name ccpimage; ccp: every input value as a string; "
+            "ogc: another OGC API - Processes server, inputs sent as the types their schemas declare."
+        ),
+        "schema": {"type": "string", "enum": list(SERVER_KINDS), "default": SERVER_KINDS[0]},
+    },
+    "timeout": {
+        "label": "Timeout (s)",
+        "description": "HTTP timeout per request, in seconds; empty: 60.",
+        "schema": {"type": ["number", "null"], "examples": [60]},
+    },
+    "verify": {
+        "label": "Verify TLS",
+        "description": "true (default), false, or the path of a CA bundle file.",
+        "schema": {"type": ["string", "null"], "examples": ["true", "false"]},
+    },
+}
+
+_PLACEHOLDERS = {
+    "host": "https://ccp.cloud.d4science.org",
+    "login": "your D4Science user",
+    "password": "password (or refresh/bearer token, by auth flow)",
+    "context": "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab",
+    "client_id": "blue-cloud.d4science.org",
+    "auth_flow": DEFAULT_AUTH_FLOW.value,
+    TOKEN_ENDPOINT_FIELD: "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+    "ui_url": "https://ccp.cloud.d4science.org/ui",
+    "timeout": "60",
+    "verify": "true",
+}
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    return {
+        # The port stays visible: Airflow 3.3's Test button sends 0 for an empty port and refuses the test
+        # when the stored port is null, so a connection made in the form keeps 0 there (docs/connection.md).
+        "hidden_fields": ["schema"],
+        "relabeling": {
+            "host": "CCP URL",
+            "login": "D4Science user",
+            "password": "Password / token",
+            "port": "Port (enter 0: the URL has it)",
+        },
+        "placeholders": _PLACEHOLDERS,
+    }
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """wtforms widgets for Airflow 3.1 when the FAB UI libraries are installed."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from wtforms import PasswordField, StringField
+
+    widgets: dict[str, Any] = {}
+    for name, spec in CONN_FIELDS.items():
+        secret = spec["schema"].get("format") == "password"
+        field_class, widget = (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
+        widgets[name] = field_class(spec["label"], widget=widget(), description=spec["description"])
+    return widgets
+
+
+#: The ``[ccp]`` section of airflow.cfg (``AIRFLOW__CCP__<OPTION>``), shown by ``airflow config list``.
+CONFIG: dict[str, Any] = {
+    "ccp": {
+        "description": "Defaults of the D4Science CCP provider's operators (docs/deployment.md).\n",
+        "options": {
+            "output_path": {
+                "description": (
+                    "Where CCPExecuteMethodOperator puts a Method's outputs when the task sets no output_path: "
+                    "a local folder or any ObjectStoragePath URI (s3://<conn_id>@<bucket>/<prefix>, gs://...). "
+                    "Empty: $AIRFLOW_HOME/ccp-outputs on the worker's own disk, which downstream tasks on other "
+                    "machines (Celery, Kubernetes, Edge workers) cannot read.\n"
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "s3://aws_default@my-bucket/ccp-outputs",
+                "default": "",
+            },
+            "min_defer_seconds": {
+                "description": (
+                    "How long after a deferral a CCP task is resumed at the earliest, even when its execution ended "
+                    "sooner: Airflow fails a task whose trigger fires before the scheduler has read the executor's "
+                    "report of the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716). "
+                    "0 turns the hold off (docs/operators.md).\n"
+                ),
+                "version_added": "0.2.0",
+                "type": "float",
+                "example": "10",
+                "default": "10",
+            },
+        },
+    }
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-ccp",
+        "name": "D4Science CCP",
+        "description": "Run D4Science Cloud Computing Platform (CCP) Methods as Airflow tasks.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "D4Science CCP",
+                "external-doc-url": "https://ccp.cloud.d4science.org/docs/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.hooks.ccp"]}],
+        "operators": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.operators.ccp"]}],
+        "sensors": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.sensors.ccp"]}],
+        "triggers": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.triggers.ccp"]}],
+        "connection-types": [
+            {
+                "connection-type": "ccp",
+                "hook-class-name": _HOOK,
+                "hook-name": "D4Science CCP",
+                "ui-field-behaviour": {
+                    "hidden-fields": ui_field_behaviour()["hidden_fields"],
+                    "relabeling": ui_field_behaviour()["relabeling"],
+                    "placeholders": _PLACEHOLDERS,
+                },
+                "conn-fields": CONN_FIELDS,
+            }
+        ],
+        "extra-links": ["airflow_provider_ccp.links.CCPExecutionLink"],
+        "config": CONFIG,
+    }

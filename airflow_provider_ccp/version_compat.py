@@ -1,0 +1,118 @@
+"""Every difference between the Airflow lines the provider supports (3.1 to 3.3), in one place.
+
+Modules import Airflow names that moved between lines from here, and branch on the ``AIRFLOW_V_*``
+flags below rather than on ``airflow.__version__`` themselves, as Airflow's own providers do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSensorTimeout,
+    BaseOperator,
+    BaseOperatorLink,
+    BaseSensorOperator,
+    PokeReturnValue,
+    XCom,
+    conf,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import jinja2
+    from airflow.sdk import Connection
+    from airflow.sdk.definitions.context import Context
+
+
+def get_base_airflow_version_tuple() -> tuple[int, int, int]:
+    from airflow import __version__
+    from packaging.version import Version
+
+    version = Version(__version__)
+    return version.major, version.minor, version.micro
+
+
+AIRFLOW_V_3_2_PLUS: bool = get_base_airflow_version_tuple() >= (3, 2, 0)
+AIRFLOW_V_3_3_PLUS: bool = get_base_airflow_version_tuple() >= (3, 3, 0)
+
+#: The first Airflow with ``task_state_store``, which lets a retry reattach to the execution of an
+#: earlier try (docs/operators.md, "Retries").
+REATTACH_SINCE = (3, 3)
+
+
+def mask_secret(secret: str) -> None:
+    from airflow.sdk.log import mask_secret as sdk_mask_secret
+
+    sdk_mask_secret(secret)
+
+
+async def amask_secret(secret: str) -> None:
+    """Register a secret from the event loop: 3.3 tells the supervisor without blocking the loop; before
+    3.3 there is only the sync call, which would block the triggerer, so only the local masker learns it."""
+    if AIRFLOW_V_3_3_PLUS:
+        from airflow.sdk.log import amask_secret as sdk_amask_secret
+
+        await sdk_amask_secret(secret)
+    else:
+        from airflow.sdk._shared.secrets_masker import _secrets_masker
+
+        _secrets_masker().add_mask(secret)
+
+
+class RenderedFieldsOperator(BaseOperator):
+    """A ``BaseOperator`` whose ``after_rendering()`` runs once its templates are rendered, before Airflow
+    sends the rendered fields to the API server (Rendered Templates) and before ``execute``.
+
+    Airflow has no public hook there. ``render_template_fields`` is public, but a mapped task
+    (``expand``) renders through the unmapped task's private ``_do_render_template_fields`` instead,
+    on every line from 3.1 to 3.3; that is the one overridden (tests/unit/test_operator.py renders
+    plain and mapped tasks on each line).
+    """
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            self.after_rendering()
+
+    def after_rendering(self) -> None:
+        """Runs after each rendering of this task's own template fields (not of nested objects)."""
+
+
+async def read_async_connection(conn_id: str, hook: Any) -> tuple[Connection, dict[str, Any]]:
+    """A connection and its extras, read without blocking the event loop (each line has its own way)."""
+    from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+    conn = await get_async_connection(conn_id, hook=hook)
+    return conn, dict(await get_async_extra_dejson(conn))
+
+
+__all__ = [
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "REATTACH_SINCE",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AirflowSensorTimeout",
+    "BaseOperator",
+    "BaseOperatorLink",
+    "BaseSensorOperator",
+    "PokeReturnValue",
+    "RenderedFieldsOperator",
+    "XCom",
+    "amask_secret",
+    "conf",
+    "get_base_airflow_version_tuple",
+    "mask_secret",
+    "read_async_connection",
+]
