@@ -53,6 +53,7 @@ airflow: $(VENV)/.installed
 # baseline measured in the same run. BENCH_ARGS shortens the triggerer runs, e.g. BENCH_ARGS="--duration 10".
 BENCH_ARGS ?=
 bench: $(VENV)/.installed
+	$(VENV)/bin/python -m uv pip install --quiet --python $(VENV)/bin/python -e ".[dev,bench]"
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 --gc-freeze $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 30 --duration 120 --modes trigger $(BENCH_ARGS)

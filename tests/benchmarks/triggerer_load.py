@@ -9,7 +9,10 @@ poll anywhere in the first interval, each wait jittered by 10%), so that only th
 - ``trigger``: ``CCPJobTrigger.run()`` for every job (the provider, as the triggerer runs it), plus a
   worker thread calling the sync ``CCPHook`` once a second, so both kinds of caller share the tokens;
 - ``bare-per-client``: a bare loop per job with its own ``httpx.AsyncClient`` (the baseline);
-- ``bare-shared``: a bare loop per job, all sharing one ``httpx.AsyncClient`` with default limits.
+- ``bare-shared``: a bare loop per job, all sharing one ``httpx.AsyncClient`` with default limits;
+- ``bare-aiohttp``: a bare loop per job, all sharing one ``aiohttp.ClientSession`` whose connector holds
+  at most 50 connections kept alive 120 s (the provider's pool bounds): what switching the async hook to
+  aiohttp could gain at best (``make bench`` installs the ``bench`` extra for it).
 
 After a warm-up (two intervals) it measures for ``--duration`` seconds: CPU per poll (process CPU
 over polls answered by the server), event-loop lag (a 10 ms ticker's overshoot: p50/p99/max), RSS
@@ -46,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_ccp import FakeServer, cpu_seconds
 
-MODES = ("trigger", "bare-per-client", "bare-shared")
+MODES = ("trigger", "bare-per-client", "bare-shared", "bare-aiohttp")
 CONN_ID = "ccp_bench"
 
 
@@ -87,6 +90,25 @@ class OneConnectionClients:
     async def aclose(self) -> None:
         while not self.idle.empty():
             await self.idle.get_nowait().aclose()
+
+
+class AiohttpClients:
+    """One ``aiohttp.ClientSession`` with a bounded connector, answering like httpx for ``bare_poller``."""
+
+    def __init__(self, size: int) -> None:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=size, keepalive_timeout=120)
+        self.session = aiohttp.ClientSession(connector=connector)
+
+    async def get(self, url: str, headers: dict[str, str]) -> Any:
+        from types import SimpleNamespace
+
+        async with self.session.get(url, headers=headers) as response:
+            return SimpleNamespace(content=await response.read())
+
+    async def aclose(self) -> None:
+        await self.session.close()
 
 
 async def per_client_poller(url: str, interval: float) -> None:
@@ -142,7 +164,11 @@ async def child(mode: str, args: argparse.Namespace, server_url: str) -> dict[st
     rss_before = rss()
     lags: list[float] = []
     stop, sync_calls = threading.Event(), [0]
-    shared = httpx.AsyncClient() if mode == "bare-shared" else OneConnectionClients(20) if mode == "bare-lifo" else None
+    shared: Any = {
+        "bare-shared": httpx.AsyncClient,
+        "bare-lifo": lambda: OneConnectionClients(20),
+        "bare-aiohttp": lambda: AiohttpClients(50),
+    }.get(mode, lambda: None)()
     tasks = [asyncio.create_task(ticker(lags))]
     for number in range(args.triggers):
         job_url = f"{server_url}/jobs/job-{number}"
@@ -254,7 +280,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=None, help="seconds before measuring (default 2 intervals)")
     parser.add_argument("--token-lifetime", type=float, default=30.0)
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up, in every mode")
-    parser.add_argument("--modes", default=",".join(("bare-per-client", "bare-shared", "trigger")))
+    parser.add_argument("--modes", default=",".join(("bare-per-client", "bare-shared", "bare-aiohttp", "trigger")))
     parser.add_argument("--child", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.child:
