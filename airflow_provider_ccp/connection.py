@@ -103,13 +103,24 @@ def _extra_document(text: str | None) -> None:
         raise CCPError(f"Connection field 'extra' is a JSON {type(document).__name__}; expected a JSON object")
 
 
+def _without_credentials(field_name: str, url: str) -> str:
+    """Refuse a URL with user info (``https://user:password@host``), never repeating it: the password
+    would be in every message naming the URL. The connection has fields for credentials."""
+    if "@" in urlsplit(url).netloc:
+        raise CCPError(
+            f"Connection {field_name} holds a user name or password ('user:password@'); expected the URL "
+            "without them: put the user in the connection's login and the password in its password field"
+        )
+    return url
+
+
 def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     if not host:
         return DEFAULT_HOST
     host = host.strip().rstrip("/")
     if "://" not in host:
         host = f"{schema or 'https'}://{host}"
-    parts = urlsplit(host)
+    parts = urlsplit(_without_credentials("field 'host'", host))
     if parts.query or parts.fragment or host.endswith(("?", "#")):
         raise CCPError(
             f"Connection field 'host' is {host!r}; expected the CCP URL without a query string or fragment, "
@@ -152,8 +163,13 @@ class CCPConnectionSettings:
     ) -> CCPConnectionSettings:
         settings = cls(
             base_url=_base_url(host, schema, port),
-            token_url=str(
-                _extra(extra, TOKEN_ENDPOINT_FIELD) or _extra(extra, LEGACY_TOKEN_ENDPOINT_FIELD) or DEFAULT_TOKEN_URL
+            token_url=_without_credentials(
+                f"extra {TOKEN_ENDPOINT_FIELD!r}",
+                str(
+                    _extra(extra, TOKEN_ENDPOINT_FIELD)
+                    or _extra(extra, LEGACY_TOKEN_ENDPOINT_FIELD)
+                    or DEFAULT_TOKEN_URL
+                ),
             ),
             auth_flow=_auth_flow(_extra(extra, "auth_flow")),
             client_id=_extra(extra, "client_id"),
@@ -163,7 +179,11 @@ class CCPConnectionSettings:
             client_secret=_extra(extra, "client_secret"),
             verify=_verify(_extra(extra, "verify")),
             timeout=_timeout(_extra(extra, "timeout")),
-            ui_url=(str(_extra(extra, "ui_url")).rstrip("/") if _extra(extra, "ui_url") else None),
+            ui_url=(
+                _without_credentials("extra 'ui_url'", str(_extra(extra, "ui_url")).rstrip("/"))
+                if _extra(extra, "ui_url")
+                else None
+            ),
             server=_server(_extra(extra, "server")),
         )
         settings.check()

@@ -14,8 +14,18 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_ccp.version_compat import AirflowFailException
 
+#: The longest message built from a server's words: an exception, an event or a log line never grows past it.
+MAX_MESSAGE_CHARS = 2000
+
 #: 4xx answers a retry can change: an expired token, a timeout, a rate limit.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
+
+
+def cut(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` at most ``limit`` characters long (plus a note of how much was left out)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
 class CCPError(AirflowException):
@@ -33,14 +43,15 @@ class CCPError(AirflowException):
         title: str | None = None,
         detail: str | None = None,
     ) -> None:
-        super().__init__(message)
+        # A server's words reach the message (and the log, and the event): a huge answer must not.
+        super().__init__(cut(message))
         self.http_status = http_status
         self.method_id = method_id
         self.job_id = job_id
         self.url = url
         self.error_type = error_type
-        self.title = title
-        self.detail = detail
+        self.title = None if title is None else cut(title)
+        self.detail = None if detail is None else cut(detail)
 
 
 class CCPAuthError(CCPError):
@@ -53,6 +64,11 @@ class CCPNotFoundError(CCPError):
 
 class CCPProtocolError(CCPError):
     """The server answered something this client cannot read (not a statusInfo, no job id, ...)."""
+
+
+class CCPTrustError(CCPProtocolError, AirflowFailException):
+    """An answer broke the trust boundary (another origin, a refused redirect, an unverified certificate,
+    a bound): the same request cannot do better, so the task fails without retrying (docs/connection.md)."""
 
 
 class CCPInputError(CCPError, ValueError):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import mimetypes
 import random
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pendulum
 
@@ -26,7 +25,10 @@ from airflow_provider_ccp.exceptions import (
     CCPInputError,
     CCPNotFoundError,
     CCPProtocolError,
+    CCPTrustError,
+    cut,
 )
+from airflow_provider_ccp.exchange import REDIRECT_STATUSES, followed_link, load_json, redirect_target
 
 OGC_EXCEPTION_PREFIX = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 
@@ -137,10 +139,14 @@ def ui_execution_url(ui_url: str | None, job_id: str) -> str | None:
 
 
 def next_link(document: Mapping[str, Any], current_url: str) -> str | None:
-    """The ``rel=next`` link of a paged OGC list, made absolute against the page it came from."""
+    """The ``rel=next`` link of a paged OGC list, made absolute against the page it came from.
+
+    A link to another origin than that page's is refused (``CCPTrustError``): the next request would
+    carry the bearer token there. The first page is on the connection's base URL, so every page is.
+    """
     for link in document.get("links") or []:
         if isinstance(link, Mapping) and link.get("rel") == "next" and link.get("href"):
-            return urljoin(current_url, str(link["href"]))
+            return followed_link(link["href"], current_url, "the next page of a list")
     return None
 
 
@@ -351,17 +357,15 @@ def _number(value: Any) -> int | float:
 
 @dataclass(frozen=True)
 class SyncResults:
-    """The server ran the execution before answering (OGC sync execute): HTTP 200 with the results, no job."""
+    """The server ran the execution before answering (OGC sync execute): HTTP 200 with a JSON results
+    document, no job. Nothing else is taken for a run: a proxy's HTML page is no result."""
 
     body: bytes = field(repr=False)
-    media_type: str = ""
+    media_type: str = "application/json"
 
     @property
     def file_name(self) -> str:
-        """``results.json`` for a results document; a raw single output keeps its media type's extension."""
-        if self.media_type in ("", "application/json") or self.media_type.endswith("+json"):
-            return "results.json"
-        return "results" + (mimetypes.guess_extension(self.media_type) or ".bin")
+        return "results.json"
 
 
 def job_id_from_location(location: str | None) -> str | None:
@@ -392,14 +396,22 @@ def read_submission(status_code: int, body: bytes, location: str | None, media_t
     The statusInfo's ``status`` is empty when the answer held none (a bare 201 with a ``Location``).
     """
     media = (media_type or "").split(";", 1)[0].strip().lower()
+    json_media = media == "application/json" or media.endswith("+json")
     try:
-        document = json.loads(body) if body and (media == "" or "json" in media) else None
+        document = load_json(body) if body and (media == "" or json_media) else None
     except ValueError:
         document = None
     job_id = job_id_from_submission(document, location)
     if job_id is None:
-        if status_code == 200:
+        if status_code == 200 and json_media and isinstance(document, Mapping):
             return SyncResults(body, media)
+        if status_code == 200:
+            # A proxy's login page or an empty 200 is no run of the Method: only a results document is.
+            shown = f"{len(body)} bytes of {media or 'an unnamed media type'}" if body else "an empty body"
+            raise CCPProtocolError(
+                f"The execution POST was answered HTTP 200 with {shown}: neither a job (statusInfo or "
+                "Location) nor a JSON results document, so nothing says the Method ran"
+            )
         raise CCPProtocolError(
             f"The execution was accepted (HTTP {status_code}) but the answer names no job: "
             "no Location header and no jobID in a statusInfo"
@@ -586,12 +598,14 @@ class StatusInfo:
         if not job_id or "status" not in body:
             raise CCPProtocolError("The statusInfo has no jobID or no status")
         progress = body.get("progress")
+        if not (isinstance(progress, int) or (isinstance(progress, float) and math.isfinite(progress))):
+            progress = None  # NaN, Infinity and 1e400 (read as Infinity) say nothing about progress
         return cls(
             job_id=str(job_id),
             status=normalize_status(body["status"]),
-            message=str(body.get("message") or ""),
+            message=cut(str(body.get("message") or "")),
             process_id=str(body["processID"]) if body.get("processID") else None,
-            progress=int(progress) if isinstance(progress, int | float) else None,
+            progress=None if progress is None else int(progress),
             links=tuple(link for link in body.get("links") or [] if isinstance(link, Mapping)),
             raw=dict(body),
         )
@@ -657,9 +671,11 @@ def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult
             message=f"The server cannot dismiss job {job_id} (HTTP {status_code} to DELETE /jobs/{job_id})",
         )
     try:
-        status: StatusInfo | None = StatusInfo.from_json(json.loads(body))
+        status: StatusInfo | None = StatusInfo.from_json(load_json(body))
     except (ValueError, CCPError):
         status = None
+    if status is not None and status.job_id != job_id:
+        status = None  # an answer about another job says nothing about this one
     word = status.status if status else "dismissed"
     return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")
 
@@ -669,7 +685,7 @@ def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult
 
 def _error_document(body: bytes) -> Mapping[str, Any] | None:
     try:
-        document = json.loads(body) if body else None
+        document = load_json(body) if body else None
     except ValueError:
         return None
     return document if isinstance(document, Mapping) else None
@@ -734,9 +750,21 @@ def retry_after_seconds(value: str | None, cap: float) -> float | None:
 
 def decode_json(body: bytes, *, url: str) -> Any:
     try:
-        return json.loads(body)
+        return load_json(body)
     except ValueError as err:
         raise CCPProtocolError(f"Expected JSON from {url}, got something else: {err}", url=url) from None
+
+
+def read_status(body: bytes, *, url: str, job_id: str) -> StatusInfo:
+    """The statusInfo of ``job_id``; an answer naming another job is refused, never followed."""
+    info = StatusInfo.from_json(decode_json(body, url=url))
+    if info.job_id != job_id:
+        raise CCPTrustError(
+            f"Asked {url} for job {job_id!r} and the answer is the status of job {info.job_id!r}",
+            url=url,
+            job_id=job_id,
+        )
+    return info
 
 
 # --------------------------------------------------------------------------- retries and the request exchange
@@ -794,13 +822,16 @@ class Answer:
     """What one send produced, as the exchange needs it: an HTTP status, or a transport failure.
 
     ``sent`` is False only when the connection failed before the request could leave. ``response``
-    is the transport's own response (or exception), handed back to the hook untouched.
+    is the transport's own response (or exception), handed back to the hook untouched; ``body`` is
+    the answer as read (at most ``exchange.MAX_ANSWER_BYTES``), empty for a streamed download.
     """
 
     status: int | None
     retry_after: str | None = None
     sent: bool = True
     response: Any = field(default=None, repr=False)
+    body: bytes = field(default=b"", repr=False)
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -810,7 +841,10 @@ class NeedToken:
 
 @dataclass(frozen=True)
 class Send:
+    """Step: send the request to ``url`` (the first one's, or where a followed redirect points) with ``token``."""
+
     token: str | None = field(repr=False)
+    url: str
 
 
 @dataclass(frozen=True)
@@ -835,6 +869,7 @@ _NEED_TOKEN = NeedToken()
 def exchange(
     policy: RetryPolicy,
     method: str,
+    url: str,
     clock: Callable[[], float],
     *,
     authenticated: bool = True,
@@ -845,12 +880,18 @@ def exchange(
     A generator of ``Step`` s that the hook performs (the token flows' sans-IO style): it answers
     ``NeedToken`` with a token, ``Send`` with an ``Answer``, and ``Renew``/``Sleep`` with None.
     Returns the final ``Answer``, which the hook maps with ``error_from_response`` when not ok.
+    A redirect is followed or refused here, by ``exchange.redirect_target``: the transports never
+    follow one themselves.
     """
     idempotent = idempotent or method.upper() in policy.methods
     token = (yield _NEED_TOKEN) if authenticated else None
-    renewed, retry, start = False, 0, clock()
+    renewed, retry, redirects, start = False, 0, 0, clock()
     while True:
-        answer: Answer = yield Send(token)
+        answer: Answer = yield Send(token, url)
+        if answer.status in REDIRECT_STATUSES:
+            url = redirect_target(method, url, answer.status, answer.location, redirects)
+            redirects += 1
+            continue
         if answer.status == 401 and token and not renewed:
             renewed = True
             yield Renew(token, answer)

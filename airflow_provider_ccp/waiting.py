@@ -12,7 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.exceptions import (
+    CCPAuthError,
+    CCPError,
+    CCPNotFoundError,
+    CCPProtocolError,
+    CCPTrustError,
+    cut,
+)
 from airflow_provider_ccp.protocol import StatusInfo, is_known
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
@@ -41,7 +48,7 @@ def configured_min_defer_seconds() -> float:
 
 def job_event(status: str, job_id: str, job_status: str | None, message: str) -> dict[str, Any]:
     """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only."""
-    return {"status": status, "job_id": job_id, "job_status": job_status, "message": message}
+    return {"status": status, "job_id": job_id, "job_status": job_status, "message": cut(message)}
 
 
 def terminal_event(info: StatusInfo) -> dict[str, Any]:
@@ -69,7 +76,9 @@ def is_transient(error: CCPError) -> bool:
     An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
     e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
     """
-    if isinstance(error, CCPNotFoundError) or (isinstance(error, CCPAuthError) and error.http_status is None):
+    if isinstance(error, CCPNotFoundError | CCPTrustError) or (
+        isinstance(error, CCPAuthError) and error.http_status is None
+    ):
         return False
     status = error.http_status
     if status == NOT_IMPLEMENTED:

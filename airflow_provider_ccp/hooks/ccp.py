@@ -7,8 +7,10 @@ Both are thin transports: URLs, bodies, status words and error mapping come from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import socket
 import ssl
 import tempfile
 import threading
@@ -24,9 +26,12 @@ from typing import Any
 import httpx
 import requests
 from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError
 
-from airflow_provider_ccp import auth, protocol, version_compat
+from airflow_provider_ccp import auth, exchange, protocol, version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
@@ -62,33 +67,167 @@ def _reason(response: requests.Response | httpx.Response) -> str:
     return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 
+def _failure(error: Any) -> str:
+    """A transport failure in a few words: the class name (its text may quote the request)."""
+    return str(error) if isinstance(error, exchange.DeadlineExceeded) else type(error).__name__
+
+
 def _settle(
-    answer: protocol.Answer, ok: frozenset[int], url: str, *, method_id: str | None = None, job_id: str | None = None
-) -> Any:
-    """The final answer of an exchange: the transport's response when ``ok``, else the mapped error."""
+    answer: protocol.Answer,
+    ok: frozenset[int],
+    url: str,
+    *,
+    method_id: str | None = None,
+    job_id: str | None = None,
+) -> protocol.Answer:
+    """The final answer of an exchange when ``ok``, else the mapped error."""
     if answer.status is None:
-        failure = type(answer.response).__name__
+        failure = _failure(answer.response)
         raise CCPError(f"Could not reach CCP at {url}: {failure}", url=url, method_id=method_id, job_id=job_id)
-    response = answer.response
     if answer.status not in ok:
         raise protocol.error_from_response(
-            answer.status, _reason(response), response.content, url=url, method_id=method_id, job_id=job_id
+            answer.status, _reason(answer.response), answer.body, url=url, method_id=method_id, job_id=job_id
         )
-    return response
+    return answer
 
 
 def _token_answer(answer: protocol.Answer, url: str) -> auth.TokenAnswer:
     if answer.status is None:
-        raise CCPError(f"Could not reach the token endpoint {url}: {type(answer.response).__name__}") from None
-    return auth.TokenAnswer(answer.status, answer.response.content)
+        raise CCPError(f"Could not reach the token endpoint {url}: {_failure(answer.response)}") from None
+    return auth.TokenAnswer(answer.status, answer.body)
 
 
-def _send(session: requests.Session, method: str, url: str, **kwargs: Any) -> protocol.Answer:
-    try:
-        response = session.request(method, url, **kwargs)
-    except requests.RequestException as err:
-        return protocol.Answer(None, sent=not _before_sending(err), response=err)
-    return protocol.Answer(response.status_code, response.headers.get("Retry-After"), response=response)
+def _verify(verify: bool | str) -> bool | str:
+    """The CA setting both hooks use: the ``verify`` extra when it names a bundle or is false, whatever
+    the environment says; for true, a bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as
+    requests reads them, else the default one."""
+    if verify is not True:
+        return verify
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+
+
+class _Deadline:
+    """The connections one request uses, shut down when its deadline passes.
+
+    requests' timeout bounds each socket read, not the request: an answer dribbled a byte at a time
+    never trips it. Shutting the socket down ends whatever read is waiting, headers or body.
+    """
+
+    current = threading.local()
+
+    def __init__(self) -> None:
+        self.connections: list[HTTPConnection] = []
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        for connection in list(self.connections):
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    @classmethod
+    @contextlib.contextmanager
+    def watching(cls, seconds: float) -> Iterator[_Deadline]:
+        deadline = cls()
+        cls.current.deadline = deadline
+        timer = threading.Timer(seconds, deadline.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield deadline
+        finally:
+            timer.cancel()
+            cls.current.deadline = None
+
+
+class _WatchedConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline = getattr(_Deadline.current, "deadline", None)
+        if deadline is not None:
+            deadline.connections.append(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedHTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter with connections a ``_Deadline`` can shut down (direct or through a proxy)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+def _read_capped(chunks: Iterator[bytes], url: str) -> bytes:
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > exchange.MAX_ANSWER_BYTES:
+            raise exchange.too_large(url)
+    return bytes(body)
+
+
+def _send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    settings: CCPConnectionSettings,
+    *,
+    streamed: bool = False,
+    **kwargs: Any,
+) -> protocol.Answer:
+    """One request, never redirected by requests, done within the connection's timeout as a whole.
+
+    The answer is read here (at most ``MAX_ANSWER_BYTES``), except a streamed download's 200, whose
+    body the caller streams to disk.
+    """
+    with _Deadline.watching(settings.timeout) as deadline:
+        try:
+            response = session.request(
+                method,
+                url,
+                allow_redirects=False,
+                stream=True,
+                timeout=settings.timeout,
+                verify=_verify(settings.verify),
+                **kwargs,
+            )
+            keep_open = streamed and response.status_code == 200
+            try:
+                body = b"" if keep_open else _read_capped(response.iter_content(DOWNLOAD_CHUNK), url)
+            finally:
+                if not keep_open:
+                    response.close()
+        except requests.RequestException as err:
+            if deadline.expired:
+                return protocol.Answer(None, sent=True, response=exchange.DeadlineExceeded(settings.timeout))
+            if exchange.certificate_failure(err):
+                raise exchange.certificate_error(url, settings.verify) from None
+            return protocol.Answer(None, sent=not _before_sending(err), response=err)
+    headers = response.headers
+    return protocol.Answer(
+        response.status_code, headers.get("Retry-After"), response=response, body=body, location=headers.get("Location")
+    )
 
 
 def _before_sending(error: requests.RequestException) -> bool:
@@ -138,9 +277,9 @@ class _CCPHookBase(BaseHook):
         self._given_settings = settings
         self.clock = clock
 
-    def _exchange(self, method: str, *, token_request: bool = False) -> protocol.Exchange:
+    def _exchange(self, method: str, url: str, *, token_request: bool = False) -> protocol.Exchange:
         return protocol.exchange(
-            self.retry, method, self.clock.monotonic, authenticated=not token_request, idempotent=token_request
+            self.retry, method, url, self.clock.monotonic, authenticated=not token_request, idempotent=token_request
         )
 
     def _renew(self, state: auth.TokenState, step: protocol.Renew, method: str, url: str) -> None:
@@ -182,6 +321,9 @@ class CCPHook(_CCPHookBase):
         # No urllib3 retries: the hook's RetryPolicy decides, the same way for both hooks.
         session = requests.Session()
         session.verify = self.settings.verify
+        adapter = _DeadlineAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         session.headers["User-Agent"] = "airflow-provider-ccp"
         return session
 
@@ -208,11 +350,11 @@ class CCPHook(_CCPHookBase):
     ) -> protocol.Answer:
         """Perform an exchange's steps with requests (``protocol.exchange`` decides, this only does)."""
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
-        kwargs.setdefault("timeout", self.settings.timeout)
+        settings = self.settings
 
         def perform(step: protocol.Step) -> Any:
             if isinstance(step, protocol.Send):
-                return _send(session, method, url, headers=headers | _bearer(step.token), **kwargs)
+                return _send(session, method, step.url, settings, headers=headers | _bearer(step.token), **kwargs)
             if isinstance(step, protocol.NeedToken):
                 return self.get_token()
             if step.discarded.response is not None and hasattr(step.discarded.response, "close"):
@@ -227,7 +369,7 @@ class CCPHook(_CCPHookBase):
 
     def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
         answer = self._drive(
-            self._exchange("POST", token_request=True),
+            self._exchange("POST", request.url, token_request=True),
             self.token_session,
             "POST",
             request.url,
@@ -260,15 +402,14 @@ class CCPHook(_CCPHookBase):
         method_id: str | None = None,
         job_id: str | None = None,
         **kwargs: Any,
-    ) -> requests.Response:
+    ) -> protocol.Answer:
         """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers."""
-        answer = self._drive(self._exchange(method), self.session, method, url, **kwargs)
-        response: requests.Response = _settle(answer, ok, url, method_id=method_id, job_id=job_id)
-        return response
+        answer = self._drive(self._exchange(method, url), self.session, method, url, **kwargs)
+        return _settle(answer, ok, url, method_id=method_id, job_id=job_id)
 
     def _get_json(self, url: str, **kwargs: Any) -> Any:
-        response = self._request("GET", url, **kwargs)
-        return protocol.decode_json(response.content, url=url)
+        answer = self._request("GET", url, **kwargs)
+        return protocol.decode_json(answer.body, url=url)
 
     def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Mapping[str, Any]]:
         seen: set[str] = set()
@@ -332,9 +473,9 @@ class CCPHook(_CCPHookBase):
             json=body,
             headers=protocol.SUBMIT_HEADERS,
         )
-        headers = answer.headers
+        headers = answer.response.headers
         return protocol.read_submission(
-            answer.status_code, answer.content, headers.get("Location"), headers.get("Content-Type")
+            answer.status or 0, answer.body, headers.get("Location"), headers.get("Content-Type")
         )
 
     def typing_description(
@@ -356,7 +497,7 @@ class CCPHook(_CCPHookBase):
 
     def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url(self.settings.base_url, job_id)
-        return StatusInfo.from_json(self._get_json(url, job_id=job_id))
+        return protocol.read_status(self._request("GET", url, job_id=job_id).body, url=url, job_id=job_id)
 
     def list_jobs(self, status: str | None = None, method_id: str | None = None, limit: int = 100) -> list[StatusInfo]:
         params: dict[str, Any] = {"limit": limit}
@@ -391,8 +532,8 @@ class CCPHook(_CCPHookBase):
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
         url = protocol.job_url(self.settings.base_url, job_id)
-        response = self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
-        return protocol.dismiss_outcome(job_id, response.status_code, response.content)
+        answer = self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
+        return protocol.dismiss_outcome(job_id, answer.status or 0, answer.body)
 
     def list_executions(self, method_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """CCP's execution records (``GET /executions``, every page), newest first, of ``method_id`` only if given.
@@ -442,12 +583,13 @@ class CCPHook(_CCPHookBase):
         target = Path(destination)
         zip_url = protocol.output_zip_url(base, job_id)
         try:
-            response = self._request("GET", zip_url, job_id=job_id, stream=True, headers=protocol.OUTPUT_ZIP_HEADERS)
+            answer = self._request("GET", zip_url, job_id=job_id, streamed=True, headers=protocol.OUTPUT_ZIP_HEADERS)
             kind = "zip"
         except CCPNotFoundError:
             results_url = protocol.job_results_url(base, job_id)
-            response = self._request("GET", results_url, job_id=job_id, stream=True, headers=protocol.RESULTS_HEADERS)
+            answer = self._request("GET", results_url, job_id=job_id, streamed=True, headers=protocol.RESULTS_HEADERS)
             zip_url, kind = results_url, "json"
+        response: requests.Response = answer.response
         if target.is_dir():
             target = target / ("output.zip" if kind == "zip" else "results.json")
         with response:
@@ -551,10 +693,22 @@ class _Clients:
         for client in reversed(self._all):
             self._idle.put_nowait(client)
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def request(self, method: str, url: str, deadline: float, **kwargs: Any) -> tuple[httpx.Response, bytes]:
+        """The answer and its body (at most ``MAX_ANSWER_BYTES``), all within ``deadline`` seconds
+        counted once a client is free (``TimeoutError`` else)."""
         client = await self._idle.get()
         try:
-            return await client.request(method, url, **kwargs)
+            async with asyncio.timeout(deadline):
+                response = await client.send(client.build_request(method, url, **kwargs), stream=True)
+                try:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > exchange.MAX_ANSWER_BYTES:
+                            raise exchange.too_large(url)
+                finally:
+                    await response.aclose()
+            return response, bytes(body)
         finally:
             self._idle.put_nowait(client)
 
@@ -698,7 +852,7 @@ class CCPAsyncHook(_CCPHookBase):
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
         size = _pool_size(self._extra)
-        verify = await asyncio.to_thread(_ssl_context, settings.verify)
+        verify = await asyncio.to_thread(_ssl_context, _verify(settings.verify))
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
 
         def make() -> httpx.AsyncClient:
@@ -717,15 +871,29 @@ class CCPAsyncHook(_CCPHookBase):
         """Perform an exchange's steps with httpx (``protocol.exchange`` decides, this only does)."""
         pool = await self._get_pool()
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
+        timeout = pool.settings.timeout
 
         async def perform(step: protocol.Step) -> Any:
             if isinstance(step, protocol.Send):
                 try:
-                    response = await pool.clients.request(method, url, headers=headers | _bearer(step.token), **kwargs)
+                    response, body = await pool.clients.request(
+                        method, step.url, timeout, headers=headers | _bearer(step.token), **kwargs
+                    )
+                except TimeoutError:
+                    return protocol.Answer(None, sent=True, response=exchange.DeadlineExceeded(timeout))
                 except httpx.TransportError as err:
+                    if exchange.certificate_failure(err):
+                        raise exchange.certificate_error(step.url, pool.settings.verify) from None
                     unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
                     return protocol.Answer(None, sent=not unsent, response=err)
-                return protocol.Answer(response.status_code, response.headers.get("Retry-After"), response=response)
+                headers_in = response.headers
+                return protocol.Answer(
+                    response.status_code,
+                    headers_in.get("Retry-After"),
+                    response=response,
+                    body=body,
+                    location=headers_in.get("Location"),
+                )
             if isinstance(step, protocol.NeedToken):
                 return await self.get_token()
             if isinstance(step, protocol.Renew):
@@ -737,7 +905,7 @@ class CCPAsyncHook(_CCPHookBase):
         return await auth.adrive(flow, perform)
 
     async def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
-        flow = self._exchange("POST", token_request=True)
+        flow = self._exchange("POST", request.url, token_request=True)
         answer = await self._drive(flow, "POST", request.url, data=dict(request.data), headers=dict(request.headers))
         return _token_answer(answer, request.url)
 
@@ -757,17 +925,15 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def _request(
         self, method: str, url: str, *, ok: frozenset[int] = frozenset({200}), job_id: str | None = None
-    ) -> httpx.Response:
-        answer = await self._drive(self._exchange(method), method, url)
-        response: httpx.Response = _settle(answer, ok, url, job_id=job_id)
-        return response
+    ) -> protocol.Answer:
+        answer = await self._drive(self._exchange(method, url), method, url)
+        return _settle(answer, ok, url, job_id=job_id)
 
     async def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        response = await self._request("GET", url, job_id=job_id)
-        return StatusInfo.from_json(protocol.decode_json(response.content, url=url))
+        return protocol.read_status((await self._request("GET", url, job_id=job_id)).body, url=url, job_id=job_id)
 
     async def dismiss_job(self, job_id: str) -> DismissResult:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        response = await self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
-        return protocol.dismiss_outcome(job_id, response.status_code, response.content)
+        answer = await self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
+        return protocol.dismiss_outcome(job_id, answer.status or 0, answer.body)

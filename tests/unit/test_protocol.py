@@ -8,12 +8,14 @@ import pendulum
 import pytest
 
 from airflow_provider_ccp import protocol
+from airflow_provider_ccp.version_compat import AirflowFailException
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
     CCPInputError,
     CCPNotFoundError,
     CCPProtocolError,
+    CCPTrustError,
 )
 from airflow_provider_ccp.protocol import StatusInfo
 
@@ -74,12 +76,33 @@ class TestUrls:
         [
             ("?page=2", f"{BASE}/processes?page=2"),
             ("/processes?page=2", f"{BASE}/processes?page=2"),
-            ("https://other.example.org/p?page=2", "https://other.example.org/p?page=2"),
+            (f"{BASE}:443/p?page=2", f"{BASE}:443/p?page=2"),  # the default port named: the same origin
         ],
     )
     def test_next_link_is_made_absolute(self, href, expected):
         document = {"links": [{"rel": "self", "href": "x"}, {"rel": "next", "href": href}]}
         assert protocol.next_link(document, f"{BASE}/processes?page=1") == expected
+
+    @pytest.mark.parametrize(
+        ("href", "shown"),
+        [
+            ("https://other.example.org/p?page=2", "https://other.example.org"),
+            ("http://ccp.example.org/processes?page=2", "http://ccp.example.org"),  # another scheme
+            ("https://ccp.example.org:8443/processes?page=2", "https://ccp.example.org:8443"),  # another port
+            ("//other.example.org/p", "https://other.example.org"),  # scheme-relative
+            ("https://u:pw@other.example.org/p", "https://other.example.org"),  # user info is never repeated
+        ],
+    )
+    def test_a_next_link_to_another_origin_is_refused(self, href, shown):
+        document = {"links": [{"rel": "next", "href": href}]}
+        with pytest.raises(CCPTrustError) as raised:
+            protocol.next_link(document, f"{BASE}/processes?page=1")
+        message = str(raised.value)
+        assert message == (
+            f"Refused to follow the next page of a list to {shown}: the provider only follows URLs on "
+            f"{BASE}, the origin it was configured with"
+        )
+        assert isinstance(raised.value, AirflowFailException)  # final: a retry would be refused the same way
 
     def test_no_next_link(self):
         assert protocol.next_link({"links": [{"rel": "prev", "href": "p"}, "junk"]}, BASE) is None
@@ -155,10 +178,30 @@ class TestReadSubmission:
         assert answer == protocol.SyncResults(body, "application/json")
         assert answer.file_name == "results.json"
 
-    def test_a_200_raw_output_keeps_its_media_type(self):
-        answer = protocol.read_submission(200, b"3\n", None, "text/plain")
-        assert isinstance(answer, protocol.SyncResults)
-        assert answer.file_name == "results.txt"
+    @pytest.mark.parametrize(
+        ("body", "media", "shown"),
+        [
+            (b"", "application/json", "an empty body"),
+            (b"", None, "an empty body"),
+            (b"<html><form>Sign in</form></html>", "text/html; charset=utf-8", "33 bytes of text/html"),
+            (b"3\n", "text/plain", "2 bytes of text/plain"),
+            (b'["a", "b"]', "application/json", "10 bytes of application/json"),  # JSON, but no results document
+            (b'{"a": 1}', None, "8 bytes of an unnamed media type"),
+        ],
+    )
+    def test_a_200_that_is_not_a_json_results_document_is_no_run(self, body, media, shown):
+        # A proxy's login page answered with 200 would otherwise be taken for the Method's results.
+        with pytest.raises(CCPProtocolError) as raised:
+            protocol.read_submission(200, body, None, media)
+        assert str(raised.value) == (
+            f"The execution POST was answered HTTP 200 with {shown}: neither a job (statusInfo or Location) "
+            "nor a JSON results document, so nothing says the Method ran"
+        )
+
+    def test_a_200_results_document_of_a_json_media_type(self):
+        answer = protocol.read_submission(200, b'{"sum": 5}', None, "application/geo+json")
+        assert answer == protocol.SyncResults(b'{"sum": 5}', "application/geo+json")
+        assert answer.file_name == "results.json"
 
     @pytest.mark.parametrize("status", [201, 202])
     def test_an_accepted_answer_naming_no_job(self, status):
@@ -367,6 +410,9 @@ class TestRetryPolicy:
             protocol.RetryPolicy(limit=-1)
 
 
+URL = f"{BASE}/jobs/j1"
+
+
 class TestExchange:
     """The request decisions both hooks share: token, send, retry waits, one renewal on 401."""
 
@@ -378,6 +424,8 @@ class TestExchange:
             step = next(flow)
             while True:
                 steps.append(type(step).__name__ + (f"({step.token})" if isinstance(step, protocol.Send) else ""))
+                if isinstance(step, protocol.Send) and step.url != URL:
+                    steps[-1] += f" to {step.url}"
                 reply = None
                 if isinstance(step, protocol.NeedToken):
                     reply = next(tokens)
@@ -388,7 +436,39 @@ class TestExchange:
             return steps, done.value
 
     def exchange(self, method="GET", **kwargs):
-        return protocol.exchange(protocol.RetryPolicy(limit=2, delay=0.0), method, lambda: 0.0, **kwargs)
+        return protocol.exchange(protocol.RetryPolicy(limit=2, delay=0.0), method, URL, lambda: 0.0, **kwargs)
+
+    def test_a_get_follows_a_redirect_on_its_origin(self):
+        moved = protocol.Answer(307, location="/jobs/j2")
+        steps, final = self.run(self.exchange(), [moved, protocol.Answer(200)])
+        assert steps == ["NeedToken", "Send(t1)", f"Send(t1) to {BASE}/jobs/j2"]
+        assert final.status == 200
+
+    def test_redirects_are_bounded(self):
+        moved = protocol.Answer(302, location=f"{BASE}/jobs/j1")
+        with pytest.raises(CCPTrustError, match=r"more than 5 redirects"):
+            self.run(self.exchange(), [moved] * 7)
+
+    @pytest.mark.parametrize(
+        ("method", "location", "why"),
+        [
+            ("POST", "/processes/m/execution2", "only GET requests are redirected"),
+            ("DELETE", "/jobs/j2", "only GET requests are redirected"),
+            ("GET", "https://other.example.org/jobs/j1", "only GET requests are redirected, and only on"),
+            ("GET", "http://ccp.example.org/jobs/j1", "only GET requests are redirected, and only on"),
+        ],
+    )
+    def test_other_redirects_are_refused_before_anything_is_sent(self, method, location, why):
+        moved = protocol.Answer(308, location=location)
+        flow = self.exchange(method)
+        with pytest.raises(CCPTrustError) as raised:
+            self.run(flow, [moved])  # a second Send would need a second answer: there is none
+        assert why in str(raised.value)
+        assert f"Refused the redirect (HTTP 308) of {method} {URL}" in str(raised.value)
+
+    def test_a_redirect_without_location_is_a_protocol_error(self):
+        with pytest.raises(CCPProtocolError, match=r"HTTP 301 from .* without a Location header"):
+            self.run(self.exchange(), [protocol.Answer(301)])
 
     def test_a_401_renews_the_token_once_and_resends(self):
         steps, final = self.run(self.exchange(), [protocol.Answer(401), protocol.Answer(200)])

@@ -1,0 +1,151 @@
+"""The trust boundary of both hooks: which URLs they follow, which redirects, how much they read.
+
+Every rule lives here once, with no I/O, so the worker hook (requests) and the triggerer hook (httpx)
+cannot disagree (docs/connection.md, "Trust boundary"):
+
+- **Origins.** A URL the provider follows (a page's ``rel=next`` link, a redirect) must have the
+  scheme, host and port of the URL it came from, and so of the connection's base URL (the CCP host,
+  or the token endpoint for token requests); any other is refused before a request carries a token.
+- **Redirects.** Neither transport follows them by itself. A redirect of a GET to the same origin
+  is followed, at most ``MAX_REDIRECTS`` times; any other (a POST, another origin) is a final error,
+  so no body or credential is ever sent where the connection does not point.
+- **Bounds.** An answer read into memory holds at most ``MAX_ANSWER_BYTES``; JSON nested too deep
+  to read is a protocol error; a whole request (connect, send, every read) ends by its deadline;
+  every message built from an answer is cut to ``MAX_MESSAGE_CHARS`` (``exceptions.cut``) before
+  it reaches an event, an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from airflow_provider_ccp.exceptions import CCPProtocolError, CCPTrustError
+
+#: Redirects a GET may take, all on the same origin.
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: The largest answer read into memory (statusInfo, lists, token, error, execution record, sync results).
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value replaced by ``***`` (a server may echo what it was sent)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+# --------------------------------------------------------------------------- origins
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url``, the port made explicit when the scheme implies it."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: no origin matches it
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def origin_text(url: str) -> str:
+    """The origin as people write it (``https://host:port``), never the user info or path of ``url``."""
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else "")
+
+
+def same_origin(url: str, expected: str) -> bool:
+    return origin(url) == origin(expected)
+
+
+def checked_link(url: str, expected: str, what: str) -> str:
+    """``url`` when it has ``expected``'s origin, else a final error naming both origins."""
+    if same_origin(url, expected):
+        return url
+    raise CCPTrustError(
+        f"Refused to follow {what} to {origin_text(url)}: the provider only follows URLs on "
+        f"{origin_text(expected)}, the origin it was configured with",
+        url=origin_text(url),
+    )
+
+
+def followed_link(href: Any, current_url: str, what: str) -> str:
+    """A link of an answer, made absolute against the URL it came from and checked against its origin."""
+    return checked_link(urljoin(current_url, str(href)), current_url, what)
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+def redirect_target(method: str, url: str, status: int, location: str | None, followed: int) -> str:
+    """Where a redirect answer sends the request, when the rules allow following it; else a final error."""
+    if not location:
+        raise CCPProtocolError(f"HTTP {status} from {url} without a Location header", url=url, http_status=status)
+    target = urljoin(url, location)
+    allowed = method.upper() == "GET" and same_origin(target, url)
+    if allowed and followed < MAX_REDIRECTS:
+        return target
+    why = (
+        f"more than {MAX_REDIRECTS} redirects"
+        if allowed
+        else f"only GET requests are redirected, and only on {origin_text(url)}"
+    )
+    raise CCPTrustError(
+        f"Refused the redirect (HTTP {status}) of {method.upper()} {url} to {origin_text(target)}: {why} "
+        "(no body or credential is sent anywhere else)",
+        url=url,
+        http_status=status,
+    )
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def too_large(url: str, limit: int = MAX_ANSWER_BYTES) -> CCPTrustError:
+    return CCPTrustError(f"The answer from {url} is larger than {limit} bytes, the most the provider reads", url=url)
+
+
+def load_json(body: bytes | str) -> Any:
+    """Parse JSON; nesting too deep to read is a ``ValueError`` like any other unreadable JSON."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to read") from None
+
+
+class DeadlineExceeded(Exception):
+    """The whole request (connect, send, reading the answer) took longer than the connection's timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"no complete answer within the connection's timeout of {timeout:g} s")
+
+
+def certificate_failure(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a TLS certificate that could not be verified."""
+    seen: set[int] = set()
+    pending: list[Any] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return True
+        if isinstance(current, BaseException):
+            pending += [current.__cause__, current.__context__, *current.args, getattr(current, "reason", None)]
+    return False
+
+
+def certificate_error(url: str, verify: bool | str) -> CCPTrustError:
+    setting = "the system's CA bundle" if verify is True else f"the CA bundle {verify!r}"
+    return CCPTrustError(
+        f"certificate verify failed for {origin_text(url)}: its certificate is not signed by a CA in {setting}; "
+        "set the connection extra 'verify' to the path of the CA bundle that signs it",
+        url=url,
+    )
