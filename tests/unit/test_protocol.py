@@ -8,7 +8,6 @@ import pendulum
 import pytest
 
 from airflow_provider_ccp import protocol
-from airflow_provider_ccp.version_compat import AirflowFailException
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
@@ -18,6 +17,7 @@ from airflow_provider_ccp.exceptions import (
     CCPTrustError,
 )
 from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.version_compat import AirflowFailException
 
 BASE = "https://ccp.example.org"
 

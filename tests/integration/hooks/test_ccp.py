@@ -384,7 +384,9 @@ class TestRetries:
             return Response(json.dumps(status_body("j1", "accepted")), status=201, content_type="application/json")
 
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_handler(slow)
-        with pytest.raises(CCPError, match=r"Could not reach CCP.*(ReadTimeout|within the connection's timeout of 0.3 s)") as raised:
+        with pytest.raises(
+            CCPError, match=r"Could not reach CCP.*(ReadTimeout|within the connection's timeout of 0.3 s)"
+        ) as raised:
             CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
         assert raised.value.method_id == "m1"
         time.sleep(0.4)  # let the slow handler finish, so the log is complete
