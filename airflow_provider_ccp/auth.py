@@ -23,6 +23,7 @@ from airflow_provider_ccp import version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
+from airflow_provider_ccp.exchange import load_json
 from airflow_provider_ccp.protocol import encode_context
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
@@ -225,7 +226,7 @@ def _describe(settings: CCPConnectionSettings) -> str:
 def read_grant(settings: CCPConnectionSettings, request: TokenRequest, answer: TokenAnswer, now: float) -> Grant:
     """Turn a token endpoint answer into a ``Grant``, or raise an error naming who asked (never secrets)."""
     try:
-        document = json.loads(answer.body) if answer.body else {}
+        document = load_json(answer.body) if answer.body else {}
     except ValueError:
         document = {}
     if not isinstance(document, Mapping):

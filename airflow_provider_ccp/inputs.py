@@ -176,6 +176,17 @@ def secret_inputs_sent(description: Mapping[str, Any], values: Any) -> bool:
     return isinstance(values, Mapping) and any(_is_secret(specs, name) for name in values)
 
 
+def secret_values(description: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+    """The values of the inputs the description marks secret, as CCP receives them (and may echo them)."""
+    specs = declared_inputs(description)
+    found: list[str] = []
+    for name, value in values.items():
+        if _is_secret(specs, name):
+            shown = _maskable(name, value)
+            found += shown if isinstance(shown, list) else [shown]
+    return found
+
+
 def public_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """The values of every input the description does not mark secret."""
     specs = declared_inputs(description)

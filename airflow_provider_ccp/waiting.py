@@ -8,7 +8,7 @@ are ridden out and how long to sleep.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from airflow_provider_ccp.exceptions import (
     CCPTrustError,
     cut,
 )
+from airflow_provider_ccp.exchange import redact
 from airflow_provider_ccp.protocol import StatusInfo, is_known
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
@@ -51,8 +52,10 @@ def job_event(status: str, job_id: str, job_status: str | None, message: str) ->
     return {"status": status, "job_id": job_id, "job_status": job_status, "message": cut(message)}
 
 
-def terminal_event(info: StatusInfo) -> dict[str, Any]:
-    return job_event("success" if info.successful else "failed", info.job_id, info.status, info.message)
+def terminal_event(info: StatusInfo, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The event of a job that ended; ``secrets`` (the secret inputs' values) are hidden in its message."""
+    status = "success" if info.successful else "failed"
+    return job_event(status, info.job_id, info.status, redact(info.message, secrets))
 
 
 def validate_event(event: Any) -> dict[str, Any]:
@@ -106,13 +109,16 @@ class JobWatch:
     holding: bool = False
     #: Status words outside OGC's and CCP's, already warned about: once per wait, however long it polls.
     unknown: set[str] = field(default_factory=set)
+    #: Values of the secret inputs: CCP may echo one in a message, which then reaches no log or event.
+    secrets: tuple[str, ...] = ()
 
     def on_status(self, info: StatusInfo) -> dict[str, Any] | None:
         self.failures = 0
         self.check_word(info.status)
         if info.status != self.previous:
             progress = f" ({info.progress}%)" if info.progress is not None else ""
-            self.log.info("CCP job %s is %s%s: %s", self.job_id, info.status, progress, info.message)
+            message = redact(info.message, self.secrets)
+            self.log.info("CCP job %s is %s%s: %s", self.job_id, info.status, progress, message)
             self.previous = info.status
         if not info.terminal:
             return self._deadline_event()
@@ -120,7 +126,7 @@ class JobWatch:
         if self.holding:
             self.log.info("CCP job %s ended early: resuming the task in %.1f s", self.job_id, self.next_delay())
             return None
-        return terminal_event(info)
+        return terminal_event(info, self.secrets)
 
     def check_word(self, status: str) -> None:
         """Warn the first time the job shows a status word this provider does not know."""
@@ -131,17 +137,18 @@ class JobWatch:
             )
 
     def on_error(self, error: CCPError) -> dict[str, Any] | None:
+        text = redact(str(error), self.secrets)
         if not is_transient(error):
-            return job_event("error", self.job_id, self.previous, f"Cannot follow CCP job {self.job_id}: {error}")
+            return job_event("error", self.job_id, self.previous, f"Cannot follow CCP job {self.job_id}: {text}")
         self.failures += 1
         if self.failures > MAX_CONSECUTIVE_FAILURES:
-            message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {error}"
+            message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {text}"
             return job_event("error", self.job_id, self.previous, message)
         self.log.warning(
             "Poll %d of CCP job %s failed (%s); trying again in %.0f s",
             self.failures,
             self.job_id,
-            error,
+            text,
             self.next_delay(),
         )
         return self._deadline_event()

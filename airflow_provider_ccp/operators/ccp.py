@@ -39,6 +39,7 @@ from airflow_provider_ccp.inputs import (
     prepare_inputs,
     public_inputs,
     secret_inputs_sent,
+    secret_values,
     with_secret_inputs,
 )
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
@@ -284,7 +285,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             self._forget(context)  # no retry to save: clearing the task later must submit again
             return job.job_id
         if job.terminal:
-            return self.execute_complete(context, terminal_event(job))
+            return self.execute_complete(context, terminal_event(job, self._secret_values()))
         end_time = self._end_time()
         if self.deferrable:
             self._defer(job.job_id, end_time)
@@ -521,13 +522,14 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             not_before=time.time() + self.min_defer_seconds,
             retry_limit=self.retry.limit,
             retry_delay=self.retry.delay,
+            secrets=self._secret_values(),
         )
         timeout = None if end_time is None else timedelta(seconds=end_time - time.time()) + DEFER_TIMEOUT_GRACE
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def _poll(self, job_id: str, end_time: float | None) -> dict[str, Any]:
         """The trigger's loop, run on the worker: same rules, same event."""
-        watch = JobWatch(job_id, float(self.poll_interval), end_time, self.log)
+        watch = JobWatch(job_id, float(self.poll_interval), end_time, self.log, secrets=self._secret_values())
         while True:
             try:
                 event = watch.on_status(self.hook.get_job(job_id))
@@ -635,6 +637,18 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra.update(extra)
+
+    def _secret_values(self) -> tuple[str, ...]:
+        """The secret inputs' values, hidden in the job's messages (CCP may echo one in a failure).
+
+        When the description cannot be read, the inputs the task names in ``secret_inputs``.
+        """
+        try:
+            description = self._method_description()
+        except CCPError:
+            named: dict[str, Any] = {"inputs": {name: {} for name in self.secret_inputs}}
+            description = with_secret_inputs(named, self.secret_inputs)
+        return tuple(secret_values(description, self.inputs if isinstance(self.inputs, Mapping) else {}))
 
     def _secret_inputs_sent(self) -> bool:
         """Whether the outputs may hold a secret input; when the description cannot be read, assume so."""

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_ccp.auth import amask
 from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exchange import redact
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
 from airflow_provider_ccp.protocol import DEFAULT_RETRY
 from airflow_provider_ccp.waiting import JobWatch, job_event
@@ -50,6 +52,9 @@ class CCPJobTrigger(BaseTrigger):
     :param not_before: epoch seconds before which a job that ended is not reported (see ``JobWatch``).
     :param retry_limit: retries of one poll request (the hook's retry policy, docs/connection.md).
     :param retry_delay: first backoff of those retries, in seconds.
+    :param secrets: the values of the task's secret inputs. CCP may echo one in a status or failure
+        message: the trigger registers them with the masker and hides them in its event. Airflow
+        stores a trigger's arguments encrypted (Fernet), so they are as safe there as a connection.
 
     The first poll comes at a random moment within the first ``poll_interval`` and each later wait
     is jittered by ±10%, so that triggers deferred in the same second do not poll in lock-step.
@@ -65,6 +70,7 @@ class CCPJobTrigger(BaseTrigger):
         not_before: float | None = None,
         retry_limit: int = DEFAULT_RETRY.limit,
         retry_delay: float = DEFAULT_RETRY.delay,
+        secrets: Collection[str] = (),
     ) -> None:
         super().__init__()
         if float(poll_interval) <= 0:
@@ -78,6 +84,7 @@ class CCPJobTrigger(BaseTrigger):
         self.not_before = None if not_before is None else float(not_before)
         self.retry_limit = int(retry_limit)
         self.retry_delay = float(retry_delay)
+        self.secrets = tuple(str(secret) for secret in secrets)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -95,6 +102,7 @@ class CCPJobTrigger(BaseTrigger):
                     for name, value, default in (
                         ("retry_limit", self.retry_limit, DEFAULT_RETRY.limit),
                         ("retry_delay", self.retry_delay, DEFAULT_RETRY.delay),
+                        ("secrets", list(self.secrets), []),
                     )
                     if value != default
                 },
@@ -102,11 +110,13 @@ class CCPJobTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await amask(*self.secrets)
         try:
             event = await self._wait()
         except Exception as err:  # a broken connection definition, a bug: fail the task, never hang it
             self.log.exception("Stopped following CCP job %s", self.job_id)
-            event = job_event("error", self.job_id, None, f"Cannot follow CCP job {self.job_id}: {err}")
+            text = redact(str(err), self.secrets)
+            event = job_event("error", self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}")
         yield TriggerEvent(event)
 
     def _pause(self, delay: float) -> float:
@@ -119,7 +129,9 @@ class CCPJobTrigger(BaseTrigger):
         return CCPAsyncHook(self.conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay)
 
     async def _wait(self) -> dict[str, Any]:
-        watch = JobWatch(self.job_id, self.poll_interval, self.end_time, self.log, self.not_before)
+        watch = JobWatch(
+            self.job_id, self.poll_interval, self.end_time, self.log, self.not_before, secrets=self.secrets
+        )
         async with self._hook() as hook:
             await asyncio.sleep(min(first_poll_delay(self.poll_interval), watch.next_delay()))
             while True:

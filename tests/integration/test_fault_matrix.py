@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import stat
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,11 +26,14 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from airflow_provider_ccp.outputs import task_output_path
 from ccp_sandbox.testing import SandboxServer
+from tests.integration.doubles import HostileFront, dribbled, status_body
 from tests.task_helpers import DictStore, make_context, pushed, run_deferrable, task_log
 
 __all__ = ["task_log"]  # a fixture, used by name
@@ -115,6 +119,10 @@ class Env:
     tmp_path: Path
     mode: str
     monkeypatch: pytest.MonkeyPatch
+    #: A loopback server that hostile cases put in front of the sandbox (``hostile``).
+    front_server: HTTPServer | None = None
+    front: HostileFront | None = None
+    started: float = 0.0
     secret: str = field(default_factory=lambda: f"input-secret-{secrets.token_hex(8)}")
     conn_id: str = "ccp_default"
     run_id: str = "manual__2025-01-01T00:00:00+00:00"
@@ -159,6 +167,80 @@ class Case:
     check: Callable[[Env, dict[str, Any] | None], None] = lambda env, manifest: None
 
 
+# --------------------------------------------------------------------------- hostile answers (a server in front)
+
+Answer = Callable[[Request, Callable[[], Response]], Response]
+JOB_STATUS = r"^/jobs/[^/]+$"
+EXECUTION_POST = r"^/processes/[^/]+/execution$"
+OUTPUT_ZIP = r"^/executions/[^/]+/outputs/output\.zip$"
+TOKEN = r"/protocol/openid-connect/token$"
+
+
+def hostile(method: str, path: str, answer: Answer, count: int | None = None, **extra: Any) -> Callable[[Env], None]:
+    """Arrange: the task's connection goes through a ``HostileFront`` whose rule answers these requests."""
+
+    def arrange(env: Env) -> None:
+        assert env.front_server is not None
+        env.front = HostileFront(env.front_server, env.sandbox.url)
+        env.front.add(method, path, answer, count)
+        token_endpoint = env.sandbox.connection()["extra"]["keycloak_url"].replace(env.sandbox.url, env.front.url)
+        env.bad_connection(
+            host=env.front.url, extra=env.sandbox.connection()["extra"] | extra | {"keycloak_url": token_endpoint}
+        )
+        env.started = time.monotonic()
+
+    return arrange
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(json.dumps(document), status=status, content_type="application/json")
+
+
+def _redirect(where: Callable[[Request], str], status: int = 307) -> Answer:
+    return lambda request, forward: Response("", status=status, headers={"Location": where(request)})
+
+
+def _stolen_nothing(env: Env, manifest: dict[str, Any] | None) -> None:
+    assert env.front is not None
+    assert [request.path for request in env.front.stolen()] == []
+
+
+def _progress(raw: str) -> Answer:
+    """The sandbox's status answer with ``progress`` written as ``raw`` (``NaN``, ``1e400``)."""
+
+    def answer(request: Request, forward: Callable[[], Response]) -> Response:
+        document = json.loads(forward().get_data())
+        document["progress"] = "__progress__"
+        text = json.dumps(document).replace('"__progress__"', raw)
+        return Response(text, status=200, content_type="application/json")
+
+    return answer
+
+
+def _job_of(request: Request) -> str:
+    return request.path.rstrip("/").split("/")[-1]
+
+
+def _huge_stream(request: Request, forward: Callable[[], Response]) -> Response:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"jobID": "' + _job_of(request).encode() + b'", "status": "running", "message": "'
+        for _ in range(50):
+            yield b"x" * (1 << 20)
+        yield b'"}'
+
+    return Response(chunks(), status=200, content_type="application/json")
+
+
+LONG_MESSAGE = 7 * (1 << 20)
+
+
+def _within(seconds: float) -> Callable[[Env, dict[str, Any] | None], None]:
+    def check(env: Env, manifest: dict[str, Any] | None) -> None:
+        assert time.monotonic() - env.started < seconds
+
+    return check
+
+
 def _polls(env: Env, kind: str = "status", **fault: Any) -> None:
     env.sandbox.admin.add_fault(kind=kind, path=r"^/jobs/[^/]+$", method="GET", **fault)
 
@@ -166,6 +248,12 @@ def _polls(env: Env, kind: str = "status", **fault: Any) -> None:
 def _revoke_after_first_token(env: Env) -> None:
     CCPHook().get_token()  # the task starts with this token cached, then it dies
     env.sandbox.admin.revoke_tokens()
+
+
+def _to_other_origin(request: Request, status: int) -> Response:
+    """A redirect to the same front under another host name: what reaches it there was carried away."""
+    other = request.host_url.replace("127.0.0.1", "localhost").rstrip("/")
+    return Response("", status=status, headers={"Location": f"{other}/steal{request.path}"})
 
 
 def _files_refused(env: Env, manifest: dict[str, Any] | None) -> None:
@@ -209,6 +297,7 @@ def _call_with_hook(action: Callable[[CCPHook], Any]) -> Callable[[Env], Any]:
 
 
 DOWNLOAD_BROKE = r"^The download of .*output\.zip (ended|broke) after \d+"
+REFUSED_REDIRECT = r"Refused the redirect \(HTTP 30\d\) of {} .* to http://localhost:\d+: only GET requests"
 
 CASES: list[Case] = [
     # polling and token faults the sandbox injects: survived, one execution
@@ -293,6 +382,106 @@ CASES: list[Case] = [
         check=_old_outputs_kept,
     ),
     Case("run id and task id '..'", "hostile output", arrange=_hostile_ids),
+    # answers that are not what they claim, and what a server must not get (a server in front of the sandbox)
+    Case(
+        "secret input echoed in the failure message",
+        "hostile answer",
+        expect=r"ended failed: exit code 3: \*\*\*$",
+        operator={
+            "method_id": "fail",
+            "inputs": {"message": "{{ params.key }}"},
+            "secret_inputs": ["message"],
+            "log_lines": 0,
+        },
+    ),
+    Case(
+        "status names another job",
+        "hostile answer",
+        expect=r"Asked .*/jobs/[^ ]+ for job '[^']+' and the answer is the status of job 'someone-elses'",
+        arrange=hostile("GET", JOB_STATUS, lambda request, forward: _json(status_body("someone-elses", "successful"))),
+    ),
+    Case("progress NaN", "hostile answer", arrange=hostile("GET", JOB_STATUS, _progress("NaN"))),
+    Case("progress 1e400", "hostile answer", arrange=hostile("GET", JOB_STATUS, _progress("1e400"))),
+    Case(
+        "sync 200 that is an HTML login page",
+        "hostile answer",
+        expect=r"^The execution POST was answered HTTP 200 with \d+ bytes of text/html: neither a job",
+        arrange=hostile(
+            "POST",
+            EXECUTION_POST,
+            lambda request, forward: Response("<html><form>Sign in</form></html>", content_type="text/html"),
+        ),
+    ),
+    Case(
+        "sync 200 with an empty body",
+        "hostile answer",
+        expect=r"^The execution POST was answered HTTP 200 with an empty body",
+        arrange=hostile(
+            "POST", EXECUTION_POST, lambda request, forward: Response(b"", content_type="application/json")
+        ),
+    ),
+    Case(
+        "status nested 100,000 levels",
+        "hostile answer",
+        expect=r"Expected JSON from .*/jobs/[^ ]+, got something else: the JSON is nested too deeply to read",
+        arrange=hostile(
+            "GET", JOB_STATUS, lambda request, forward: Response("[" * 100_000 + "]" * 100_000, status=200)
+        ),
+    ),
+    Case(
+        "50 MB status answer",
+        "hostile answer",
+        expect=r"The answer from .*/jobs/[^ ]+ is larger than 8388608 bytes, the most the provider reads$",
+        arrange=hostile("GET", JOB_STATUS, _huge_stream),
+    ),
+    Case(
+        "failure message of 7 MiB",
+        "hostile answer",
+        expect=r"^CCP job \S+ \(Method word-count\) ended failed: x+\.\.\. \[\d+ more characters\]$",
+        arrange=hostile(
+            "GET",
+            JOB_STATUS,
+            lambda request, forward: _json(status_body(_job_of(request), "failed", message="x" * LONG_MESSAGE)),
+        ),
+    ),
+    Case(
+        "slow-loris status answer (1 byte/s)",
+        "hostile answer",
+        arrange=hostile("GET", JOB_STATUS, lambda request, forward: dribbled(b" " * 60), count=1, timeout=1),
+        check=_within(20),
+    ),
+    Case(
+        "execution POST redirected elsewhere (307)",
+        "hostile answer",
+        expect=REFUSED_REDIRECT.format("POST"),
+        arrange=hostile("POST", EXECUTION_POST, lambda request, forward: _to_other_origin(request, 307)),
+        check=_stolen_nothing,
+    ),
+    Case(
+        "token endpoint redirected elsewhere (308)",
+        "hostile answer",
+        expect=REFUSED_REDIRECT.format("POST"),
+        arrange=hostile("POST", TOKEN, lambda request, forward: _to_other_origin(request, 308)),
+        check=_stolen_nothing,
+    ),
+    Case(
+        "output.zip redirected elsewhere (302)",
+        "hostile answer",
+        expect=r"Refused the redirect \(HTTP 302\) of GET .*output\.zip to http://localhost:\d+: only GET "
+        r"requests are redirected, and only on http://127\.0\.0\.1:\d+",
+        arrange=hostile("GET", OUTPUT_ZIP, lambda request, forward: _to_other_origin(request, 302)),
+        check=_stolen_nothing,
+    ),
+    Case(
+        "output.zip redirected on its own origin (302)",
+        "hostile answer",
+        arrange=hostile(
+            "GET",
+            OUTPUT_ZIP,
+            lambda request, forward: Response("", status=302, headers={"Location": request.path + "?again=1"}),
+            count=1,
+        ),
+    ),
     Case(
         "secret input, CCP's input files",
         "hostile output",
@@ -354,6 +543,14 @@ CASES: list[Case] = [
         ),
     ),
     Case(
+        "host with user:password",
+        "bad input",
+        expect=r"^Connection field 'host' holds a user name or password \('user:password@'\); expected the URL",
+        arrange=lambda env: env.bad_connection(
+            host=env.sandbox.url.replace("://", f"://{env.sandbox.user}:{env.sandbox.password}@")
+        ),
+    ),
+    Case(
         "host with a query string",
         "bad input",
         expect=r"^Connection field 'host' is .*without a query string or fragment",
@@ -378,6 +575,8 @@ class Figures:
     traceback: bool = False
     #: Requests a bad input still caused (reading the Method's description, when that finds the mistake).
     requests_sent: int = 0
+    #: Requests a hostile server's redirect or link carried to another origin (with a token, a body...).
+    carried_away: int = 0
 
 
 RESULTS: list[Figures] = []
@@ -411,12 +610,15 @@ def summary_lines(results: list[Figures]) -> list[str]:
         f"most executions per try: {max((r.executions / max(r.tries, 1) for r in results), default=0):g}",
         f"secrets found in logs/XCom/rendered fields/world-readable files: "
         f"{sum(len(r.secrets_leaked) for r in results)}",
-        f"files outside the task folder: {sum(len(r.files_outside) for r in results)}",
+        f"files outside the task folder: {sum(len(r.files_outside) for r in results)}   "
+        f"requests carried to another origin: {sum(r.carried_away for r in results)}",
         f"bad inputs: {len(bad_inputs)}   clear error, nothing submitted: {len(clear)}   "
         f"answered by a traceback: {sum(r.traceback for r in bad_inputs)}",
     ]
     failed = [
-        r for r in results if r.outcome not in ("succeeded", "clear error") or r.secrets_leaked or r.files_outside
+        r
+        for r in results
+        if r.outcome not in ("succeeded", "clear error") or r.secrets_leaked or r.files_outside or r.carried_away
     ]
     lines += [f"  NOT OK: {r.name} [{r.mode}]: {r.outcome} {r.secrets_leaked} {r.files_outside}" for r in failed]
     return [*lines, "=" * 74]
@@ -493,10 +695,24 @@ def _params() -> list[Any]:
     return [pytest.param(case, mode, id=f"{case.name}-{mode}") for case in CASES for mode in case.modes]
 
 
+@pytest.fixture(scope="module")
+def front_server() -> Iterator[HTTPServer]:
+    """Threaded: a slow answer to one request must not hold up the others."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
 @pytest.mark.usefixtures("sandbox_conn")
 @pytest.mark.parametrize(("case", "mode"), _params())
-def test_fault(case: Case, mode: str, sandbox: SandboxServer, tmp_path: Path, monkeypatch, task_log) -> None:
-    env = Env(sandbox, tmp_path, mode, monkeypatch)
+def test_fault(
+    case: Case, mode: str, sandbox: SandboxServer, tmp_path: Path, monkeypatch, task_log, front_server: HTTPServer
+) -> None:
+    front_server.clear()
+    env = Env(sandbox, tmp_path, mode, monkeypatch, front_server)
     figures = Figures(case.name, case.group, mode)
     RESULTS.append(figures)
     if case.rerun:
@@ -540,6 +756,7 @@ def test_fault(case: Case, mode: str, sandbox: SandboxServer, tmp_path: Path, mo
         },
     )
     figures.files_outside = _files_outside(env)
+    figures.carried_away = len(env.front.stolen()) if env.front is not None else 0
 
     assert not figures.traceback, repr(error)
     if case.expect is None:
@@ -554,4 +771,5 @@ def test_fault(case: Case, mode: str, sandbox: SandboxServer, tmp_path: Path, mo
     assert figures.executions <= figures.tries
     assert figures.secrets_leaked == []
     assert figures.files_outside == []
+    assert figures.carried_away == 0
     case.check(env, manifest)

@@ -216,6 +216,25 @@ def test_a_host_with_a_query_or_fragment_is_named(host):
         settings(host=host, **USER_EXTRA)
 
 
+@pytest.mark.parametrize(
+    ("field", "fields", "named"),
+    [
+        ("host", {"host": "https://u:pw-in-url@ccp.example.org"}, "field 'host'"),
+        ("host", {"host": "u:pw-in-url@ccp.example.org"}, "field 'host'"),  # no scheme: https is added
+        ("host", {"host": "https://only-a-user@ccp.example.org"}, "field 'host'"),
+        ("keycloak_url", {"keycloak_url": "https://u:pw-in-url@accounts.example.org/token"}, "extra 'keycloak_url'"),
+        ("ui_url", {"ui_url": "https://u:pw-in-url@ui.example.org"}, "extra 'ui_url'"),
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_repeating_them(field, fields, named):
+    with pytest.raises(CCPError) as raised:
+        settings(**USER_EXTRA, **fields)
+    assert str(raised.value) == (
+        f"Connection {named} holds a user name or password ('user:password@'); expected the URL without them: "
+        "put the user in the connection's login and the password in its password field"
+    )
+
+
 class _Conn:
     """The fields of an ``airflow.sdk.Connection`` that ``from_connection`` reads."""
 
