@@ -8,7 +8,7 @@ reattach). See docs/operators.md, "TaskFlow".
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.common.compat.sdk import (
     DecoratedOperator,
@@ -75,7 +75,7 @@ class _CCPDecoratedOperator(DecoratedOperator, CCPExecuteMethodOperator):
         method_name: str,
         kwargs: dict[str, Any] | None = None,
         timeout: Any = None,
-    ) -> None:
+    ) -> NoReturn:
         kwargs = {**(kwargs or {}), RESUME_KEY: self._inputs_to_resume()}
         super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
@@ -86,9 +86,7 @@ class _CCPDecoratedOperator(DecoratedOperator, CCPExecuteMethodOperator):
         shown = protocol.string_inputs(public_inputs(self._method_description(), inputs))
         return {name: shown.get(name, WITHHELD) for name in inputs}
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, **resumed: Any
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **resumed: Any) -> dict[str, Any]:
         if self.inputs is None and isinstance(resumed.get(RESUME_KEY), Mapping):
             self.inputs = dict(resumed[RESUME_KEY])
         return super().execute_complete(context, event)
