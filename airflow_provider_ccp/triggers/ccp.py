@@ -317,7 +317,8 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
             yield item
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        async for event in self._events(shared_stream):
+        # A watcher joining a running group may come in mid-listing: it reads from the next listing on.
+        async for event in self._events(shared_stream, from_next_listing=True):
             yield event
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -340,18 +341,26 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
                 yield end
                 await asyncio.sleep(jittered(self.poll_interval))
 
-    async def _events(self, stream: AsyncIterator[Mapping[str, Any]]) -> AsyncIterator[TriggerEvent]:
+    async def _events(
+        self, stream: AsyncIterator[Mapping[str, Any]], *, from_next_listing: bool = False
+    ) -> AsyncIterator[TriggerEvent]:
+        """Events from a stream of listings; a listing is read only whole (an older job may be on a
+        page not read yet, and the watermark must never pass it)."""
         self._watermark = await self._load()
-        listing = _Listing(self._watermark, frozenset(self.statuses))
+        listing: _Listing | None = None if from_next_listing else self._listing()
         async for item in stream:
-            if item is LISTING_BROKEN or item == LISTING_BROKEN:
-                listing = _Listing(self._watermark, frozenset(self.statuses))
-            elif item is LISTING_COMPLETE or item == LISTING_COMPLETE:
-                async for event in self._report(listing):
-                    yield event
-                listing = _Listing(self._watermark, frozenset(self.statuses))
-            else:
+            if item == LISTING_BROKEN:
+                listing = self._listing()
+            elif item == LISTING_COMPLETE:
+                if listing is not None:
+                    async for event in self._report(listing):
+                        yield event
+                listing = self._listing()
+            elif listing is not None:
                 listing.add(item)
+
+    def _listing(self) -> _Listing:
+        return _Listing(self._watermark, frozenset(self.statuses))
 
     async def _report(self, listing: _Listing) -> AsyncIterator[TriggerEvent]:
         if listing.undated:

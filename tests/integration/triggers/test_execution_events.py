@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
-from airflow_provider_ccp.triggers.ccp import CCPExecutionEventTrigger, Watermark
+from airflow_provider_ccp.triggers.ccp import LISTING_COMPLETE, CCPExecutionEventTrigger, Watermark
 from airflow_provider_ccp.version_compat import WATCHER_STATE_SINCE, get_base_airflow_version_tuple
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
@@ -149,3 +149,21 @@ async def test_iter_jobs_follows_every_page(sandbox):
     assert set(jobs) <= set(listed)  # the sandbox may hold the executions of earlier tests too
     assert len(listed) == len(set(listed))
     assert sandbox.admin.requests_to("GET", "/jobs") == (len(listed) + 1) // 2
+
+
+async def test_a_watcher_joining_a_shared_listing_midway_reads_from_the_next_whole_listing(sandbox):
+    """Airflow >= 3.3 fans one listing out to sibling watchers; one that joins mid-listing must not take
+    the rest of that listing for the whole (B ended before it started, and was on a page it missed)."""
+    a, b, c = (
+        {"jobID": job_id, "status": "successful", "processID": "word-count", "finished": f"2026-01-01T12:00:0{n}Z"}
+        for n, job_id in ((1, "A"), (5, "B"), (7, "C"))
+    )
+    complete = LISTING_COMPLETE.copy()  # the shared stream may hand on copies
+
+    async def shared() -> Any:
+        for item in (a, complete, b, a, complete, c, b, a, complete):
+            yield item
+
+    events = [event.payload["job_id"] async for event in watcher().filter_shared_stream(shared())]
+
+    assert events == ["C"]
