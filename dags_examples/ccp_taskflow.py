@@ -3,7 +3,8 @@
 ``texts`` is an ordinary task; ``count_words`` is mapped over its result with ``.expand``: each
 mapped instance runs the function (which may read XComs and the context) and then the
 ``word-count`` Method with the inputs it returned, exactly as ``CCPExecuteMethodOperator`` would,
-and returns the same manifest. ``total`` reads every ``result.json`` and adds the counts up.
+and returns the same manifest. ``word_counts`` takes the ``files`` of every manifest (each key of
+the manifest is an XCom of its own) and reads each ``result.json``.
 
 Needs the connection ``ccp_default``. The short poll interval suits the sandbox.
 """
@@ -35,12 +36,12 @@ with DAG(
         return {"text": text, "mode": "words"}
 
     @task
-    def total(manifests: list[dict[str, Any]]) -> int:
-        words = 0
-        for manifest in manifests:
-            result = next(item for item in manifest["files"] if item["path"] == "result.json")
-            with ObjectStoragePath(result["uri"]).open("r") as handle:
-                words += json.load(handle)["words"]
-        return words
+    def word_counts(results: list[list[dict[str, Any]]]) -> list[int]:
+        """One list of output files per text: the manifests' ``files`` keys, each its own XCom."""
+        counts = []
+        for files in results:
+            uri = next(item["uri"] for item in files if item["path"] == "result.json")
+            counts.append(json.loads(ObjectStoragePath(uri).read_text())["words"])
+        return counts
 
-    total(count_words.expand(text=texts()))
+    word_counts(count_words.expand(text=texts())["files"])

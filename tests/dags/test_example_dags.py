@@ -96,7 +96,7 @@ def test_taskflow(airflow_env, sandbox):
     result, output = run_dag(airflow_env, sandbox, "ccp_taskflow", deferrable=True)
 
     assert result["state"] == "success", output[-6000:]
-    assert decoded(result["xcoms"]["total[-1]"]) == 4 + 7
+    assert decoded(result["xcoms"]["word_counts[-1]"]) == [4, 7]
     manifests = [decoded(result["xcoms"][f"count_words[{index}]"]) for index in (0, 1)]
     assert {manifest["method_id"] for manifest in manifests} == {"word-count"}
     assert all(manifest["status"] == "successful" for manifest in manifests)
