@@ -184,6 +184,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.operators.ccp"]}],
         "sensors": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.sensors.ccp"]}],
         "triggers": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.triggers.ccp"]}],
+        "task-decorators": [{"class-name": "airflow_provider_ccp.decorators.ccp.ccp_task", "name": "ccp"}],
         "connection-types": [
             {
                 "connection-type": "ccp",

@@ -44,6 +44,19 @@ AIRFLOW_V_3_3_PLUS: bool = get_base_airflow_version_tuple() >= (3, 3, 0)
 REATTACH_SINCE = (3, 3)
 
 
+#: The first Airflow whose event triggers get a state store per watched asset (``asset_state_store``),
+#: where ``CCPExecutionEventTrigger`` keeps its watermark across triggerer restarts, and share one poll
+#: between sibling watchers (``shared_stream_key``).
+WATCHER_STATE_SINCE = (3, 3)
+
+
+def watcher_state_store(trigger: Any) -> Any | None:
+    """The asset state store the triggerer gave an event trigger (Airflow >= 3.3), else None."""
+    if not AIRFLOW_V_3_3_PLUS:
+        return None
+    return trigger.asset_state_store
+
+
 def mask_secret(secret: str) -> None:
     from airflow.sdk.log import mask_secret as sdk_mask_secret
 
@@ -101,6 +114,7 @@ __all__ = [
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "REATTACH_SINCE",
+    "WATCHER_STATE_SINCE",
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSensorTimeout",
@@ -115,4 +129,5 @@ __all__ = [
     "get_base_airflow_version_tuple",
     "mask_secret",
     "read_async_connection",
+    "watcher_state_store",
 ]

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +49,28 @@ MAX_PAGES = 1000
 POOL_CONNECTIONS = 50
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
+
+
+class _PageWalk:
+    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
+    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed."""
+
+    def __init__(self, url: str) -> None:
+        self._next: str | None = url
+        self._seen: set[str] = set()
+
+    def next_page(self) -> str | None:
+        url = self._next
+        if url is None or url in self._seen or len(self._seen) >= MAX_PAGES:
+            return None
+        self._seen.add(url)
+        return url
+
+    def read(self, document: Any, key: str) -> list[Mapping[str, Any]]:
+        """The items of the page just fetched; remembers where the next one is."""
+        page_url = self._next or ""
+        self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
+        return protocol.listed_items(document, key)
 
 
 @dataclass(frozen=True)
@@ -412,13 +434,10 @@ class CCPHook(_CCPHookBase):
         return protocol.decode_json(answer.body, url=url)
 
     def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Mapping[str, Any]]:
-        seen: set[str] = set()
-        next_url: str | None = url
-        while next_url and next_url not in seen and len(seen) < MAX_PAGES:
-            seen.add(next_url)
-            document = self._get_json(next_url, params=params if next_url == url else None)
-            yield from protocol.listed_items(document, key)
-            next_url = protocol.next_link(document, next_url) if isinstance(document, Mapping) else None
+        walk = _PageWalk(url)
+        while (page_url := walk.next_page()) is not None:
+            document = self._get_json(page_url, params=params if page_url == url else None)
+            yield from walk.read(document, key)
 
     # ------------------------------------------------------------------ Methods
 
@@ -924,10 +943,45 @@ class CCPAsyncHook(_CCPHookBase):
         return grant.access_token
 
     async def _request(
-        self, method: str, url: str, *, ok: frozenset[int] = frozenset({200}), job_id: str | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        ok: frozenset[int] = frozenset({200}),
+        job_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> protocol.Answer:
-        answer = await self._drive(self._exchange(method, url), method, url)
+        answer = await self._drive(self._exchange(method, url), method, url, params=params)
         return _settle(answer, ok, url, job_id=job_id)
+
+    async def _pages(
+        self, url: str, key: str, params: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        """The items of a paged list, one page in memory at a time."""
+        walk = _PageWalk(url)
+        while (page_url := walk.next_page()) is not None:
+            answer = await self._request("GET", page_url, params=params if page_url == url else None)
+            for item in walk.read(protocol.decode_json(answer.body, url=page_url), key):
+                yield item
+
+    async def iter_jobs(self, method_id: str | None = None, limit: int = 100) -> AsyncIterator[StatusInfo]:
+        """Every job (``GET /jobs``, every page) the context can see, of ``method_id`` only if given.
+
+        The server is asked to filter by Method (``processID``); a job naming another Method is left out
+        here too, in case it does not.
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if method_id:
+            params["processID"] = method_id
+        async for item in self._pages(protocol.jobs_url((await self.get_settings()).base_url), "jobs", params):
+            job = StatusInfo.from_json(item)
+            if method_id is None or job.process_id in (None, method_id):
+                yield job
+
+    async def execution_link(self, job_id: str) -> str:
+        """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
+        settings = await self.get_settings()
+        return protocol.ui_execution_url(settings.ui_url, job_id) or protocol.job_url(settings.base_url, job_id)
 
     async def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)

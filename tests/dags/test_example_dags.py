@@ -89,3 +89,16 @@ def test_a_retry_after_a_failed_download_reuses_the_execution(airflow_env, sandb
     assert ("running trigger in line" in output) is deferrable
     assert sandbox.admin.executions_submitted("sleep") == 1
     assert sandbox.admin.requests_to("GET", "/executions/{job_id}/outputs/output.zip") == 2
+
+
+def test_taskflow(airflow_env, sandbox):
+    """Deferrable only: once the function has returned, the worker's wait is the operator's (tested above)."""
+    result, output = run_dag(airflow_env, sandbox, "ccp_taskflow", deferrable=True)
+
+    assert result["state"] == "success", output[-6000:]
+    assert decoded(result["xcoms"]["word_counts[-1]"]) == [4, 7]
+    manifests = [decoded(result["xcoms"][f"count_words[{index}]"]) for index in (0, 1)]
+    assert {manifest["method_id"] for manifest in manifests} == {"word-count"}
+    assert all(manifest["status"] == "successful" for manifest in manifests)
+    assert "running trigger in line" in output
+    assert sandbox.admin.executions_submitted("word-count") == 2

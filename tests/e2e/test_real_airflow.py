@@ -180,3 +180,34 @@ def test_mapped_executions_that_end_at_once_all_succeed(stack: LocalAirflow, adm
     for watch in watches.values():
         assert all(watch.went_through(label, "deferred") for label in watch.tasks("fast")), watch.states
     assert admin.executions_submitted("sleep") == 60
+
+
+def test_an_execution_started_outside_airflow_schedules_the_asset_dag_exactly_once(
+    stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dags_examples/ccp_on_executions.py: the triggerer's CCPExecutionEventTrigger sees an execution that
+    was submitted to CCP directly, and the scheduler runs the DAG scheduled on the Asset for it, once."""
+    dag_id = "ccp_on_executions"
+    stack.wait_for_dag(dag_id)
+    ccp.admin.reset()
+    # An execution that ends before the watcher's first listing belongs to the past it does not report.
+    stack.wait_until("the watcher to list the jobs", lambda: ccp.admin.requests_to("GET", "/jobs") >= 1, timeout=120)
+    monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
+    hook = CCPHook(ccp_conn_id="ccp_e2e")
+    job_id = str(hook.submit_execution("make-files", {"ccpimage": "bash", "count": "2", "size": "10"}).job_id)
+    assert hook.wait_for_job(job_id, poll_interval=0.2).status == "successful"
+
+    def runs() -> list[dict]:
+        return stack.api("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]
+
+    stack.wait_until(f"a run of {dag_id}", lambda: len(runs()) >= 1, timeout=120)
+    run_id = runs()[0]["dag_run_id"]
+    watch = stack.wait_for_run(dag_id, run_id)
+    assert watch.run_state == "success", stack.failure_report(dag_id, run_id)
+    [report] = stack.xcom(dag_id, run_id, "report_outputs")
+    assert report["job_id"] == job_id
+    assert report["bytes"] >= 2 * 10
+    # Two more listings of the watcher: the same execution must not schedule a second run.
+    listed = ccp.admin.requests_to("GET", "/jobs")
+    stack.wait_until("two more listings", lambda: ccp.admin.requests_to("GET", "/jobs") >= listed + 2, timeout=60)
+    assert [run["dag_run_id"] for run in runs()] == [run_id]

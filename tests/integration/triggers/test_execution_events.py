@@ -1,0 +1,169 @@
+"""CCPExecutionEventTrigger against the CCP sandbox: one event per execution that ends after the watcher
+started, whoever started it; none twice, across a restart too (no DB, no triggerer)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+
+from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
+from airflow_provider_ccp.triggers.ccp import LISTING_COMPLETE, CCPExecutionEventTrigger, Watermark
+from airflow_provider_ccp.version_compat import WATCHER_STATE_SINCE, get_base_airflow_version_tuple
+
+pytestmark = pytest.mark.usefixtures("sandbox_conn")
+
+#: Polls a test lets pass to see that no other event comes.
+QUIET_POLLS = 10
+POLL = 0.05
+
+
+class AsyncStore:
+    """Stands in for Airflow 3.3's asset state store of a watcher of one Asset: survives the trigger."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+def run_to_end(method_id: str, **inputs: str) -> str:
+    """An execution started on CCP directly, as CCP's UI or a notebook would, followed until it ends."""
+    hook = CCPHook(retry_delay=0.01)
+    job_id = str(hook.submit_execution(method_id, {"ccpimage": "bash", **inputs}).job_id)
+    hook.wait_for_job(job_id, poll_interval=POLL)
+    return job_id
+
+
+def watcher(store: AsyncStore | None = None, **kwargs: Any) -> CCPExecutionEventTrigger:
+    kwargs = {"ccp_conn_id": "ccp_default", "method_id": "word-count", "poll_interval": POLL} | kwargs
+    trigger = CCPExecutionEventTrigger(**kwargs)
+    if store is not None:
+        trigger.asset_state_store = store  # what Airflow >= 3.3's triggerer injects
+    return trigger
+
+
+async def started(trigger: CCPExecutionEventTrigger) -> Any:
+    """The trigger's event stream, once its first listing has set the watermark."""
+    events = trigger.run()
+    pending = asyncio.ensure_future(anext(events))
+    while trigger._watermark is None:
+        assert not pending.done(), pending.result()
+        await asyncio.sleep(0.01)
+    return events, pending
+
+
+async def no_more(events: Any, later: asyncio.Future[Any] | None = None) -> None:
+    """No further event within a few polls; then the stream is closed."""
+    later = later or asyncio.ensure_future(anext(events))
+    await asyncio.sleep(QUIET_POLLS * POLL * 1.2)
+    assert not later.done(), later.result()
+    later.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await later
+    await events.aclose()
+
+
+async def test_one_event_per_successful_execution_that_ends_after_the_watcher_started(sandbox):
+    before = await asyncio.to_thread(run_to_end, "word-count", text="ended before", mode="words")
+    events, pending = await started(watcher())
+
+    after = await asyncio.to_thread(run_to_end, "word-count", text="ended after", mode="words")
+    other = await asyncio.to_thread(run_to_end, "hello", name="another Method")
+    event = (await asyncio.wait_for(pending, 10)).payload
+
+    assert event["job_id"] == after
+    assert event["method_id"] == "word-count"
+    assert event["status"] == "successful"
+    assert event["finished"]
+    assert event["execution_url"].endswith(f"/{after}")
+    assert event["execution_url"].startswith(sandbox.url)
+    assert before not in (after, other)
+    await no_more(events)
+
+
+async def test_failed_executions_fire_when_asked_for(sandbox):
+    events, pending = await started(watcher(method_id="fail", statuses=["failed"]))
+    only_successes = watcher(method_id="fail")
+    successes, none = await started(only_successes)
+
+    failed = await asyncio.to_thread(run_to_end, "fail", message="boom", exit_code="3")
+    event = (await asyncio.wait_for(pending, 10)).payload
+
+    assert (event["job_id"], event["status"]) == (failed, "failed")
+    await no_more(successes, none)
+    await no_more(events)
+
+
+async def test_a_restarted_watcher_reports_what_ended_meanwhile_and_nothing_twice(sandbox):
+    """Airflow >= 3.3 keeps the watermark in the Asset's state store; before, only in memory (nothing twice,
+    but an execution that ended while no triggerer ran the watcher is not reported)."""
+    store = AsyncStore()
+    events, pending = await started(watcher(store))
+    first = await asyncio.to_thread(run_to_end, "word-count", text="one", mode="words")
+    assert (await asyncio.wait_for(pending, 10)).payload["job_id"] == first
+    await events.aclose()
+
+    meanwhile = await asyncio.to_thread(run_to_end, "word-count", text="while no triggerer ran", mode="words")
+    restarted = watcher(store)
+    events = restarted.run()
+
+    if get_base_airflow_version_tuple() >= WATCHER_STATE_SINCE:
+        event = await asyncio.wait_for(anext(events), 10)
+        assert event.payload["job_id"] == meanwhile
+        assert Watermark.from_json(store.values[restarted.state_key]).job_ids == (meanwhile,)
+    else:
+        assert store.values == {}
+    await no_more(events)
+
+
+def test_invalid_arguments_are_refused_at_construction():
+    with pytest.raises(ValueError, match="poll_interval"):
+        CCPExecutionEventTrigger(ccp_conn_id="c", method_id="m", poll_interval=0)
+    with pytest.raises(ValueError, match="statuses must be final statuses"):
+        CCPExecutionEventTrigger(ccp_conn_id="c", method_id="m", statuses=["running"])
+
+
+def test_serialize_round_trips_and_siblings_share_one_listing():
+    trigger = CCPExecutionEventTrigger(ccp_conn_id="c", method_id="m", poll_interval=30)
+    classpath, kwargs = trigger.serialize()
+    sibling = CCPExecutionEventTrigger(**(kwargs | {"statuses": ["failed"]}))
+
+    assert classpath == "airflow_provider_ccp.triggers.ccp.CCPExecutionEventTrigger"
+    assert CCPExecutionEventTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert sibling.shared_stream_key() == trigger.shared_stream_key()
+
+
+async def test_iter_jobs_follows_every_page(sandbox):
+    jobs = [await asyncio.to_thread(run_to_end, "word-count", text=str(n), mode="words") for n in range(3)]
+
+    async with CCPAsyncHook(retry_delay=0.01) as hook:
+        listed = [job.job_id async for job in hook.iter_jobs("word-count", limit=2)]
+
+    assert set(jobs) <= set(listed)  # the sandbox may hold the executions of earlier tests too
+    assert len(listed) == len(set(listed))
+    assert sandbox.admin.requests_to("GET", "/jobs") == (len(listed) + 1) // 2
+
+
+async def test_a_watcher_joining_a_shared_listing_midway_reads_from_the_next_whole_listing(sandbox):
+    """Airflow >= 3.3 fans one listing out to sibling watchers; one that joins mid-listing must not take
+    the rest of that listing for the whole (B ended before it started, and was on a page it missed)."""
+    a, b, c = (
+        {"jobID": job_id, "status": "successful", "processID": "word-count", "finished": f"2026-01-01T12:00:0{n}Z"}
+        for n, job_id in ((1, "A"), (5, "B"), (7, "C"))
+    )
+    complete = LISTING_COMPLETE.copy()  # the shared stream may hand on copies
+
+    async def shared() -> Any:
+        for item in (a, complete, b, a, complete, c, b, a, complete):
+            yield item
+
+    events = [event.payload["job_id"] async for event in watcher().filter_shared_stream(shared())]
+
+    assert events == ["C"]
