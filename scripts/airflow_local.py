@@ -133,10 +133,15 @@ def set_dags_folder(config: Path, dags_folder: Path) -> None:
 
 
 def write_env_file(env: Mapping[str, str], path: Path) -> Path:
-    """The Airflow settings the stack runs with, as `export` lines a shell can source."""
+    """The Airflow settings the stack runs with, as `export` lines a shell can source.
+
+    The venv's bin folder goes first on PATH: `airflow` and `ccp-airflow` are the stack's own, whether or
+    not the venv is activated in that shell.
+    """
     lines = [
         "# Written by `make airflow`: `source` it to reach the running stack from another shell.",
         *(f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items()) if key.startswith("AIRFLOW")),
+        f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"',
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
