@@ -13,6 +13,8 @@ from airflow_provider_ccp import __version__
 from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
 
 _HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
+#: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
+DEFAULT_CONN_ID = "ccp_default"
 
 #: Where the documentation lives once the package is installed (the repository's docs/ folder).
 DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/connection.md"
