@@ -60,6 +60,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 5000 --interval 30 --duration 120 --modes bare-per-client,trigger $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/download_memory.py
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
+	$(VENV)/bin/python tests/benchmarks/cli_startup.py
 
 # The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it.
 docs: $(VENV)/.installed
