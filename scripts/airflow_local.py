@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def for_test_button(connection: Mapping[str, object]) -> dict[str, object]:
-    """Port 0, not null: Airflow 3.3's Test button sends 0 for an empty port and refuses a mismatch."""
+    """Port 0, not null: Airflow 3.3.1 and 3.3.2's Test button sends 0 for an empty port and refuses a mismatch."""
     return {**connection, "port": 0}
 
 
