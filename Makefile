@@ -60,12 +60,15 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 5000 --interval 30 --duration 120 --modes bare-per-client,trigger $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/download_memory.py
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
+	$(VENV)/bin/python tests/benchmarks/cli_startup.py
 
-# The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it.
+# The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it,
+# and so does any internal link of the built site that leads nowhere (scripts/check_links.py; offline).
 docs: $(VENV)/.installed
 	$(VENV)/bin/python -m uv pip install --quiet --python $(VENV)/bin/python -e ".[dev,docs]"
 	rm -rf docs/_build
 	$(VENV)/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/python -m scripts.check_links docs/_build/html
 	@echo "docs/_build/html/index.html"
 
 # sdist and wheel in dist/, checked by twine.

@@ -7,12 +7,15 @@ Nothing Airflow is imported at module level: discovery may run while Airflow is 
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from airflow_provider_ccp import __version__
 from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
 
 _HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
+#: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
+DEFAULT_CONN_ID = "ccp_default"
 
 #: Where the documentation lives once the package is installed (the repository's docs/ folder).
 DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/connection.md"
@@ -105,17 +108,31 @@ _PLACEHOLDERS = {
 }
 
 
+#: The Airflow releases whose Test button (in the connection list) cannot test a connection saved without a port:
+#: their UI sends ``port: 0`` for an empty port, and their API refuses 0 against the stored null as "another
+#: destination" (apache/airflow #69957, released in 3.3.1; fixed upstream by #73298).
+TEST_BUTTON_NEEDS_A_PORT = ("3.3.1", "3.3.2")
+
+
+def _installed_airflow() -> str | None:
+    """Read from the distribution's metadata: discovery may run while Airflow is still importing itself, so
+    this Airflow-version branch cannot come from version_compat (which imports Airflow)."""
+    try:
+        return version("apache-airflow")
+    except PackageNotFoundError:
+        return None
+
+
 def ui_field_behaviour() -> dict[str, Any]:
+    # CCP's URL carries the port (Host holds the whole URL), so the form hides Port; except on the
+    # releases whose Test button needs a port stored, where it asks for 0 ("no port" to the provider).
+    needs_port = _installed_airflow() in TEST_BUTTON_NEEDS_A_PORT
+    relabeling = {"host": "CCP URL", "login": "D4Science user", "password": "Password / token"}
+    if needs_port:
+        relabeling["port"] = "Port: enter 0 (the URL carries the port; this Airflow's Test button needs a number)"
     return {
-        # The port stays visible: Airflow 3.3's Test button sends 0 for an empty port and refuses the test
-        # when the stored port is null, so a connection made in the form keeps 0 there (docs/connection.md).
-        "hidden_fields": ["schema"],
-        "relabeling": {
-            "host": "CCP URL",
-            "login": "D4Science user",
-            "password": "Password / token",
-            "port": "Port (enter 0: the URL has it)",
-        },
+        "hidden_fields": ["schema"] if needs_port else ["schema", "port"],
+        "relabeling": relabeling,
         "placeholders": _PLACEHOLDERS,
     }
 

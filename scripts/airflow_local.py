@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ccp_sandbox.testing import SandboxProcess
-from scripts.devstack import LocalAirflow, StackError, free_port, interrupt_on_signals
+from scripts.devstack import LocalAirflow, StackError, free_port, interrupt_on_signals, stopped_at_exit
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "admin"
@@ -43,52 +43,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox = SandboxProcess(data_dir=home / "sandbox-data", launch_seconds=LAUNCH_SECONDS, admin=args.sandbox_admin)
     passwords = home / "simple_auth_manager_passwords.json"
     port = args.port or (8080 if _port_is_free(8080) else free_port())
-    stack: LocalAirflow | None = None
     try:
-        sandbox.start()
-        stack = LocalAirflow(
-            home=home,
-            dags_folder=args.dags_folder.resolve(),
-            api_port=port,
-            extra_env={
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            },
-        )
-        with console.status(f"Preparing {home} (airflow db migrate)..."):
-            stack.migrate()
-            passwords.write_text(json.dumps({USER: PASSWORD}))
-            set_dags_folder(home / "airflow.cfg", stack.dags_folder)
-            store_connection(stack, CONN_ID, for_test_button(sandbox.connection()))
-            env_file = write_env_file(stack.env(), home / "env.sh")
-        stack.start()
-        with console.status("Starting the Airflow components..."):
-            stack.wait_healthy(timeout=180)
-        console.print(f"[bold]Airflow UI[/bold]: {stack.api_url}   login: {USER} / {PASSWORD}")
-        console.print(f"[bold]CCP sandbox[/bold]: {sandbox.url}  (connection {CONN_ID}, in Admin -> Connections)")
-        console.print(f"[bold]DAGs folder[/bold]: {stack.dags_folder}")
-        console.print(f"[bold]From another shell[/bold]: source {env_file}")
-        console.print(f"  then e.g. ccp-airflow methods list; airflow connections test {CONN_ID}; airflow dags list")
-        console.print("Press Ctrl-C to stop.")
-        sys.stdout.flush()
-        while True:
-            signal.pause()
+        with stopped_at_exit(console.status("Stopping Airflow and the sandbox...")) as started:
+            started.callback(sandbox.stop)
+            sandbox.start()
+            stack = started.enter_context(
+                LocalAirflow(
+                    home=home,
+                    dags_folder=args.dags_folder.resolve(),
+                    api_port=port,
+                    extra_env={
+                        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+                        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+                        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                    },
+                )
+            )
+            with console.status(f"Preparing {home} (airflow db migrate)..."):
+                stack.migrate()
+                passwords.write_text(json.dumps({USER: PASSWORD}))
+                set_dags_folder(home / "airflow.cfg", stack.dags_folder)
+                store_connection(stack, CONN_ID, for_test_button(sandbox.connection()))
+                env_file = write_env_file(stack.env(), home / "env.sh")
+            stack.start()
+            with console.status("Starting the Airflow components..."):
+                stack.wait_healthy(timeout=180)
+            console.print(f"[bold]Airflow UI[/bold]: {stack.api_url}   login: {USER} / {PASSWORD}")
+            console.print(f"[bold]CCP sandbox[/bold]: {sandbox.url}  (connection {CONN_ID}, in Admin -> Connections)")
+            console.print(f"[bold]DAGs folder[/bold]: {stack.dags_folder}")
+            console.print(f"[bold]From another shell[/bold]: source {env_file}")
+            console.print(
+                f"  then e.g. ccp-airflow methods list; airflow connections test {CONN_ID}; airflow dags list"
+            )
+            console.print("Press Ctrl-C to stop.")
+            sys.stdout.flush()
+            while True:
+                signal.pause()
     except KeyboardInterrupt:
         pass
     except StackError as error:
         console.print(f"[red]Error[/red]: {error}")
         return 1
-    finally:
-        with console.status("Stopping Airflow and the sandbox..."):
-            if stack is not None:
-                stack.stop_all()
-            sandbox.stop()
     return 0
 
 
 def for_test_button(connection: Mapping[str, object]) -> dict[str, object]:
-    """Port 0, not null: Airflow 3.3's Test button sends 0 for an empty port and refuses a mismatch."""
+    """Port 0, not null: Airflow 3.3.1 and 3.3.2's Test button sends 0 for an empty port and refuses a mismatch."""
     return {**connection, "port": 0}
 
 
@@ -133,10 +133,15 @@ def set_dags_folder(config: Path, dags_folder: Path) -> None:
 
 
 def write_env_file(env: Mapping[str, str], path: Path) -> Path:
-    """The Airflow settings the stack runs with, as `export` lines a shell can source."""
+    """The Airflow settings the stack runs with, as `export` lines a shell can source.
+
+    The venv's bin folder goes first on PATH: `airflow` and `ccp-airflow` are the stack's own, whether or
+    not the venv is activated in that shell.
+    """
     lines = [
         "# Written by `make airflow`: `source` it to reach the running stack from another shell.",
         *(f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items()) if key.startswith("AIRFLOW")),
+        f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"',
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ccp_sandbox.testing import SandboxProcess
-from scripts.devstack import LocalAirflow, StackError, interrupt_on_signals
+from scripts.devstack import LocalAirflow, StackError, interrupt_on_signals, stopped_at_exit
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".airflow"
@@ -91,13 +91,15 @@ def main() -> int:
     interrupt_on_signals()
     total = 5
     sandbox = SandboxProcess(data_dir=HOME / "sandbox-data", launch_seconds=LAUNCH_SECONDS)
-    stack: LocalAirflow | None = None
-    try:
+    with stopped_at_exit(console.status("Stopping everything the demo started...")) as started:
         with step(1, total, "Starting the CCP sandbox", str(HOME / "sandbox-data")):
+            started.callback(sandbox.stop)
             sandbox.start()
         console.print(f"  sandbox: {sandbox.url}")
-        stack = LocalAirflow(
-            home=HOME, dags_folder=ROOT / "dags_examples", connections={"ccp_default": sandbox.connection_json()}
+        stack = started.enter_context(
+            LocalAirflow(
+                home=HOME, dags_folder=ROOT / "dags_examples", connections={"ccp_default": sandbox.connection_json()}
+            )
         )
         with step(2, total, "Preparing the Airflow home .airflow/ (airflow db migrate)", str(HOME)):
             stack.migrate()
@@ -117,11 +119,6 @@ def main() -> int:
         with step(5, total, "Reading the result", str(stack.logs)):
             _summary(stack, run_id, deferred)
         return 0
-    finally:
-        with console.status("Stopping everything the demo started..."):
-            if stack is not None:
-                stack.stop_all()
-            sandbox.stop()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -99,6 +99,22 @@ def interrupt_on_signals() -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, interrupt)
+
+
+@contextlib.contextmanager
+def stopped_at_exit(announce: contextlib.AbstractContextManager[object]) -> Iterator[contextlib.ExitStack]:
+    """What a script starts, stopped when the block ends, however it ends (an error, Ctrl-C, SIGTERM).
+
+    The block registers each thing before starting it (``callback(sandbox.stop)``,
+    ``enter_context(stack)``), so a half-started one is stopped too; they stop last-started first,
+    inside ``announce`` (a status line such as ``console.status("Stopping...")``).
+    """
+    started = contextlib.ExitStack()
+    try:
+        yield started
+    finally:
+        with announce:
+            started.close()
 
 
 class StackError(RuntimeError):

@@ -1,4 +1,8 @@
-"""``ccp-airflow``: browse CCP Methods and jobs, and write a DAG from a Method (docs/cli.md)."""
+"""``ccp-airflow``: browse CCP Methods and jobs, and write a DAG from a Method (docs/cli.md).
+
+Help, ``--version`` and argument errors answer without importing Airflow (seconds of start-up): only a
+command that talks to CCP imports the hook, and with it Airflow.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 # Set before Airflow is imported: Airflow 3.1 logs its ORM set-up at INFO on import, and a command
 # line prints only its own output (--verbose turns logging back up once arguments are parsed).
@@ -13,10 +19,15 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
 from airflow_provider_ccp import __version__
 from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
-from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 
-Command = Callable[[argparse.Namespace, CCPHook], int]
+if TYPE_CHECKING:
+    from airflow_provider_ccp.connection import CCPConnectionSettings
+    from airflow_provider_ccp.hooks.ccp import CCPHook
+
+Command = Callable[[argparse.Namespace, "CCPHook"], int]
+#: The connection flags that only mean something with ``--url``.
+URL_FLAGS = ("user", "password", "token_url", "client_id", "client_secret", "context", "auth_flow")
 DESCRIPTION = (
     "Browse CCP Methods and jobs, and write a DAG from a Method. Global options (connection, "
     "--verbose, --json) go before or after the command. Docs: "
@@ -42,8 +53,8 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--conn-id",
-        default=default(CCPHook.default_conn_name),
-        help=f"Airflow connection to use (and to name in a generated DAG); default: {CCPHook.default_conn_name}",
+        default=default(DEFAULT_CONN_ID),
+        help=f"Airflow connection to use (and to name in a generated DAG); default: {DEFAULT_CONN_ID}",
     )
     flags = {
         "--url": "CCP base URL: connect with the flags below instead of an Airflow connection",
@@ -66,43 +77,37 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
 
 
 def _methods(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from airflow_provider_ccp.cli import commands as run
-
     methods = commands.add_parser("methods", help="browse Methods").add_subparsers(dest="action", required=True)
     listing = methods.add_parser("list", parents=[common], help="list the Methods of the context")
     listing.add_argument("--search", help="keep Methods whose id, title, description or keywords contain TEXT")
-    listing.set_defaults(func=run.methods_list)
+    listing.set_defaults(func="methods_list")
     describe = methods.add_parser("describe", parents=[common], help="show a Method's inputs and outputs")
     describe.add_argument("method_id", metavar="METHOD_ID")
-    describe.set_defaults(func=run.methods_describe)
+    describe.set_defaults(func="methods_describe")
 
 
 def _jobs(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from airflow_provider_ccp.cli import commands as run
-
     jobs = commands.add_parser("jobs", help="inspect executions").add_subparsers(dest="action", required=True)
     status = jobs.add_parser("status", parents=[common], help="a job's status")
     status.add_argument("job_id", metavar="JOB_ID")
-    status.set_defaults(func=run.jobs_status)
+    status.set_defaults(func="jobs_status")
     listing = jobs.add_parser(
         "list", parents=[common], help="list jobs (OGC GET /jobs; on a CCP without it: executions list)"
     )
     listing.add_argument("--status", help="only jobs in this status (accepted, running, successful, failed, ...)")
     listing.add_argument("--method", metavar="METHOD_ID", help="only jobs of this Method")
-    listing.set_defaults(func=run.jobs_list)
+    listing.set_defaults(func="jobs_list")
     dismiss = jobs.add_parser("dismiss", parents=[common], help="cancel a job (OGC DELETE /jobs/{id})")
     dismiss.add_argument("job_id", metavar="JOB_ID")
-    dismiss.set_defaults(func=run.jobs_dismiss)
+    dismiss.set_defaults(func="jobs_dismiss")
     fetch = jobs.add_parser("outputs", parents=[common], help="download a job's output.zip")
     fetch.add_argument("job_id", metavar="JOB_ID")
     fetch.add_argument("--to", required=True, metavar="DIR", help="folder to save output.zip in")
     fetch.add_argument("--extract", action="store_true", help="also extract it into DIR/output (safely)")
-    fetch.set_defaults(func=run.jobs_outputs)
+    fetch.set_defaults(func="jobs_outputs")
 
 
 def _executions(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from airflow_provider_ccp.cli import commands as run
-
     executions = commands.add_parser("executions", help="CCP's execution history").add_subparsers(
         dest="action", required=True
     )
@@ -110,12 +115,10 @@ def _executions(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         "list", parents=[common], help="list executions, newest first (CCP GET /executions)"
     )
     listing.add_argument("--method", metavar="METHOD_ID", help="only executions of this Method")
-    listing.set_defaults(func=run.executions_list)
+    listing.set_defaults(func="executions_list")
 
 
 def _dag(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from airflow_provider_ccp.cli import commands as run
-
     dag = commands.add_parser("dag", parents=[common], help="write a DAG that runs a Method, with a Param per input")
     dag.add_argument("method_id", metavar="METHOD_ID")
     dag.add_argument("--dag-id", help="default: ccp_<method title>")
@@ -125,7 +128,7 @@ def _dag(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     )
     dag.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     dag.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    dag.set_defaults(func=run.dag)
+    dag.set_defaults(func="dag")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,7 +176,11 @@ def run_sandbox(argv: Sequence[str]) -> int:
     try:
         from ccp_sandbox.__main__ import main as sandbox_main
     except ImportError:
-        print("ccp-airflow sandbox needs the ccp-sandbox package: pip install ccp-sandbox", file=sys.stderr)
+        print(
+            "ccp-airflow sandbox needs the ccp-sandbox package: pip install ./sandbox from a clone of "
+            "airflow-provider-ccp",
+            file=sys.stderr,
+        )
         return 1
     return sandbox_main(list(argv))
 
@@ -185,9 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_sandbox(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    from airflow_provider_ccp.cli.connect import flags_without_url
-
     stray = flags_without_url(args)
     if stray:
         parser.error(f"{', '.join(stray)} only apply with --url (to use an Airflow connection, pass --conn-id)")
-    return _run(args, args.func)
+    # Only now, with a command to run, is Airflow imported (through the hook the command uses).
+    return _run(args, getattr(import_module("airflow_provider_ccp.cli.commands"), args.func))
+
+
+def flags_without_url(args: argparse.Namespace) -> list[str]:
+    """Connection flags given without ``--url``: they would be silently ignored, so they are refused."""
+    return [f"--{name.replace('_', '-')}" for name in URL_FLAGS if getattr(args, name) is not None and not args.url]

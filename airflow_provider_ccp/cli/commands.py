@@ -17,55 +17,44 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 
 def methods_list(args: argparse.Namespace, hook: CCPHook) -> int:
     methods = [method for method in hook.list_methods() if not args.search or render.matches(method, args.search)]
-    if args.json:
-        render.print_json(methods)
-    else:
-        render.console().print(render.methods_table(methods))
+    render.emit(render.methods_table(methods), data=methods, as_json=args.json)
     return 0
 
 
 def methods_describe(args: argparse.Namespace, hook: CCPHook) -> int:
     method = hook.get_method(args.method_id)
-    if args.json:
-        render.print_json(method)
-    else:
-        render.console().print(render.method_view(method))
+    render.emit(render.method_view(method), data=method, as_json=args.json)
     return 0
 
 
 def jobs_status(args: argparse.Namespace, hook: CCPHook) -> int:
     status = hook.get_job(args.job_id)
-    if args.json:
-        render.print_json(status.to_dict())
-    else:
-        render.console().print(render.job_view(status))
+    render.emit(render.job_view(status), data=status.to_dict(), as_json=args.json)
     return 0
 
 
 def jobs_list(args: argparse.Namespace, hook: CCPHook) -> int:
     statuses = hook.list_jobs(status=args.status, method_id=args.method)
-    if args.json:
-        render.print_json([status.to_dict() for status in statuses])
-    else:
-        render.console().print(render.jobs_table(statuses))
+    render.emit(render.jobs_table(statuses), data=[status.to_dict() for status in statuses], as_json=args.json)
     return 0
 
 
 def executions_list(args: argparse.Namespace, hook: CCPHook) -> int:
     statuses = [protocol.record_status(record) for record in hook.list_executions(method_id=args.method)]
-    if args.json:
-        render.print_json([status.to_dict() for status in statuses])
-    else:
-        render.console().print(render.jobs_table(statuses, title="CCP executions"))
+    render.emit(
+        render.jobs_table(statuses, title="CCP executions"),
+        data=[status.to_dict() for status in statuses],
+        as_json=args.json,
+    )
     return 0
 
 
 def jobs_dismiss(args: argparse.Namespace, hook: CCPHook) -> int:
     result = hook.dismiss_job(args.job_id)
     if not result.supported:
-        render.console(stderr=True).print(f"Error: {result.message} (hint: this server has no OGC dismiss)")
+        render.emit(f"Error: {result.message} (hint: this server has no OGC dismiss)", stderr=True)
         return 1
-    render.console().print(result.message)
+    render.emit(result.message)
     return 0
 
 
@@ -79,8 +68,7 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
             args.job_id, folder, progress=lambda written, total: progress.update(task, completed=written, total=total)
         )
     # With --json the messages go to stderr and one JSON document to stdout.
-    out = render.console(stderr=args.json)
-    out.print(f"Saved {downloaded.path} ({downloaded.size} bytes) from {downloaded.url}")
+    render.emit(f"Saved {downloaded.path} ({downloaded.size} bytes) from {downloaded.url}", stderr=args.json)
     summary: dict[str, object] = {
         "path": str(downloaded.path),
         "size": downloaded.size,
@@ -90,17 +78,17 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
     refused: list[str] = []
     target = folder / outputs.EXTRACT_DIR
     if args.extract and downloaded.kind != "zip":
-        out.print(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip")
+        render.emit(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip", stderr=args.json)
     elif args.extract:
         files, refused = outputs.extract_archive(downloaded.path, outputs.storage_path(str(target)))
-        out.print(f"Extracted {len(files)} file(s) into {target}")
+        render.emit(f"Extracted {len(files)} file(s) into {target}", stderr=args.json)
         summary |= {"extracted_to": str(target), "files": files, "refused": refused}
-    if args.json:
-        render.print_json(summary)
+    render.emit(data=summary, as_json=args.json)
     if refused:
-        render.console(stderr=True).print(
+        render.emit(
             f"Error: refused {len(refused)} archive entr{'y' if len(refused) == 1 else 'ies'} that would "
-            f"land outside {target}: {', '.join(refused)}"
+            f"land outside {target}: {', '.join(refused)}",
+            stderr=True,
         )
         return 1
     return 0
@@ -136,5 +124,5 @@ def dag(args: argparse.Namespace, hook: CCPHook) -> int:
         raise FileExistsError(f"{target} exists")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(source, encoding="utf-8")
-    render.console(stderr=True).print(f"Wrote DAG {options.dag_id!r} for Method {args.method_id!r} to {target}")
+    render.emit(f"Wrote DAG {options.dag_id!r} for Method {args.method_id!r} to {target}", stderr=True)
     return 0

@@ -23,7 +23,6 @@ from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
 PASSWORD_ENV = "CCP_PASSWORD"
 CLIENT_SECRET_ENV = "CCP_CLIENT_SECRET"
-URL_FLAGS = ("user", "password", "token_url", "client_id", "client_secret", "context", "auth_flow")
 
 
 class ConnectionNotFoundError(CCPError):
@@ -155,8 +154,3 @@ def resolve_settings(args: argparse.Namespace) -> CCPConnectionSettings:
     if args.url:
         return settings_from_flags(args)
     return CCPConnectionSettings.from_connection(find_connection(args.conn_id))
-
-
-def flags_without_url(args: argparse.Namespace) -> list[str]:
-    """Connection flags given without ``--url``: they would be silently ignored, so they are refused."""
-    return [f"--{name.replace('_', '-')}" for name in URL_FLAGS if getattr(args, name) is not None and not args.url]

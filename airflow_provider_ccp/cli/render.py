@@ -26,8 +26,19 @@ def console(stderr: bool = False) -> Console:
     return Console(file=stream, width=PIPE_WIDTH if wide else None, highlight=False)
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def emit(
+    view: RenderableType | str | None = None, *, data: Any = None, as_json: bool = False, stderr: bool = False
+) -> None:
+    """Everything a command prints goes through here.
+
+    With ``--json`` (``as_json``): ``data`` as one JSON document on stdout, for scripts (JSON escapes
+    control characters). Otherwise ``view`` for people, on stdout or stderr; a string is printed as
+    plain text, never read as rich markup, since it may carry the server's words.
+    """
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    elif view is not None:
+        console(stderr).print(Text(view) if isinstance(view, str) else view)
 
 
 def _text(value: Any) -> str:

@@ -40,6 +40,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
 )
+from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch
 
@@ -279,7 +280,7 @@ SYSTEM_CLOCK = Clock()
 
 class _CCPHookBase(BaseHook):
     conn_name_attr = "ccp_conn_id"
-    default_conn_name = "ccp_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "ccp"
     hook_name = "D4Science CCP"
 

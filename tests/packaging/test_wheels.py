@@ -85,6 +85,21 @@ def test_the_provider_wheel_holds_only_runtime_code(provider_wheel: Path) -> Non
         assert [name for name in code if top_level.search(zf.read(name))] == []
 
 
+@pytest.mark.parametrize("dist", ["provider_wheel", "sandbox_wheel"])
+def test_each_wheel_ships_the_apache_license_its_metadata_names(dist: str, request: pytest.FixtureRequest) -> None:
+    wheel = request.getfixturevalue(dist)
+    with zipfile.ZipFile(wheel) as zf:
+        (metadata,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        fields = Parser().parsestr(zf.read(metadata).decode())
+        licenses = [n for n in zf.namelist() if re.search(r"\.dist-info/licenses/LICENSE$", n)]
+        assert licenses, zf.namelist()
+        text = zf.read(licenses[0]).decode()
+    assert fields["License-Expression"] == "Apache-2.0"
+    assert fields.get_all("License-File") == ["LICENSE"]
+    assert "Apache License\n                        Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
 def test_the_provider_needs_nothing_its_runtime_does_not_import(provider_wheel: Path) -> None:
     names = {re.split(r"[<>=!~ ;\[]", req, maxsplit=1)[0].lower() for req in requirements(provider_wheel)}
     assert names.isdisjoint({"fastapi", "uvicorn", "pyjwt", "pytest", "ccp-sandbox"}), names

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 import airflow_provider_ccp
+from airflow_provider_ccp import get_provider_info as get_provider_info_module
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import EXTRA_FIELDS
 from airflow_provider_ccp.get_provider_info import DOCS_URL, get_provider_info
@@ -67,11 +68,27 @@ def test_the_form_suggests_values_and_its_help_works_after_pip_install():
     assert "client_credentials" in fields["auth_flow"]["description"]
 
 
-def test_the_form_shows_the_connection_a_test_button_can_test():
-    """Airflow 3.3's Test button sends port 0 for an empty port: the field stays visible to hold it."""
+@pytest.mark.parametrize("release", ["3.1.8", "3.2.2", "3.3.0", "3.3.3", "3.4.0"])
+def test_the_form_hides_port_where_the_test_button_tests_a_connection_without_one(
+    release: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CCP's URL carries the port: a user fills Host and leaves no port behind for the Test button to trip on."""
+    monkeypatch.setattr(get_provider_info_module, "version", lambda name: release)
+    behaviour = CCPHook.get_ui_field_behaviour()
+    assert "port" in behaviour["hidden_fields"]
+    assert "port" not in behaviour["relabeling"]
+    assert "port" in get_provider_info()["connection-types"][0]["ui-field-behaviour"]["hidden-fields"]
+
+
+@pytest.mark.parametrize("release", ["3.3.1", "3.3.2"])
+def test_where_the_test_button_needs_a_port_the_form_asks_for_0_and_says_why(
+    release: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_provider_info_module, "version", lambda name: release)
     behaviour = CCPHook.get_ui_field_behaviour()
     assert "port" not in behaviour["hidden_fields"]
-    assert "0" in behaviour["relabeling"]["port"]
+    assert "enter 0" in behaviour["relabeling"]["port"]
+    assert "Test button" in behaviour["relabeling"]["port"]
 
 
 def test_the_ui_field_behaviour_is_valid():
