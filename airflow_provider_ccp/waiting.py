@@ -12,7 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.exceptions import (
+    CCPAuthError,
+    CCPConfigError,
+    CCPCredentialsError,
+    CCPError,
+    CCPNotFoundError,
+    CCPProtocolError,
+)
 from airflow_provider_ccp.protocol import StatusInfo, is_known
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
@@ -69,7 +76,9 @@ def is_transient(error: CCPError) -> bool:
     An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
     e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
     """
-    if isinstance(error, CCPNotFoundError) or (isinstance(error, CCPAuthError) and error.http_status is None):
+    if isinstance(error, CCPNotFoundError | CCPConfigError | CCPCredentialsError):
+        return False
+    if isinstance(error, CCPAuthError) and error.http_status is None:
         return False
     status = error.http_status
     if status == NOT_IMPLEMENTED:
