@@ -63,9 +63,11 @@ def executions_list(args: argparse.Namespace, hook: CCPHook) -> int:
 def jobs_dismiss(args: argparse.Namespace, hook: CCPHook) -> int:
     result = hook.dismiss_job(args.job_id)
     if not result.supported:
-        render.console(stderr=True).print(f"Error: {result.message} (hint: this server has no OGC dismiss)")
+        render.console(stderr=True).print(
+            render.plain(f"Error: {result.message} (hint: this server has no OGC dismiss)")
+        )
         return 1
-    render.console().print(result.message)
+    render.console().print(render.plain(result.message))
     return 0
 
 
@@ -80,7 +82,7 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
         )
     # With --json the messages go to stderr and one JSON document to stdout.
     out = render.console(stderr=args.json)
-    out.print(f"Saved {downloaded.path} ({downloaded.size} bytes) from {downloaded.url}")
+    out.print(render.plain(f"Saved {downloaded.path} ({downloaded.size} bytes) from {downloaded.url}"))
     summary: dict[str, object] = {
         "path": str(downloaded.path),
         "size": downloaded.size,
@@ -90,17 +92,20 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
     refused: list[str] = []
     target = folder / outputs.EXTRACT_DIR
     if args.extract and downloaded.kind != "zip":
-        out.print(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip")
+        out.print(render.plain(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip"))
     elif args.extract:
-        files, refused = outputs.extract_archive(downloaded.path, outputs.storage_path(str(target)))
-        out.print(f"Extracted {len(files)} file(s) into {target}")
+        # A new folder replaces output/ whole: a link planted in the old one is never written through.
+        files, refused = outputs.extract_replacing(downloaded.path, outputs.storage_path(str(target)))
+        out.print(render.plain(f"Extracted {len(files)} file(s) into {target}"))
         summary |= {"extracted_to": str(target), "files": files, "refused": refused}
     if args.json:
         render.print_json(summary)
     if refused:
         render.console(stderr=True).print(
-            f"Error: refused {len(refused)} archive entr{'y' if len(refused) == 1 else 'ies'} that would "
-            f"land outside {target}: {', '.join(refused)}"
+            render.plain(
+                f"Error: refused {len(refused)} archive entr{'y' if len(refused) == 1 else 'ies'} that would "
+                f"land outside {target}: {', '.join(refused)}"
+            )
         )
         return 1
     return 0
@@ -125,7 +130,8 @@ def dag(args: argparse.Namespace, hook: CCPHook) -> int:
         start=datetime.now(UTC).date(),
         defaults=_defaults(args.set),
     )
-    source = render_dag(method, options)
+    # The Method's own words land in the DAG's comments and docstrings, and on the terminal without -o.
+    source = render.clean(render_dag(method, options))
     # A generator bug must never hand the user a file that does not even parse.
     compile(source, args.output or "<dag>", "exec")
     if not args.output:
@@ -136,5 +142,7 @@ def dag(args: argparse.Namespace, hook: CCPHook) -> int:
         raise FileExistsError(f"{target} exists")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(source, encoding="utf-8")
-    render.console(stderr=True).print(f"Wrote DAG {options.dag_id!r} for Method {args.method_id!r} to {target}")
+    render.console(stderr=True).print(
+        render.plain(f"Wrote DAG {options.dag_id!r} for Method {args.method_id!r} to {target}")
+    )
     return 0
