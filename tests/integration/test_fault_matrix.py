@@ -429,8 +429,9 @@ class Figures:
     secrets_leaked: list[str] = field(default_factory=list)
     files_outside: list[str] = field(default_factory=list)
     traceback: bool = False
-    #: Failed without retry (AirflowFailException): what a mistake no retry can mend must do.
-    final: bool = False
+    #: Failed without retry (AirflowFailException), what a mistake no retry can mend must do; None when
+    #: the case is a direct hook call rather than a task.
+    final: bool | None = None
     #: Requests a bad input still caused (reading the Method's description, when that finds the mistake).
     requests_sent: int = 0
 
@@ -457,7 +458,8 @@ def summary_lines(results: list[Figures]) -> list[str]:
     bad_inputs = [r for r in results if r.group == "bad input"]
     survived = [r for r in faults if r.outcome in ("succeeded", "clear error")]
     clear = [r for r in bad_inputs if r.outcome == "clear error" and r.executions == 0]
-    final = [r for r in clear if r.final]
+    tasks = [r for r in clear if r.final is not None]
+    final = [r for r in tasks if r.final]
     duplicates = [r for r in results if r.executions > r.tries]
     lines = [
         "",
@@ -469,7 +471,8 @@ def summary_lines(results: list[Figures]) -> list[str]:
         f"{sum(len(r.secrets_leaked) for r in results)}",
         f"files outside the task folder: {sum(len(r.files_outside) for r in results)}",
         f"bad inputs: {len(bad_inputs)}   clear error, nothing submitted: {len(clear)}   "
-        f"of them final (no retry): {len(final)}   answered by a traceback: {sum(r.traceback for r in bad_inputs)}",
+        f"tasks failed at once (no retry): {len(final)} of {len(tasks)}   "
+        f"answered by a traceback: {sum(r.traceback for r in bad_inputs)}",
     ]
     failed = [
         r for r in results if r.outcome not in ("succeeded", "clear error") or r.secrets_leaked or r.files_outside
@@ -580,7 +583,7 @@ def test_fault(case: Case, mode: str, sandbox: SandboxServer, tmp_path: Path, mo
     method_id = (case.operator.get("method_id") or "word-count") if case.call is None else ""
     figures.executions = sandbox.admin.executions_submitted(method_id) if method_id else 0
     figures.outcome = "succeeded" if error is None else ("traceback" if figures.traceback else "clear error")
-    figures.final = isinstance(error, AirflowFailException)
+    figures.final = isinstance(error, AirflowFailException) if case.call is None else None
     rendered = ""
     if op is not None:
         from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
@@ -608,7 +611,7 @@ def test_fault(case: Case, mode: str, sandbox: SandboxServer, tmp_path: Path, mo
     if case.group == "bad input":
         assert figures.requests_sent == 0
         assert figures.executions == 0
-        if case.call is None and isinstance(error, CCPError):  # a task's mistake: no retry can mend it
+        if figures.final is not None and isinstance(error, CCPError):  # a task's mistake: no retry mends it
             assert figures.final, f"{type(error).__name__} would be retried: {error}"
     assert figures.executions <= figures.tries
     assert figures.secrets_leaked == []
