@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from airflow_provider_ccp import version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError
 from airflow_provider_ccp.exchange import load_json
 from airflow_provider_ccp.protocol import encode_context
 
@@ -223,6 +223,14 @@ def _describe(settings: CCPConnectionSettings) -> str:
     return f"{settings.token_url} ({who}, auth_flow={settings.auth_flow})"
 
 
+def _refusal(request: TokenRequest, status: int) -> type[CCPError]:
+    """A refused login is final (the same password gets the same answer); a refused refresh is not,
+    as the flows then log in afresh; any other status may be the endpoint's passing trouble."""
+    if status not in (400, 401, 403):
+        return CCPError
+    return CCPAuthError if request.grant == "refresh_token" else CCPCredentialsError
+
+
 def read_grant(settings: CCPConnectionSettings, request: TokenRequest, answer: TokenAnswer, now: float) -> Grant:
     """Turn a token endpoint answer into a ``Grant``, or raise an error naming who asked (never secrets)."""
     try:
@@ -235,8 +243,7 @@ def read_grant(settings: CCPConnectionSettings, request: TokenRequest, answer: T
         error = document.get("error") or "no access_token in the answer"
         description = document.get("error_description") or ""
         reason = f"{error}: {description}" if description else str(error)
-        error_class = CCPAuthError if answer.status_code in (400, 401, 403) else CCPError
-        raise error_class(
+        raise _refusal(request, answer.status_code)(
             f"The {request.grant} token request to {_describe(settings)} was refused "
             f"(HTTP {answer.status_code}, {reason})",
             http_status=answer.status_code,
@@ -320,7 +327,7 @@ def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: 
         offline = Grant(access_token="", expires_at=None, refresh_token=settings.secret)
         grant = yield from _try_refresh(settings, offline, now, context_header=True)
         if not grant.usable(now):
-            raise CCPAuthError(
+            raise CCPCredentialsError(
                 f"The refresh token in the connection's password field was refused by {_describe(settings)}; "
                 "it may have expired or been revoked: store a new offline token",
                 url=settings.token_url,

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
-from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exceptions import CCPConfigError
 from airflow_provider_ccp.get_provider_info import SERVER_KINDS, TOKEN_ENDPOINT_FIELD
 
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
@@ -49,7 +49,7 @@ def _auth_flow(value: Any) -> AuthFlow:
         return AuthFlow(text)
     except ValueError:
         expected = ", ".join(flow.value for flow in AuthFlow)
-        raise CCPError(f"Connection extra 'auth_flow' is {text!r}; expected one of {expected}") from None
+        raise CCPConfigError(f"Connection extra 'auth_flow' is {text!r}; expected one of {expected}") from None
 
 
 def _verify(value: Any) -> bool | str:
@@ -64,7 +64,7 @@ def _verify(value: Any) -> bool | str:
         return False
     if not os.path.exists(os.path.expanduser(text)):
         # Else requests and httpx fail at the first call, reported as if CCP could not be reached.
-        raise CCPError(
+        raise CCPConfigError(
             f"Connection extra 'verify' is {text!r}, which does not exist; expected true, false or the path "
             "of a CA bundle file (or folder) on the machine running the task and the triggerer"
         )
@@ -77,16 +77,16 @@ def _timeout(value: Any) -> float:
     try:
         timeout = float(value)
     except (TypeError, ValueError):
-        raise CCPError(f"Connection extra 'timeout' is {value!r}; expected a number of seconds") from None
+        raise CCPConfigError(f"Connection extra 'timeout' is {value!r}; expected a number of seconds") from None
     if not math.isfinite(timeout) or timeout <= 0:
-        raise CCPError(f"Connection extra 'timeout' is {value!r}; expected a positive number of seconds")
+        raise CCPConfigError(f"Connection extra 'timeout' is {value!r}; expected a positive number of seconds")
     return timeout
 
 
 def _server(value: Any) -> str:
     kind = str(value or "auto").strip().lower()
     if kind not in SERVER_KINDS:
-        raise CCPError(f"Connection extra 'server' is {value!r}; expected one of {', '.join(SERVER_KINDS)}")
+        raise CCPConfigError(f"Connection extra 'server' is {value!r}; expected one of {', '.join(SERVER_KINDS)}")
     return kind
 
 
@@ -98,16 +98,16 @@ def _extra_document(text: str | None) -> None:
     try:
         document = json.loads(text)
     except ValueError as err:  # the message locates the error without quoting the text (it may hold secrets)
-        raise CCPError(f"Connection field 'extra' is not valid JSON ({err}); expected a JSON object") from None
+        raise CCPConfigError(f"Connection field 'extra' is not valid JSON ({err}); expected a JSON object") from None
     if not isinstance(document, dict):
-        raise CCPError(f"Connection field 'extra' is a JSON {type(document).__name__}; expected a JSON object")
+        raise CCPConfigError(f"Connection field 'extra' is a JSON {type(document).__name__}; expected a JSON object")
 
 
 def _without_credentials(field_name: str, url: str) -> str:
     """Refuse a URL with user info (``https://user:password@host``), never repeating it: the password
     would be in every message naming the URL. The connection has fields for credentials."""
     if "@" in urlsplit(url).netloc:
-        raise CCPError(
+        raise CCPConfigError(
             f"Connection {field_name} holds a user name or password ('user:password@'); expected the URL "
             "without them: put the user in the connection's login and the password in its password field"
         )
@@ -121,8 +121,14 @@ def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     if "://" not in host:
         host = f"{schema or 'https'}://{host}"
     parts = urlsplit(_without_credentials("field 'host'", host))
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        # Else requests answers "InvalidSchema" at the first call, which reads like a network failure.
+        raise CCPConfigError(
+            f"Connection field 'host' is {host!r}; expected an http:// or https:// URL (a host without a "
+            f"scheme gets the connection's schema field, else https://), e.g. {DEFAULT_HOST}"
+        )
     if parts.query or parts.fragment or host.endswith(("?", "#")):
-        raise CCPError(
+        raise CCPConfigError(
             f"Connection field 'host' is {host!r}; expected the CCP URL without a query string or fragment, "
             f"e.g. {DEFAULT_HOST}"
         )
@@ -214,9 +220,9 @@ class CCPConnectionSettings:
         }
         missing = [labels[name] for name in needs.fields if not getattr(self, name)]
         if missing:
-            raise CCPError(f"The CCP connection (auth_flow={self.auth_flow}) needs: {'; '.join(missing)}")
+            raise CCPConfigError(f"The CCP connection (auth_flow={self.auth_flow}) needs: {'; '.join(missing)}")
         if self.context is not None and not self.context.startswith("/"):
-            raise CCPError(
+            raise CCPConfigError(
                 f"Connection extra 'context' is {self.context!r}; expected a VRE path starting with '/', "
                 "e.g. /d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
             )

@@ -58,6 +58,16 @@ class CCPAuthError(CCPError):
     """A token could not be obtained, or CCP rejected the token (401/403)."""
 
 
+class CCPCredentialsError(CCPAuthError):
+    """The token endpoint refused the connection's credentials or context (wrong password, unknown
+    client, no access to the VRE): the same request gets the same refusal, so the task fails at once."""
+
+
+class CCPConfigError(CCPError, ValueError):
+    """The ``ccp`` connection cannot work as defined (an unknown auth_flow, a missing CA bundle, a
+    timeout that is not a number ...): nothing was sent, and no retry can succeed until it is fixed."""
+
+
 class CCPNotFoundError(CCPError):
     """The Method, job or execution does not exist (404)."""
 
@@ -106,8 +116,9 @@ class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
 
 
 def is_final(error: BaseException) -> bool:
-    """An error that the same request cannot escape on retry: bad inputs, an unknown Method, a 4xx."""
-    if isinstance(error, CCPInputError):
+    """An error that the same request cannot escape on retry: bad inputs, a connection that cannot
+    work, credentials the token endpoint refused, an unknown Method, a 4xx."""
+    if isinstance(error, CCPInputError | CCPConfigError | CCPCredentialsError):
         return True
     status = getattr(error, "http_status", None) if isinstance(error, CCPError) else None
     return status is not None and 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS

@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -50,8 +50,10 @@ STD_STREAM = re.compile(r"(?:^|/)(?:outputs_)?(?:stdout|stderr)[^/]*\.txt$")
 INPUT_FILES = frozenset({"ccp-entrypoint.sh", "ccpenv"})
 COPY_CHUNK = 1024 * 1024
 #: What zipfile raises when a member's data is damaged or unreadable (bad CRC, broken deflate stream,
-#: truncated member, unknown compression); none of them is an OSError.
-ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
+#: truncated member, unknown compression, a password needed: RuntimeError); none of them is an OSError.
+#: RecursionError (a RuntimeError too) is the folder creation of a path deeper than ``MAX_ENTRY_DEPTH``
+#: would let through, should a storage overflow sooner than the local disk does.
+ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 #: Executors that run every task on the scheduler's machine, where the default output folder is shared.
 LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
 
@@ -63,6 +65,13 @@ TAIL_READ_LIMIT = 64 * 1024 * 1024
 RATIO_CHECK_FLOOR = 64 * 1024 * 1024
 #: Longest path segment written: file systems allow 255 bytes, and the staging names add a few.
 SEGMENT_MAX = 200
+#: Folders an entry may lie under: deeper than any real output, far below the ~1,000 levels at which
+#: creating the folders overflows Python's stack (RecursionError), and under PATH_MAX for short names.
+MAX_ENTRY_DEPTH = 200
+#: Longest entry name extracted, in UTF-8 bytes: object stores cap keys at 1,024, file systems at 4,096.
+NAME_MAX = 1024
+#: The general purpose flag bit zipfile reads as "encrypted, password required".
+ENCRYPTED_FLAG = 0x1
 #: A task folder's staging and swapped-out siblings: ``.<folder>.ccp-staging-<random>`` and ``.ccp-old-``.
 STAGING_KINDS = ("staging", "old")
 
@@ -192,8 +201,10 @@ def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         return "is a symbolic link"
-    if "\x00" in name:
+    if "\x00" in info.orig_filename:  # zipfile cuts ``filename`` at the NUL: "a\0b.txt" would become "a"
         return "has a NUL byte in its name"
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+        return f"has a name longer than {NAME_MAX} bytes"
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         return "has an absolute path"
     parts = PurePosixPath(name).parts
@@ -202,6 +213,27 @@ def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     if not parts:
         return "has no name once '.' and empty parts are dropped"
     return None
+
+
+def unreadable_reason(info: zipfile.ZipInfo) -> str | None:
+    """Why an entry cannot be read at all (the whole archive is refused), or None."""
+    if info.flag_bits & ENCRYPTED_FLAG:
+        return "is encrypted (a password-protected zip)"
+    depth = len(PurePosixPath(info.filename.replace("\\", "/")).parts) - (0 if _is_dir(info) else 1)
+    if depth > MAX_ENTRY_DEPTH:
+        return f"lies {depth} folders deep, more than the {MAX_ENTRY_DEPTH} extracted"
+    return None
+
+
+def check_readable(archive: Path, infos: Iterable[zipfile.ZipInfo]) -> None:
+    """Raise ``CCPDownloadError`` naming the first entry the provider cannot read, before anything is written."""
+    for info in infos:
+        reason = unreadable_reason(info)
+        if reason is not None:
+            raise CCPDownloadError(
+                f"The outputs archive {archive.name} cannot be extracted: its entry {info.filename[:100]!r} "
+                f"{reason}; nothing was extracted (extract=False keeps the archive as it is)"
+            )
 
 
 def _is_dir(info: zipfile.ZipInfo) -> bool:
@@ -299,6 +331,7 @@ def extract_archive(
     with _open_zip(archive) as zf:
         infos = zf.infolist()
         (limits or ExtractionLimits()).check(archive, infos)
+        check_readable(archive, infos)
         for info in infos:
             if withhold_inputs and carries_inputs(info.filename):
                 continue
@@ -350,6 +383,7 @@ def read_tails(archive: Path, lines: int) -> dict[str, list[str]]:
         for info in zf.infolist():
             if _is_dir(info) or not STD_STREAM.search(info.filename) or unsafe_reason(info):
                 continue
+            check_readable(archive, [info])
             if info.file_size > TAIL_READ_LIMIT:
                 log.info(
                     "Not reading the tail of %s: %d bytes is more than the tail reader reads",
@@ -389,10 +423,11 @@ def _sibling(target: ObjectStoragePath, kind: str) -> ObjectStoragePath:
 
 def _remove(path: ObjectStoragePath) -> None:
     """Best effort: cleaning up must never hide the error that made it necessary."""
+    if _is_local(path):
+        _discard(Path(path.path))
+        return
     with suppress(OSError):
-        if _is_local(path):
-            shutil.rmtree(path.path)
-        elif path.exists():
+        if path.exists():
             path.fs.rm(path.path, recursive=True)
 
 
@@ -422,7 +457,7 @@ def _swap(staging: ObjectStoragePath, target: ObjectStoragePath) -> None:
         return
     live, new = Path(target.path), Path(staging.path)
     previous = Path(_sibling(target, "old").path)
-    had_outputs = live.exists()
+    had_outputs = os.path.lexists(live)  # a dangling link is still in the way
     if had_outputs:
         os.rename(live, previous)
     try:
@@ -432,7 +467,16 @@ def _swap(staging: ObjectStoragePath, target: ObjectStoragePath) -> None:
             os.rename(previous, live)
         raise
     if had_outputs:
-        shutil.rmtree(previous, ignore_errors=True)
+        _discard(previous)
+
+
+def _discard(path: Path) -> None:
+    """Remove what was at a target: a link or a file as itself (never what it points to), a folder whole."""
+    with suppress(OSError):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
 
 
 @contextmanager
@@ -480,6 +524,29 @@ def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
     return DownloadedOutputs(path=path, size=len(results.body), url="the answer to the execution request", kind="json")
 
 
+@contextmanager
+def _staged(target: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
+    """A fresh staging folder's name beside ``target``, swapped in when the block ends well, else removed."""
+    _clear_leftovers(target)
+    staging = _sibling(target, "staging")
+    try:
+        yield staging
+        _swap(staging, target)
+    except BaseException:
+        _remove(staging)
+        raise
+
+
+def extract_replacing(
+    archive: Path, target: ObjectStoragePath, *, limits: ExtractionLimits | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``extract_archive`` into a new folder that then replaces ``target`` as a whole: nothing is written
+    through a link (or into a folder) already at ``target``, and a failure leaves ``target`` as it was."""
+    with _staged(target) as staging:
+        staging.mkdir(parents=True)
+        return extract_archive(archive, staging, limits=limits, published=target)
+
+
 def _store(
     fetch: Callable[[Path], DownloadedOutputs],
     target: ObjectStoragePath,
@@ -488,18 +555,11 @@ def _store(
     limits: ExtractionLimits | None,
     secret_inputs: bool,
 ) -> StoredOutputs:
-    _clear_leftovers(target)
-    staging = _sibling(target, "staging")
-    try:
-        with _download_folder(staging) as folder:
-            downloaded = fetch(folder)
-            log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
-            stored = _stage(downloaded.path, downloaded.kind == "zip", staging, target, extract, limits, secret_inputs)
-            stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == "zip" else {}
-        _swap(staging, target)
-    except BaseException:
-        _remove(staging)
-        raise
+    with _staged(target) as staging, _download_folder(staging) as folder:
+        downloaded = fetch(folder)
+        log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
+        stored = _stage(downloaded.path, downloaded.kind == "zip", staging, target, extract, limits, secret_inputs)
+        stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == "zip" else {}
     return stored
 
 

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
+    CCPConfigError,
+    CCPCredentialsError,
     CCPError,
     CCPNotFoundError,
     CCPProtocolError,
@@ -79,9 +81,9 @@ def is_transient(error: CCPError) -> bool:
     An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
     e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
     """
-    if isinstance(error, CCPNotFoundError | CCPTrustError) or (
-        isinstance(error, CCPAuthError) and error.http_status is None
-    ):
+    if isinstance(error, CCPNotFoundError | CCPTrustError | CCPConfigError | CCPCredentialsError):
+        return False
+    if isinstance(error, CCPAuthError) and error.http_status is None:
         return False
     status = error.http_status
     if status == NOT_IMPLEMENTED:

@@ -80,7 +80,8 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
     if args.extract and downloaded.kind != "zip":
         render.emit(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip", stderr=args.json)
     elif args.extract:
-        files, refused = outputs.extract_archive(downloaded.path, outputs.storage_path(str(target)))
+        # A new folder replaces output/ whole: a link planted in the old one is never written through.
+        files, refused = outputs.extract_replacing(downloaded.path, outputs.storage_path(str(target)))
         render.emit(f"Extracted {len(files)} file(s) into {target}", stderr=args.json)
         summary |= {"extracted_to": str(target), "files": files, "refused": refused}
     render.emit(data=summary, as_json=args.json)
@@ -113,7 +114,8 @@ def dag(args: argparse.Namespace, hook: CCPHook) -> int:
         start=datetime.now(UTC).date(),
         defaults=_defaults(args.set),
     )
-    source = render_dag(method, options)
+    # The Method's own words land in the DAG's comments and docstrings, and on the terminal without -o.
+    source = render.clean(render_dag(method, options))
     # A generator bug must never hand the user a file that does not even parse.
     compile(source, args.output or "<dag>", "exec")
     if not args.output:

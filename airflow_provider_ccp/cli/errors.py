@@ -8,6 +8,7 @@ import requests
 
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.cli.connect import PASSWORD_ENV, ConnectionNotFoundError
+from airflow_provider_ccp.cli.render import clean
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
 
@@ -81,4 +82,4 @@ def one_line(
         reason = f"{reason.rsplit(': ', 1)[0]}: {transport_reason(*transport)}"
     reason = " ".join(reason.split())
     extra = hint(error, settings, conn_id)
-    return f"Error: {reason}" + (f" (hint: {extra})" if extra else "")
+    return clean(f"Error: {reason}" + (f" (hint: {extra})" if extra else ""))

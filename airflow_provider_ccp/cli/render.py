@@ -1,9 +1,16 @@
-"""What the CLI prints: rich tables for people, plain JSON (``--json``) for scripts."""
+"""What the CLI prints: rich tables for people, plain JSON (``--json``) for scripts.
+
+Every string that reaches the terminal goes through ``clean``: a server's method titles, job
+messages, archive entry names and error details could otherwise clear the screen, move the
+cursor, fake a hyperlink (OSC 8) or reverse the text's direction. JSON needs no cleaning: the
+encoder escapes every control character (``\u001b``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -17,6 +24,17 @@ from airflow_provider_ccp.protocol import StatusInfo
 
 #: Wide enough that ids and URLs are not wrapped when the output goes to a file or a pipe.
 PIPE_WIDTH = 200
+#: Terminal escape sequences: OSC (hyperlinks, titles) up to BEL or ST, CSI (cursor, colours, clear),
+#: DCS/SOS/PM/APC strings, two-byte escapes, and their one-byte C1 forms.
+ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
+    r"|\x1b[ -~]?"
+)
+#: Control characters left once the sequences are gone (tab and newline stay), and the Unicode
+#: direction overrides that make text read differently from what it is.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 STATUS_STYLES = {"successful": "green", "failed": "red", "dismissed": "red", "running": "cyan", "accepted": "yellow"}
 
 
@@ -24,6 +42,16 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     wide = not stream.isatty() and "COLUMNS" not in os.environ
     return Console(file=stream, width=PIPE_WIDTH if wide else None, highlight=False)
+
+
+def clean(value: Any) -> str:
+    """``value`` as text a terminal shows as it is: escape sequences and control characters removed."""
+    return CONTROL.sub("", ESCAPE_SEQUENCE.sub("", str(value)))
+
+
+def plain(value: Any) -> Text:
+    """Cleaned text for rich, never read as markup (a ``[`` in a path or message is just a bracket)."""
+    return Text(clean(value))
 
 
 def emit(
@@ -38,7 +66,7 @@ def emit(
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     elif view is not None:
-        console(stderr).print(Text(view) if isinstance(view, str) else view)
+        console(stderr).print(plain(view) if isinstance(view, str) else view)
 
 
 def _text(value: Any) -> str:
@@ -46,7 +74,7 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, list | tuple):
         return ", ".join(_text(item) for item in value)
-    return str(value)
+    return clean(value)
 
 
 def matches(method: Mapping[str, Any], search: str) -> bool:
@@ -114,11 +142,11 @@ def method_view(method: Mapping[str, Any]) -> RenderableType:
 
 
 def _status_text(word: str) -> Text:
-    return Text(word, style=STATUS_STYLES.get(word, ""))
+    return Text(clean(word), style=STATUS_STYLES.get(word, ""))
 
 
 def job_view(status: StatusInfo) -> Table:
-    table = Table("field", "value", show_header=False, title=f"CCP job {status.job_id}")
+    table = Table("field", "value", show_header=False, title=plain(f"CCP job {status.job_id}"))
     for key, value in status.to_dict().items():
         if value is not None and value != "":
             table.add_row(key, _status_text(value) if key == "status" else Text(_text(value)))
@@ -136,7 +164,7 @@ def jobs_table(statuses: Iterable[StatusInfo], title: str = "CCP jobs") -> Table
     for status in statuses:
         row = status.to_dict()
         table.add_row(
-            Text(status.job_id),
+            plain(status.job_id),
             _status_text(status.status),
             *(Text(_text(row[key])) for key in ("process_id", "created", "updated", "message")),
         )

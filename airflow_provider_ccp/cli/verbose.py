@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 
 import requests
 
+from airflow_provider_ccp.cli.render import clean
+
 log = logging.getLogger("airflow_provider_ccp.cli")
 
 #: Token-request form fields whose values help debugging and are not credentials.
@@ -66,7 +68,9 @@ def log_exchange(response: requests.Response, *args: Any, **kwargs: Any) -> None
     length = response.headers.get("Content-Length", "?")
     kind = response.headers.get("Content-Type", "no content type")
     seconds = response.elapsed.total_seconds()
-    log.info("< %s %s (%s bytes, %s, %.3f s)", response.status_code, response.reason, length, kind, seconds)
+    # The reason phrase and the content type are the server's words: cleaned like everything the CLI shows.
+    reason, length, kind = clean(response.reason), clean(length), clean(kind)
+    log.info("< %s %s (%s bytes, %s, %.3f s)", response.status_code, reason, length, kind, seconds)
 
 
 def trace(session: requests.Session) -> None:

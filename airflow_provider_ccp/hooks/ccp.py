@@ -32,6 +32,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError
 
 from airflow_provider_ccp import auth, exchange, protocol, version_compat
+from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
@@ -533,6 +534,8 @@ class CCPHook(_CCPHookBase):
 
         Raises ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up.
         """
+        check_poll_interval(poll_interval)
+        check_number("timeout", timeout, minimum=0, exclusive=True, seconds=True, none_means="wait forever")
         watch = JobWatch(job_id, poll_interval, None if timeout is None else self.clock.time() + timeout, self.log)
         while True:
             try:

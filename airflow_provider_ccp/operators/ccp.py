@@ -23,6 +23,7 @@ import pendulum
 from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
+from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import (
     CCPAmbiguousSubmissionError,
     CCPError,
@@ -182,26 +183,19 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         # ``op.output["files"]``; without waiting there is no manifest, only the job id.
         kwargs.setdefault("multiple_outputs", wait_for_completion)
         super().__init__(**kwargs)
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, got {timeout!r}")
-        if log_lines < 0:
-            raise ValueError(f"log_lines must be 0 or more, got {log_lines!r}")
         if on_ambiguous_submit not in ON_AMBIGUOUS_SUBMIT:
             raise ValueError(f"on_ambiguous_submit must be one of {ON_AMBIGUOUS_SUBMIT}, got {on_ambiguous_submit!r}")
         if min_defer_seconds is None:
             min_defer_seconds = configured_min_defer_seconds()
-        if min_defer_seconds < 0:
-            raise ValueError(f"min_defer_seconds must be 0 or more, got {min_defer_seconds!r}")
-        limits = {
-            "max_extract_bytes": max_extract_bytes,
-            "max_extract_entries": max_extract_entries,
-            "max_compression_ratio": max_compression_ratio,
-        }
-        for name, limit in limits.items():
-            if limit is not None and not limit > 0:
-                raise ValueError(f"{name} must be positive or None, got {limit!r}")
+        check_poll_interval(poll_interval)
+        check_number("timeout", timeout, minimum=0, exclusive=True, seconds=True, none_means="wait forever")
+        check_number("log_lines", log_lines, minimum=0, whole=True)
+        check_number("min_defer_seconds", min_defer_seconds, minimum=0, seconds=True)
+        check_number("ccp_retry_limit", ccp_retry_limit, minimum=0, whole=True)
+        check_number("ccp_retry_delay", ccp_retry_delay, minimum=0, seconds=True)
+        check_number("max_extract_bytes", max_extract_bytes, minimum=1, none_means="no limit")
+        check_number("max_extract_entries", max_extract_entries, minimum=1, whole=True, none_means="no limit")
+        check_number("max_compression_ratio", max_compression_ratio, minimum=0, exclusive=True, none_means="no limit")
         self.method_id = method_id
         self.inputs = inputs
         self.outputs = outputs

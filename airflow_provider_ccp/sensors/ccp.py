@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo
@@ -46,6 +47,11 @@ class CCPJobSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # Airflow's own check lets NaN, infinity and a poke every millisecond through.
+        check_poll_interval(self.poke_interval, "poke_interval")
+        check_number("timeout", self.timeout, minimum=0, seconds=True)
+        check_number("ccp_retry_limit", ccp_retry_limit, minimum=0, whole=True)
+        check_number("ccp_retry_delay", ccp_retry_delay, minimum=0, seconds=True)
         self.job_id = job_id
         self.ccp_conn_id = ccp_conn_id
         self.deferrable = deferrable

@@ -23,6 +23,7 @@ import pendulum
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_provider_ccp import protocol
+from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth import amask
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.exchange import redact
@@ -42,6 +43,11 @@ def jittered(delay: float, spread: float = POLL_JITTER, rng: random.Random | Non
 def first_poll_delay(poll_interval: float, rng: random.Random | None = None) -> float:
     """Anywhere in the first period: a thousand tasks deferred in the same second poll spread over it."""
     return poll_interval * (rng or random).random()
+
+
+def _epoch(name: str, value: float | None, none_means: str) -> float | None:
+    checked = check_number(name, value, minimum=0, seconds=True, none_means=none_means)
+    return None if checked is None else float(checked)
 
 
 class CCPJobTrigger(BaseTrigger):
@@ -78,17 +84,15 @@ class CCPJobTrigger(BaseTrigger):
         secrets: Collection[str] = (),
     ) -> None:
         super().__init__()
-        if float(poll_interval) <= 0:
-            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
-        # Coerced here so that serialize() can only ever emit JSON primitives.
+        # Checked and coerced here so that serialize() can only ever emit JSON primitives, all finite.
         self.conn_id = str(conn_id)
         self.job_id = str(job_id)
-        self.poll_interval = float(poll_interval)
-        self.end_time = None if end_time is None else float(end_time)
+        self.poll_interval = check_poll_interval(poll_interval)
+        self.end_time = _epoch("end_time", end_time, "wait forever")
         self.cancel_on_kill = bool(cancel_on_kill)
-        self.not_before = None if not_before is None else float(not_before)
-        self.retry_limit = int(retry_limit)
-        self.retry_delay = float(retry_delay)
+        self.not_before = _epoch("not_before", not_before, "no hold")
+        self.retry_limit = int(check_number("retry_limit", retry_limit, minimum=0, whole=True))
+        self.retry_delay = float(check_number("retry_delay", retry_delay, minimum=0, seconds=True))
         self.secrets = tuple(str(secret) for secret in secrets)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:

@@ -107,3 +107,52 @@ def test_bad_inputs_fail_the_task_without_waiting_for_retries(airflow_env, sandb
     assert result["state"] == "failed", result
     assert result["tis"]["count"] == ["failed", 1]
     assert sandbox.admin.executions_submitted("word-count") == 0
+
+
+#: Connection mistakes no retry can mend, one task each (issue 19): the connection's fields changed so.
+CONFIG_MISTAKES = {
+    "wrong_password": {"password": "not-the-password"},
+    "unknown_auth_flow": {"extra": {"auth_flow": "kerberos"}},
+    "verify_missing": {"extra": {"verify": "/nonexistent/ca.pem"}},
+    "timeout_nan": {"extra": {"timeout": "nan"}},
+    "host_not_http": {"host": "ftp://127.0.0.1:9"},
+}
+
+CONFIG_MISTAKES_DAG = """
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+
+with DAG(dag_id="ccp_config_mistakes", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
+    for name in {names!r}:
+        CCPExecuteMethodOperator(
+            task_id=name,
+            ccp_conn_id="ccp_" + name,
+            method_id="word-count",
+            inputs={{"text": "a b c"}},
+            retries=2,
+            retry_delay=timedelta(hours=1),
+        )
+"""
+
+
+def mistaken_connection(sandbox, changes: dict) -> str:
+    connection = sandbox.connection()
+    extra = connection["extra"] | changes.get("extra", {})
+    return json.dumps(connection | {key: value for key, value in changes.items() if key != "extra"} | {"extra": extra})
+
+
+def test_config_mistakes_fail_the_task_at_once_with_nothing_submitted(airflow_env, sandbox, tmp_path):
+    connections = {
+        f"AIRFLOW_CONN_CCP_{name.upper()}": mistaken_connection(sandbox, changes)
+        for name, changes in CONFIG_MISTAKES.items()
+    }
+    source = CONFIG_MISTAKES_DAG.format(names=list(CONFIG_MISTAKES))
+
+    result = run_dag(airflow_env | connections, sandbox, source, tmp_path / "dags")
+
+    assert result["state"] == "failed", result
+    assert result["tis"] == {name: ["failed", 1] for name in CONFIG_MISTAKES}
+    assert sandbox.admin.executions_submitted("word-count") == 0

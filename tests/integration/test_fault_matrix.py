@@ -29,9 +29,11 @@ from airflow.sdk.exceptions import AirflowException
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from airflow_provider_ccp.outputs import task_output_path
+from airflow_provider_ccp.version_compat import AirflowFailException
 from ccp_sandbox.testing import SandboxServer
 from tests.integration.doubles import HostileFront, dribbled, status_body
 from tests.task_helpers import DictStore, make_context, pushed, run_deferrable, task_log
@@ -85,6 +87,21 @@ def bad_crc_zip() -> bytes:
     raw = bytearray(_zip([("good.txt", b"fine"), ("stdout.1.txt", bytes(range(256)) * 64)], zipfile.ZIP_STORED))
     middle = len(raw) // 2
     raw[middle : middle + 16] = bytes(16)
+    return bytes(raw)
+
+
+def deep_zip() -> bytes:
+    return _zip([("/".join(["d"] * 2100) + "/deep.txt", b"deep")])
+
+
+def encrypted_zip() -> bytes:
+    """Members whose flags say "encrypted": zipfile wants a password for them."""
+    raw = bytearray(_zip([("result.json", b"{}"), ("locked.txt", b"secret")], zipfile.ZIP_STORED))
+    for signature, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = raw.find(signature)
+        while start != -1:
+            raw[start + flags] |= 0x1
+            start = raw.find(signature, start + 4)
     return bytes(raw)
 
 
@@ -556,6 +573,42 @@ CASES: list[Case] = [
         expect=r"^Connection field 'host' is .*without a query string or fragment",
         arrange=lambda env: env.bad_connection(host=env.sandbox.url + "/?x=1"),
     ),
+    # issue 19, archives and config mistakes: a failure with nothing half-written, a mistake failed at once
+    Case(
+        "re-run gets an entry 2,100 folders deep",
+        "hostile output",
+        expect=r"^The outputs archive output\.zip cannot be extracted: its entry 'd/d/.*' lies 2100 folders deep",
+        arrange=serving("deep", deep_zip),
+        rerun=True,
+        check=_old_outputs_kept,
+    ),
+    Case(
+        "re-run gets an encrypted member",
+        "hostile output",
+        expect=r"^The outputs archive output\.zip cannot be extracted: its entry 'result\.json' is encrypted",
+        arrange=serving("encrypted", encrypted_zip),
+        rerun=True,
+        check=_old_outputs_kept,
+    ),
+    Case(
+        "wrong password",
+        "bad input",
+        expect=r"^The password token request to .* was refused \(HTTP 401, invalid_grant: Invalid user credentials\)",
+        arrange=lambda env: env.bad_connection(password="not-the-password"),
+        reads_description=True,  # only the token endpoint can tell: its one request is allowed
+    ),
+    Case(
+        "unknown auth_flow",
+        "bad input",
+        expect=r"^Connection extra 'auth_flow' is 'kerberos'; expected one of ",
+        arrange=lambda env: env.bad_connection(extra=env.sandbox.connection()["extra"] | {"auth_flow": "kerberos"}),
+    ),
+    Case(
+        "host not http(s)",
+        "bad input",
+        expect=r"^Connection field 'host' is 'ftp://.*'; expected an http:// or https:// URL",
+        arrange=lambda env: env.bad_connection(host=env.sandbox.url.replace("http://", "ftp://")),
+    ),
 ]
 
 
@@ -573,6 +626,9 @@ class Figures:
     secrets_leaked: list[str] = field(default_factory=list)
     files_outside: list[str] = field(default_factory=list)
     traceback: bool = False
+    #: Failed without retry (AirflowFailException), what a mistake no retry can mend must do; None when
+    #: the case is a direct hook call rather than a task.
+    final: bool | None = None
     #: Requests a bad input still caused (reading the Method's description, when that finds the mistake).
     requests_sent: int = 0
     #: Requests a hostile server's redirect or link carried to another origin (with a token, a body...).
@@ -601,6 +657,8 @@ def summary_lines(results: list[Figures]) -> list[str]:
     bad_inputs = [r for r in results if r.group == "bad input"]
     survived = [r for r in faults if r.outcome in ("succeeded", "clear error")]
     clear = [r for r in bad_inputs if r.outcome == "clear error" and r.executions == 0]
+    tasks = [r for r in clear if r.final is not None]
+    final = [r for r in tasks if r.final]
     duplicates = [r for r in results if r.executions > r.tries]
     lines = [
         "",
@@ -613,6 +671,7 @@ def summary_lines(results: list[Figures]) -> list[str]:
         f"files outside the task folder: {sum(len(r.files_outside) for r in results)}   "
         f"requests carried to another origin: {sum(r.carried_away for r in results)}",
         f"bad inputs: {len(bad_inputs)}   clear error, nothing submitted: {len(clear)}   "
+        f"tasks failed at once (no retry): {len(final)} of {len(tasks)}   "
         f"answered by a traceback: {sum(r.traceback for r in bad_inputs)}",
     ]
     failed = [
@@ -740,6 +799,7 @@ def test_fault(
     method_id = (case.operator.get("method_id") or "word-count") if case.call is None else ""
     figures.executions = sandbox.admin.executions_submitted(method_id) if method_id else 0
     figures.outcome = "succeeded" if error is None else ("traceback" if figures.traceback else "clear error")
+    figures.final = isinstance(error, AirflowFailException) if case.call is None else None
     rendered = ""
     if op is not None:
         from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
@@ -768,6 +828,8 @@ def test_fault(
     if case.group == "bad input":
         assert figures.requests_sent == 0
         assert figures.executions == 0
+        if figures.final is not None and isinstance(error, CCPError):  # a task's mistake: no retry mends it
+            assert figures.final, f"{type(error).__name__} would be retried: {error}"
     assert figures.executions <= figures.tries
     assert figures.secrets_leaked == []
     assert figures.files_outside == []

@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_ccp import auth
 from airflow_provider_ccp.auth import Grant, TokenAnswer, TokenRequest, TokenState
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPError
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError, is_final
 
 CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
 TOKEN_URL = "https://accounts.example.org/auth/realms/d4science/protocol/openid-connect/token"
@@ -249,7 +249,7 @@ class TestRefusals:
         [
             (200, b"{}", CCPError, "no access_token in the answer"),
             (503, b"<html>busy</html>", CCPError, "no access_token in the answer"),
-            (400, b"", CCPAuthError, "no access_token in the answer"),
+            (400, b"", CCPCredentialsError, "no access_token in the answer"),
         ],
     )
     def test_unreadable_answers(self, status, body, cls, reason):
@@ -259,6 +259,20 @@ class TestRefusals:
             auth.read_grant(settings, request, TokenAnswer(status, body), 0.0)
         assert type(raised.value) is cls
         assert f"HTTP {status}" in str(raised.value)
+
+    @pytest.mark.parametrize(("grant", "final"), [("password", True), ("uma-ticket", True), ("refresh_token", False)])
+    def test_a_refused_login_is_final_and_a_refused_refresh_is_not(self, grant, final):
+        # A refused refresh token only means "log in again"; a refused login means the credentials are wrong.
+        settings = make_settings()
+        request = {
+            "password": auth.password_request(settings),
+            "uma-ticket": auth.uma_request(settings, "login-token"),
+            "refresh_token": auth.refresh_request(settings, "refresh", context_header=False),
+        }[grant]
+        body = b'{"error": "invalid_grant", "error_description": "Invalid user credentials"}'
+        with pytest.raises(CCPAuthError) as raised:
+            auth.read_grant(settings, request, TokenAnswer(401, body), 0.0)
+        assert is_final(raised.value) is final
 
     def test_reprs_hide_the_form_and_the_answer(self):
         settings = make_settings(password="hunter2-password")

@@ -460,3 +460,155 @@ def test_with_a_secret_input_the_input_files_are_left_out_and_the_archive_is_pri
     assert tree(Path(target.path) / "output") == ["r.txt"]
     assert sorted(stored.withheld) == ["ccp-entrypoint.sh", "ccpenv"]
     assert stat.S_IMODE((Path(target.path) / "output.zip").stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- archives zipfile cannot read (issue 19)
+
+
+def patched_zip(path: Path, entries: dict[str, bytes], patch, compression: int = zipfile.ZIP_STORED) -> Path:
+    """A zip of ``entries`` whose bytes ``patch`` then changes in place (a hostile server's handiwork)."""
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    raw = bytearray(path.read_bytes())
+    patch(raw)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def set_flag(raw: bytearray, offset_in_local: int, offset_in_central: int, value: bytes) -> None:
+    """Write ``value`` at the same field of every local header and central directory record."""
+    for signature, offset in ((b"PK\x03\x04", offset_in_local), (b"PK\x01\x02", offset_in_central)):
+        start = raw.find(signature)
+        while start != -1:
+            raw[start + offset : start + offset + len(value)] = value
+            start = raw.find(signature, start + 4)
+
+
+def encrypted(raw: bytearray) -> None:
+    set_flag(raw, 6, 8, struct.pack("<H", 0x1))
+
+
+def compression_method(method: int):
+    return lambda raw: set_flag(raw, 8, 10, struct.pack("<H", method))
+
+
+def central_directory_cut(raw: bytearray) -> None:
+    """The central directory loses its second record, the end record still counts two."""
+    first = raw.find(b"PK\x01\x02")
+    second = raw.find(b"PK\x01\x02", first + 4)
+    end = raw.find(b"PK\x05\x06")
+    raw[second:end] = b""
+
+
+def zip64_sizes_missing(path: Path) -> Path:
+    """The central record says "size in the zip64 extra field" (0xFFFFFFFF), whose field is empty."""
+    info = zipfile.ZipInfo("big.txt")
+    info.extra = struct.pack("<HH", 0x0001, 0)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(info, b"zip64 sized")
+    raw = bytearray(path.read_bytes())
+    central = raw.find(b"PK\x01\x02")
+    raw[central + 24 : central + 28] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(raw))
+    return path
+
+
+DEEP = "/".join(["d"] * 2100)
+HOSTILE_ARCHIVES = {
+    "2,100 folders deep": (
+        lambda p: make_zip(p, {f"{DEEP}/f.txt": b"deep"}),
+        r"its entry 'd/d/.*' lies 2100 folders deep, more than the 200 extracted; nothing was extracted",
+    ),
+    "a folder 2,100 deep": (
+        lambda p: make_zip(p, {f"{DEEP}/": b""}),
+        r"lies 2100 folders deep",
+    ),
+    "encrypted member": (
+        lambda p: patched_zip(p, {"ok.txt": b"fine", "secret.txt": b"locked"}, encrypted),
+        r"its entry 'ok.txt' is encrypted \(a password-protected zip\); nothing was extracted",
+    ),
+    "unsupported compression (AES, 99)": (
+        lambda p: patched_zip(p, {"a.txt": b"hello"}, compression_method(99)),
+        r"could not be read: That compression method is not supported",
+    ),
+    "implode compression (6)": (
+        lambda p: patched_zip(p, {"a.txt": b"hello"}, compression_method(6)),
+        r"could not be read: That compression method is not supported",
+    ),
+    "central directory cut short": (
+        lambda p: patched_zip(p, {"a.txt": b"hello", "b.txt": b"world"}, central_directory_cut),
+        r"is not a valid zip file",
+    ),
+    "zip64 sizes missing": (zip64_sizes_missing, r"is not a valid zip file: Corrupt zip64 extra field"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_ARCHIVES))
+def test_an_unreadable_archive_is_a_download_error_and_old_outputs_stay(tmp_path, stub_hook, case):
+    build, message = HOSTILE_ARCHIVES[case]
+    target = task_output_path(str(tmp_path / "root"), "d", "r", "t", None)
+    stub_hook.serve(make_zip(tmp_path / "good.zip", {"good.txt": b"old and complete"}))
+    store_outputs(stub_hook, "job-1", target, extract=True, log_lines=0)
+    before = tree(tmp_path / "root")
+    stub_hook.serve(build(tmp_path / "hostile.zip"))
+
+    with pytest.raises(CCPDownloadError, match=message) as raised:
+        store_outputs(stub_hook, "job-2", target, extract=True, log_lines=5)
+
+    assert "\n" not in str(raised.value)
+    assert len(str(raised.value)) < 400
+    assert tree(tmp_path / "root") == before  # nothing half-extracted, no staging folder left
+    assert (Path(target.path) / "output" / "good.txt").read_bytes() == b"old and complete"
+
+
+def test_an_encrypted_std_stream_is_a_download_error_when_only_listing(tmp_path, stub_hook):
+    # extract=False still reads stdout for the log tail: the password error must not escape raw.
+    stub_hook.serve(patched_zip(tmp_path / "locked.zip", {"stdout.1.txt": b"log"}, encrypted))
+    target = task_output_path(str(tmp_path / "root"), "d", "r", "t", None)
+
+    with pytest.raises(CCPDownloadError, match=r"'stdout\.1\.txt' is encrypted"):
+        store_outputs(stub_hook, "job-1", target, extract=False, log_lines=5)
+
+
+def test_a_depth_within_the_limit_is_extracted(tmp_path):
+    name = "/".join(["d"] * outputs.MAX_ENTRY_DEPTH) + "/f.txt"
+    archive = make_zip(tmp_path / "o.zip", {name: b"deep but fine"})
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert (refused, [item["path"] for item in files]) == ([], [name])
+
+
+def test_a_nul_byte_in_a_name_is_refused_not_cut(tmp_path):
+    # zipfile cuts the name at the NUL ("a\0b.txt" reads as "a"): the entry must not land as "a".
+    archive = patched_zip(tmp_path / "o.zip", {"ok.txt": b"fine", "aXb.txt": b"nul"}, lambda raw: None)
+    raw = archive.read_bytes().replace(b"aXb.txt", b"a\x00b.txt")
+    archive.write_bytes(raw)
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert refused == ["a"]
+    assert [item["path"] for item in files] == ["ok.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.txt"]
+
+
+@pytest.mark.parametrize("name", ["n" * 5000 + ".txt", "/".join(["n" * 250] * 40)], ids=["long name", "long path"])
+def test_an_absurdly_long_name_is_refused(tmp_path, name):
+    archive = make_zip(tmp_path / "o.zip", {"ok.txt": b"fine", name: b"long"})
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert refused == [name]
+    assert [item["path"] for item in files] == ["ok.txt"]
+    assert unsafe_reason(zipfile.ZipInfo(name)) == "has a name longer than 1024 bytes"
+
+
+def test_a_folder_entry_with_data_is_a_folder(tmp_path):
+    archive = make_zip(tmp_path / "o.zip", {"folder/": b"data a folder cannot hold", "folder/f.txt": b"f"})
+
+    files, refused = extract_archive(archive, storage_path(str(tmp_path / "out")))
+
+    assert refused == []
+    assert [item["path"] for item in files] == ["folder/f.txt"]
+    assert (tmp_path / "out" / "folder").is_dir()

@@ -647,7 +647,7 @@ class TestReads:
         httpserver.expect_request("/jobs/j1").respond_with_handler(
             lambda request: Response(json.dumps(status_body("j1", next(words))), content_type="application/json")
         )
-        status = CCPHook(conn).wait_for_job("j1", poll_interval=0.01)
+        status = CCPHook(conn).wait_for_job("j1", poll_interval=0.05)
         assert status.successful
         assert len(ccp_requests(httpserver)) == 4
         out = capsys.readouterr().out
@@ -658,21 +658,21 @@ class TestReads:
         conn = make_conn(auth_flow="none", login=None, secret="")
         serve_job(httpserver, status="running")
         with pytest.raises(CCPJobTimeoutError, match="still running") as raised:
-            CCPHook(conn).wait_for_job("j1", poll_interval=0.01, timeout=0.05)
+            CCPHook(conn).wait_for_job("j1", poll_interval=0.05, timeout=0.1)
         assert raised.value.job_id == "j1"
 
     def test_wait_for_job_rides_out_a_transient_error_like_the_trigger(self, make_conn, httpserver):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("<html>oops</html>", status=500)
         serve_job(httpserver, status="successful")
-        assert CCPHook(conn).wait_for_job("j1", poll_interval=0.01).successful
+        assert CCPHook(conn).wait_for_job("j1", poll_interval=0.05).successful
         assert len(ccp_requests(httpserver)) == 2
 
     def test_wait_for_job_stops_at_once_on_a_job_that_does_not_exist(self, make_conn, httpserver):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/jobs/j1").respond_with_data("", status=404)
         with pytest.raises(CCPNotFoundError):
-            CCPHook(conn).wait_for_job("j1", poll_interval=0.01)
+            CCPHook(conn).wait_for_job("j1", poll_interval=0.05)
         assert len(ccp_requests(httpserver)) == 1
 
 

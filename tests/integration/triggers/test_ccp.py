@@ -134,7 +134,7 @@ async def test_bursts_of_5xx_are_ridden_out(sandbox):
     sandbox.admin.fail_next(r"^/jobs/", 503, count=3, method="GET")
     sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES, method="GET")
 
-    [event] = await all_events(trigger_for(job_id, poll_interval=0.01, retry_limit=1))
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.05, retry_limit=1))
 
     assert event["status"] == "success"
 
@@ -143,7 +143,7 @@ async def test_endless_errors_end_in_one_error_event(sandbox):
     job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
     sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES + 1, method="GET")
 
-    [event] = await all_events(trigger_for(job_id, poll_interval=0.01, retry_limit=0))
+    [event] = await all_events(trigger_for(job_id, poll_interval=0.05, retry_limit=0))
 
     assert event["status"] == "error"
     assert "failed polls in a row" in event["message"]
