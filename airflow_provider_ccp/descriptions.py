@@ -171,13 +171,13 @@ def _ccp_refined(input_id: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
     """CCP's count inputs, declared as strings, read as the whole numbers they are."""
     if input_id not in CCP_COUNT_INPUTS or schema_type(schema) not in (None, "string") or schema.get("enum"):
         return schema
-    refined = {**schema, "type": "integer", "minimum": 1}
     if schema.get("default") is not None:
         try:
-            refined["default"] = _integer(schema["default"])
+            _integer(schema["default"])
         except (TypeError, ValueError):
             return schema
-    return refined
+    # The default stays as written: it is what CCP receives when the input is left out.
+    return {**schema, "type": "integer", "minimum": 1}
 
 
 def raw_inputs(description: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
