@@ -146,16 +146,27 @@ def as_final(error: CCPError) -> CCPError:
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
+def is_expected(error: CCPError) -> bool:
+    """A failure the message explains in full (an execution that failed, an input CCP refused):
+    the provider's frames and causes behind it would only push the reason out of sight."""
+    return is_final(error) or isinstance(error, CCPJobFailedError | CCPJobTimeoutError)
+
+
 def fail_without_retry(method: Method) -> Method:
-    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not."""
+    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not.
+
+    An expected failure is raised from here with no traceback below this frame and no cause, so the
+    task log shows its message under a short traceback.
+    """
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
         except CCPError as error:
-            if not is_final(error) or isinstance(error, AirflowFailException):
+            if not is_expected(error):
                 raise
-            raise as_final(error) from error.__cause__
+            shown = error if not is_final(error) or isinstance(error, AirflowFailException) else as_final(error)
+            raise shown.with_traceback(None) from None
 
     return wrapper  # type: ignore[return-value]

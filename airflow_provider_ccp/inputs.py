@@ -12,44 +12,52 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_ccp import auth
-from airflow_provider_ccp.exceptions import CCPInputError
-from airflow_provider_ccp.protocol import (
-    CCP_LOG_OUTPUTS,
+from airflow_provider_ccp.descriptions import (
     CCP_SYSTEM_INPUTS,
-    SECRET_FORMATS,
-    described_inputs,
+    MethodInput,
     input_value_to_string,
     is_ccp_description,
-    value_outputs,
+    method_inputs,
+    output_ids,
+    raw_inputs,
 )
+from airflow_provider_ccp.exceptions import CCPInputError
+from airflow_provider_ccp.protocol import CCP_LOG_OUTPUTS, value_outputs
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One declared input, reduced to what validation needs."""
+    """One declared input, as the check and the masking need it: its enum and default as CCP's strings."""
 
-    name: str
-    required: bool
+    declared: MethodInput
     default: str | None
     enum: tuple[str, ...]
-    secret: bool
-    #: The declared default as the description gives it (``default`` is its string form).
-    default_value: Any = None
 
     @classmethod
-    def from_description(cls, name: str, spec: Mapping[str, Any]) -> InputSpec:
-        schema: Mapping[str, Any] = spec["schema"] if isinstance(spec.get("schema"), Mapping) else {}
-        default = schema.get("default")
-        # OGC API - Processes: minOccurs defaults to 1 when the description leaves it out.
-        min_occurs = spec.get("minOccurs", 1)
+    def from_input(cls, declared: MethodInput) -> InputSpec:
+        name = declared.id
         return cls(
-            name=name,
-            required=_as_int(min_occurs, 1) >= 1 and default is None,
-            default=None if default is None else input_value_to_string(name, default),
-            enum=tuple(input_value_to_string(name, item) for item in schema.get("enum") or ()),
-            secret=str(schema.get("format") or "").lower() in SECRET_FORMATS,
-            default_value=default,
+            declared=declared,
+            default=input_value_to_string(name, declared.default) if declared.has_default else None,
+            enum=tuple(input_value_to_string(name, item) for item in declared.enum),
         )
+
+    @property
+    def name(self) -> str:
+        return self.declared.id
+
+    @property
+    def required(self) -> bool:
+        return self.declared.required
+
+    @property
+    def secret(self) -> bool:
+        return self.declared.secret
+
+    @property
+    def default_value(self) -> Any:
+        """The declared default as the description gives it (``default`` is its string form)."""
+        return self.declared.default
 
     def describe(self) -> str:
         notes = []
@@ -64,23 +72,9 @@ class InputSpec:
         return f"{self.name} ({'; '.join(notes)})" if notes else self.name
 
 
-def _as_int(value: Any, fallback: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return fallback
-
-
 def declared_inputs(description: Mapping[str, Any]) -> dict[str, InputSpec]:
     """The inputs of a process description: OGC 1.0 (a map by id) or the older list form."""
-    return {name: InputSpec.from_description(name, spec) for name, spec in described_inputs(description).items()}
-
-
-def declared_outputs(description: Mapping[str, Any]) -> list[str]:
-    raw = description.get("outputs") or {}
-    if isinstance(raw, Mapping):
-        return [str(name) for name in raw]
-    return [str(spec["id"]) for spec in raw if isinstance(spec, Mapping) and spec.get("id")]
+    return {name: InputSpec.from_input(item) for name, item in method_inputs(description).items()}
 
 
 def _enum_problem(spec: InputSpec, value: Any) -> str | None:
@@ -95,19 +89,39 @@ def _enum_problem(spec: InputSpec, value: Any) -> str | None:
     return f"{spec.name}: {shown} is not one of {', '.join(spec.enum)}"
 
 
+#: Types a CCP string can be checked against before sending: CCP itself would refuse the value.
+_CHECKED_TYPES = frozenset({"integer", "number", "boolean"})
+
+
+def _value_problem(name: str, value: Any, spec: InputSpec | None) -> str | None:
+    """What is wrong with a value, as one clause: its Python type, its declared type or its enum."""
+    try:
+        input_value_to_string(name, value)
+        if spec is not None and spec.declared.type in _CHECKED_TYPES:
+            spec.declared.typed(value)
+    except CCPInputError as error:
+        return str(error).removeprefix("Input ")
+    return _enum_problem(spec, value) if spec is not None else None
+
+
 def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs to send: ``given`` plus the declared defaults, as given (the hook encodes them).
 
-    Raises one ``CCPInputError`` naming every unknown input, missing required input and value
-    outside an ``enum``, followed by the list of inputs the Method accepts.
+    An input given as None is not given: left out, or its declared default sent. Raises one
+    ``CCPInputError`` naming every unknown input, missing required input and value of the wrong
+    type or outside an ``enum``, followed by the list of inputs the Method accepts.
     """
     check_mapping(method_id, given)
     specs = declared_inputs(description)
     problems = [f"unknown input {name!r}" for name in given if name not in specs and name not in CCP_SYSTEM_INPUTS]
+    empty = {name for name, value in given.items() if value is None}
+    given = {name: value for name, value in given.items() if value is not None}
     problems += [
-        f"missing required input {name!r}" for name, spec in specs.items() if spec.required and name not in given
+        f"missing required input {name!r}" + (" (it is None)" if name in empty else "")
+        for name, spec in specs.items()
+        if spec.required and name not in given
     ]
-    problems += [p for name, value in given.items() if name in specs and (p := _enum_problem(specs[name], value))]
+    problems += [p for name, value in given.items() if (p := _value_problem(name, value, specs.get(name)))]
     if problems:
         accepted = [spec.describe() for spec in specs.values()]
         accepted += sorted(f"{name} (CCP)" for name in CCP_SYSTEM_INPUTS - specs.keys())
@@ -139,7 +153,7 @@ def with_secret_inputs(description: Mapping[str, Any], names: Iterable[str]) -> 
     A CCP system input (``ccpnote``) is added as optional; another name the description does not
     declare is left out, so that a value given for it is still refused as an unknown input.
     """
-    specs = _input_specs(description)
+    specs = {name: dict(spec) for name, spec in raw_inputs(description).items()}
     marked = [name for name in names if name in specs or name in CCP_SYSTEM_INPUTS]
     if not marked:
         return dict(description)
@@ -148,14 +162,6 @@ def with_secret_inputs(description: Mapping[str, Any], names: Iterable[str]) -> 
         spec["schema"] = {**(spec.get("schema") or {}), "format": "secret"}
         specs[name] = spec
     return {**description, "inputs": specs}
-
-
-def _input_specs(description: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The raw input specs by id, from either form ``declared_inputs`` reads."""
-    raw = description.get("inputs") or {}
-    if isinstance(raw, Mapping):
-        return {str(name): dict(spec) for name, spec in raw.items() if isinstance(spec, Mapping)}
-    return {str(spec["id"]): dict(spec) for spec in raw if isinstance(spec, Mapping) and spec.get("id")}
 
 
 def mask_secret_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,9 +204,14 @@ def _is_secret(specs: Mapping[str, InputSpec], name: str) -> bool:
 
 
 def _maskable(name: str, value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return [input_value_to_string(name, item) for item in value]
-    return input_value_to_string(name, value)
+    if value is None:
+        return None  # not given: nothing to hide
+    try:
+        if isinstance(value, list | tuple):
+            return [input_value_to_string(name, item) for item in value]
+        return input_value_to_string(name, value)
+    except CCPInputError:
+        return value  # execute() refuses it; _mask_secrets hides how it shows meanwhile
 
 
 def _mask_secrets(specs: Mapping[str, InputSpec], values: Mapping[str, Any]) -> None:
@@ -208,14 +219,24 @@ def _mask_secrets(specs: Mapping[str, InputSpec], values: Mapping[str, Any]) -> 
     for name in (name for name in values if _is_secret(specs, name)):
         value = values[name]
         items = value if isinstance(value, list | tuple) else []
-        auth.mask(input_value_to_string(name, value), *(input_value_to_string(name, item) for item in items))
+        auth.mask(*(_shown_forms(name, item) for item in [value, *items]))
+
+
+def _shown_forms(name: str, value: Any) -> str | None:
+    """The string CCP would receive, or the text a value CCP cannot receive shows as."""
+    if value is None:
+        return None
+    try:
+        return input_value_to_string(name, value)
+    except CCPInputError:
+        return str(value)
 
 
 def default_outputs(description: Mapping[str, Any]) -> dict[str, dict[str, str]] | None:
     """Every output the description declares, by value, and on CCP ``stdout`` and ``stderr`` too:
     what CCP's own execution form and generated code ask for. None (every output, by OGC's rule)
     for a plain OGC process that declares none."""
-    outputs = declared_outputs(description)
+    outputs = output_ids(description)
     if is_ccp_description(description):
         outputs += [name for name in CCP_LOG_OUTPUTS if name not in outputs]
     return value_outputs(outputs) if outputs else None

@@ -19,6 +19,12 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pendulum
 
+from airflow_provider_ccp.descriptions import (
+    CCP_SYSTEM_INPUTS,
+    input_value_to_string,
+    json_value,
+    method_inputs,
+)
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
@@ -32,14 +38,10 @@ from airflow_provider_ccp.exchange import REDIRECT_STATUSES, followed_link, load
 
 OGC_EXCEPTION_PREFIX = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 
-#: Inputs every CCP Method accepts, whether or not its description declares them (ccp-api.md §3.1).
-CCP_SYSTEM_INPUTS = frozenset({"ccpimage", "ccpreplicas", "ccpnote", "ccpmaxtime", "ccpsize"})
 #: Outputs CCP's execution form ("Output options") and the code it generates request besides the declared ones.
 CCP_LOG_OUTPUTS = ("stdout", "stderr")
 #: Members of the execute request the provider writes itself: extra members may not replace them.
 PROVIDER_MEMBERS = frozenset({"inputs", "outputs", "response"})
-#: ``schema.format`` values that mark an input as a credential (CCP uses ``secret``).
-SECRET_FORMATS = frozenset({"secret", "password"})
 
 SUCCESS_STATUSES = frozenset({"successful"})
 #: OGC's ``failed``/``dismissed`` plus CCP's own ``cancelled``/``expired`` (ccp-api.md §3.4).
@@ -164,25 +166,6 @@ def encode_context(context: str) -> str:
 # --------------------------------------------------------------------------- execute request
 
 
-def input_value_to_string(name: str, value: Any) -> str:
-    """CCP expects every input value as a string (ccp-api.md §3.1, §7.6)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list | tuple):
-        # Multi-valued inputs travel comma-joined, as CCP's own clients send them.
-        return ",".join(input_value_to_string(name, item) for item in value)
-    if isinstance(value, Mapping):
-        return json.dumps(value, sort_keys=True)
-    raise CCPProtocolError(
-        f"Input {name!r} has a value of type {type(value).__name__}; "
-        "expected a string, number, boolean, list or mapping"
-    )
-
-
 def execute_body(
     inputs: Mapping[str, Any],
     outputs: Mapping[str, Any] | None = None,
@@ -239,120 +222,19 @@ def value_outputs(output_ids: Iterable[str]) -> dict[str, dict[str, str]]:
 # --------------------------------------------------------------------------- typed inputs (other OGC servers)
 
 
-def described_inputs(description: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The input descriptions of a process: OGC 1.0 (a map by id) or the older list form."""
-    raw = description.get("inputs") or {}
-    if isinstance(raw, Mapping):
-        return {str(name): spec for name, spec in raw.items() if isinstance(spec, Mapping)}
-    return {str(spec["id"]): spec for spec in raw if isinstance(spec, Mapping) and spec.get("id")}
-
-
-def is_ccp_description(description: Mapping[str, Any]) -> bool:
-    """CCP Methods declare the runtime image input; a plain OGC process does not."""
-    return "ccpimage" in described_inputs(description)
-
-
 def names_ccp_input(inputs: Mapping[str, Any]) -> bool:
     """Inputs that only CCP knows (``ccpimage``, ``ccpnote``, ...) say the server is CCP."""
     return any(name in CCP_SYSTEM_INPUTS for name in inputs)
 
 
 def typed_inputs(inputs: Mapping[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
-    """Each value as the JSON type its input's schema declares; undeclared inputs go as given.
-
-    A string (what a template renders) is read as that type: ``"4"`` becomes 4 for an integer.
-    Raises ``CCPInputError`` naming the input when a value cannot be read so.
-    """
-    specs = described_inputs(description)
-    return {name: _typed_input(name, value, specs.get(name) or {}) for name, value in inputs.items()}
-
-
-def _typed_input(name: str, value: Any, spec: Mapping[str, Any]) -> Any:
-    schema: Mapping[str, Any] = spec["schema"] if isinstance(spec.get("schema"), Mapping) else {}
-    kind = schema_type(schema)
-    many = str(spec.get("maxOccurs", 1)) != "1"
-    try:
-        if many and kind != "array" and isinstance(value, list | tuple):
-            return [_typed_value(name, item, schema) for item in value]
-        return _typed_value(name, value, schema)
-    except (TypeError, ValueError):
-        secret = str(schema.get("format") or "").lower() in SECRET_FORMATS
-        shown = "a value" if secret else f"{value!r}"
-        raise CCPInputError(
-            f"Input {name!r}: {shown} is not {_A_TYPE[str(kind)]}, which is what the Method's schema declares"
-        ) from None
-
-
-def schema_type(schema: Mapping[str, Any]) -> str | None:
-    """The one JSON type a schema declares (``["integer", "null"]`` counts as integer), else None."""
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kinds = [item for item in kind if item != "null"]
-        kind = kinds[0] if len(kinds) == 1 else None
-    return kind if kind in _A_TYPE else None
-
-
-def _typed_value(name: str, value: Any, schema: Mapping[str, Any]) -> Any:
-    kind = schema_type(schema)
-    if kind is None or (isinstance(value, Mapping) and kind != "object" and ("value" in value or "href" in value)):
-        return value  # no type to follow, or a qualified value / link the server reads itself
-    if kind == "string":
-        return input_value_to_string(name, value)
-    if kind == "boolean":
-        return _boolean(value)
-    if kind == "integer":
-        return _integer(value)
-    if kind == "number":
-        return _number(value)
-    parsed = json.loads(value) if isinstance(value, str) else value
-    if kind == "object" and isinstance(parsed, Mapping):
-        return dict(parsed)
-    if kind == "array" and isinstance(parsed, list | tuple):
-        items = schema["items"] if isinstance(schema.get("items"), Mapping) else {}
-        return [_typed_value(name, item, items) for item in parsed]
-    raise TypeError(kind)
-
-
-_A_TYPE = {
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "a boolean (true or false)",
-    "array": "an array (a list, or a JSON array)",
-    "object": "an object (a mapping, or a JSON object)",
-}
-_BOOLEAN_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
-        return _BOOLEAN_WORDS[value.strip().lower()]
-    raise TypeError(value)
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(value)
-        return int(value)
-    return int(value)
-
-
-def _number(value: Any) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(value)
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(value)
-    return value
+    """Each value as the JSON type its input's schema declares (``MethodInput.typed``); an undeclared
+    input goes as the JSON value it stands for. Raises ``CCPInputError`` naming the input."""
+    declared = method_inputs(description)
+    return {
+        name: declared[name].typed(value) if name in declared else json_value(name, value)
+        for name, value in inputs.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -702,18 +584,23 @@ def error_from_response(
 ) -> CCPError:
     """Map an HTTP error answer to the exception hierarchy, reading an OGC exception body if any.
 
-    An HTML or empty body is reported by its status line rather than as a JSON decoding error.
+    The message's first line is the server's reason and the status, what a user reads in the log
+    viewer to know what to change; the second says where (URL, Method, job). An HTML or empty
+    body is reported by its status line rather than as a JSON decoding error.
     """
     document = _error_document(body) or {}
     error_type = str(document.get("type") or "") or None
     title = str(document.get("title") or "") or None
     detail = str(document.get("detail") or document.get("description") or "") or None
-    subject = " ".join(
+    subject = ", ".join(
         part for part in (f"Method {method_id!r}" if method_id else "", f"job {job_id!r}" if job_id else "") if part
     )
     summary = f"HTTP {status_code} {reason}".strip()
-    words = "; ".join(part for part in (title, detail) if part)
-    message = f"{summary} from {url}" + (f" ({subject})" if subject else "") + (f": {words}" if words else "")
+    # A title that only repeats the status line ("Bad Request") would push the reason right.
+    heading = title if title and title.strip().lower() != reason.strip().lower() else None
+    words = "; ".join(" ".join(part.split()) for part in (heading, detail) if part)
+    first = f"{words} ({summary})" if words else summary
+    message = f"{first}\nfrom {url}" + (f" ({subject})" if subject else "")
     error_class: type[CCPError] = CCPError
     if status_code in (401, 403):
         error_class = CCPAuthError

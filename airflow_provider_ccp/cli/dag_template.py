@@ -6,9 +6,12 @@ stripped, one ``#`` per line), so a hostile Method description cannot inject cod
 
 Choices the generated DAG makes (docs/cli.md explains them to users):
 
-- every user-editable input becomes an Airflow ``Param`` (title, description, type, enum, default;
-  no default when the input is required and has none), so "Trigger DAG w/ config" shows a form
-  like CCP's execution form, and the operator's ``inputs`` are templated from ``params``;
+- every user-editable input becomes an Airflow ``Param`` whose JSON schema follows the Method's
+  (type, enum, format, bounds; a default unless the input is required), so the Trigger form is
+  like CCP's execution form and refuses what CCP would; an optional Param may be left empty;
+- the operator's ``inputs`` take each Param's value as it is (``dag.param``, no text rendering):
+  an empty optional Param reaches the operator as None, which means "not given" there (the
+  Method's default, or the input left out);
 - a read-only input (``schema.readOnly``, e.g. ``ccpimage``) is bound by the Method's author, so
   its default is written into ``inputs`` as a constant instead of being offered in the form;
 - a secret input (``schema.format`` ``secret``) never becomes a Param (a run's conf is stored in
@@ -26,61 +29,21 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from airflow_provider_ccp.exceptions import CCPError
-from airflow_provider_ccp.inputs import SECRET_FORMATS
+from airflow_provider_ccp.descriptions import MethodInput
+from airflow_provider_ccp.descriptions import method_inputs as described_inputs
+from airflow_provider_ccp.exceptions import CCPError, CCPInputError
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 MAX_TAG_LENGTH = 100
-#: JSON-schema types Airflow's trigger form understands; CCP declares "string" almost everywhere.
-PARAM_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object"})
 #: CCP ``schema.format`` values with a matching widget in Airflow's trigger form.
 PARAM_FORMATS = {"date": "date", "date-time": "date-time", "datetime": "date-time", "time": "time"}
+#: JSON-schema keywords a Param keeps from the Method's schema: the form enforces them.
+PARAM_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern")
 _MISSING = object()
 
 
 class DagTemplateError(CCPError):
     """The Method cannot be turned into a DAG with the options given."""
-
-
-@dataclass(frozen=True)
-class MethodInput:
-    """One Method input, read from its description the way the DAG needs it."""
-
-    id: str
-    title: str
-    description: str
-    type: str
-    format: str | None
-    default: Any
-    enum: tuple[Any, ...]
-    required: bool
-    read_only: bool
-    secret: bool
-    multiple: bool
-
-    @property
-    def has_default(self) -> bool:
-        return self.default is not _MISSING
-
-    @classmethod
-    def from_description(cls, input_id: str, spec: Mapping[str, Any]) -> MethodInput:
-        schema = mapping(spec.get("schema"))
-        declared_type = schema.get("type")
-        max_occurs = spec.get("maxOccurs", 1)
-        enum = schema.get("enum")
-        return cls(
-            id=input_id,
-            title=str(spec.get("title") or input_id),
-            description=str(spec.get("description") or ""),
-            type=declared_type if declared_type in PARAM_TYPES else "string",
-            format=str(schema["format"]) if schema.get("format") else None,
-            default=schema.get("default", _MISSING),
-            enum=tuple(enum) if isinstance(enum, list) else (),
-            required=_int(spec.get("minOccurs"), 1) >= 1,
-            read_only=bool(schema.get("readOnly")),
-            secret=str(schema.get("format") or "").lower() in SECRET_FORMATS,
-            multiple=max_occurs == "unbounded" or _int(max_occurs, 1) > 1,
-        )
 
 
 @dataclass(frozen=True)
@@ -105,7 +68,7 @@ def retry_note(airflow_version: str) -> str:
     """What a retry of the generated task does on that Airflow (docs/operators.md, "Retries")."""
     from airflow_provider_ccp.version_compat import REATTACH_SINCE
 
-    major, minor = (_int(part, 0) for part in ([*airflow_version.split("."), "0"])[:2])
+    major, minor = (int(part) if part.isdigit() else 0 for part in ([*airflow_version.split("."), "0"])[:2])
     since = ".".join(map(str, REATTACH_SINCE))
     if (major, minor) >= REATTACH_SINCE:
         return f"a retry reattaches to the execution an earlier try started (Airflow >= {since})"
@@ -117,18 +80,8 @@ def mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _int(value: Any, fallback: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return fallback
-
-
 def method_inputs(method: Mapping[str, Any]) -> list[MethodInput]:
-    inputs = method.get("inputs")
-    if not isinstance(inputs, Mapping):
-        return []
-    return [MethodInput.from_description(str(key), spec) for key, spec in inputs.items() if isinstance(spec, Mapping)]
+    return list(described_inputs(method).values())
 
 
 def default_dag_id(method: Mapping[str, Any]) -> str:
@@ -173,41 +126,28 @@ def comment(text: str, indent: str = "") -> list[str]:
     return [f"{indent}# {_printable(line)}".rstrip() for line in text.splitlines() or [""]]
 
 
-def _jinja_ref(name: str) -> str:
-    """``params.x`` when ``x`` is a plain name, else ``params["x"]`` (a JSON string is a Jinja string)."""
-    return f"params.{name}" if name.isidentifier() and name.isascii() else f"params[{json.dumps(name)}]"
-
-
 # --------------------------------------------------------------------------- the pieces of the DAG
 
 
-def _template(item: MethodInput, dag_id: str) -> str:
-    """The operator's ``inputs`` value for one input: CCP wants a string, whatever the Param's type."""
-    if item.secret:
-        key = json.dumps(variable_key(dag_id, item.id))
-        return _jinja(f"var.value.get({key})" if item.required else f'var.value.get({key}, "")')
-    ref = _jinja_ref(item.id)
-    if item.multiple:
-        ref += ' | join(",")'  # CCP's clients send multi-valued inputs comma-joined
-    elif item.type == "boolean":
-        ref += " | lower"  # Python's True would reach CCP as "True"
-    if not item.required:
-        return _jinja(f'{ref} if {_jinja_ref(item.id)} is not none else ""')
-    return _jinja(ref)
+def _secret_template(item: MethodInput, dag_id: str) -> str:
+    """A secret input is read from its Variable when the task runs (a template: Airflow masks it)."""
+    key = json.dumps(variable_key(dag_id, item.id))
+    return "{{ " + (f"var.value.get({key})" if item.required else f'var.value.get({key}, "")') + " }}"
 
 
-def _jinja(expression: str) -> str:
-    return "{{ " + expression + " }}"
-
-
-def _nullable(item: MethodInput) -> bool:
-    """An optional input with no default: the form may leave it empty, and CCP then gets ""."""
-    return not item.required and not item.has_default
+def _typed_default(item: MethodInput, value: Any) -> Any:
+    """A default as the Param's type: a Method may write the integer 3 as "3"."""
+    if item.type in ("integer", "number", "boolean"):
+        try:
+            return item.typed(value)
+        except CCPInputError:
+            return value  # check_options reports it against the Param's schema
+    return value
 
 
 def _from_text(item: MethodInput, text: str) -> Any:
     """A command-line default for a Param that is not a string: JSON (``3``, ``true``, ``["a"]``) if it parses."""
-    if item.type == "string" and not item.multiple:
+    if _param_type(item) == "string" and not item.multiple:
         return text
     try:
         return json.loads(text)
@@ -219,21 +159,31 @@ def _param_default(item: MethodInput, options: DagOptions) -> Any:
     if item.id in options.defaults:
         return _from_text(item, options.defaults[item.id])
     if item.has_default:
-        return item.default
-    return None if _nullable(item) else _MISSING
+        return _typed_default(item, item.default)
+    return _MISSING if item.required else None
+
+
+def _param_type(item: MethodInput) -> str:
+    # An input whose schema names no type (or several) takes text, as CCP sends it.
+    return item.type or "string"
 
 
 def _schema(item: MethodInput) -> dict[str, Any]:
     """The JSON schema of the Param: Airflow validates the run's conf against it and draws the form from it."""
-    value: dict[str, Any] = {"type": item.type}
+    value: dict[str, Any] = {"type": _param_type(item)}
     if item.enum:
-        value["enum"] = [*item.enum, None] if not item.required and not item.multiple else list(item.enum)
+        value["enum"] = list(item.enum)
     if item.format in PARAM_FORMATS:
         value["format"] = PARAM_FORMATS[item.format]
+    value.update({key: item.schema[key] for key in PARAM_BOUNDS if key in item.schema})
+    if item.required and value["type"] == "string" and not item.enum:
+        value.setdefault("minLength", 1)  # required and empty is what CCP's form refuses too
     schema: dict[str, Any] = {"type": "array", "items": value} if item.multiple else value
     if not item.required:
-        # Optional, default or not: the form must not mark it required, and may leave it empty.
+        # The form may leave it empty (null): the operator then leaves it out or sends the Method's default.
         schema["type"] = ["null", schema["type"]]
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
     return schema
 
 
@@ -243,8 +193,6 @@ def _param(item: MethodInput, options: DagOptions) -> list[str]:
         fields["description"] = item.description
     fields.update(_schema(item))
     default = _param_default(item, options)
-    if default is _MISSING and fields["type"] == "string" and "enum" not in fields:
-        fields["minLength"] = 1  # required and empty is what CCP's form refuses too
     args = [] if default is _MISSING else [py_literal(default)]
     args += [f"{name}={py_literal(value)}" for name, value in fields.items()]
     return [f"        {py_literal(item.id)}: Param(", *(f"            {arg}," for arg in args), "        ),"]
@@ -256,10 +204,12 @@ def _input_line(item: MethodInput, dag_id: str) -> list[str]:
             "            # Read-only in the Method: fixed by its author, like the locked field of CCP's form.",
             f"            {py_literal(item.id)}: {py_literal(item.default)},",
         ]
-    lines = []
     if item.secret:
-        lines.append(f"            # Secret: set the Airflow Variable {py_literal(variable_key(dag_id, item.id))}.")
-    return [*lines, f"            {py_literal(item.id)}: {py_literal(_template(item, dag_id))},"]
+        return [
+            f"            # Secret: set the Airflow Variable {py_literal(variable_key(dag_id, item.id))}.",
+            f"            {py_literal(item.id)}: {py_literal(_secret_template(item, dag_id))},",
+        ]
+    return [f"            {py_literal(item.id)}: dag.param({py_literal(item.id)}),"]
 
 
 def _is_param(item: MethodInput) -> bool:
@@ -310,11 +260,8 @@ def _check_default(item: MethodInput, text: str) -> None:
     """A ``--set`` value the Param's schema refuses would make Airflow reject the whole DAG file."""
     import jsonschema
 
-    schema = _schema(item)
-    if item.required and schema.get("type") == "string" and "enum" not in schema:
-        schema["minLength"] = 1
     try:
-        jsonschema.validate(_from_text(item, text), schema)
+        jsonschema.validate(_from_text(item, text), _schema(item))
     except jsonschema.ValidationError as error:
         raise DagTemplateError(f"--set {item.id}={text}: {error.message} (input {item.id!r} of the Method)") from None
 
@@ -336,7 +283,8 @@ def render_dag(method: Mapping[str, Any], options: DagOptions) -> str:
         "",
         *comment("\n".join(header)),
         "#",
-        "# Trigger it with 'Trigger DAG w/ config': the form mirrors the Method's inputs.",
+        "# Trigger it with the Dag's Trigger button: the Run Parameters form mirrors the Method's inputs,",
+        "# and an optional field left empty is not given (CCP uses the Method's default).",
         "",
         "from __future__ import annotations",
         "",
@@ -359,7 +307,7 @@ def render_dag(method: Mapping[str, Any], options: DagOptions) -> str:
         "    params={",
         *params,
         "    },",
-        "):",
+        ") as dag:",
         "    run_method = CCPExecuteMethodOperator(",
         '        task_id="run_method",',
         f"        ccp_conn_id={py_literal(options.conn_id)},",

@@ -19,7 +19,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from airflow_provider_ccp.cli.dag_template import MethodInput, mapping, method_inputs
+from airflow_provider_ccp.cli.dag_template import mapping, method_inputs
+from airflow_provider_ccp.descriptions import MethodInput
 from airflow_provider_ccp.protocol import StatusInfo
 
 #: Wide enough that ids and URLs are not wrapped when the output goes to a file or a pipe.

@@ -35,6 +35,7 @@ from airflow_provider_ccp import auth, exchange, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.descriptions import is_ccp_description
 from airflow_provider_ccp.exceptions import (
     CCPDownloadError,
     CCPError,
@@ -512,7 +513,7 @@ class CCPHook(_CCPHookBase):
             return None
         if description is None:
             description = self.get_method(method_id)
-        if kind == "auto" and protocol.is_ccp_description(description):
+        if kind == "auto" and is_ccp_description(description):
             return None
         return description
 

@@ -24,6 +24,7 @@ from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
+from airflow_provider_ccp.descriptions import is_ccp_description
 from airflow_provider_ccp.exceptions import (
     CCPAmbiguousSubmissionError,
     CCPError,
@@ -547,11 +548,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             return manifest
         if event["status"] == "failed":
             self._report_failure(job_id, event)
-            raise CCPJobFailedError(
-                f"CCP job {job_id} (Method {self.method_id}) ended {event['job_status']}: {event['message']}",
-                job_id=job_id,
-                method_id=self.method_id,
-            )
+            raise CCPJobFailedError(self._failure_message(job_id, event), job_id=job_id, method_id=self.method_id)
         if event["status"] == "timeout":
             self._dismiss(job_id)
             raise CCPJobTimeoutError(event["message"], job_id=job_id, method_id=self.method_id)
@@ -666,6 +663,12 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         times = {key: record[key] for key in ("created", "started", "finished") if record.get(key)}
         return StatusInfo.from_json(times | {key: value for key, value in info.raw.items() if value})
 
+    def _failure_message(self, job_id: str, event: Mapping[str, Any]) -> str:
+        """CCP's reason on the first line, short enough for the log viewer; which job, and where, below."""
+        reason = " ".join(str(event["message"] or "").split()) or "CCP gave no reason"
+        where = f"Method {self.method_id!r}, job {job_id}: {self._job_url(job_id)}"
+        return f"The CCP execution {event['job_status'] or 'failed'}: {reason}\n{where}"
+
     def _report_failure(self, job_id: str, event: Mapping[str, Any]) -> None:
         """Put CCP's message and the stderr/stdout tails in the task log (best effort) before failing."""
         self.log.error("CCP job %s ended %s: %s", job_id, event["job_status"], event["message"])
@@ -750,7 +753,7 @@ class Submission:
 
 def is_ccp_method(description: Mapping[str, Any]) -> bool:
     """CCP Methods declare the runtime image input; a plain OGC process has no ``ccpnote`` to carry a marker."""
-    return protocol.is_ccp_description(description)
+    return is_ccp_description(description)
 
 
 def stored_submission(context: Context) -> Submission | None:

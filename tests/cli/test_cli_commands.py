@@ -61,7 +61,16 @@ def test_methods_list_search_and_json(sandbox_conn: str, capsys: pytest.CaptureF
 def test_methods_describe_shows_inputs_and_outputs(sandbox_conn: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "methods", "describe", "word-count")
     assert code == 0
-    for text in ("text", "mode", "words, lines, chars", '"words"', "required, read-only", "result", "application/json"):
+    for text in (
+        "text",
+        "mode",
+        "words, lines, chars",
+        '"words"',
+        "optional, read-only",
+        "required",
+        "result",
+        "application/json",
+    ):
         assert text in out
 
 

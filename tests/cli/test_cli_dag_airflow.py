@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,17 @@ RUN_DAG = textwrap.dedent(
     """
     import json, sys
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import ParamValidationError
 
     bag = DagBag(sys.argv[1])
     assert not bag.import_errors, bag.import_errors
     dag = bag.get_dag(sys.argv[2])
-    run = dag.test(run_conf=json.loads(sys.argv[3]))
-    print("DAGRUN_STATE=" + str(run.state))
+    try:
+        run = dag.test(run_conf=json.loads(sys.argv[3]))
+    except ParamValidationError as refused:  # what the Trigger form and the API answer, before any run
+        print("REFUSED=" + str(refused).replace(chr(10), " "))
+    else:
+        print("DAGRUN_STATE=" + str(run.state))
     """
 )
 
@@ -92,30 +98,71 @@ def _airflow_env(home: Path, dags: Path, connection: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.dagtest
-@pytest.mark.timeout(600)
-def test_generated_dag_runs_with_non_default_params(
-    sandbox: Any, sandbox_conn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    dags = tmp_path / "dags"
+@pytest.fixture(scope="module")
+def word_count_dag(ccp_sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, Any]], str]:
+    """Runs the word-count DAG ``ccp-airflow dag`` writes with a run conf, in an Airflow of its own."""
+    folder = tmp_path_factory.mktemp("word-count-dag")
+    dags = folder / "dags"
     dags.mkdir()
-    generate("word-count", dags, capsys)
-    env = _airflow_env(tmp_path / "home", dags, sandbox.connection_json())
+    env = _airflow_env(folder / "home", dags, ccp_sandbox.connection_json())
+    target = dags / "ccp_word_count.py"
+    written = subprocess.run(
+        [BIN / "ccp-airflow", "dag", "word-count", "-o", str(target)], env=env, capture_output=True, text=True
+    )
+    assert written.returncode == 0, written.stderr[-2000:]
     migrate = subprocess.run([BIN / "airflow", "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, migrate.stderr[-2000:]
-    hook = CCPHook(sandbox_conn)
-    before = {job.job_id for job in hook.list_jobs(method_id="word-count")}
-    conf = {"text": "alpha beta gamma", "mode": "chars", "ccpreplicas": "2"}
-    done = subprocess.run(
-        [sys.executable, "-c", RUN_DAG, str(dags), "ccp_word_count", json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=500,
-    )
-    assert "DAGRUN_STATE=success" in done.stdout, (done.stdout + done.stderr)[-4000:]
-    (job_id,) = {job.job_id for job in hook.list_jobs(method_id="word-count")} - before
+
+    def run(conf: dict[str, Any]) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", RUN_DAG, str(dags), "ccp_word_count", json.dumps(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=500,
+        )
+        return done.stdout + done.stderr
+
+    return run
+
+
+def new_request(hook: CCPHook, before: set[str]) -> dict[str, Any]:
+    """The inputs of the one execution of word-count created since ``before``."""
+    (job_id,) = word_count_jobs(hook) - before
     sent = hook.get_execution(job_id)["request"]["inputs"]
     # ccpnote carries the submission's marker, by which a lost answer is looked up (docs/operators.md).
     assert sent.pop("ccpnote").startswith("[airflow-submission:")
-    assert sent == {"ccpimage": "bash", **conf}
+    return dict(sent)
+
+
+def word_count_jobs(hook: CCPHook) -> set[str]:
+    return {job.job_id for job in hook.list_jobs(method_id="word-count")}
+
+
+@pytest.mark.dagtest
+@pytest.mark.timeout(600)
+def test_generated_dag_runs_with_non_default_params(sandbox_conn: str, word_count_dag: Any) -> None:
+    hook = CCPHook(sandbox_conn)
+    before = word_count_jobs(hook)
+    conf = {"text": "alpha beta gamma", "mode": "chars", "ccpreplicas": 2}
+    output = word_count_dag(conf)
+    assert "DAGRUN_STATE=success" in output, output[-4000:]
+    assert new_request(hook, before) == {"ccpimage": "bash", **conf, "ccpreplicas": "2"}
+
+
+@pytest.mark.dagtest
+@pytest.mark.timeout(600)
+def test_generated_dag_optional_fields_left_empty_are_not_given(sandbox_conn: str, word_count_dag: Any) -> None:
+    hook = CCPHook(sandbox_conn)
+    before = word_count_jobs(hook)
+    # What the Trigger form sends for a cleared field: null (a string, an enum and CCP's replica count).
+    output = word_count_dag({"text": "alpha beta", "mode": None, "ccpreplicas": None})
+    assert "DAGRUN_STATE=success" in output, output[-4000:]
+    assert new_request(hook, before) == {"ccpimage": "bash", "text": "alpha beta", "mode": "words", "ccpreplicas": "1"}
+
+    # A wrong type never becomes a run: the Param's schema is the Method's.
+    before = word_count_jobs(hook)
+    output = word_count_dag({"text": "alpha", "ccpreplicas": "two"})
+    assert "REFUSED=" in output, output[-4000:]
+    assert "ccpreplicas" in output.split("REFUSED=")[1]
+    assert word_count_jobs(hook) == before

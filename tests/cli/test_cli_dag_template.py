@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,14 +95,14 @@ def test_params_mirror_inputs() -> None:
         token=string_input(format="secret"),
     )
     source = render_dag(description, options())
-    inputs = ast.literal_eval(module_values(source, "inputs"))
+    inputs = {ast.literal_eval(key): operator_input(value) for key, value in zip(*dict_items(source), strict=True)}
     assert inputs == {
         "ccpimage": "bash",
-        "mode": "{{ params.mode }}",
-        "text": "{{ params.text }}",
-        "note": '{{ params.note if params.note is not none else "" }}',
-        "flags": '{{ params.flags | join(",") if params.flags is not none else "" }}',
-        "on": "{{ params.on | lower }}",
+        "mode": ("param", "mode"),
+        "text": ("param", "text"),
+        "note": ("param", "note"),
+        "flags": ("param", "flags"),
+        "on": ("param", "on"),
         "token": '{{ var.value.get("ccp_test_token_secret") }}',
     }
     params = module_values(source, "params")
@@ -112,11 +114,27 @@ def test_params_mirror_inputs() -> None:
         call = by_name[name]
         return [ast.literal_eval(a) for a in call.args], {k.arg: ast.literal_eval(k.value) for k in call.keywords}
 
-    assert param("mode") == (["b"], {"title": "T", "type": "string", "enum": ["a", "b"]})
+    # A default makes an input optional (OGC): the field may be emptied, and the Method's default is sent.
+    assert param("mode") == (["b"], {"title": "T", "type": ["null", "string"], "enum": ["a", "b", None]})
     assert param("text") == ([], {"title": "T", "type": "string", "minLength": 1})
     assert param("note") == ([None], {"title": "T", "type": ["null", "string"]})
     assert param("flags")[1]["items"] == {"type": "string", "enum": ["x", "y"]}
-    assert param("on")[0] == [False]
+    assert param("flags")[1]["type"] == ["null", "array"]
+    assert param("on") == ([False], {"title": "on", "type": ["null", "boolean"]})
+
+
+def dict_items(source: str) -> tuple[list[ast.expr], list[ast.expr]]:
+    inputs = module_values(source, "inputs")
+    assert isinstance(inputs, ast.Dict)
+    return inputs.keys, inputs.values  # type: ignore[return-value]
+
+
+def operator_input(node: ast.expr) -> Any:
+    """A constant, or ``("param", name)`` for ``dag.param(name)``: the Param's value, not its text."""
+    if isinstance(node, ast.Call):
+        assert ast.unparse(node.func) == "dag.param"
+        return ("param", ast.literal_eval(node.args[0]))
+    return ast.literal_eval(node)
 
 
 def test_set_gives_defaults_and_schedule_needs_them() -> None:
@@ -148,3 +166,37 @@ def test_bad_options_are_refused(overrides: dict[str, Any], message: str) -> Non
 )
 def test_default_dag_id(title: str, method_id: str, expected: str) -> None:
     assert default_dag_id({"title": title, "id": method_id}) == expected
+
+
+def test_the_comment_uses_the_installed_airflow_ui_words() -> None:
+    import airflow
+
+    ui = Path(airflow.__file__).parent / "ui" / "dist"
+    words = json.loads((ui / "i18n" / "locales" / "en" / "components.json").read_text())["triggerDag"]
+    source = render_dag(method(text=string_input()), options())
+    assert "w/ config" not in source  # Airflow 2's menu entry
+    assert f"the Dag's {words['button']} button" in source
+    assert "Run Parameters form" in source
+    assert any("Run Parameters" in bundle.read_text() for bundle in (ui / "assets").glob("index-*.js"))
+
+
+def test_ccp_replicas_is_a_whole_number_field_and_bounds_follow_the_schema() -> None:
+    description = method(
+        ccpreplicas={"minOccurs": 0, "schema": {"type": "string", "default": "1"}},
+        size={"minOccurs": 0, "schema": {"type": "integer", "default": "3", "minimum": 1, "maximum": 9}},
+        name={"schema": {"type": "string", "maxLength": 5, "pattern": "^[a-z]+$"}},
+    )
+    params = module_values(render_dag(description, options()), "params")
+    found = {
+        ast.literal_eval(key): (
+            [ast.literal_eval(a) for a in call.args],
+            {k.arg: ast.literal_eval(k.value) for k in call.keywords},
+        )
+        for key, call in zip(params.keys, params.values, strict=True)
+    }
+    assert found["ccpreplicas"] == ([1], {"title": "ccpreplicas", "type": ["null", "integer"], "minimum": 1})
+    assert found["size"] == ([3], {"title": "size", "type": ["null", "integer"], "minimum": 1, "maximum": 9})
+    assert found["name"] == (
+        [],
+        {"title": "name", "type": "string", "maxLength": 5, "pattern": "^[a-z]+$", "minLength": 1},
+    )

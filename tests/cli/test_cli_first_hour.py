@@ -122,7 +122,7 @@ def test_set_values_that_fit_are_written() -> None:
 
 
 def test_an_optional_input_with_a_default_is_not_required_in_the_form() -> None:
-    description = method(ccpreplicas=string_input(default="1", minOccurs=0))
+    description = method(level=string_input(default="1", minOccurs=0))
     source = render_dag(description, options())
     call = module_values(source, "params").values[0]
     keywords = {k.arg: ast.literal_eval(k.value) for k in call.keywords}

@@ -7,9 +7,12 @@ inputs and answers 400 "size must be an integer" to a string.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
+import pendulum
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -219,7 +222,7 @@ def test_the_operator_fails_in_one_line_before_sending_a_value_it_cannot_convert
         task_id="t", method_id="echo", inputs={"size": "big"}, ccp_conn_id=open_conn, output_path=str(tmp_path)
     )
 
-    with pytest.raises(CCPInputError, match=r"Input 'size': 'big' is not an integer"):
+    with pytest.raises(CCPInputError, match=r"'size': 'big' is not an integer"):
         task.execute(make_context())
 
     assert ogc.received == []
@@ -248,3 +251,44 @@ def test_typed_values(schema, value, sent):
 def test_a_multi_valued_input_types_each_item():
     description = {"inputs": [{"id": "n", "maxOccurs": "unbounded", "schema": {"type": "integer"}}]}
     assert protocol.typed_inputs({"n": ["1", 2]}, description) == {"n": [1, 2]}
+
+
+# --------------------------------------------------------------------------- value types (issue 19)
+
+
+def test_the_operator_sends_dates_and_decimals_as_their_types_and_leaves_none_out(open_conn, ogc, tmp_path):
+    task = CCPExecuteMethodOperator(
+        task_id="t",
+        method_id="echo",
+        inputs={
+            "size": Decimal("4"),
+            "ratio": Decimal("0.25"),
+            "name": pendulum.datetime(2025, 1, 2, tz="UTC"),  # native rendering of {{ logical_date }}
+            "verbose": None,  # an emptied optional field of the Trigger form
+        },
+        ccp_conn_id=open_conn,
+        wait_for_completion=False,
+        output_path=str(tmp_path),
+    )
+
+    assert task.execute(make_context()) == "j1"
+
+    assert ogc.received[-1]["inputs"] == {"size": 4, "ratio": 0.25, "name": "2025-01-02T00:00:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [({"name": b"x"}, "bytes"), ({"tags": {"a", "b"}}, "set"), ({"options": {"at": object()}}, "object")],
+)
+def test_the_operator_refuses_a_value_with_no_obvious_reading_finally_and_sends_nothing(
+    open_conn, ogc, tmp_path, given, expected
+):
+    task = CCPExecuteMethodOperator(
+        task_id="t", method_id="echo", inputs=given, ccp_conn_id=open_conn, output_path=str(tmp_path), retries=3
+    )
+
+    with pytest.raises(CCPInputError, match=rf"has a value of type {expected}; expected") as raised:
+        task.execute(make_context())
+
+    assert isinstance(raised.value, AirflowFailException)
+    assert ogc.received == []

@@ -189,7 +189,7 @@ async def test_retries_are_bounded(make_conn, httpserver):
         with pytest.raises(CCPError) as raised:
             await hook.get_job("j1")
     assert raised.value.http_status == 503
-    assert str(raised.value).startswith("HTTP 503 SERVICE UNAVAILABLE from")  # werkzeug's reason phrase
+    assert str(raised.value).startswith("HTTP 503 SERVICE UNAVAILABLE\nfrom")  # werkzeug's reason phrase
     assert len(ccp_requests(httpserver)) == 3 + 1
 
 
@@ -234,7 +234,7 @@ async def test_errors_are_mapped_like_the_sync_hook(make_conn, httpserver):
     assert gone.value.title == "No such job"
     assert gone.value.error_type.endswith("/no-such-job")
     assert gone.value.job_id == "gone"
-    assert str(html.value) == f"HTTP 500 INTERNAL SERVER ERROR from {httpserver.url_for('/jobs/html')} (job 'html')"
+    assert str(html.value) == f"HTTP 500 INTERNAL SERVER ERROR\nfrom {httpserver.url_for('/jobs/html')} (job 'html')"
     assert html.value.__context__ is None
 
 

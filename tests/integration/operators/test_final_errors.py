@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import traceback
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pendulum
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
@@ -12,13 +16,16 @@ from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
     CCPInputError,
+    CCPJobFailedError,
     CCPNotFoundError,
     as_final,
     is_final,
 )
+from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.waiting import job_event
 from tests.integration.operators.test_ccp import operator as operator_under_test
-from tests.task_helpers import make_context, task_log
+from tests.task_helpers import finished_job, make_context, task_log
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
 __all__ = ["task_log"]  # a fixture, used by name
@@ -88,3 +95,79 @@ def test_the_task_log_names_the_files_delivered(sandbox, tmp_path, task_log):
     assert manifest["files"]
     for item in manifest["files"]:
         assert f"  {item['path']} ({item['size']} bytes)" in log
+
+
+# --------------------------------------------------------------------------- input values (issue 19)
+
+
+def jobs_of(method_id: str) -> set[str]:
+    return {job.job_id for job in CCPHook().list_jobs(method_id=method_id)}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        ({"text": None}, r"missing required input 'text' \(it is None\)"),
+        ({"text": b"one two"}, r"'text' has a value of type bytes; expected text: decode the bytes"),
+        ({"text": {"one", "two"}}, r"'text' has a value of type set; expected a list: a set has no order"),
+        ({"text": "a", "ccpnote": frozenset()}, r"'ccpnote' has a value of type frozenset"),
+        ({"text": "a", "ccpreplicas": "two"}, r"'ccpreplicas': 'two' is not an integer"),
+        ({"text": "a", "mode": Decimal("NaN")}, r"'mode' has a value of type Decimal; expected a finite number"),
+    ],
+)
+def test_a_value_with_no_reading_fails_the_task_in_one_line_and_nothing_is_sent(sandbox, tmp_path, inputs, expected):
+    before = jobs_of("word-count")
+    with pytest.raises(CCPInputError, match=expected) as raised:
+        operator(tmp_path, inputs=inputs).execute(make_context())
+    assert isinstance(raised.value, AirflowFailException)
+    assert "\n" not in str(raised.value)
+    assert jobs_of("word-count") == before
+
+
+def test_none_for_an_optional_input_is_not_given_and_dates_and_decimals_read_the_obvious_way(sandbox, tmp_path):
+    inputs = {
+        "text": pendulum.datetime(2025, 1, 2, 3, 4, tz="UTC"),  # what native rendering gives for {{ logical_date }}
+        "mode": None,
+        "ccpreplicas": Decimal("2"),
+        "ccpnote": dt.date(2025, 1, 2),
+    }
+    job_id = operator(tmp_path, inputs=inputs, wait_for_completion=False).execute(make_context())
+    sent = CCPHook().get_execution(job_id)["request"]["inputs"]
+    assert sent.pop("ccpnote").startswith("2025-01-02 [airflow-submission:")
+    assert sent == {"ccpimage": "bash", "text": "2025-01-02T03:04:00+00:00", "mode": "words", "ccpreplicas": "2"}
+
+
+# --------------------------------------------------------------------------- the first line of a failure (issue 20)
+
+
+def provider_frames(error: BaseException) -> list[str]:
+    """The provider's own frames in the traceback the task log shows."""
+    return [
+        frame.name for frame in traceback.extract_tb(error.__traceback__) if "airflow_provider_ccp" in frame.filename
+    ]
+
+
+def test_an_input_ccp_refuses_fails_with_its_reason_first_under_a_short_traceback(sandbox, tmp_path):
+    # "0" is a whole number (the local check passes); the sandbox, like CCP, wants 1 or more.
+    with pytest.raises(CCPError) as raised:
+        operator(tmp_path, inputs={"text": "a", "ccpreplicas": "0"}).execute(make_context())
+    first, where = str(raised.value).split("\n")
+    assert first.startswith("Input 'ccpreplicas' must be an integer from 1")
+    assert first.endswith("(HTTP 400 Bad Request)")
+    assert len(first) < 120
+    assert where.startswith(f"from {sandbox.url}/processes/word-count/execution (Method 'word-count')")
+    assert isinstance(raised.value, AirflowFailException)
+    assert provider_frames(raised.value) == ["wrapper"]
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+
+
+def test_a_failed_execution_says_why_first(sandbox, tmp_path):
+    job = finished_job("fail", {"message": "disk quota exceeded", "exit_code": "3"})
+    task = operator(tmp_path, method_id="fail", log_lines=0)
+    with pytest.raises(CCPJobFailedError) as raised:
+        task.execute_complete(make_context(), event=job_event("failed", job.job_id, job.status, job.message))
+    first, where = str(raised.value).split("\n")
+    assert first == f"The CCP execution failed: {' '.join(job.message.split())}"
+    assert where == f"Method 'fail', job {job.job_id}: {sandbox.url}/ui/executions/{job.job_id}"  # CCP's UI
+    assert provider_frames(raised.value) == ["wrapper"]
