@@ -75,6 +75,14 @@ class CCPJobTimeoutError(CCPError):
     """The CCP execution did not reach a terminal status before the deadline."""
 
 
+class CCPSubmissionLostError(CCPError):
+    """The answer to an execution POST was lost (no answer, or a 5xx from the execution URL itself).
+
+    The server, or a proxy in front of it, may have created the execution before the answer was
+    lost: look for it before submitting again (the operator does, docs/operators.md).
+    """
+
+
 class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
     """The execution POST may have started an execution, and looking it up could not tell which one.
 
@@ -109,11 +117,16 @@ def _final_type(cls: type[CCPError]) -> type[CCPError]:
     return _FINAL_TYPES[cls]
 
 
+def recast(error: CCPError, cls: type[CCPError]) -> CCPError:
+    """The same error (message, attributes, traceback) as an instance of ``cls``."""
+    copy = cls(*error.args)
+    copy.__dict__.update(error.__dict__)
+    return copy.with_traceback(error.__traceback__)
+
+
 def as_final(error: CCPError) -> CCPError:
-    """The same error (message, attributes, traceback) as an ``AirflowFailException`` too."""
-    final = _final_type(type(error))(*error.args)
-    final.__dict__.update(error.__dict__)
-    return final.with_traceback(error.__traceback__)
+    """The same error as an ``AirflowFailException`` too."""
+    return recast(error, _final_type(type(error)))
 
 
 Method = TypeVar("Method", bound=Callable[..., Any])

@@ -34,6 +34,8 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobTimeoutError,
     CCPNotFoundError,
+    CCPSubmissionLostError,
+    recast,
 )
 from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch
@@ -319,19 +321,25 @@ class CCPHook(_CCPHookBase):
 
         The POST is never retried once it may have reached the server: a duplicate execution
         costs the user real compute. Only connection failures before sending are retried.
-        Bad inputs or request members raise ``CCPInputError`` before anything is sent.
+        Bad inputs or request members raise ``CCPInputError`` before anything is sent; a POST that
+        may have created an execution although its answer was lost raises ``CCPSubmissionLostError``.
         """
         url = protocol.execution_request_url(self.settings.base_url, method_id)
         typed_by = self.typing_description(method_id, inputs, description)
         body = protocol.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
-        answer = self._request(
-            "POST",
-            url,
-            ok=protocol.SUBMIT_OK_STATUSES,
-            method_id=method_id,
-            json=body,
-            headers=protocol.SUBMIT_HEADERS,
-        )
+        try:
+            answer = self._request(
+                "POST",
+                url,
+                ok=protocol.SUBMIT_OK_STATUSES,
+                method_id=method_id,
+                json=body,
+                headers=protocol.SUBMIT_HEADERS,
+            )
+        except CCPError as err:
+            if protocol.submission_may_have_landed(err, url):
+                raise recast(err, CCPSubmissionLostError) from err.__cause__
+            raise
         headers = answer.headers
         return protocol.read_submission(
             answer.status_code, answer.content, headers.get("Location"), headers.get("Content-Type")

@@ -26,6 +26,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
     CCPProtocolError,
+    CCPSubmissionLostError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
@@ -348,7 +349,7 @@ class TestRetries:
         assert CCPHook(conn, retry_delay=FAST).dismiss_job("j1").supported
         assert len(ccp_requests(httpserver)) == 2
 
-    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+    @pytest.mark.parametrize("status", [400, 429, 500, 502, 503, 504])
     def test_an_execution_post_is_never_resent(self, make_conn, httpserver, status):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_data(
@@ -356,10 +357,20 @@ class TestRetries:
         )
         with pytest.raises(CCPError) as raised:
             CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
+        # A 5xx may come from a proxy after CCP created the job; a 4xx is a refusal.
+        assert isinstance(raised.value, CCPSubmissionLostError) is (status >= 500)
         assert raised.value.http_status == status
         assert raised.value.method_id == "m1"
         assert f"HTTP {status}" in str(raised.value)
         assert len(ccp_requests(httpserver, "/processes")) == 1
+
+    def test_a_token_that_could_not_be_had_is_no_lost_submission(self, make_conn, keycloak, httpserver):
+        conn = make_conn()
+        keycloak.refuse["password"] = (503, {"error": "temporarily_unavailable"})
+        with pytest.raises(CCPError) as raised:
+            CCPHook(conn, retry_limit=0).submit_execution("m1", {"ccpimage": "bash"})
+        assert not isinstance(raised.value, CCPSubmissionLostError)  # the POST was never sent
+        assert ccp_requests(httpserver, "/processes") == []
 
     def test_a_token_url_that_prefixes_the_ccp_url_does_not_make_the_post_retried(
         self, make_conn, keycloak, httpserver
@@ -384,7 +395,7 @@ class TestRetries:
             return Response(json.dumps(status_body("j1", "accepted")), status=201, content_type="application/json")
 
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_handler(slow)
-        with pytest.raises(CCPError, match=r"Could not reach CCP.*ReadTimeout") as raised:
+        with pytest.raises(CCPSubmissionLostError, match=r"Could not reach CCP.*ReadTimeout") as raised:
             CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
         assert raised.value.method_id == "m1"
         time.sleep(0.4)  # let the slow handler finish, so the log is complete
