@@ -14,8 +14,10 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_ccp.version_compat import AirflowFailException
 
-#: 4xx answers a retry can change: an expired token, a timeout, a rate limit.
+#: 4xx answers a retry can change: an expired token (the hook already renewed it once), a timeout, a rate limit.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
+#: A server error that asking again never fixes: the server has no such feature.
+NOT_IMPLEMENTED = 501
 
 
 class CCPError(AirflowException):
@@ -97,12 +99,28 @@ class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
         self.submitted_at = submitted_at
 
 
+def retry_may_help(status: int | None) -> bool:
+    """The one reading of an HTTP status for retries: no answer at all, a 5xx, or a 4xx a retry can change."""
+    return status is None or status >= 500 or status in RETRYABLE_CLIENT_ERRORS
+
+
 def is_final(error: BaseException) -> bool:
     """An error that the same request cannot escape on retry: bad inputs, an unknown Method, a 4xx."""
     if isinstance(error, CCPInputError):
         return True
     status = getattr(error, "http_status", None) if isinstance(error, CCPError) else None
-    return status is not None and 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS
+    return status is not None and 400 <= status < 500 and not retry_may_help(status)
+
+
+def is_transient(error: CCPError) -> bool:
+    """Whether asking again may help a wait: connection trouble, 5xx, 429, an unreadable body.
+
+    An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
+    e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
+    """
+    if isinstance(error, CCPNotFoundError) or (isinstance(error, CCPAuthError) and error.http_status is None):
+        return False
+    return error.http_status != NOT_IMPLEMENTED and retry_may_help(error.http_status)
 
 
 _FINAL_TYPES: dict[type[CCPError], type[CCPError]] = {}

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_ccp.exceptions import CCPDownloadError, CCPOutputLimitError
+from airflow_provider_ccp.hooks.ccp import OutputsKind
 from airflow_provider_ccp.version_compat import conf
 
 if TYPE_CHECKING:
@@ -477,7 +478,9 @@ def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
 
     path = folder / results.file_name
     path.write_bytes(results.body)
-    return DownloadedOutputs(path=path, size=len(results.body), url="the answer to the execution request", kind="json")
+    return DownloadedOutputs(
+        path=path, size=len(results.body), url="the answer to the execution request", kind=OutputsKind.JSON
+    )
 
 
 def _store(
@@ -494,8 +497,10 @@ def _store(
         with _download_folder(staging) as folder:
             downloaded = fetch(folder)
             log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
-            stored = _stage(downloaded.path, downloaded.kind == "zip", staging, target, extract, limits, secret_inputs)
-            stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == "zip" else {}
+            stored = _stage(
+                downloaded.path, downloaded.kind == OutputsKind.ZIP, staging, target, extract, limits, secret_inputs
+            )
+            stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == OutputsKind.ZIP else {}
         _swap(staging, target)
     except BaseException:
         _remove(staging)
@@ -542,7 +547,7 @@ def fetch_tails(hook: CCPHook, job_id: str, lines: int) -> dict[str, list[str]]:
     """The stdout/stderr tails of a job, from a throw-away download of its outputs."""
     with tempfile.TemporaryDirectory(prefix="ccp-logs-") as folder:
         downloaded = hook.download_outputs(job_id, folder)
-        return read_tails(downloaded.path, lines) if downloaded.kind == "zip" else {}
+        return read_tails(downloaded.path, lines) if downloaded.kind == OutputsKind.ZIP else {}
 
 
 def log_tails(tails: dict[str, list[str]], logger: logging.Logger | Any, *, level: int = logging.INFO) -> None:

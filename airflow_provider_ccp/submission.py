@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -26,24 +27,34 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPNotFoundError,
     CCPSubmissionLostError,
+    is_transient,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import public_inputs
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, execution_link
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
-from airflow_provider_ccp.waiting import JobWatch, is_transient, ride_out
+from airflow_provider_ccp.waiting import JobWatch, ride_out
 
 #: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
 #: POST, completed with the job id after it. Renaming it would make in-flight retries submit a second
 #: execution, so it never changes.
 STATE_KEY = "ccp_job_id"
-ON_AMBIGUOUS_SUBMIT = ("fail", "resubmit")
 #: How long a submission whose answer was lost is looked for before concluding it created nothing.
 LOOKUP_SECONDS = 10.0
 LOOKUP_INTERVAL = 1.0
 #: Clock difference tolerated between the worker and the server when a job is matched by its
 #: creation time (servers that keep nothing of the request: no marker).
 CLOCK_SKEW = timedelta(seconds=30)
+
+
+class OnAmbiguousSubmit(StrEnum):
+    """What to do when a lost submission can be neither found nor ruled out (the operator's
+    ``on_ambiguous_submit``; a DAG may pass the plain string)."""
+
+    #: ``CCPAmbiguousSubmissionError``, no retry: a retry could pay for a second execution.
+    FAIL = "fail"
+    #: The next try submits a new execution.
+    RESUBMIT = "resubmit"
 
 
 def request_fingerprint(method_id: str, inputs: Mapping[str, str]) -> str:
@@ -131,7 +142,7 @@ class Submitter:
         request: ExecutionRequest,
         *,
         log: Any,
-        on_ambiguous_submit: str = "fail",
+        on_ambiguous_submit: OnAmbiguousSubmit = OnAmbiguousSubmit.FAIL,
         poll_interval: float = 30.0,
         on_job: Callable[[str, bool], None] = lambda job_id, running: None,
     ) -> None:
@@ -273,10 +284,10 @@ class Submitter:
             finder = partial(self._job_created_at, submission)
         clock = self.hook.clock
         deadline = clock.time() + LOOKUP_SECONDS
-        watch = JobWatch(f"(submission at {submission.submitted_at})", LOOKUP_INTERVAL, deadline, self.log)
+        watch = JobWatch(f"(submission at {submission.submitted_at})", LOOKUP_INTERVAL, deadline, self.log, clock=clock)
         while True:
             try:
-                job_id = ride_out(finder, watch, clock.sleep)
+                job_id = ride_out(finder, watch)
             except CCPError as err:
                 raise _Undecided(f"the lookup failed: {err}", may_pass=is_transient(err)) from None
             if job_id is not None or clock.time() >= deadline:
@@ -316,7 +327,7 @@ class Submitter:
             later = f"{message}; the next try looks for it again before submitting"
             return CCPError(later, method_id=self.method_id), False
         self.forget()  # the DAG author decided: a clear, or with resubmit a retry, submits anew
-        if self.on_ambiguous_submit == "fail":
+        if self.on_ambiguous_submit == OnAmbiguousSubmit.FAIL:
             error = CCPAmbiguousSubmissionError(
                 f"{message}; clear this task to submit again, or set on_ambiguous_submit='resubmit'",
                 marker=submission.marker,
@@ -330,8 +341,8 @@ class Submitter:
 
     def _status(self, job_id: str) -> StatusInfo:
         """``GET /jobs/{id}``, riding out transient errors by the rules polling follows."""
-        watch = JobWatch(job_id, self.poll_interval, None, self.log)
-        return ride_out(partial(self.hook.get_job, job_id), watch, self.hook.clock.sleep)
+        watch = JobWatch(job_id, self.poll_interval, None, self.log, clock=self.hook.clock)
+        return ride_out(partial(self.hook.get_job, job_id), watch)
 
     def _first_status(self, job_id: str, answer: StatusInfo | None) -> StatusInfo:
         """The status in the submission's answer: a GET right then could fail a try whose job runs fine."""

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from airflow_provider_ccp import outputs, protocol
 from airflow_provider_ccp.cli import render
 from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
-from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.hooks.ccp import CCPHook, OutputsKind
 
 
 def methods_list(args: argparse.Namespace, hook: CCPHook) -> int:
@@ -89,7 +89,7 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
     }
     refused: list[str] = []
     target = folder / outputs.EXTRACT_DIR
-    if args.extract and downloaded.kind != "zip":
+    if args.extract and downloaded.kind != OutputsKind.ZIP:
         out.print(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip")
     elif args.extract:
         files, refused = outputs.extract_archive(downloaded.path, outputs.storage_path(str(target)))

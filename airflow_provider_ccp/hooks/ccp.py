@@ -12,10 +12,10 @@ import os
 import ssl
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,8 @@ from urllib3.exceptions import ConnectTimeoutError
 
 from airflow_provider_ccp import auth, protocol, version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
 from airflow_provider_ccp.exceptions import (
     CCPDownloadError,
     CCPError,
@@ -38,7 +39,7 @@ from airflow_provider_ccp.exceptions import (
     recast,
 )
 from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
-from airflow_provider_ccp.waiting import JobWatch
+from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
@@ -48,12 +49,19 @@ POOL_CONNECTIONS = 50
 KEEPALIVE_SECONDS = 120.0
 
 
+class OutputsKind(StrEnum):
+    """What ``download_outputs`` saved: CCP's ``output.zip``, or an OGC results document."""
+
+    ZIP = "zip"
+    JSON = "json"
+
+
 @dataclass(frozen=True)
 class DownloadedOutputs:
     path: Path
     size: int
     url: str
-    kind: str  # "zip" (CCP's output.zip) or "json" (an OGC results document)
+    kind: OutputsKind
 
 
 def _bearer(token: str | None) -> dict[str, str]:
@@ -99,23 +107,6 @@ def _before_sending(error: requests.RequestException) -> bool:
         return True
     reason = getattr(error.args[0] if error.args else None, "reason", None)
     return isinstance(error, requests.ConnectionError) and isinstance(reason, ConnectTimeoutError)
-
-
-class Clock:
-    """The hooks' time: the monotonic clock of token lifetimes and retry budgets, and the waits.
-
-    Tests pass a clock of their own (shifted, or recording the waits) instead of replacing modules.
-    """
-
-    monotonic = staticmethod(time.monotonic)
-    sleep = staticmethod(time.sleep)
-    time = staticmethod(time.time)  # last: from here on the class body's ``time`` is this one
-
-    async def asleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-SYSTEM_CLOCK = Clock()
 
 
 class _CCPHookBase(BaseHook):
@@ -354,11 +345,11 @@ class CCPHook(_CCPHookBase):
         input (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md).
         """
         kind = self.settings.server
-        if kind == "ccp" or not inputs or (kind == "auto" and protocol.names_ccp_input(inputs)):
+        if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and protocol.names_ccp_input(inputs)):
             return None
         if description is None:
             description = self.get_method(method_id)
-        if kind == "auto" and protocol.is_ccp_description(description):
+        if kind == ServerKind.AUTO and protocol.is_ccp_description(description):
             return None
         return description
 
@@ -380,21 +371,14 @@ class CCPHook(_CCPHookBase):
 
         Raises ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up.
         """
-        watch = JobWatch(job_id, poll_interval, None if timeout is None else self.clock.time() + timeout, self.log)
-        while True:
-            try:
-                status = self.get_job(job_id)
-            except CCPError as err:
-                event = watch.on_error(err)
-                if event is not None and event["status"] == "error":
-                    raise
-            else:
-                event = watch.on_status(status)
-                if status.terminal:
-                    return status
-            if event is not None:
-                raise CCPJobTimeoutError(event["message"], job_id=job_id)
-            self.clock.sleep(watch.next_delay())
+        end_time = None if timeout is None else self.clock.time() + timeout
+        watch = JobWatch(job_id, poll_interval, end_time, self.log, clock=self.clock)
+        event = follow(functools.partial(self.get_job, job_id), watch)
+        if event["status"] == EventStatus.TIMEOUT:
+            raise CCPJobTimeoutError(event["message"], job_id=job_id)
+        if watch.latest is None or not watch.latest.terminal:
+            raise watch.error or CCPError(event["message"], job_id=job_id)
+        return watch.latest
 
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
@@ -451,13 +435,13 @@ class CCPHook(_CCPHookBase):
         zip_url = protocol.output_zip_url(base, job_id)
         try:
             response = self._request("GET", zip_url, job_id=job_id, stream=True, headers=protocol.OUTPUT_ZIP_HEADERS)
-            kind = "zip"
+            kind = OutputsKind.ZIP
         except CCPNotFoundError:
             results_url = protocol.job_results_url(base, job_id)
             response = self._request("GET", results_url, job_id=job_id, stream=True, headers=protocol.RESULTS_HEADERS)
-            zip_url, kind = results_url, "json"
+            zip_url, kind = results_url, OutputsKind.JSON
         if target.is_dir():
-            target = target / ("output.zip" if kind == "zip" else "results.json")
+            target = target / ("output.zip" if kind == OutputsKind.ZIP else "results.json")
         with response:
             size = _stream_to_file(response, target, zip_url, job_id, progress)
         return DownloadedOutputs(path=target, size=size, url=zip_url, kind=kind)

@@ -9,10 +9,9 @@ which both modes share. See docs/operators.md.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
@@ -44,12 +43,19 @@ from airflow_provider_ccp.outputs import (
     task_output_path,
 )
 from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo, SyncResults
-from airflow_provider_ccp.submission import ON_AMBIGUOUS_SUBMIT, ExecutionRequest, Submitter, forget_submission
+from airflow_provider_ccp.submission import (
+    ExecutionRequest,
+    OnAmbiguousSubmit,
+    Submitter,
+    forget_submission,
+)
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf
 from airflow_provider_ccp.waiting import (
+    EventStatus,
     JobWatch,
     configured_min_defer_seconds,
+    follow,
     terminal_event,
     validate_event,
 )
@@ -60,7 +66,7 @@ if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
 #: Events after which the job has ended: dismissing it then would delete its results.
-FINISHED_EVENTS = frozenset({"success", "failed"})
+FINISHED_EVENTS = frozenset({EventStatus.SUCCESS, EventStatus.FAILED})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
 #: (which can dismiss the job) always fires first; Airflow's timeout kills the trigger silently.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
@@ -150,7 +156,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         max_compression_ratio: float | None = ExtractionLimits.max_ratio,
         cancel_on_kill: bool = True,
         log_lines: int = 50,
-        on_ambiguous_submit: str = "fail",
+        on_ambiguous_submit: OnAmbiguousSubmit | str = OnAmbiguousSubmit.FAIL,
         min_defer_seconds: float | None = None,
         secret_inputs: Collection[str] = (),
         ccp_retry_limit: int = DEFAULT_RETRY.limit,
@@ -167,8 +173,11 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             raise ValueError(f"timeout must be positive or None, got {timeout!r}")
         if log_lines < 0:
             raise ValueError(f"log_lines must be 0 or more, got {log_lines!r}")
-        if on_ambiguous_submit not in ON_AMBIGUOUS_SUBMIT:
-            raise ValueError(f"on_ambiguous_submit must be one of {ON_AMBIGUOUS_SUBMIT}, got {on_ambiguous_submit!r}")
+        try:
+            ambiguous = OnAmbiguousSubmit(on_ambiguous_submit)
+        except ValueError:
+            expected = tuple(kind.value for kind in OnAmbiguousSubmit)
+            raise ValueError(f"on_ambiguous_submit must be one of {expected}, got {on_ambiguous_submit!r}") from None
         if min_defer_seconds is None:
             min_defer_seconds = configured_min_defer_seconds()
         if min_defer_seconds < 0:
@@ -195,7 +204,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         self.limits = ExtractionLimits(max_extract_bytes, max_extract_entries, max_compression_ratio)
         self.cancel_on_kill = cancel_on_kill
         self.log_lines = log_lines
-        self.on_ambiguous_submit = on_ambiguous_submit
+        self.on_ambiguous_submit = ambiguous
         self.min_defer_seconds = min_defer_seconds
         if isinstance(secret_inputs, str):
             raise ValueError(f"secret_inputs must be a list of input ids, got the string {secret_inputs!r}")
@@ -303,33 +312,27 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         limits = [self.timeout] if self.timeout is not None else []
         if self.deferrable and self.execution_timeout is not None:
             limits.append(self.execution_timeout.total_seconds())
-        return time.time() + min(limits) if limits else None
+        return self.hook.clock.time() + min(limits) if limits else None
 
     def _defer(self, job_id: str, end_time: float | None) -> None:
+        now = self.hook.clock.time()
         trigger = CCPJobTrigger(
             conn_id=self.ccp_conn_id,
             job_id=job_id,
             poll_interval=self.poll_interval,
             end_time=end_time,
             cancel_on_kill=self.cancel_on_kill,
-            not_before=time.time() + self.min_defer_seconds,
+            not_before=now + self.min_defer_seconds,
             retry_limit=self.retry.limit,
             retry_delay=self.retry.delay,
         )
-        timeout = None if end_time is None else timedelta(seconds=end_time - time.time()) + DEFER_TIMEOUT_GRACE
+        timeout = None if end_time is None else timedelta(seconds=end_time - now) + DEFER_TIMEOUT_GRACE
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def _poll(self, job_id: str, end_time: float | None) -> dict[str, Any]:
-        """The trigger's loop, run on the worker: same rules, same event."""
-        watch = JobWatch(job_id, float(self.poll_interval), end_time, self.log)
-        while True:
-            try:
-                event = watch.on_status(self.hook.get_job(job_id))
-            except CCPError as err:
-                event = watch.on_error(err)
-            if event is not None:
-                return event
-            time.sleep(watch.next_delay())
+        """The trigger's wait, run on the worker: same rules, same event."""
+        watch = JobWatch(job_id, float(self.poll_interval), end_time, self.log, clock=self.hook.clock)
+        return follow(partial(self.hook.get_job, job_id), watch)
 
     # ------------------------------------------------------------------ completion (deferred or not)
 
@@ -339,18 +342,18 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         event = validate_event(event)
         job_id = self.job_id = str(event["job_id"])
         self._job_may_run = event["status"] not in FINISHED_EVENTS
-        if event["status"] == "success":
+        if event["status"] == EventStatus.SUCCESS:
             manifest = self._succeed(context, job_id)
             forget_submission(context)
             return manifest
-        if event["status"] == "failed":
+        if event["status"] == EventStatus.FAILED:
             self._report_failure(job_id, event)
             raise CCPJobFailedError(
                 f"CCP job {job_id} (Method {self.method_id}) ended {event['job_status']}: {event['message']}",
                 job_id=job_id,
                 method_id=self.method_id,
             )
-        if event["status"] == "timeout":
+        if event["status"] == EventStatus.TIMEOUT:
             self._dismiss(job_id)
             raise CCPJobTimeoutError(event["message"], job_id=job_id, method_id=self.method_id)
         raise CCPError(event["message"], job_id=job_id, method_id=self.method_id)

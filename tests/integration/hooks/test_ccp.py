@@ -38,6 +38,7 @@ from tests.integration.doubles import (
     USER,
     FakeKeycloak,
     SleepRecorder,
+    SteppingClock,
     bearer_of,
     ccp_requests,
     status_body,
@@ -910,6 +911,16 @@ class TestSecrets:
             for text in errors:
                 assert secret not in text
             assert redact(f"before {secret} after") == "before *** after", "not registered with the masker"
+
+
+def test_wait_for_job_measures_its_deadline_with_the_hook_clock(make_conn, httpserver):
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    serve_job(httpserver)  # running, however often it is asked
+    clock = SteppingClock()
+    with pytest.raises(CCPJobTimeoutError, match="still running"):
+        CCPHook(conn, clock=clock).wait_for_job("j1", poll_interval=60, timeout=3600)
+    assert sum(clock.waits) == pytest.approx(3600)
+    assert len(ccp_requests(httpserver)) == 3600 // 60 + 1
 
 
 def test_a_hook_given_ready_settings_reads_no_connection(httpserver, keycloak, password):
