@@ -111,10 +111,13 @@ class JobWatch:
             self.previous = info.status
         if not info.terminal:
             return self._deadline_event()
-        self.holding = self.not_before is not None and self.clock.time() < self.not_before
-        if self.holding:
-            self.log.info("CCP job %s ended early: resuming the task in %.1f s", self.job_id, self.next_delay())
+        left = 0.0 if self.not_before is None else self.not_before - self.clock.time()
+        if left > 0:
+            if not self.holding:  # once: the polls until then would repeat it
+                self.log.info("CCP job %s ended early: resuming the task in %.1f s", self.job_id, left)
+            self.holding = True
             return None
+        self.holding = False
         return terminal_event(info)
 
     def check_word(self, status: str) -> None:

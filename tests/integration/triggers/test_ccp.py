@@ -104,6 +104,20 @@ async def test_a_job_that_ended_at_once_is_reported_no_sooner_than_not_before(sa
     assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") >= 2
 
 
+async def test_a_held_back_end_is_logged_once_with_the_time_left(sandbox, caplog):
+    job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
+    trigger = trigger_for(job_id, poll_interval=0.1, not_before=time.time() + 1.5)
+    trigger._log = logging.getLogger("t.trigger")  # a stdlib logger: its records can be read
+
+    with caplog.at_level(logging.INFO, logger="t.trigger"):
+        [event] = await all_events(trigger)
+
+    assert event["status"] == "success"
+    held = [record.getMessage() for record in caplog.records if "ended early" in record.getMessage()]
+    assert len(held) == 1, held
+    assert 0.0 < float(held[0].rsplit(" in ", 1)[1].removesuffix(" s")) <= 1.5  # until not_before
+
+
 async def test_without_not_before_an_ended_job_is_reported_at_once(sandbox):
     job_id = finished_job("fail", {"message": "x", "exit_code": "1"}).job_id
     sandbox.admin.reset()
