@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+__all__ = ["Clock", "SYSTEM_CLOCK"]
+
 
 class Clock:
     """Wall-clock time (deadlines that cross processes), monotonic time (token lifetimes, retry budgets)

@@ -15,6 +15,16 @@ from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, 
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD, ServerKind
 
+__all__ = [
+    "CCPConnectionSettings",
+    "ServerKind",
+    "DEFAULT_HOST",
+    "DEFAULT_TOKEN_URL",
+    "DEFAULT_TIMEOUT",
+    "EXTRA_FIELDS",
+    "LEGACY_TOKEN_ENDPOINT_FIELD",
+]
+
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
 DEFAULT_TIMEOUT = 60.0

@@ -14,6 +14,27 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_ccp.version_compat import AirflowFailException
 
+__all__ = [
+    "CCPError",
+    "CCPAuthError",
+    "CCPNotFoundError",
+    "CCPProtocolError",
+    "CCPInputError",
+    "CCPDownloadError",
+    "CCPOutputLimitError",
+    "CCPJobFailedError",
+    "CCPJobTimeoutError",
+    "CCPSubmissionLostError",
+    "CCPAmbiguousSubmissionError",
+    "RETRYABLE_CLIENT_ERRORS",
+    "retry_may_help",
+    "is_final",
+    "is_transient",
+    "recast",
+    "as_final",
+    "fail_without_retry",
+]
+
 #: 4xx answers a retry can change: an expired token (the hook already renewed it once), a timeout, a rate limit.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
 #: A server error that asking again never fixes: the server has no such feature.

@@ -13,6 +13,17 @@ from typing import Any
 from airflow_provider_ccp import __version__
 from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
 
+__all__ = [
+    "get_provider_info",
+    "ServerKind",
+    "ui_field_behaviour",
+    "connection_form_widgets",
+    "CONN_FIELDS",
+    "CONFIG",
+    "DOCS_URL",
+    "TOKEN_ENDPOINT_FIELD",
+]
+
 _HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
 
 #: Where the documentation lives once the package is installed (the repository's docs/ folder).

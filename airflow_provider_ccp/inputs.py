@@ -23,6 +23,19 @@ from airflow_provider_ccp.protocol import (
     value_outputs,
 )
 
+__all__ = [
+    "InputSpec",
+    "declared_inputs",
+    "declared_outputs",
+    "prepare_inputs",
+    "check_mapping",
+    "with_secret_inputs",
+    "mask_secret_inputs",
+    "secret_inputs_sent",
+    "public_inputs",
+    "default_outputs",
+]
+
 
 @dataclass(frozen=True)
 class InputSpec:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_ccp.connection import CCPConnectionSettings
 
+__all__ = ["CCPExecutionLink", "execution_link", "XCOM_JOB_ID", "XCOM_JOB_URL", "LEGACY_XCOM_JOB_URL"]
+
 #: XComs the operator pushes right after submitting, before it waits or defers. They carry the
 #: manifest's own key names, so the manifest's keys (``multiple_outputs``) rewrite them instead of
 #: adding a second copy under another name.

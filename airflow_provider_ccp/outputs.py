@@ -39,6 +39,30 @@ if TYPE_CHECKING:
     from airflow_provider_ccp.hooks.ccp import CCPHook, DownloadedOutputs
     from airflow_provider_ccp.protocol import SyncResults
 
+__all__ = [
+    "ExtractionLimits",
+    "StoredOutputs",
+    "store_outputs",
+    "store_results",
+    "fetch_tails",
+    "log_tails",
+    "read_tails",
+    "extract_archive",
+    "list_archive",
+    "task_output_path",
+    "local_outputs_warning",
+    "configured_output_root",
+    "default_output_root",
+    "storage_path",
+    "path_segment",
+    "executor_name",
+    "unsafe_reason",
+    "carries_inputs",
+    "ARCHIVE_NAME",
+    "EXTRACT_DIR",
+    "MANIFEST_NAME",
+]
+
 log = logging.getLogger(__name__)
 
 ARCHIVE_NAME = "output.zip"

@@ -35,6 +35,18 @@ from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, execution_link
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch, ride_out
 
+__all__ = [
+    "Submitter",
+    "ExecutionRequest",
+    "Submission",
+    "OnAmbiguousSubmit",
+    "STATE_KEY",
+    "request_fingerprint",
+    "stored_submission",
+    "forget_submission",
+    "is_ccp_method",
+]
+
 #: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
 #: POST, completed with the job id after it. Renaming it would make in-flight retries submit a second
 #: execution, so it never changes.

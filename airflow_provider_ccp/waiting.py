@@ -17,6 +17,22 @@ from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError, is_transient
 from airflow_provider_ccp.protocol import StatusInfo, is_known
 
+__all__ = [
+    "EventStatus",
+    "JobWatch",
+    "follow",
+    "ride_out",
+    "job_event",
+    "terminal_event",
+    "validate_event",
+    "configured_min_defer_seconds",
+    "EVENT_STATUSES",
+    "EVENT_KEYS",
+    "MAX_CONSECUTIVE_FAILURES",
+    "MAX_BACKOFF_SECONDS",
+    "MIN_DEFER_SECONDS",
+]
+
 
 class EventStatus(StrEnum):
     """How a wait ended: the ``status`` of the event the trigger yields and ``execute_complete`` reads.

@@ -14,6 +14,17 @@ from airflow_provider_ccp.cli import render
 from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
 from airflow_provider_ccp.hooks.ccp import CCPHook, OutputsKind
 
+__all__ = [
+    "methods_list",
+    "methods_describe",
+    "jobs_status",
+    "jobs_list",
+    "executions_list",
+    "jobs_dismiss",
+    "jobs_outputs",
+    "dag",
+]
+
 
 def methods_list(args: argparse.Namespace, hook: CCPHook) -> int:
     methods = [method for method in hook.list_methods() if not args.search or render.matches(method, args.search)]

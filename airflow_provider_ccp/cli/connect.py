@@ -21,6 +21,22 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import Answer, RetryPolicy
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
+__all__ = [
+    "ConnectionNotFoundError",
+    "CLIHook",
+    "PromptRetryPolicy",
+    "find_connection",
+    "settings_from_flags",
+    "resolve_settings",
+    "flags_without_url",
+    "in_flag_words",
+    "PASSWORD_ENV",
+    "CLIENT_SECRET_ENV",
+    "URL_FLAGS",
+    "FLAG_NAMES",
+    "PASSWORD_SOURCES",
+]
+
 PASSWORD_ENV = "CCP_PASSWORD"
 CLIENT_SECRET_ENV = "CCP_CLIENT_SECRET"
 URL_FLAGS = ("user", "password", "token_url", "client_id", "client_secret", "context", "auth_flow")

@@ -29,6 +29,26 @@ from typing import Any
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.inputs import SECRET_FORMATS
 
+__all__ = [
+    "DagTemplateError",
+    "MethodInput",
+    "DagOptions",
+    "render_dag",
+    "default_dag_id",
+    "check_options",
+    "method_inputs",
+    "installed_airflow_version",
+    "retry_note",
+    "variable_key",
+    "py_literal",
+    "comment",
+    "mapping",
+    "DAG_ID_PATTERN",
+    "MAX_TAG_LENGTH",
+    "PARAM_TYPES",
+    "PARAM_FORMATS",
+]
+
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 MAX_TAG_LENGTH = 100
 #: JSON-schema types Airflow's trigger form understands; CCP declares "string" almost everywhere.

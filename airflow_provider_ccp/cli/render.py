@@ -15,6 +15,20 @@ from rich.text import Text
 from airflow_provider_ccp.cli.dag_template import MethodInput, mapping, method_inputs
 from airflow_provider_ccp.protocol import StatusInfo
 
+__all__ = [
+    "console",
+    "print_json",
+    "matches",
+    "methods_table",
+    "inputs_table",
+    "outputs_table",
+    "method_view",
+    "job_view",
+    "jobs_table",
+    "PIPE_WIDTH",
+    "STATUS_STYLES",
+]
+
 #: Wide enough that ids and URLs are not wrapped when the output goes to a file or a pipe.
 PIPE_WIDTH = 200
 STATUS_STYLES = {"successful": "green", "failed": "red", "dismissed": "red", "running": "cyan", "accepted": "yellow"}

@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 
 import requests
 
+__all__ = ["configure_logging", "log_exchange", "trace", "SHOWN_FORM_FIELDS", "SHOWN_HEADERS"]
+
 log = logging.getLogger("airflow_provider_ccp.cli")
 
 #: Token-request form fields whose values help debugging and are not credentials.

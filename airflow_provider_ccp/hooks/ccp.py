@@ -41,6 +41,8 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
+__all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind", "Clock", "SYSTEM_CLOCK"]
+
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
 #: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).

@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
     from airflow.sdk.definitions.context import Context
 
+__all__ = ["CCPExecuteMethodOperator"]
+
 #: Events after which the job has ended: dismissing it then would delete its results.
 FINISHED_EVENTS = frozenset({EventStatus.SUCCESS, EventStatus.FAILED})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger

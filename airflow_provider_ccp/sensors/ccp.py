@@ -22,6 +22,8 @@ from airflow_provider_ccp.waiting import (
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
+__all__ = ["CCPJobSensor"]
+
 
 class CCPJobSensor(BaseSensorOperator):
     """Succeeds when the CCP job is ``successful``; fails at once when it ended in a failure status.

@@ -24,6 +24,8 @@ from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
 from airflow_provider_ccp.protocol import DEFAULT_RETRY
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, job_event
 
+__all__ = ["CCPJobTrigger", "jittered", "first_poll_delay", "POLL_JITTER"]
+
 #: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
 POLL_JITTER = 0.1
 
