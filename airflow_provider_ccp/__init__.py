@@ -6,4 +6,6 @@ and Airflow's provider discovery calls ``airflow_provider_ccp.get_provider_info:
 
 from __future__ import annotations
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

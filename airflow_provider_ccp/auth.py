@@ -26,6 +26,29 @@ from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, C
 from airflow_provider_ccp.exchange import load_json
 from airflow_provider_ccp.protocol import encode_context
 
+__all__ = [
+    "TOKEN_CACHE",
+    "TokenCache",
+    "TokenState",
+    "TokenFlow",
+    "TokenRequest",
+    "TokenAnswer",
+    "Grant",
+    "acquire",
+    "password_request",
+    "uma_request",
+    "refresh_request",
+    "read_grant",
+    "static_grant",
+    "holding",
+    "mask",
+    "amask",
+    "UMA_GRANT",
+    "CONTEXT_HEADER",
+    "FORM_HEADERS",
+    "REFRESH_LEAD_SECONDS",
+]
+
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 CONTEXT_HEADER = "X-D4Science-Context"
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+__all__ = ["AuthFlow", "DEFAULT_AUTH_FLOW", "FlowNeeds", "AUTH_FLOW_NEEDS"]
+
 
 class AuthFlow(StrEnum):
     """The extra ``auth_flow`` (docs/connection.md, "Auth flows").

@@ -13,7 +13,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.exceptions import CCPConfigError
-from airflow_provider_ccp.get_provider_info import SERVER_KINDS, TOKEN_ENDPOINT_FIELD
+from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD, ServerKind
+
+__all__ = [
+    "CCPConnectionSettings",
+    "ServerKind",
+    "DEFAULT_HOST",
+    "DEFAULT_TOKEN_URL",
+    "DEFAULT_TIMEOUT",
+    "EXTRA_FIELDS",
+    "LEGACY_TOKEN_ENDPOINT_FIELD",
+]
 
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
@@ -83,11 +93,13 @@ def _timeout(value: Any) -> float:
     return timeout
 
 
-def _server(value: Any) -> str:
-    kind = str(value or "auto").strip().lower()
-    if kind not in SERVER_KINDS:
-        raise CCPConfigError(f"Connection extra 'server' is {value!r}; expected one of {', '.join(SERVER_KINDS)}")
-    return kind
+def _server(value: Any) -> ServerKind:
+    kind = str(value or ServerKind.AUTO).strip().lower()
+    try:
+        return ServerKind(kind)
+    except ValueError:
+        expected = ", ".join(ServerKind)
+        raise CCPConfigError(f"Connection extra 'server' is {value!r}; expected one of {expected}") from None
 
 
 def _extra_document(text: str | None) -> None:
@@ -154,7 +166,7 @@ class CCPConnectionSettings:
     timeout: float = DEFAULT_TIMEOUT
     ui_url: str | None = None
     #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.
-    server: str = "auto"
+    server: ServerKind = ServerKind.AUTO
 
     @classmethod
     def from_fields(

@@ -14,11 +14,39 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_ccp.version_compat import AirflowFailException
 
+__all__ = [
+    "CCPError",
+    "CCPAuthError",
+    "CCPNotFoundError",
+    "CCPProtocolError",
+    "CCPInputError",
+    "CCPDownloadError",
+    "CCPOutputLimitError",
+    "CCPJobFailedError",
+    "CCPJobTimeoutError",
+    "CCPSubmissionLostError",
+    "CCPAmbiguousSubmissionError",
+    "CCPConfigError",
+    "CCPCredentialsError",
+    "CCPTrustError",
+    "RETRYABLE_CLIENT_ERRORS",
+    "MAX_MESSAGE_CHARS",
+    "cut",
+    "retry_may_help",
+    "is_final",
+    "is_transient",
+    "recast",
+    "as_final",
+    "fail_without_retry",
+]
+
 #: The longest message built from a server's words: an exception, an event or a log line never grows past it.
 MAX_MESSAGE_CHARS = 2000
 
-#: 4xx answers a retry can change: an expired token, a timeout, a rate limit.
+#: 4xx answers a retry can change: an expired token (the hook already renewed it once), a timeout, a rate limit.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
+#: A server error that asking again never fixes: the server has no such feature.
+NOT_IMPLEMENTED = 501
 
 
 def cut(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -101,6 +129,14 @@ class CCPJobTimeoutError(CCPError):
     """The CCP execution did not reach a terminal status before the deadline."""
 
 
+class CCPSubmissionLostError(CCPError):
+    """The answer to an execution POST was lost (no answer, or a 5xx from the execution URL itself).
+
+    The server, or a proxy in front of it, may have created the execution before the answer was
+    lost: look for it before submitting again (the operator does, docs/operators.md).
+    """
+
+
 class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
     """The execution POST may have started an execution, and looking it up could not tell which one.
 
@@ -115,13 +151,31 @@ class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
         self.submitted_at = submitted_at
 
 
+def retry_may_help(status: int | None) -> bool:
+    """The one reading of an HTTP status for retries: no answer at all, a 5xx, or a 4xx a retry can change."""
+    return status is None or status >= 500 or status in RETRYABLE_CLIENT_ERRORS
+
+
 def is_final(error: BaseException) -> bool:
     """An error that the same request cannot escape on retry: bad inputs, a connection that cannot
     work, credentials the token endpoint refused, an unknown Method, a 4xx."""
     if isinstance(error, CCPInputError | CCPConfigError | CCPCredentialsError):
         return True
     status = getattr(error, "http_status", None) if isinstance(error, CCPError) else None
-    return status is not None and 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS
+    return status is not None and 400 <= status < 500 and not retry_may_help(status)
+
+
+def is_transient(error: CCPError) -> bool:
+    """Whether asking again may help a wait: connection trouble, 5xx, 429, an unreadable body.
+
+    An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
+    e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
+    """
+    if isinstance(error, CCPNotFoundError | CCPTrustError | CCPConfigError | CCPCredentialsError):
+        return False
+    if isinstance(error, CCPAuthError) and error.http_status is None:
+        return False
+    return error.http_status != NOT_IMPLEMENTED and retry_may_help(error.http_status)
 
 
 _FINAL_TYPES: dict[type[CCPError], type[CCPError]] = {}
@@ -136,11 +190,16 @@ def _final_type(cls: type[CCPError]) -> type[CCPError]:
     return _FINAL_TYPES[cls]
 
 
+def recast(error: CCPError, cls: type[CCPError]) -> CCPError:
+    """The same error (message, attributes, traceback) as an instance of ``cls``."""
+    copy = cls(*error.args)
+    copy.__dict__.update(error.__dict__)
+    return copy.with_traceback(error.__traceback__)
+
+
 def as_final(error: CCPError) -> CCPError:
-    """The same error (message, attributes, traceback) as an ``AirflowFailException`` too."""
-    final = _final_type(type(error))(*error.args)
-    final.__dict__.update(error.__dict__)
-    return final.with_traceback(error.__traceback__)
+    """The same error as an ``AirflowFailException`` too."""
+    return recast(error, _final_type(type(error)))
 
 
 Method = TypeVar("Method", bound=Callable[..., Any])

@@ -7,11 +7,23 @@ Nothing Airflow is imported at module level: discovery may run while Airflow is 
 
 from __future__ import annotations
 
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from airflow_provider_ccp import __version__
 from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
+
+__all__ = [
+    "get_provider_info",
+    "ServerKind",
+    "ui_field_behaviour",
+    "connection_form_widgets",
+    "CONN_FIELDS",
+    "CONFIG",
+    "DOCS_URL",
+    "TOKEN_ENDPOINT_FIELD",
+]
 
 _HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
 #: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
@@ -22,8 +34,16 @@ DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/ma
 #: The extra holding the Keycloak token endpoint. Its old name, ``token_url``, contains "token", so
 #: Airflow's secrets masker hid the one URL a user needs to read in forms, the API and error messages.
 TOKEN_ENDPOINT_FIELD = "keycloak_url"
-#: What a connection's server is (extra ``server``): ``auto`` tells CCP from other OGC API - Processes servers.
-SERVER_KINDS = ("auto", "ccp", "ogc")
+
+
+class ServerKind(StrEnum):
+    """What a connection's server is (extra ``server``); ``auto`` tells CCP from other OGC API - Processes
+    servers per Method. Defined here because provider discovery reads it before Airflow is imported."""
+
+    AUTO = "auto"
+    CCP = "ccp"
+    OGC = "ogc"
+
 
 #: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info).
 #: ``examples`` is what Airflow's form shows as suggestions (its placeholders apply to standard fields only).
@@ -80,7 +100,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
             "auto (default): CCP when the inputs or the Method name ccpimage; ccp: every input value as a string; "
             "ogc: another OGC API - Processes server, inputs sent as the types their schemas declare."
         ),
-        "schema": {"type": "string", "enum": list(SERVER_KINDS), "default": SERVER_KINDS[0]},
+        "schema": {"type": "string", "enum": [kind.value for kind in ServerKind], "default": ServerKind.AUTO.value},
     },
     "timeout": {
         "label": "Timeout (s)",

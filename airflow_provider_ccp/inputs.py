@@ -24,6 +24,18 @@ from airflow_provider_ccp.descriptions import (
 from airflow_provider_ccp.exceptions import CCPInputError
 from airflow_provider_ccp.protocol import CCP_LOG_OUTPUTS, value_outputs
 
+__all__ = [
+    "InputSpec",
+    "declared_inputs",
+    "prepare_inputs",
+    "check_mapping",
+    "with_secret_inputs",
+    "mask_secret_inputs",
+    "secret_inputs_sent",
+    "public_inputs",
+    "default_outputs",
+]
+
 
 @dataclass(frozen=True)
 class InputSpec:

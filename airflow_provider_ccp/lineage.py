@@ -18,6 +18,8 @@ from openlineage.client.generated.base import InputDataset, OutputDataset
 
 from airflow_provider_ccp.inputs import declared_inputs
 
+__all__ = ["method_lineage", "execution_lineage", "CCPMethodJobFacet", "CCPExecutionRunFacet", "dataset_name"]
+
 #: Where the two custom facets below are described (OpenLineage asks every facet for a schema URL).
 FACET_DOCS = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/operators.md#openlineage"
 #: ``ExternalQueryRunFacet.source``: the system that ran the job, as BigQuery's facet says "bigquery".

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from airflow_provider_ccp import protocol
 from airflow_provider_ccp.version_compat import BaseOperatorLink, XCom
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
+
+    from airflow_provider_ccp.connection import CCPConnectionSettings
+
+__all__ = ["CCPExecutionLink", "execution_link", "XCOM_JOB_ID", "XCOM_JOB_URL", "LEGACY_XCOM_JOB_URL"]
 
 #: XComs the operator pushes right after submitting, before it waits or defers. They carry the
 #: manifest's own key names, so the manifest's keys (``multiple_outputs``) rewrite them instead of
@@ -17,6 +22,11 @@ XCOM_JOB_ID = "job_id"
 XCOM_JOB_URL = "execution_url"
 #: What versions up to 0.1.0 pushed: the link of a task they ran still works.
 LEGACY_XCOM_JOB_URL = "ccp_job_url"
+
+
+def execution_link(settings: CCPConnectionSettings, job_id: str) -> str:
+    """The job's page in CCP's web UI when the connection names one, else its statusInfo URL."""
+    return protocol.ui_execution_url(settings.ui_url, job_id) or protocol.job_url(settings.base_url, job_id)
 
 
 class CCPExecutionLink(BaseOperatorLink):

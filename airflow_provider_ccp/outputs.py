@@ -32,11 +32,36 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_ccp.exceptions import CCPDownloadError, CCPOutputLimitError
+from airflow_provider_ccp.hooks.ccp import OutputsKind
 from airflow_provider_ccp.version_compat import conf
 
 if TYPE_CHECKING:
     from airflow_provider_ccp.hooks.ccp import CCPHook, DownloadedOutputs
     from airflow_provider_ccp.protocol import SyncResults
+
+__all__ = [
+    "ExtractionLimits",
+    "StoredOutputs",
+    "store_outputs",
+    "store_results",
+    "fetch_tails",
+    "log_tails",
+    "read_tails",
+    "extract_archive",
+    "list_archive",
+    "task_output_path",
+    "local_outputs_warning",
+    "configured_output_root",
+    "default_output_root",
+    "storage_path",
+    "path_segment",
+    "executor_name",
+    "unsafe_reason",
+    "carries_inputs",
+    "ARCHIVE_NAME",
+    "EXTRACT_DIR",
+    "MANIFEST_NAME",
+]
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +546,9 @@ def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
 
     path = folder / results.file_name
     path.write_bytes(results.body)
-    return DownloadedOutputs(path=path, size=len(results.body), url="the answer to the execution request", kind="json")
+    return DownloadedOutputs(
+        path=path, size=len(results.body), url="the answer to the execution request", kind=OutputsKind.JSON
+    )
 
 
 @contextmanager
@@ -558,8 +585,10 @@ def _store(
     with _staged(target) as staging, _download_folder(staging) as folder:
         downloaded = fetch(folder)
         log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
-        stored = _stage(downloaded.path, downloaded.kind == "zip", staging, target, extract, limits, secret_inputs)
-        stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == "zip" else {}
+        stored = _stage(
+            downloaded.path, downloaded.kind == OutputsKind.ZIP, staging, target, extract, limits, secret_inputs
+        )
+        stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == OutputsKind.ZIP else {}
     return stored
 
 
@@ -602,7 +631,7 @@ def fetch_tails(hook: CCPHook, job_id: str, lines: int) -> dict[str, list[str]]:
     """The stdout/stderr tails of a job, from a throw-away download of its outputs."""
     with tempfile.TemporaryDirectory(prefix="ccp-logs-") as folder:
         downloaded = hook.download_outputs(job_id, folder)
-        return read_tails(downloaded.path, lines) if downloaded.kind == "zip" else {}
+        return read_tails(downloaded.path, lines) if downloaded.kind == OutputsKind.ZIP else {}
 
 
 def log_tails(tails: dict[str, list[str]], logger: logging.Logger | Any, *, level: int = logging.INFO) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+__all__ = ["main", "build_parser", "Command"]
+
 # Set before Airflow is imported: Airflow 3.1 logs its ORM set-up at INFO on import, and a command
 # line prints only its own output (--verbose turns logging back up once arguments are parsed).
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")

@@ -12,7 +12,18 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from airflow_provider_ccp import outputs, protocol
 from airflow_provider_ccp.cli import render
 from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
-from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.hooks.ccp import CCPHook, OutputsKind
+
+__all__ = [
+    "methods_list",
+    "methods_describe",
+    "jobs_status",
+    "jobs_list",
+    "executions_list",
+    "jobs_dismiss",
+    "jobs_outputs",
+    "dag",
+]
 
 
 def methods_list(args: argparse.Namespace, hook: CCPHook) -> int:
@@ -77,7 +88,7 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
     }
     refused: list[str] = []
     target = folder / outputs.EXTRACT_DIR
-    if args.extract and downloaded.kind != "zip":
+    if args.extract and downloaded.kind != OutputsKind.ZIP:
         render.emit(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip", stderr=args.json)
     elif args.extract:
         # A new folder replaces output/ whole: a link planted in the old one is never written through.

@@ -21,6 +21,20 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import Answer, RetryPolicy
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
+__all__ = [
+    "ConnectionNotFoundError",
+    "CLIHook",
+    "PromptRetryPolicy",
+    "find_connection",
+    "settings_from_flags",
+    "resolve_settings",
+    "in_flag_words",
+    "PASSWORD_ENV",
+    "CLIENT_SECRET_ENV",
+    "FLAG_NAMES",
+    "PASSWORD_SOURCES",
+]
+
 PASSWORD_ENV = "CCP_PASSWORD"
 CLIENT_SECRET_ENV = "CCP_CLIENT_SECRET"
 

@@ -33,6 +33,25 @@ from airflow_provider_ccp.descriptions import MethodInput
 from airflow_provider_ccp.descriptions import method_inputs as described_inputs
 from airflow_provider_ccp.exceptions import CCPError, CCPInputError
 
+__all__ = [
+    "DagTemplateError",
+    "MethodInput",
+    "DagOptions",
+    "render_dag",
+    "default_dag_id",
+    "check_options",
+    "method_inputs",
+    "installed_airflow_version",
+    "retry_note",
+    "variable_key",
+    "py_literal",
+    "comment",
+    "mapping",
+    "DAG_ID_PATTERN",
+    "MAX_TAG_LENGTH",
+    "PARAM_FORMATS",
+]
+
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 MAX_TAG_LENGTH = 100
 #: CCP ``schema.format`` values with a matching widget in Airflow's trigger form.

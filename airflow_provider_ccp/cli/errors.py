@@ -12,6 +12,8 @@ from airflow_provider_ccp.cli.render import clean
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
 
+__all__ = ["hint", "transport_reason", "one_line"]
+
 
 def _auth_hint(error: CCPAuthError, settings: CCPConnectionSettings | None) -> str:
     if settings is None:

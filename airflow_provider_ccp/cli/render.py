@@ -23,6 +23,19 @@ from airflow_provider_ccp.cli.dag_template import mapping, method_inputs
 from airflow_provider_ccp.descriptions import MethodInput
 from airflow_provider_ccp.protocol import StatusInfo
 
+__all__ = [
+    "console",
+    "matches",
+    "methods_table",
+    "inputs_table",
+    "outputs_table",
+    "method_view",
+    "job_view",
+    "jobs_table",
+    "PIPE_WIDTH",
+    "STATUS_STYLES",
+]
+
 #: Wide enough that ids and URLs are not wrapped when the output goes to a file or a pipe.
 PIPE_WIDTH = 200
 #: Terminal escape sequences: OSC (hyperlinks, titles) up to BEL or ST, CSI (cursor, colours, clear),

@@ -16,6 +16,8 @@ import requests
 
 from airflow_provider_ccp.cli.render import clean
 
+__all__ = ["configure_logging", "log_exchange", "trace", "SHOWN_FORM_FIELDS", "SHOWN_HEADERS"]
+
 log = logging.getLogger("airflow_provider_ccp.cli")
 
 #: Token-request form fields whose values help debugging and are not credentials.

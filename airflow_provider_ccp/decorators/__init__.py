@@ -1,1 +1,3 @@
 """TaskFlow decorators of the CCP provider."""
+
+__all__: list[str] = []

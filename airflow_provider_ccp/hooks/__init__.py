@@ -1,1 +1,3 @@
 """Hooks of the CCP provider."""
+
+__all__: list[str] = []

@@ -14,10 +14,10 @@ import socket
 import ssl
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -34,17 +34,22 @@ from urllib3.exceptions import ConnectTimeoutError
 from airflow_provider_ccp import auth, exchange, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
 from airflow_provider_ccp.descriptions import is_ccp_description
 from airflow_provider_ccp.exceptions import (
     CCPDownloadError,
     CCPError,
     CCPJobTimeoutError,
     CCPNotFoundError,
+    CCPSubmissionLostError,
+    recast,
 )
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
-from airflow_provider_ccp.waiting import JobWatch
+from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
+
+__all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind", "Clock", "SYSTEM_CLOCK"]
 
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
@@ -52,6 +57,13 @@ MAX_PAGES = 1000
 POOL_CONNECTIONS = 50
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
+
+
+class OutputsKind(StrEnum):
+    """What ``download_outputs`` saved: CCP's ``output.zip``, or an OGC results document."""
+
+    ZIP = "zip"
+    JSON = "json"
 
 
 class _PageWalk:
@@ -81,7 +93,7 @@ class DownloadedOutputs:
     path: Path
     size: int
     url: str
-    kind: str  # "zip" (CCP's output.zip) or "json" (an OGC results document)
+    kind: OutputsKind
 
 
 def _bearer(token: str | None) -> dict[str, str]:
@@ -261,23 +273,6 @@ def _before_sending(error: requests.RequestException) -> bool:
         return True
     reason = getattr(error.args[0] if error.args else None, "reason", None)
     return isinstance(error, requests.ConnectionError) and isinstance(reason, ConnectTimeoutError)
-
-
-class Clock:
-    """The hooks' time: the monotonic clock of token lifetimes and retry budgets, and the waits.
-
-    Tests pass a clock of their own (shifted, or recording the waits) instead of replacing modules.
-    """
-
-    monotonic = staticmethod(time.monotonic)
-    sleep = staticmethod(time.sleep)
-    time = staticmethod(time.time)  # last: from here on the class body's ``time`` is this one
-
-    async def asleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-SYSTEM_CLOCK = Clock()
 
 
 class _CCPHookBase(BaseHook):
@@ -482,19 +477,25 @@ class CCPHook(_CCPHookBase):
 
         The POST is never retried once it may have reached the server: a duplicate execution
         costs the user real compute. Only connection failures before sending are retried.
-        Bad inputs or request members raise ``CCPInputError`` before anything is sent.
+        Bad inputs or request members raise ``CCPInputError`` before anything is sent; a POST that
+        may have created an execution although its answer was lost raises ``CCPSubmissionLostError``.
         """
         url = protocol.execution_request_url(self.settings.base_url, method_id)
         typed_by = self.typing_description(method_id, inputs, description)
         body = protocol.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
-        answer = self._request(
-            "POST",
-            url,
-            ok=protocol.SUBMIT_OK_STATUSES,
-            method_id=method_id,
-            json=body,
-            headers=protocol.SUBMIT_HEADERS,
-        )
+        try:
+            answer = self._request(
+                "POST",
+                url,
+                ok=protocol.SUBMIT_OK_STATUSES,
+                method_id=method_id,
+                json=body,
+                headers=protocol.SUBMIT_HEADERS,
+            )
+        except CCPError as err:
+            if protocol.submission_may_have_landed(err, url):
+                raise recast(err, CCPSubmissionLostError) from err.__cause__
+            raise
         headers = answer.response.headers
         return protocol.read_submission(
             answer.status or 0, answer.body, headers.get("Location"), headers.get("Content-Type")
@@ -509,11 +510,11 @@ class CCPHook(_CCPHookBase):
         input (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md).
         """
         kind = self.settings.server
-        if kind == "ccp" or not inputs or (kind == "auto" and protocol.names_ccp_input(inputs)):
+        if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and protocol.names_ccp_input(inputs)):
             return None
         if description is None:
             description = self.get_method(method_id)
-        if kind == "auto" and is_ccp_description(description):
+        if kind == ServerKind.AUTO and is_ccp_description(description):
             return None
         return description
 
@@ -537,21 +538,14 @@ class CCPHook(_CCPHookBase):
         """
         check_poll_interval(poll_interval)
         check_number("timeout", timeout, minimum=0, exclusive=True, seconds=True, none_means="wait forever")
-        watch = JobWatch(job_id, poll_interval, None if timeout is None else self.clock.time() + timeout, self.log)
-        while True:
-            try:
-                status = self.get_job(job_id)
-            except CCPError as err:
-                event = watch.on_error(err)
-                if event is not None and event["status"] == "error":
-                    raise
-            else:
-                event = watch.on_status(status)
-                if status.terminal:
-                    return status
-            if event is not None:
-                raise CCPJobTimeoutError(event["message"], job_id=job_id)
-            self.clock.sleep(watch.next_delay())
+        end_time = None if timeout is None else self.clock.time() + timeout
+        watch = JobWatch(job_id, poll_interval, end_time, self.log, clock=self.clock)
+        event = follow(functools.partial(self.get_job, job_id), watch)
+        if event["status"] == EventStatus.TIMEOUT:
+            raise CCPJobTimeoutError(event["message"], job_id=job_id)
+        if watch.latest is None or not watch.latest.terminal:
+            raise watch.error or CCPError(event["message"], job_id=job_id)
+        return watch.latest
 
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
@@ -608,14 +602,14 @@ class CCPHook(_CCPHookBase):
         zip_url = protocol.output_zip_url(base, job_id)
         try:
             answer = self._request("GET", zip_url, job_id=job_id, streamed=True, headers=protocol.OUTPUT_ZIP_HEADERS)
-            kind = "zip"
+            kind = OutputsKind.ZIP
         except CCPNotFoundError:
             results_url = protocol.job_results_url(base, job_id)
             answer = self._request("GET", results_url, job_id=job_id, streamed=True, headers=protocol.RESULTS_HEADERS)
-            zip_url, kind = results_url, "json"
+            zip_url, kind = results_url, OutputsKind.JSON
         response: requests.Response = answer.response
         if target.is_dir():
-            target = target / ("output.zip" if kind == "zip" else "results.json")
+            target = target / ("output.zip" if kind == OutputsKind.ZIP else "results.json")
         with response:
             size = _stream_to_file(response, target, zip_url, job_id, progress)
         return DownloadedOutputs(path=target, size=size, url=zip_url, kind=kind)

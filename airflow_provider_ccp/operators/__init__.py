@@ -1,1 +1,3 @@
 """Operators of the CCP provider."""
+
+__all__: list[str] = []

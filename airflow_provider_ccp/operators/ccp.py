@@ -1,36 +1,27 @@
 """``CCPExecuteMethodOperator``: run one CCP Method execution as an Airflow task.
 
-The life of a try: check the inputs against the Method's description; reattach to the execution
-an earlier try left for the same request (Airflow >= 3.3), or submit on the worker; publish the
-job id and URL; take the first status from the submission's answer; then wait (in the triggerer
-when deferrable, else on the worker) and finish in ``execute_complete``, which both modes share.
-See docs/operators.md.
+The life of a try: prepare (check the inputs against the Method's description); submit, or
+reattach to the execution an earlier try left for the same request (``submission.Submitter``);
+wait (in the triggerer when deferrable, else on the worker); complete in ``execute_complete``,
+which both modes share. See docs/operators.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-import pendulum
 from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
-from airflow_provider_ccp.descriptions import is_ccp_description
 from airflow_provider_ccp.exceptions import (
-    CCPAmbiguousSubmissionError,
     CCPError,
     CCPJobFailedError,
     CCPJobTimeoutError,
-    CCPNotFoundError,
     fail_without_retry,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -39,12 +30,11 @@ from airflow_provider_ccp.inputs import (
     default_outputs,
     mask_secret_inputs,
     prepare_inputs,
-    public_inputs,
     secret_inputs_sent,
     secret_values,
     with_secret_inputs,
 )
-from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, CCPExecutionLink
+from airflow_provider_ccp.links import CCPExecutionLink, execution_link
 from airflow_provider_ccp.outputs import (
     ExtractionLimits,
     fetch_tails,
@@ -55,13 +45,19 @@ from airflow_provider_ccp.outputs import (
     task_output_path,
 )
 from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo, SyncResults
+from airflow_provider_ccp.submission import (
+    ExecutionRequest,
+    OnAmbiguousSubmit,
+    Submitter,
+    forget_submission,
+)
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf
 from airflow_provider_ccp.waiting import (
+    EventStatus,
     JobWatch,
     configured_min_defer_seconds,
-    is_transient,
-    ride_out,
+    follow,
     terminal_event,
     validate_event,
 )
@@ -71,19 +67,10 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
     from airflow.sdk.definitions.context import Context
 
-#: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
-#: POST, completed with the job id after it. Renaming it would make in-flight retries submit a second
-#: execution, so it never changes.
-STATE_KEY = "ccp_job_id"
-ON_AMBIGUOUS_SUBMIT = ("fail", "resubmit")
-#: How long a submission whose answer was lost is looked for before concluding it created nothing.
-LOOKUP_SECONDS = 10.0
-LOOKUP_INTERVAL = 1.0
-#: Clock difference tolerated between the worker and the server when a job is matched by its
-#: creation time (servers that keep nothing of the request: no marker).
-CLOCK_SKEW = timedelta(seconds=30)
+__all__ = ["CCPExecuteMethodOperator"]
+
 #: Events after which the job has ended: dismissing it then would delete its results.
-FINISHED_EVENTS = frozenset({"success", "failed"})
+FINISHED_EVENTS = frozenset({EventStatus.SUCCESS, EventStatus.FAILED})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
 #: (which can dismiss the job) always fires first; Airflow's timeout kills the trigger silently.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
@@ -173,7 +160,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         max_compression_ratio: float | None = ExtractionLimits.max_ratio,
         cancel_on_kill: bool = True,
         log_lines: int = 50,
-        on_ambiguous_submit: str = "fail",
+        on_ambiguous_submit: OnAmbiguousSubmit | str = OnAmbiguousSubmit.FAIL,
         min_defer_seconds: float | None = None,
         secret_inputs: Collection[str] = (),
         ccp_retry_limit: int = DEFAULT_RETRY.limit,
@@ -184,8 +171,11 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         # ``op.output["files"]``; without waiting there is no manifest, only the job id.
         kwargs.setdefault("multiple_outputs", wait_for_completion)
         super().__init__(**kwargs)
-        if on_ambiguous_submit not in ON_AMBIGUOUS_SUBMIT:
-            raise ValueError(f"on_ambiguous_submit must be one of {ON_AMBIGUOUS_SUBMIT}, got {on_ambiguous_submit!r}")
+        try:
+            ambiguous = OnAmbiguousSubmit(on_ambiguous_submit)
+        except ValueError:
+            expected = tuple(kind.value for kind in OnAmbiguousSubmit)
+            raise ValueError(f"on_ambiguous_submit must be one of {expected}, got {on_ambiguous_submit!r}") from None
         if min_defer_seconds is None:
             min_defer_seconds = configured_min_defer_seconds()
         check_poll_interval(poll_interval)
@@ -211,7 +201,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         self.limits = ExtractionLimits(max_extract_bytes, max_extract_entries, max_compression_ratio)
         self.cancel_on_kill = cancel_on_kill
         self.log_lines = log_lines
-        self.on_ambiguous_submit = on_ambiguous_submit
+        self.on_ambiguous_submit = ambiguous
         self.min_defer_seconds = min_defer_seconds
         if isinstance(secret_inputs, str):
             raise ValueError(f"secret_inputs must be a list of input ids, got the string {secret_inputs!r}")
@@ -267,17 +257,12 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     @fail_without_retry
     def execute(self, context: Context) -> Any:
-        given = self.inputs if self.inputs is not None else {}
-        check_mapping(self.method_id, given)  # before any request
-        protocol.request_members(self.request_members)
-        description = self._method_description()
-        inputs = prepare_inputs(self.method_id, description, given)
-        fingerprint = request_fingerprint(self.method_id, protocol.string_inputs(public_inputs(description, inputs)))
-        job = self._reattach(context, fingerprint) or self._submit(context, description, inputs, fingerprint)
+        submitter = self._submitter(context, self._prepare())
+        job = submitter.reattach() or submitter.submit()
         if isinstance(job, SyncResults):
             return self._finish_synchronous(context, job)
         if not self.wait_for_completion:
-            self._forget(context)  # no retry to save: clearing the task later must submit again
+            submitter.forget()  # no retry to save: clearing the task later must submit again
             return job.job_id
         if job.terminal:
             return self.execute_complete(context, terminal_event(job, self._secret_values()))
@@ -286,215 +271,34 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             self._defer(job.job_id, end_time)
         return self.execute_complete(context, self._poll(job.job_id, end_time))
 
-    def _reattach(self, context: Context, fingerprint: str) -> StatusInfo | None:
-        """The job an earlier try submitted for the same request, when it is still running or has succeeded.
-
-        Needs Airflow >= 3.3's ``task_state_store``; older Airflow clears a task's XComs when a new
-        try starts, so there every try submits its own execution (docs/operators.md).
-        """
-        previous = stored_submission(context)
-        if previous is None:
-            return None
-        if previous.fingerprint not in (None, fingerprint):
-            label = previous.job_id or previous.marker
-            self.log.warning(
-                "CCP job %s of an earlier try ran another Method or other inputs: submitting a new execution", label
-            )
-            return None
-        job_id = previous.job_id or self._find_unconfirmed(context, previous)
-        if job_id is None:
-            return None
-        try:
-            info = self._status(job_id)
-        except CCPNotFoundError:
-            self.log.warning("CCP job %s of an earlier try no longer exists: submitting a new execution", job_id)
-            return None
-        if info.failed:
-            self.log.warning("CCP job %s of an earlier try ended %s: submitting a new execution", job_id, info.status)
-            return None
-        self.log.info("Reattaching to CCP job %s (%s), submitted by an earlier try", info.job_id, info.status)
-        self._track(info.job_id, running=not info.terminal)
-        self._push(context, info.job_id)
-        return info
-
-    def _find_unconfirmed(self, context: Context, previous: Submission) -> str | None:
-        """An earlier try sent a submission and never learnt its job id: look for it before submitting."""
-        self.log.warning(
-            "An earlier try submitted Method %s at %s and did not get the answer: looking for that execution",
-            self.method_id,
-            previous.submitted_at,
-        )
-        try:
-            job_id = self._look_up(previous)
-        except _Undecided as undecided:
-            failure, resubmit = self._undecided(context, previous, undecided)
-            if not resubmit:
-                raise failure from None
-            self.log.warning("%s", failure)
-            return None
-        if job_id is None:
-            self.log.warning("That submission created no execution: submitting a new one")
-            return None
-        self.log.info("Found CCP job %s, created by the earlier try's submission", job_id)
-        self._remember(context, replace(previous, job_id=job_id))
-        return job_id
-
-    def _submit(
-        self, context: Context, description: Mapping[str, Any], inputs: Mapping[str, Any], fingerprint: str
-    ) -> StatusInfo | SyncResults:
-        """POST the execution, remembered before it is sent so that a lost answer can be looked up."""
+    def _prepare(self) -> ExecutionRequest:
+        """The request checked against the Method's description, before anything is sent."""
+        given = self.inputs if self.inputs is not None else {}
+        check_mapping(self.method_id, given)
+        protocol.request_members(self.request_members)
+        description = self._method_description()
+        inputs = prepare_inputs(self.method_id, description, given)
         outputs = self.outputs if self.outputs is not None else default_outputs(description)
-        marker = protocol.new_marker() if is_ccp_method(description) else None
-        if marker:
-            note = protocol.note_with_marker(inputs.get(protocol.MARKER_INPUT), marker)
-            inputs = {**inputs, protocol.MARKER_INPUT: note}
-        submission = Submission(fingerprint, marker=marker, submitted_at=pendulum.now("UTC").isoformat())
-        self._remember(context, submission)
-        url = protocol.execution_request_url(self.hook.settings.base_url, self.method_id)
-        answer: StatusInfo | None = None
-        try:
-            submitted = self.hook.submit_execution(
-                self.method_id, inputs, outputs, request_members=self.request_members, description=description
-            )
-        except CCPError as err:
-            if not protocol.submission_may_have_landed(err, url):
-                self._forget(context)  # refused: nothing to look for on a retry
-                raise
-            job_id = self._find_lost(context, submission, err)
-        else:
-            if isinstance(submitted, SyncResults):
-                self._forget(context)  # it ran and ended: a retry has no job to reattach to
-                return submitted
-            answer, job_id = submitted, submitted.job_id
-        # Cheapest and surest first: the log, then the store a retry reattaches from, then XComs.
-        self._track(job_id, running=True)
-        self._remember(context, replace(submission, job_id=job_id))
-        self._push(context, job_id)
-        return self._first_status(job_id, answer)
+        return ExecutionRequest(self.method_id, description, inputs, outputs, self.request_members)
 
-    def _find_lost(self, context: Context, submission: Submission, error: CCPError) -> str:
-        """The execution a submission whose answer was lost created; raises when there is none to be found."""
-        self.log.warning(
-            "The answer to the submission of Method %s was lost (%s): looking for the execution %s",
-            self.method_id,
-            error,
-            f"marked {submission.marker}" if submission.marker else "by its creation time",
+    def _submitter(self, context: Context, request: ExecutionRequest) -> Submitter:
+        return Submitter(
+            self.hook,
+            context,
+            request,
+            log=self.log,
+            on_ambiguous_submit=self.on_ambiguous_submit,
+            poll_interval=self.poll_interval,
+            on_job=self._track,
         )
-        try:
-            job_id = self._look_up(submission)
-        except _Undecided as undecided:
-            raise self._undecided(context, submission, undecided)[0] from None
-        if job_id is None:
-            # The submission stays stored: on Airflow >= 3.3 the retry looks once more before submitting.
-            raise CCPError(
-                f"The submission of Method {self.method_id!r} failed ({error}) and no execution of it was found "
-                f"after looking for {LOOKUP_SECONDS:g} s: none was created, a retry submits again",
-                method_id=self.method_id,
-            ) from None
-        self.log.info("Found CCP job %s: the submission did create it", job_id)
-        return job_id
 
-    def _look_up(self, submission: Submission) -> str | None:
-        """The job the submission created, or None once the server has shown for a while that there is none.
-
-        Raises ``_Undecided`` when the server cannot tell (no list to read, several candidates).
-        """
-        finder: Callable[[], str | None]
-        if submission.marker:
-            finder = partial(self.hook.find_execution, submission.marker)
-        else:
-            finder = partial(self._job_created_at, submission)
-        deadline = time.time() + LOOKUP_SECONDS
-        watch = JobWatch(f"(submission at {submission.submitted_at})", LOOKUP_INTERVAL, deadline, self.log)
-        while True:
-            try:
-                job_id = ride_out(finder, watch)
-            except CCPError as err:
-                raise _Undecided(f"the lookup failed: {err}", may_pass=is_transient(err)) from None
-            if job_id is not None or time.time() >= deadline:
-                return job_id
-            time.sleep(watch.next_delay())
-
-    def _job_created_at(self, submission: Submission) -> str | None:
-        """A server that keeps nothing of the request: the one job of the Method created around the POST."""
-        sent = pendulum.parse(submission.submitted_at or "")
-        if not isinstance(sent, pendulum.DateTime):
-            raise _Undecided(f"the submission time {submission.submitted_at!r} is not a date and time")
-        jobs = self.hook.list_jobs(method_id=self.method_id)
-        end = pendulum.now("UTC") + CLOCK_SKEW
-        candidates = protocol.jobs_created_between(jobs, self.method_id, sent - CLOCK_SKEW, end)
-        if len(candidates) > 1:
-            ids = ", ".join(job.job_id for job in candidates)
-            raise _Undecided(f"{len(candidates)} jobs of Method {self.method_id!r} were created then ({ids})")
-        return candidates[0].job_id if candidates else None
-
-    def _undecided(self, context: Context, submission: Submission, undecided: _Undecided) -> tuple[CCPError, bool]:
-        """The error that ends the try when a lookup cannot decide, and whether a new execution may be
-        submitted instead (``on_ambiguous_submit="resubmit"``: by the next try, or now by a later one).
-
-        A lookup that only met transient errors is left to the next try while the store keeps the
-        submission (Airflow >= 3.3). Otherwise ``fail`` ends the task for good with
-        ``CCPAmbiguousSubmissionError``: a retry could pay for a second execution.
-        """
-        if submission.marker:
-            where = f"whose note (ccpnote) contains {submission.marker!r} in CCP's execution list (GET /executions)"
-        else:
-            where = f"of Method {self.method_id!r} created around then (GET /jobs?processID={self.method_id})"
-        message = (
-            f"An execution of Method {self.method_id!r} may exist: its submission at {submission.submitted_at} "
-            f"got no answer and it could not be looked up ({undecided}). Look for an execution {where}"
-        )
-        if undecided.may_pass and context.get("task_state_store") is not None:
-            later = f"{message}; the next try looks for it again before submitting"
-            return CCPError(later, method_id=self.method_id), False
-        self._forget(context)  # the DAG author decided: a clear, or with resubmit a retry, submits anew
-        if self.on_ambiguous_submit == "fail":
-            error = CCPAmbiguousSubmissionError(
-                f"{message}; clear this task to submit again, or set on_ambiguous_submit='resubmit'",
-                marker=submission.marker,
-                submitted_at=submission.submitted_at or "",
-                method_id=self.method_id,
-            )
-            return error, False
-        return CCPError(f"{message}; on_ambiguous_submit='resubmit': submitting again", method_id=self.method_id), True
-
-    def _status(self, job_id: str) -> StatusInfo:
-        """``GET /jobs/{id}``, riding out transient errors by the rules polling follows."""
-        watch = JobWatch(job_id, float(self.poll_interval), None, self.log)
-        return ride_out(partial(self.hook.get_job, job_id), watch)
-
-    def _first_status(self, job_id: str, answer: StatusInfo | None) -> StatusInfo:
-        """The status in the submission's answer: a GET right then could fail a try whose job runs fine."""
-        if answer is not None and answer.status:
-            return answer
-        self.log.info("The answer to the submission of CCP job %s holds no status: asking for it", job_id)
-        return self._status(job_id)
-
-    def _remember(self, context: Context, submission: Submission) -> None:
-        store = context.get("task_state_store")
-        if store is not None:
-            store.set(STATE_KEY, submission.to_json())
-
-    def _forget(self, context: Context) -> None:
-        """Done: clearing the task later means "run it again", not "reuse that execution"."""
-        store = context.get("task_state_store")
-        if store is not None:
-            store.delete(STATE_KEY)
-
-    def _track(self, job_id: str, *, running: bool) -> None:
-        """Make the job known to on_kill and log where to see it; nothing here can fail."""
+    def _track(self, job_id: str, running: bool) -> None:
+        """Make the job known to on_kill: dismissed then unless it is known to have ended."""
         self.job_id = job_id
         self._job_may_run = running
-        self.log.info("CCP job %s runs Method %s: %s", job_id, self.method_id, self._job_url(job_id))
-
-    def _push(self, context: Context, job_id: str) -> None:
-        """The XComs the UI link and downstream tasks read."""
-        context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
-        context["ti"].xcom_push(key=XCOM_JOB_URL, value=self._job_url(job_id))
 
     def _job_url(self, job_id: str) -> str:
-        settings = self.hook.settings
-        return protocol.ui_execution_url(settings.ui_url, job_id) or protocol.job_url(settings.base_url, job_id)
+        return execution_link(self.hook.settings, job_id)
 
     def _end_time(self) -> float | None:
         """The wall-clock deadline of the wait.
@@ -505,34 +309,30 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         limits = [self.timeout] if self.timeout is not None else []
         if self.deferrable and self.execution_timeout is not None:
             limits.append(self.execution_timeout.total_seconds())
-        return time.time() + min(limits) if limits else None
+        return self.hook.clock.time() + min(limits) if limits else None
 
     def _defer(self, job_id: str, end_time: float | None) -> None:
+        now = self.hook.clock.time()
         trigger = CCPJobTrigger(
             conn_id=self.ccp_conn_id,
             job_id=job_id,
             poll_interval=self.poll_interval,
             end_time=end_time,
             cancel_on_kill=self.cancel_on_kill,
-            not_before=time.time() + self.min_defer_seconds,
+            not_before=now + self.min_defer_seconds,
             retry_limit=self.retry.limit,
             retry_delay=self.retry.delay,
             secrets=self._secret_values(),
         )
-        timeout = None if end_time is None else timedelta(seconds=end_time - time.time()) + DEFER_TIMEOUT_GRACE
+        timeout = None if end_time is None else timedelta(seconds=end_time - now) + DEFER_TIMEOUT_GRACE
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def _poll(self, job_id: str, end_time: float | None) -> dict[str, Any]:
-        """The trigger's loop, run on the worker: same rules, same event."""
-        watch = JobWatch(job_id, float(self.poll_interval), end_time, self.log, secrets=self._secret_values())
-        while True:
-            try:
-                event = watch.on_status(self.hook.get_job(job_id))
-            except CCPError as err:
-                event = watch.on_error(err)
-            if event is not None:
-                return event
-            time.sleep(watch.next_delay())
+        """The trigger's wait, run on the worker: same rules, same event."""
+        watch = JobWatch(
+            job_id, float(self.poll_interval), end_time, self.log, secrets=self._secret_values(), clock=self.hook.clock
+        )
+        return follow(partial(self.hook.get_job, job_id), watch)
 
     # ------------------------------------------------------------------ completion (deferred or not)
 
@@ -542,14 +342,14 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         event = validate_event(event)
         job_id = self.job_id = str(event["job_id"])
         self._job_may_run = event["status"] not in FINISHED_EVENTS
-        if event["status"] == "success":
+        if event["status"] == EventStatus.SUCCESS:
             manifest = self._succeed(context, job_id)
-            self._forget(context)
+            forget_submission(context)
             return manifest
-        if event["status"] == "failed":
+        if event["status"] == EventStatus.FAILED:
             self._report_failure(job_id, event)
             raise CCPJobFailedError(self._failure_message(job_id, event), job_id=job_id, method_id=self.method_id)
-        if event["status"] == "timeout":
+        if event["status"] == EventStatus.TIMEOUT:
             self._dismiss(job_id)
             raise CCPJobTimeoutError(event["message"], job_id=job_id, method_id=self.method_id)
         raise CCPError(event["message"], job_id=job_id, method_id=self.method_id)
@@ -716,53 +516,3 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             self.log.warning("Could not dismiss CCP job %s", job_id, exc_info=True)
             return
         self.log.log(logging.INFO if result.supported else logging.WARNING, "%s", result.message)
-
-
-def request_fingerprint(method_id: str, inputs: Mapping[str, str]) -> str:
-    """What a retry compares before reattaching: the Method and its non-secret inputs, sorted.
-
-    Secret values stay out: even hashed, a short secret in the task state store could be guessed.
-    """
-    document = json.dumps({"method_id": method_id, "inputs": inputs}, sort_keys=True)
-    return hashlib.sha256(document.encode()).hexdigest()
-
-
-class _Undecided(Exception):
-    """The lookup of a lost submission could not tell whether it created an execution."""
-
-    def __init__(self, reason: str, *, may_pass: bool = False) -> None:
-        super().__init__(reason)
-        #: Only transient errors stood in the way: a later lookup may decide.
-        self.may_pass = may_pass
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What the task state store keeps of a try's submission (key ``STATE_KEY``)."""
-
-    fingerprint: str | None
-    job_id: str | None = None
-    #: The identity CCP keeps in the execution record (in ``ccpnote``); None for other OGC servers.
-    marker: str | None = None
-    #: When the POST was sent (ISO 8601, UTC).
-    submitted_at: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
-
-
-def is_ccp_method(description: Mapping[str, Any]) -> bool:
-    """CCP Methods declare the runtime image input; a plain OGC process has no ``ccpnote`` to carry a marker."""
-    return is_ccp_description(description)
-
-
-def stored_submission(context: Context) -> Submission | None:
-    """The submission an earlier try stored; a plain id is what earlier versions stored."""
-    store = context.get("task_state_store")
-    value = store.get(STATE_KEY) if store is not None else None
-    if isinstance(value, str):
-        return Submission(None, job_id=value) if value else None
-    if not isinstance(value, Mapping) or not (value.get("job_id") or value.get("submitted_at")):
-        return None
-    fields = {key: str(value[key]) if value.get(key) else None for key in ("job_id", "marker", "submitted_at")}
-    return Submission(str(value["fingerprint"]) if value.get("fingerprint") else None, **fields)

@@ -1,1 +1,3 @@
 """Sensors of the CCP provider."""
+
+__all__: list[str] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -13,10 +12,18 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
-from airflow_provider_ccp.waiting import JobWatch, configured_min_defer_seconds, terminal_event, validate_event
+from airflow_provider_ccp.waiting import (
+    EventStatus,
+    JobWatch,
+    configured_min_defer_seconds,
+    terminal_event,
+    validate_event,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
+
+__all__ = ["CCPJobSensor"]
 
 
 class CCPJobSensor(BaseSensorOperator):
@@ -63,7 +70,7 @@ class CCPJobSensor(BaseSensorOperator):
 
     @cached_property
     def _watch(self) -> JobWatch:
-        return JobWatch(str(self.job_id), float(self.poke_interval), None, self.log)
+        return JobWatch(str(self.job_id), float(self.poke_interval), None, self.log, clock=self.hook.clock)
 
     def poke(self, context: Context) -> PokeReturnValue:
         info = self.hook.get_job(self.job_id)
@@ -79,14 +86,15 @@ class CCPJobSensor(BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
+        now = self.hook.clock.time()
         trigger = CCPJobTrigger(
             conn_id=self.ccp_conn_id,
             job_id=self.job_id,
             poll_interval=float(self.poke_interval),
-            end_time=time.time() + float(self.timeout),
+            end_time=now + float(self.timeout),
             cancel_on_kill=False,
             # Airflow's defer race fails a task resumed too soon (docs/operators.md).
-            not_before=time.time() + configured_min_defer_seconds(),
+            not_before=now + configured_min_defer_seconds(),
             retry_limit=self.retry.limit,
             retry_delay=self.retry.delay,
         )
@@ -95,15 +103,15 @@ class CCPJobSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         event = validate_event(event)
         self._raise_if_failed(event)
-        if event["status"] == "timeout":
+        if event["status"] == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(event["message"])
-        if event["status"] == "error":
+        if event["status"] == EventStatus.ERROR:
             raise CCPError(event["message"], job_id=event["job_id"])
         info: StatusInfo = self.hook.get_job(str(event["job_id"]))
         return info.to_dict()
 
     def _raise_if_failed(self, event: dict[str, Any]) -> None:
-        if event["status"] == "failed":
+        if event["status"] == EventStatus.FAILED:
             raise CCPJobFailedError(
                 f"CCP job {event['job_id']} ended {event['job_status']}: {event['message']}", job_id=event["job_id"]
             )

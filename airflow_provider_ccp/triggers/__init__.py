@@ -1,1 +1,3 @@
 """Triggers of the CCP provider."""
+
+__all__: list[str] = []

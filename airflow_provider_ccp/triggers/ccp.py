@@ -6,7 +6,8 @@ would start a second execution. The only remote change it ever makes is the dism
 ``on_kill``, which Airflow >= 3.3 calls when a user kills the deferred task, and only then.
 
 The waiting rules (what ends the wait, which errors to ride out, how long to sleep) live in
-``airflow_provider_ccp.waiting``, shared with the operator's worker loop and the hook.
+``airflow_provider_ccp.waiting``, shared with the operator's worker loop and the hook; the loop
+here is their async twin, kept apart so that a poll costs no more than the request itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
-import time
 from collections.abc import AsyncIterator, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +25,15 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth import amask
+from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.exchange import redact
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
 from airflow_provider_ccp.protocol import DEFAULT_RETRY, StatusInfo
 from airflow_provider_ccp.version_compat import watcher_state_store
-from airflow_provider_ccp.waiting import JobWatch, job_event
+from airflow_provider_ccp.waiting import EventStatus, JobWatch, job_event
+
+__all__ = ["CCPJobTrigger", "CCPExecutionEventTrigger", "jittered", "first_poll_delay", "POLL_JITTER"]
 
 #: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
 POLL_JITTER = 0.1
@@ -70,6 +73,9 @@ class CCPJobTrigger(BaseTrigger):
     The first poll comes at a random moment within the first ``poll_interval`` and each later wait
     is jittered by ±10%, so that triggers deferred in the same second do not poll in lock-step.
     """
+
+    #: The time the wait is measured with; not serialized (a test sets its own on the instance).
+    clock: Clock = SYSTEM_CLOCK
 
     def __init__(
         self,
@@ -125,24 +131,25 @@ class CCPJobTrigger(BaseTrigger):
         except Exception as err:  # a broken connection definition, a bug: fail the task, never hang it
             self.log.exception("Stopped following CCP job %s", self.job_id)
             text = redact(str(err), self.secrets)
-            event = job_event("error", self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}")
+            event = job_event(EventStatus.ERROR, self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}")
         yield TriggerEvent(event)
 
     def _pause(self, delay: float) -> float:
         pause = jittered(delay)
         if self.end_time is not None:  # jitter never carries a poll past the deadline
-            pause = min(pause, max(0.0, self.end_time - time.time()))
+            pause = min(pause, max(0.0, self.end_time - self.clock.time()))
         return pause
 
     def _hook(self) -> CCPAsyncHook:
         return CCPAsyncHook(self.conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay)
 
     async def _wait(self) -> dict[str, Any]:
+        clock = self.clock
         watch = JobWatch(
-            self.job_id, self.poll_interval, self.end_time, self.log, self.not_before, secrets=self.secrets
+            self.job_id, self.poll_interval, self.end_time, self.log, self.not_before, secrets=self.secrets, clock=clock
         )
         async with self._hook() as hook:
-            await asyncio.sleep(min(first_poll_delay(self.poll_interval), watch.next_delay()))
+            await clock.asleep(min(first_poll_delay(self.poll_interval), watch.next_delay()))
             while True:
                 try:
                     info = await hook.get_job(self.job_id)
@@ -152,7 +159,7 @@ class CCPJobTrigger(BaseTrigger):
                     event = watch.on_status(info)
                 if event is not None:
                     return event
-                await asyncio.sleep(self._pause(watch.next_delay()))
+                await clock.asleep(self._pause(watch.next_delay()))
 
     async def on_kill(self) -> None:
         """Dismiss the job: Airflow >= 3.3 calls this only when a user kills the deferred task.

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ccp_sandbox.airflow_connection import airflow_connection
 from ccp_sandbox.config import (
     DEFAULT_CLIENTS,
     DEFAULT_CONTEXT,
@@ -28,7 +29,6 @@ from ccp_sandbox.config import (
     parse_list,
     parse_pairs,
 )
-from ccp_sandbox.connection import airflow_connection
 from ccp_sandbox.methods import MethodDefinitionError
 from ccp_sandbox.server import bind_sandbox
 

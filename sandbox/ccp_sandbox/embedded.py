@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ccp_sandbox.admin_client import SandboxAdmin
+from ccp_sandbox.airflow_connection import airflow_connection
 from ccp_sandbox.config import (
     DEFAULT_CLIENTS,
     DEFAULT_CONTEXT,
@@ -27,7 +28,6 @@ from ccp_sandbox.config import (
     TOKEN_PATH,
     SandboxConfig,
 )
-from ccp_sandbox.connection import airflow_connection
 from ccp_sandbox.server import BoundSandbox, bind_sandbox
 
 START_TIMEOUT = 30.0

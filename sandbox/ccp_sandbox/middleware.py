@@ -8,9 +8,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ccp_sandbox.connections import hang_up
 from ccp_sandbox.counters import Counters
 from ccp_sandbox.faults import Fault, FaultStore
+from ccp_sandbox.hangup import hang_up
 from ccp_sandbox.ogc import PROBLEM_JSON, problem, status_word
 
 ADMIN_PREFIX = "/_sandbox/"

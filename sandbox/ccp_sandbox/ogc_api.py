@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from ccp_sandbox.config import TOKEN_PATH
-from ccp_sandbox.connections import hang_up
 from ccp_sandbox.faults import Fault
+from ccp_sandbox.hangup import hang_up
 from ccp_sandbox.jobs import DISMISSED, FAILED, SUCCESSFUL, Job
 from ccp_sandbox.methods import InputError
 from ccp_sandbox.ogc import (

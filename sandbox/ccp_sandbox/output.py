@@ -9,7 +9,7 @@ from pathlib import Path
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ccp_sandbox.connections import hang_up
+from ccp_sandbox.hangup import hang_up
 
 CHUNK = 256 * 1024
 

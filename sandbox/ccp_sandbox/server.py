@@ -10,7 +10,7 @@ import uvicorn
 
 from ccp_sandbox.app import create_app
 from ccp_sandbox.config import SandboxConfig
-from ccp_sandbox.connections import TrackingH11Protocol
+from ccp_sandbox.hangup import TrackingH11Protocol
 from ccp_sandbox.state import SandboxState
 
 

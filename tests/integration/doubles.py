@@ -121,6 +121,29 @@ class SleepRecorder(Clock):
         self.waits.append(seconds)
 
 
+class SteppingClock(Clock):
+    """A clock whose waits only move its own wall-clock time forward: an hour of polling takes no time.
+
+    ``limit`` waits at most, so that code which reads the real clock instead fails instead of spinning.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.now = time.time()
+        self.waits: list[float] = []
+        self.limit = limit
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        assert len(self.waits) <= self.limit, "still waiting after the clock's limit: is the real clock read?"
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
 def ccp_requests(server: HTTPServer, path_prefix: str = "/jobs") -> list[Request]:
     """Requests that reached CCP routes (not the token endpoint), in order."""
     return [request for request, _ in server.log if request.path.startswith(path_prefix)]

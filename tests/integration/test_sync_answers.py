@@ -13,7 +13,8 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 from pytest_httpserver import HTTPServer
 
-from airflow_provider_ccp.operators.ccp import STATE_KEY, CCPExecuteMethodOperator
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.submission import STATE_KEY
 from tests.task_helpers import DictStore, make_context, pushed
 
 DESCRIPTION = {

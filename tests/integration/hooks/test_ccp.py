@@ -26,6 +26,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
     CCPProtocolError,
+    CCPSubmissionLostError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
@@ -37,6 +38,7 @@ from tests.integration.doubles import (
     USER,
     FakeKeycloak,
     SleepRecorder,
+    SteppingClock,
     bearer_of,
     ccp_requests,
     status_body,
@@ -348,7 +350,7 @@ class TestRetries:
         assert CCPHook(conn, retry_delay=FAST).dismiss_job("j1").supported
         assert len(ccp_requests(httpserver)) == 2
 
-    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+    @pytest.mark.parametrize("status", [400, 429, 500, 502, 503, 504])
     def test_an_execution_post_is_never_resent(self, make_conn, httpserver, status):
         conn = make_conn(auth_flow="none", login=None, secret="")
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_data(
@@ -356,10 +358,20 @@ class TestRetries:
         )
         with pytest.raises(CCPError) as raised:
             CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
+        # A 5xx may come from a proxy after CCP created the job; a 4xx is a refusal.
+        assert isinstance(raised.value, CCPSubmissionLostError) is (status >= 500)
         assert raised.value.http_status == status
         assert raised.value.method_id == "m1"
         assert f"HTTP {status}" in str(raised.value)
         assert len(ccp_requests(httpserver, "/processes")) == 1
+
+    def test_a_token_that_could_not_be_had_is_no_lost_submission(self, make_conn, keycloak, httpserver):
+        conn = make_conn()
+        keycloak.refuse["password"] = (503, {"error": "temporarily_unavailable"})
+        with pytest.raises(CCPError) as raised:
+            CCPHook(conn, retry_limit=0).submit_execution("m1", {"ccpimage": "bash"})
+        assert not isinstance(raised.value, CCPSubmissionLostError)  # the POST was never sent
+        assert ccp_requests(httpserver, "/processes") == []
 
     def test_a_token_url_that_prefixes_the_ccp_url_does_not_make_the_post_retried(
         self, make_conn, keycloak, httpserver
@@ -385,7 +397,7 @@ class TestRetries:
 
         httpserver.expect_request("/processes/m1/execution", method="POST").respond_with_handler(slow)
         with pytest.raises(
-            CCPError, match=r"Could not reach CCP.*(ReadTimeout|within the connection's timeout of 0.3 s)"
+            CCPSubmissionLostError, match=r"Could not reach CCP.*(ReadTimeout|within the connection's timeout of 0.3 s)"
         ) as raised:
             CCPHook(conn, retry_delay=FAST).submit_execution("m1", {"ccpimage": "bash"})
         assert raised.value.method_id == "m1"
@@ -901,6 +913,16 @@ class TestSecrets:
             for text in errors:
                 assert secret not in text
             assert redact(f"before {secret} after") == "before *** after", "not registered with the masker"
+
+
+def test_wait_for_job_measures_its_deadline_with_the_hook_clock(make_conn, httpserver):
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    serve_job(httpserver)  # running, however often it is asked
+    clock = SteppingClock()
+    with pytest.raises(CCPJobTimeoutError, match="still running"):
+        CCPHook(conn, clock=clock).wait_for_job("j1", poll_interval=60, timeout=3600)
+    assert sum(clock.waits) == pytest.approx(3600)
+    assert len(ccp_requests(httpserver)) == 3600 // 60 + 1
 
 
 def test_a_hook_given_ready_settings_reads_no_connection(httpserver, keycloak, password):

@@ -13,12 +13,12 @@ import pendulum
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_ccp import protocol
+from airflow_provider_ccp import protocol, submission
 from airflow_provider_ccp.exceptions import CCPAmbiguousSubmissionError, CCPError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import prepare_inputs
-from airflow_provider_ccp.operators import ccp as operator_module
-from airflow_provider_ccp.operators.ccp import STATE_KEY, CCPExecuteMethodOperator, request_fingerprint
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.submission import STATE_KEY, request_fingerprint
 from tests.task_helpers import DictStore, make_context, pushed, run_deferrable, task_log
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
@@ -31,8 +31,8 @@ FOREVER = 1000
 @pytest.fixture(autouse=True)
 def short_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     """The lookup's patience, shortened where a test waits for it to conclude "nothing was created"."""
-    monkeypatch.setattr(operator_module, "LOOKUP_SECONDS", 1.0)
-    monkeypatch.setattr(operator_module, "LOOKUP_INTERVAL", 0.2)
+    monkeypatch.setattr(submission, "LOOKUP_SECONDS", 1.0)
+    monkeypatch.setattr(submission, "LOOKUP_INTERVAL", 0.2)
 
 
 def count_words(tmp_path, **kwargs: Any) -> Callable[[], CCPExecuteMethodOperator]:

@@ -28,12 +28,8 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import prepare_inputs, public_inputs
 from airflow_provider_ccp.operators import ccp as operator_module
-from airflow_provider_ccp.operators.ccp import (
-    DEFER_TIMEOUT_GRACE,
-    STATE_KEY,
-    CCPExecuteMethodOperator,
-    request_fingerprint,
-)
+from airflow_provider_ccp.operators.ccp import DEFER_TIMEOUT_GRACE, CCPExecuteMethodOperator
+from airflow_provider_ccp.submission import STATE_KEY, request_fingerprint
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import job_event
 from tests.task_helpers import DictStore, finished_job, make_context, pushed, run_deferrable, task_log

@@ -7,8 +7,9 @@ import json
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_ccp.operators.ccp import STATE_KEY, CCPExecuteMethodOperator
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from airflow_provider_ccp.sensors.ccp import CCPJobSensor
+from airflow_provider_ccp.submission import STATE_KEY
 from tests.task_helpers import DictStore, make_context, pushed, run_deferrable
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")

@@ -20,6 +20,7 @@ from airflow_provider_ccp.exceptions import (
     CCPNotFoundError,
     as_final,
     is_final,
+    is_transient,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
@@ -52,6 +53,26 @@ def operator(tmp_path: Path, **kwargs: Any) -> CCPExecuteMethodOperator:
 )
 def test_which_errors_are_final(error, final):
     assert is_final(error) is final
+
+
+def test_only_retryable_errors_are_transient():
+    assert is_transient(CCPError("down"))
+    assert is_transient(CCPError("5xx", http_status=502))
+    assert is_transient(CCPError("slow down", http_status=429))
+    assert not is_transient(CCPError("forbidden", http_status=403))
+    assert not is_transient(CCPNotFoundError("gone", http_status=404))
+    assert not is_transient(CCPError("no such feature", http_status=501))
+    # No HTTP status: the token flow itself refused (a rejected static token cannot be renewed).
+    assert not is_transient(CCPAuthError("the token expired or was revoked"))
+    assert is_transient(CCPAuthError("401 after a renewal", http_status=401))
+
+
+def test_a_wait_rides_out_exactly_the_4xx_answers_that_do_not_end_a_task():
+    # One reading of a status for both: a 4xx that ends the task at once is never ridden out by a
+    # wait, and one a wait rides out never ends the task at once.
+    for status in range(400, 500):
+        error = CCPError(f"HTTP {status}", http_status=status)
+        assert is_final(error) is not is_transient(error), status
 
 
 def test_a_final_error_keeps_its_type_message_and_details():

@@ -14,7 +14,8 @@ from werkzeug import Response
 
 from airflow_provider_ccp.exceptions import CCPAmbiguousSubmissionError
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.operators.ccp import STATE_KEY, CCPExecuteMethodOperator
+from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.submission import STATE_KEY
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from tests.integration.doubles import status_body
 from tests.task_helpers import DictStore, first_event, make_context

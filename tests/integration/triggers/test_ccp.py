@@ -9,17 +9,17 @@ import time
 
 import pytest
 
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError, CCPProtocolError
+from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import RetryPolicy, StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
     JobWatch,
-    is_transient,
     job_event,
     validate_event,
 )
+from tests.integration.doubles import SteppingClock
 from tests.task_helpers import finished_job
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
@@ -104,6 +104,20 @@ async def test_a_job_that_ended_at_once_is_reported_no_sooner_than_not_before(sa
     assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") >= 2
 
 
+async def test_a_held_back_end_is_logged_once_with_the_time_left(sandbox, caplog):
+    job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
+    trigger = trigger_for(job_id, poll_interval=0.1, not_before=time.time() + 1.5)
+    trigger._log = logging.getLogger("t.trigger")  # a stdlib logger: its records can be read
+
+    with caplog.at_level(logging.INFO, logger="t.trigger"):
+        [event] = await all_events(trigger)
+
+    assert event["status"] == "success"
+    held = [record.getMessage() for record in caplog.records if "ended early" in record.getMessage()]
+    assert len(held) == 1, held
+    assert 0.0 < float(held[0].rsplit(" in ", 1)[1].removesuffix(" s")) <= 1.5  # until not_before
+
+
 async def test_without_not_before_an_ended_job_is_reported_at_once(sandbox):
     job_id = finished_job("fail", {"message": "x", "exit_code": "1"}).job_id
     sandbox.admin.reset()
@@ -171,6 +185,20 @@ async def test_deadline_yields_timeout_and_leaves_the_job_alone(sandbox):
     assert sandbox.admin.requests_to("DELETE", "/jobs/{job_id}") == 0
 
 
+async def test_the_wait_is_measured_with_the_triggers_clock(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+    clock = SteppingClock()
+    trigger = trigger_for(job_id, poll_interval=60, end_time=clock.now + 600)
+    trigger.clock = clock  # ten minutes of polling, in no time
+
+    [event] = await all_events(trigger)
+
+    assert event["status"] == "timeout"
+    assert sum(clock.waits) == pytest.approx(600)
+    assert 9 <= len(clock.waits) <= 13  # a poll a minute, give or take the jitter
+
+
 async def test_a_broken_connection_is_an_error_event(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_CCP_DEFAULT")
 
@@ -210,18 +238,6 @@ async def test_cancelling_the_trigger_like_a_triggerer_restart_does_not_dismiss(
 
     assert task.cancelled()
     assert sandbox.admin.requests_to("DELETE", "/jobs/{job_id}") == 0
-
-
-def test_only_retryable_errors_are_transient():
-    assert is_transient(CCPError("down"))
-    assert is_transient(CCPError("5xx", http_status=502))
-    assert is_transient(CCPError("slow down", http_status=429))
-    assert not is_transient(CCPError("forbidden", http_status=403))
-    assert not is_transient(CCPNotFoundError("gone", http_status=404))
-    assert not is_transient(CCPError("no such feature", http_status=501))
-    # No HTTP status: the token flow itself refused (a rejected static token cannot be renewed).
-    assert not is_transient(CCPAuthError("the token expired or was revoked"))
-    assert is_transient(CCPAuthError("401 after a renewal", http_status=401))
 
 
 def test_failures_back_off_but_never_past_the_deadline():

@@ -30,7 +30,7 @@ async def hang_up(scope: Scope, receive: Receive) -> None:
     """Abort the request's TCP connection and wait until uvicorn has noticed, so it sends nothing more."""
     transport = _OPEN.get((scope.get("server"), scope.get("client")))
     if transport is None:
-        raise RuntimeError("hang_up needs the sandbox's TrackingH11Protocol (see sandbox.server)")
+        raise RuntimeError("hang_up needs the sandbox's TrackingH11Protocol (see ccp_sandbox.server)")
     transport.abort()
     while (await receive())["type"] != "http.disconnect":
         pass

@@ -1,0 +1,54 @@
+"""Every module of the provider says what its public surface is (``__all__``): the API reference and
+``from module import *`` show that, and nothing the module merely imports or keeps for itself."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import airflow_provider_ccp
+
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(airflow_provider_ccp.__path__, "airflow_provider_ccp.")
+    if not info.name.rsplit(".", 1)[1].startswith("_")  # private modules keep no public surface
+)
+
+
+def test_every_module_is_checked():
+    assert {
+        "airflow_provider_ccp.operators.ccp",
+        "airflow_provider_ccp.submission",
+        "airflow_provider_ccp.cli.commands",
+    } <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", ["airflow_provider_ccp", *MODULES])
+def test_each_module_names_its_public_surface(name):
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert isinstance(exported, list), f"{name} has no __all__"
+    assert len(set(exported)) == len(exported), f"{name}.__all__ names something twice"
+    missing = [item for item in exported if not hasattr(module, item)]
+    assert not missing, f"{name}.__all__ names what it does not define: {missing}"
+    assert not [item for item in exported if item.startswith("_") and item != "__version__"]
+
+
+@pytest.mark.parametrize(
+    ("name", "main"),
+    [
+        ("airflow_provider_ccp.operators.ccp", "CCPExecuteMethodOperator"),
+        ("airflow_provider_ccp.sensors.ccp", "CCPJobSensor"),
+        ("airflow_provider_ccp.triggers.ccp", "CCPJobTrigger"),
+        ("airflow_provider_ccp.hooks.ccp", "CCPHook"),
+        ("airflow_provider_ccp.connection", "CCPConnectionSettings"),
+        ("airflow_provider_ccp.links", "CCPExecutionLink"),
+    ],
+)
+def test_the_main_class_comes_first_and_internal_constants_stay_out(name, main):
+    exported = importlib.import_module(name).__all__
+    assert exported[0] == main
+    assert "STATE_KEY" not in exported
+    assert "LOGGED_FILES" not in exported
