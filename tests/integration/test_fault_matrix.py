@@ -445,9 +445,9 @@ CASES: list[Case] = [
         ),
     ),
     Case(
-        "slow-loris status answer (1 byte/s)",
+        "slow-loris status answer (2 bytes/s)",
         "hostile answer",
-        arrange=hostile("GET", JOB_STATUS, lambda request, forward: dribbled(b" " * 60), count=1, timeout=1),
+        arrange=hostile("GET", JOB_STATUS, lambda request, forward: dribbled(b" " * 60, 0.5), count=1, timeout=1),
         check=_within(20),
     ),
     Case(
