@@ -117,12 +117,14 @@ class _Deadline:
 
     def __init__(self) -> None:
         self.connections: list[HTTPConnection] = []
+        #: The sockets answers are read from: a connection forgets its socket when the answer ends with it.
+        self.sockets: list[socket.socket] = []
         self.expired = False
 
     def expire(self) -> None:
         self.expired = True
-        for connection in list(self.connections):
-            sock = connection.sock
+        sockets = [connection.sock for connection in list(self.connections)] + list(self.sockets)
+        for sock in sockets:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
@@ -148,6 +150,12 @@ class _WatchedConnection(HTTPConnection):
         if deadline is not None:
             deadline.connections.append(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        deadline = getattr(_Deadline.current, "deadline", None)
+        if deadline is not None and self.sock is not None:
+            deadline.sockets.append(self.sock)
+        return super().getresponse()
 
 
 class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
