@@ -31,6 +31,7 @@ from airflow_provider_ccp.exceptions import (
     CCPNotFoundError,
     fail_without_retry,
 )
+from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
     check_mapping,
@@ -52,7 +53,7 @@ from airflow_provider_ccp.outputs import (
     store_results,
     task_output_path,
 )
-from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo, SyncResults
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf
 from airflow_provider_ccp.waiting import (

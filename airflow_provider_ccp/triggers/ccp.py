@@ -21,9 +21,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_ccp.auth import amask
 from airflow_provider_ccp.exceptions import CCPError
-from airflow_provider_ccp.exchange import redact
+from airflow_provider_ccp.exchange import DEFAULT_RETRY, redact
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
-from airflow_provider_ccp.protocol import DEFAULT_RETRY
 from airflow_provider_ccp.waiting import JobWatch, job_event
 
 #: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
