@@ -15,9 +15,9 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from airflow_provider_ccp import version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
@@ -377,31 +377,6 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
         grant = yield from _new_context_grant(settings, state, now)
     state.context = grant
     return grant
-
-
-_Ask = TypeVar("_Ask")
-_Reply = TypeVar("_Reply")
-_Result = TypeVar("_Result")
-
-
-def drive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], _Reply]) -> _Result:
-    """Run a sans-IO flow (a token flow, a request exchange) with a blocking ``send``."""
-    try:
-        request = next(flow)
-        while True:
-            request = flow.send(send(request))
-    except StopIteration as done:
-        return done.value
-
-
-async def adrive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], Awaitable[_Reply]]) -> _Result:
-    """Run a sans-IO flow with an awaitable ``send``."""
-    try:
-        request = next(flow)
-        while True:
-            request = flow.send(await send(request))
-    except StopIteration as done:
-        return done.value
 
 
 def mask(*secrets: str | None) -> None:

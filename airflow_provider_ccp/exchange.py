@@ -1,7 +1,7 @@
-"""The trust boundary of both hooks: which URLs they follow, which redirects, how much they read.
-
-Every rule lives here once, with no I/O, so the worker hook (requests) and the triggerer hook (httpx)
-cannot disagree (docs/connection.md, "Trust boundary"):
+"""How both hooks exchange requests with a server, with no I/O: the retry policy, the steps of one
+request (``exchange``), the drivers of sans-IO flows (``drive``/``adrive``, for token flows too) and
+the trust boundary. The worker hook (requests) and the triggerer hook (httpx) only perform what this
+module decides, so they cannot disagree (docs/connection.md, "Retries" and "Trust boundary"):
 
 - **Origins.** A URL the provider follows (a page's ``rel=next`` link, a redirect) must have the
   scheme, host and port of the URL it came from, and so of the connection's base URL (the CCP host,
@@ -18,13 +18,54 @@ cannot disagree (docs/connection.md, "Trust boundary"):
 from __future__ import annotations
 
 import json
+import random
 import ssl
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
+
+import pendulum
 
 from airflow_provider_ccp.exceptions import CCPProtocolError, CCPTrustError
 
+__all__ = [
+    "exchange",
+    "RetryPolicy",
+    "DEFAULT_RETRY",
+    "Answer",
+    "Step",
+    "NeedToken",
+    "Send",
+    "Renew",
+    "Sleep",
+    "Exchange",
+    "drive",
+    "adrive",
+    "origin",
+    "origin_text",
+    "same_origin",
+    "checked_link",
+    "followed_link",
+    "redirect_target",
+    "too_large",
+    "load_json",
+    "redact",
+    "DeadlineExceeded",
+    "certificate_failure",
+    "certificate_error",
+    "retry_after_seconds",
+    "RETRYABLE_STATUSES",
+    "IDEMPOTENT_METHODS",
+    "MAX_REDIRECTS",
+    "REDIRECT_STATUSES",
+    "MAX_ANSWER_BYTES",
+]
+
+#: Answers worth retrying for idempotent calls (GET, DELETE, token requests).
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 #: Redirects a GET may take, all on the same origin.
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -149,3 +190,185 @@ def certificate_error(url: str, verify: bool | str) -> CCPTrustError:
         "set the connection extra 'verify' to the path of the CA bundle that signs it",
         url=url,
     )
+
+
+# --------------------------------------------------------------------------- retries and the request exchange
+
+
+def retry_after_seconds(value: str | None, cap: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            from email.utils import parsedate_to_datetime
+
+            seconds = (parsedate_to_datetime(value) - pendulum.now("UTC")).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, min(seconds, cap))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The one retry policy of both hooks (docs/connection.md, "Retries").
+
+    ``limit`` retries after the first attempt, for idempotent requests (``IDEMPOTENT_METHODS`` and
+    token grants) that failed in transport or were answered with one of ``statuses``. Before retry
+    *n* the wait is the server's ``Retry-After`` (seconds or an HTTP date, at most
+    ``retry_after_cap``) or ``delay * 2**(n-1)`` (at most ``delay_max``) plus up to ``delay`` of
+    random jitter; no retry starts after ``total_seconds``. A request that is not idempotent is
+    resent only when its connection failed before it could leave.
+    """
+
+    limit: int = 5
+    delay: float = 0.5
+    delay_max: float = 20.0
+    retry_after_cap: float = 60.0
+    total_seconds: float = 180.0
+    statuses: frozenset[int] = RETRYABLE_STATUSES
+    methods: frozenset[str] = IDEMPOTENT_METHODS
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or not self.delay >= 0:
+            raise ValueError(f"retry_limit must be >= 0 and retry_delay >= 0, got {self.limit!r} and {self.delay!r}")
+
+    def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
+        return min(self.delay * 2 ** (retry - 1), self.delay_max) + rng() * self.delay
+
+    def wait(self, retry: int, elapsed: float, answer: Answer, *, idempotent: bool) -> float | None:
+        """Seconds to wait before retry number ``retry`` (from 1), or None when ``answer`` is final."""
+        if retry > self.limit:
+            return None
+        if answer.status is not None:
+            if not idempotent or answer.status not in self.statuses:
+                return None
+            seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
+        else:
+            if answer.sent and not idempotent:
+                return None
+            seconds = None
+        if seconds is None:
+            seconds = self.backoff(retry)
+        return seconds if elapsed + seconds <= self.total_seconds else None
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one send produced, as the exchange needs it: an HTTP status, or a transport failure.
+
+    ``sent`` is False only when the connection failed before the request could leave. ``response``
+    is the transport's own response (or exception), handed back to the hook untouched; ``body`` is
+    the answer as read (at most ``exchange.MAX_ANSWER_BYTES``), empty for a streamed download.
+    """
+
+    status: int | None
+    retry_after: str | None = None
+    sent: bool = True
+    response: Any = field(default=None, repr=False)
+    body: bytes = field(default=b"", repr=False)
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class NeedToken:
+    """Step: the hook supplies the current access token (or None without auth)."""
+
+
+@dataclass(frozen=True)
+class Send:
+    """Step: send the request to ``url`` (the first one's, or where a followed redirect points) with ``token``."""
+
+    token: str | None = field(repr=False)
+    url: str
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Step: CCP answered 401 to ``token``; drop it from the cache (``discarded`` is released)."""
+
+    token: str = field(repr=False)
+    discarded: Answer
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+    discarded: Answer
+
+
+Step = NeedToken | Send | Renew | Sleep
+Exchange = Generator[Step, Any, Answer]
+_NEED_TOKEN = NeedToken()
+
+
+def exchange(
+    policy: RetryPolicy,
+    method: str,
+    url: str,
+    clock: Callable[[], float],
+    *,
+    authenticated: bool = True,
+    idempotent: bool = False,
+) -> Exchange:
+    """One request as both hooks send it: retried by ``policy``, a 401 renews the token once.
+
+    A generator of ``Step`` s that the hook performs (the token flows' sans-IO style): it answers
+    ``NeedToken`` with a token, ``Send`` with an ``Answer``, and ``Renew``/``Sleep`` with None.
+    Returns the final ``Answer``, which the hook maps with ``error_from_response`` when not ok.
+    A redirect is followed or refused here, by ``exchange.redirect_target``: the transports never
+    follow one themselves.
+    """
+    idempotent = idempotent or method.upper() in policy.methods
+    token = (yield _NEED_TOKEN) if authenticated else None
+    renewed, retry, redirects, start = False, 0, 0, clock()
+    while True:
+        answer: Answer = yield Send(token, url)
+        if answer.status in REDIRECT_STATUSES:
+            url = redirect_target(method, url, answer.status, answer.location, redirects)
+            redirects += 1
+            continue
+        if answer.status == 401 and token and not renewed:
+            renewed = True
+            yield Renew(token, answer)
+            token = yield _NEED_TOKEN
+            continue
+        retry += 1
+        seconds = policy.wait(retry, clock() - start, answer, idempotent=idempotent)
+        if seconds is None:
+            return answer
+        yield Sleep(seconds, answer)
+
+
+# --------------------------------------------------------------------------- driving a sans-IO flow
+
+
+_Ask = TypeVar("_Ask")
+_Reply = TypeVar("_Reply")
+_Result = TypeVar("_Result")
+
+
+def drive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], _Reply]) -> _Result:
+    """Run a sans-IO flow (a token flow, a request exchange) with a blocking ``send``."""
+    try:
+        request = next(flow)
+        while True:
+            request = flow.send(send(request))
+    except StopIteration as done:
+        return done.value
+
+
+async def adrive(flow: Generator[_Ask, _Reply, _Result], send: Callable[[_Ask], Awaitable[_Reply]]) -> _Result:
+    """Run a sans-IO flow with an awaitable ``send``."""
+    try:
+        request = next(flow)
+        while True:
+            request = flow.send(await send(request))
+    except StopIteration as done:
+        return done.value

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -34,7 +33,7 @@ from airflow_provider_ccp.exceptions import (
     CCPTrustError,
     cut,
 )
-from airflow_provider_ccp.exchange import REDIRECT_STATUSES, followed_link, load_json, redirect_target
+from airflow_provider_ccp.exchange import followed_link, load_json
 
 # The retry policy and the request exchange (RetryPolicy, exchange, Answer, the steps) are left out here:
 # they move to their own module.
@@ -128,10 +127,6 @@ SUBMIT_OK_STATUSES = frozenset({200, 201, 202})
 DISMISS_UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
 #: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_outcome`` reads rather than raises.
 DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
-#: Answers worth retrying for idempotent calls (GET, DELETE, token requests).
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 # --------------------------------------------------------------------------- URLs
@@ -687,23 +682,6 @@ def error_from_response(
     )
 
 
-def retry_after_seconds(value: str | None, cap: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            from email.utils import parsedate_to_datetime
-
-            seconds = (parsedate_to_datetime(value) - pendulum.now("UTC")).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(seconds, cap))
-
-
 def decode_json(body: bytes, *, url: str) -> Any:
     try:
         return load_json(body)
@@ -721,140 +699,3 @@ def read_status(body: bytes, *, url: str, job_id: str) -> StatusInfo:
             job_id=job_id,
         )
     return info
-
-
-# --------------------------------------------------------------------------- retries and the request exchange
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The one retry policy of both hooks (docs/connection.md, "Retries").
-
-    ``limit`` retries after the first attempt, for idempotent requests (``IDEMPOTENT_METHODS`` and
-    token grants) that failed in transport or were answered with one of ``statuses``. Before retry
-    *n* the wait is the server's ``Retry-After`` (seconds or an HTTP date, at most
-    ``retry_after_cap``) or ``delay * 2**(n-1)`` (at most ``delay_max``) plus up to ``delay`` of
-    random jitter; no retry starts after ``total_seconds``. A request that is not idempotent is
-    resent only when its connection failed before it could leave.
-    """
-
-    limit: int = 5
-    delay: float = 0.5
-    delay_max: float = 20.0
-    retry_after_cap: float = 60.0
-    total_seconds: float = 180.0
-    statuses: frozenset[int] = RETRYABLE_STATUSES
-    methods: frozenset[str] = IDEMPOTENT_METHODS
-
-    def __post_init__(self) -> None:
-        if self.limit < 0 or not self.delay >= 0:
-            raise ValueError(f"retry_limit must be >= 0 and retry_delay >= 0, got {self.limit!r} and {self.delay!r}")
-
-    def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
-        return min(self.delay * 2 ** (retry - 1), self.delay_max) + rng() * self.delay
-
-    def wait(self, retry: int, elapsed: float, answer: Answer, *, idempotent: bool) -> float | None:
-        """Seconds to wait before retry number ``retry`` (from 1), or None when ``answer`` is final."""
-        if retry > self.limit:
-            return None
-        if answer.status is not None:
-            if not idempotent or answer.status not in self.statuses:
-                return None
-            seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
-        else:
-            if answer.sent and not idempotent:
-                return None
-            seconds = None
-        if seconds is None:
-            seconds = self.backoff(retry)
-        return seconds if elapsed + seconds <= self.total_seconds else None
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What one send produced, as the exchange needs it: an HTTP status, or a transport failure.
-
-    ``sent`` is False only when the connection failed before the request could leave. ``response``
-    is the transport's own response (or exception), handed back to the hook untouched; ``body`` is
-    the answer as read (at most ``exchange.MAX_ANSWER_BYTES``), empty for a streamed download.
-    """
-
-    status: int | None
-    retry_after: str | None = None
-    sent: bool = True
-    response: Any = field(default=None, repr=False)
-    body: bytes = field(default=b"", repr=False)
-    location: str | None = None
-
-
-@dataclass(frozen=True)
-class NeedToken:
-    """Step: the hook supplies the current access token (or None without auth)."""
-
-
-@dataclass(frozen=True)
-class Send:
-    """Step: send the request to ``url`` (the first one's, or where a followed redirect points) with ``token``."""
-
-    token: str | None = field(repr=False)
-    url: str
-
-
-@dataclass(frozen=True)
-class Renew:
-    """Step: CCP answered 401 to ``token``; drop it from the cache (``discarded`` is released)."""
-
-    token: str = field(repr=False)
-    discarded: Answer
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-    discarded: Answer
-
-
-Step = NeedToken | Send | Renew | Sleep
-Exchange = Generator[Step, Any, Answer]
-_NEED_TOKEN = NeedToken()
-
-
-def exchange(
-    policy: RetryPolicy,
-    method: str,
-    url: str,
-    clock: Callable[[], float],
-    *,
-    authenticated: bool = True,
-    idempotent: bool = False,
-) -> Exchange:
-    """One request as both hooks send it: retried by ``policy``, a 401 renews the token once.
-
-    A generator of ``Step`` s that the hook performs (the token flows' sans-IO style): it answers
-    ``NeedToken`` with a token, ``Send`` with an ``Answer``, and ``Renew``/``Sleep`` with None.
-    Returns the final ``Answer``, which the hook maps with ``error_from_response`` when not ok.
-    A redirect is followed or refused here, by ``exchange.redirect_target``: the transports never
-    follow one themselves.
-    """
-    idempotent = idempotent or method.upper() in policy.methods
-    token = (yield _NEED_TOKEN) if authenticated else None
-    renewed, retry, redirects, start = False, 0, 0, clock()
-    while True:
-        answer: Answer = yield Send(token, url)
-        if answer.status in REDIRECT_STATUSES:
-            url = redirect_target(method, url, answer.status, answer.location, redirects)
-            redirects += 1
-            continue
-        if answer.status == 401 and token and not renewed:
-            renewed = True
-            yield Renew(token, answer)
-            token = yield _NEED_TOKEN
-            continue
-        retry += 1
-        seconds = policy.wait(retry, clock() - start, answer, idempotent=idempotent)
-        if seconds is None:
-            return answer
-        yield Sleep(seconds, answer)

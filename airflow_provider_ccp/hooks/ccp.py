@@ -45,8 +45,9 @@ from airflow_provider_ccp.exceptions import (
     CCPSubmissionLostError,
     recast,
 )
+from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
+from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
 __all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind", "Clock", "SYSTEM_CLOCK"]
@@ -110,13 +111,13 @@ def _failure(error: Any) -> str:
 
 
 def _settle(
-    answer: protocol.Answer,
+    answer: exchange.Answer,
     ok: frozenset[int],
     url: str,
     *,
     method_id: str | None = None,
     job_id: str | None = None,
-) -> protocol.Answer:
+) -> exchange.Answer:
     """The final answer of an exchange when ``ok``, else the mapped error."""
     if answer.status is None:
         failure = _failure(answer.response)
@@ -128,7 +129,7 @@ def _settle(
     return answer
 
 
-def _token_answer(answer: protocol.Answer, url: str) -> auth.TokenAnswer:
+def _token_answer(answer: exchange.Answer, url: str) -> auth.TokenAnswer:
     if answer.status is None:
         raise CCPError(f"Could not reach the token endpoint {url}: {_failure(answer.response)}") from None
     return auth.TokenAnswer(answer.status, answer.body)
@@ -154,12 +155,14 @@ class _Deadline:
 
     def __init__(self) -> None:
         self.connections: list[HTTPConnection] = []
+        #: The sockets answers are read from: a connection forgets its socket when the answer ends with it.
+        self.sockets: list[socket.socket] = []
         self.expired = False
 
     def expire(self) -> None:
         self.expired = True
-        for connection in list(self.connections):
-            sock = connection.sock
+        sockets = [connection.sock for connection in list(self.connections)] + list(self.sockets)
+        for sock in sockets:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
@@ -185,6 +188,12 @@ class _WatchedConnection(HTTPConnection):
         if deadline is not None:
             deadline.connections.append(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        deadline = getattr(_Deadline.current, "deadline", None)
+        if deadline is not None and self.sock is not None:
+            deadline.sockets.append(self.sock)
+        return super().getresponse()
 
 
 class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
@@ -232,7 +241,7 @@ def _send(
     *,
     streamed: bool = False,
     **kwargs: Any,
-) -> protocol.Answer:
+) -> exchange.Answer:
     """One request, never redirected by requests, done within the connection's timeout as a whole.
 
     The answer is read here (at most ``MAX_ANSWER_BYTES``), except a streamed download's 200, whose
@@ -257,12 +266,12 @@ def _send(
                     response.close()
         except requests.RequestException as err:
             if deadline.expired:
-                return protocol.Answer(None, sent=True, response=exchange.DeadlineExceeded(settings.timeout))
+                return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(settings.timeout))
             if exchange.certificate_failure(err):
                 raise exchange.certificate_error(url, settings.verify) from None
-            return protocol.Answer(None, sent=not _before_sending(err), response=err)
+            return exchange.Answer(None, sent=not _before_sending(err), response=err)
     headers = response.headers
-    return protocol.Answer(
+    return exchange.Answer(
         response.status_code, headers.get("Retry-After"), response=response, body=body, location=headers.get("Location")
     )
 
@@ -284,8 +293,8 @@ class _CCPHookBase(BaseHook):
     def __init__(
         self,
         ccp_conn_id: str = default_conn_name,
-        retry_limit: int = protocol.DEFAULT_RETRY.limit,
-        retry_delay: float = protocol.DEFAULT_RETRY.delay,
+        retry_limit: int = exchange.DEFAULT_RETRY.limit,
+        retry_delay: float = exchange.DEFAULT_RETRY.delay,
         settings: CCPConnectionSettings | None = None,
         clock: Clock = SYSTEM_CLOCK,
         **kwargs: Any,
@@ -297,12 +306,12 @@ class _CCPHookBase(BaseHook):
         self._given_settings = settings
         self.clock = clock
 
-    def _exchange(self, method: str, url: str, *, token_request: bool = False) -> protocol.Exchange:
-        return protocol.exchange(
+    def _exchange(self, method: str, url: str, *, token_request: bool = False) -> exchange.Exchange:
+        return exchange.exchange(
             self.retry, method, url, self.clock.monotonic, authenticated=not token_request, idempotent=token_request
         )
 
-    def _renew(self, state: auth.TokenState, step: protocol.Renew, method: str, url: str) -> None:
+    def _renew(self, state: auth.TokenState, step: exchange.Renew, method: str, url: str) -> None:
         state.reject(step.token)
         self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
 
@@ -366,26 +375,26 @@ class CCPHook(_CCPHookBase):
     # ------------------------------------------------------------------ the one request path
 
     def _drive(
-        self, flow: protocol.Exchange, session: requests.Session, method: str, url: str, **kwargs: Any
-    ) -> protocol.Answer:
-        """Perform an exchange's steps with requests (``protocol.exchange`` decides, this only does)."""
+        self, flow: exchange.Exchange, session: requests.Session, method: str, url: str, **kwargs: Any
+    ) -> exchange.Answer:
+        """Perform an exchange's steps with requests (``exchange.exchange`` decides, this only does)."""
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
         settings = self.settings
 
-        def perform(step: protocol.Step) -> Any:
-            if isinstance(step, protocol.Send):
+        def perform(step: exchange.Step) -> Any:
+            if isinstance(step, exchange.Send):
                 return _send(session, method, step.url, settings, headers=headers | _bearer(step.token), **kwargs)
-            if isinstance(step, protocol.NeedToken):
+            if isinstance(step, exchange.NeedToken):
                 return self.get_token()
             if step.discarded.response is not None and hasattr(step.discarded.response, "close"):
                 step.discarded.response.close()
-            if isinstance(step, protocol.Renew):
+            if isinstance(step, exchange.Renew):
                 self._renew(self._token_state, step, method, url)
             else:
                 self.clock.sleep(step.seconds)
             return None
 
-        return auth.drive(flow, perform)
+        return exchange.drive(flow, perform)
 
     def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
         answer = self._drive(
@@ -408,7 +417,7 @@ class CCPHook(_CCPHookBase):
         if token:
             return token
         with state.lock:
-            grant = auth.drive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
+            grant = exchange.drive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
         auth.mask(*held)
         return grant.access_token
@@ -422,7 +431,7 @@ class CCPHook(_CCPHookBase):
         method_id: str | None = None,
         job_id: str | None = None,
         **kwargs: Any,
-    ) -> protocol.Answer:
+    ) -> exchange.Answer:
         """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers."""
         answer = self._drive(self._exchange(method, url), self.session, method, url, **kwargs)
         return _settle(answer, ok, url, method_id=method_id, job_id=job_id)
@@ -885,42 +894,42 @@ class CCPAsyncHook(_CCPHookBase):
             self._pool = await self._open_pool()
         return self._pool
 
-    async def _drive(self, flow: protocol.Exchange, method: str, url: str, **kwargs: Any) -> protocol.Answer:
-        """Perform an exchange's steps with httpx (``protocol.exchange`` decides, this only does)."""
+    async def _drive(self, flow: exchange.Exchange, method: str, url: str, **kwargs: Any) -> exchange.Answer:
+        """Perform an exchange's steps with httpx (``exchange.exchange`` decides, this only does)."""
         pool = await self._get_pool()
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
         timeout = pool.settings.timeout
 
-        async def perform(step: protocol.Step) -> Any:
-            if isinstance(step, protocol.Send):
+        async def perform(step: exchange.Step) -> Any:
+            if isinstance(step, exchange.Send):
                 try:
                     response, body = await pool.clients.request(
                         method, step.url, timeout, headers=headers | _bearer(step.token), **kwargs
                     )
                 except TimeoutError:
-                    return protocol.Answer(None, sent=True, response=exchange.DeadlineExceeded(timeout))
+                    return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(timeout))
                 except httpx.TransportError as err:
                     if exchange.certificate_failure(err):
                         raise exchange.certificate_error(step.url, pool.settings.verify) from None
                     unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
-                    return protocol.Answer(None, sent=not unsent, response=err)
+                    return exchange.Answer(None, sent=not unsent, response=err)
                 headers_in = response.headers
-                return protocol.Answer(
+                return exchange.Answer(
                     response.status_code,
                     headers_in.get("Retry-After"),
                     response=response,
                     body=body,
                     location=headers_in.get("Location"),
                 )
-            if isinstance(step, protocol.NeedToken):
+            if isinstance(step, exchange.NeedToken):
                 return await self.get_token()
-            if isinstance(step, protocol.Renew):
+            if isinstance(step, exchange.Renew):
                 self._renew(pool.token_state, step, method, url)
             else:
                 await self.clock.asleep(step.seconds)
             return None
 
-        return await auth.adrive(flow, perform)
+        return await exchange.adrive(flow, perform)
 
     async def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
         flow = self._exchange("POST", request.url, token_request=True)
@@ -936,7 +945,7 @@ class CCPAsyncHook(_CCPHookBase):
         if token:
             return token
         async with state.async_lock(), auth.holding(state.lock):
-            grant = await auth.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
+            grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
         await auth.amask(*held)
         return grant.access_token
@@ -949,7 +958,7 @@ class CCPAsyncHook(_CCPHookBase):
         ok: frozenset[int] = frozenset({200}),
         job_id: str | None = None,
         params: Mapping[str, Any] | None = None,
-    ) -> protocol.Answer:
+    ) -> exchange.Answer:
         answer = await self._drive(self._exchange(method, url), method, url, params=params)
         return _settle(answer, ok, url, job_id=job_id)
 

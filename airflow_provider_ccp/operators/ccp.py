@@ -24,6 +24,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     fail_without_retry,
 )
+from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
     check_mapping,
@@ -44,7 +45,7 @@ from airflow_provider_ccp.outputs import (
     store_results,
     task_output_path,
 )
-from airflow_provider_ccp.protocol import DEFAULT_RETRY, RetryPolicy, StatusInfo, SyncResults
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.submission import (
     ExecutionRequest,
     OnAmbiguousSubmit,

@@ -27,9 +27,9 @@ from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth import amask
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError
-from airflow_provider_ccp.exchange import redact
+from airflow_provider_ccp.exchange import DEFAULT_RETRY, redact
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
-from airflow_provider_ccp.protocol import DEFAULT_RETRY, StatusInfo
+from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.version_compat import watcher_state_store
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, job_event
 

@@ -273,6 +273,17 @@ def _to_other_origin(request: Request, status: int) -> Response:
     return Response("", status=status, headers={"Location": f"{other}/steal{request.path}"})
 
 
+def redirected_elsewhere(what: str, method: str, path: str, status: int, expect: str) -> Case:
+    """A case whose ``method`` requests to ``path`` are redirected to another origin: refused, nothing sent."""
+    return Case(
+        f"{what} redirected elsewhere ({status})",
+        "hostile answer",
+        expect=expect,
+        arrange=hostile(method, path, lambda request, forward: _to_other_origin(request, status)),
+        check=_stolen_nothing,
+    )
+
+
 def _files_refused(env: Env, manifest: dict[str, Any] | None) -> None:
     assert manifest is not None
     assert sorted(manifest["refused"]) == sorted(
@@ -462,32 +473,20 @@ CASES: list[Case] = [
         ),
     ),
     Case(
-        "slow-loris status answer (1 byte/s)",
+        "slow-loris status answer (2 bytes/s)",
         "hostile answer",
-        arrange=hostile("GET", JOB_STATUS, lambda request, forward: dribbled(b" " * 60), count=1, timeout=1),
+        arrange=hostile("GET", JOB_STATUS, lambda request, forward: dribbled(b" " * 60, 0.5), count=1, timeout=1),
         check=_within(20),
     ),
-    Case(
-        "execution POST redirected elsewhere (307)",
-        "hostile answer",
-        expect=REFUSED_REDIRECT.format("POST"),
-        arrange=hostile("POST", EXECUTION_POST, lambda request, forward: _to_other_origin(request, 307)),
-        check=_stolen_nothing,
-    ),
-    Case(
-        "token endpoint redirected elsewhere (308)",
-        "hostile answer",
-        expect=REFUSED_REDIRECT.format("POST"),
-        arrange=hostile("POST", TOKEN, lambda request, forward: _to_other_origin(request, 308)),
-        check=_stolen_nothing,
-    ),
-    Case(
-        "output.zip redirected elsewhere (302)",
-        "hostile answer",
-        expect=r"Refused the redirect \(HTTP 302\) of GET .*output\.zip to http://localhost:\d+: only GET "
+    redirected_elsewhere("execution POST", "POST", EXECUTION_POST, 307, REFUSED_REDIRECT.format("POST")),
+    redirected_elsewhere("token endpoint", "POST", TOKEN, 308, REFUSED_REDIRECT.format("POST")),
+    redirected_elsewhere(
+        "output.zip",
+        "GET",
+        OUTPUT_ZIP,
+        302,
+        r"Refused the redirect \(HTTP 302\) of GET .*output\.zip to http://localhost:\d+: only GET "
         r"requests are redirected, and only on http://127\.0\.0\.1:\d+",
-        arrange=hostile("GET", OUTPUT_ZIP, lambda request, forward: _to_other_origin(request, 302)),
-        check=_stolen_nothing,
     ),
     Case(
         "output.zip redirected on its own origin (302)",

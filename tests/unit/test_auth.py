@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from airflow_provider_ccp import auth
+from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.auth import Grant, TokenAnswer, TokenRequest, TokenState
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError, is_final
@@ -66,7 +66,7 @@ class Endpoint:
 
 
 def run(settings: CCPConnectionSettings, state: TokenState, endpoint: Callable, now: float = 1000.0) -> Grant:
-    return auth.drive(auth.acquire(settings, state, now), endpoint)
+    return exchange.drive(auth.acquire(settings, state, now), endpoint)
 
 
 class TestCache:

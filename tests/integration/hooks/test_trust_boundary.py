@@ -288,16 +288,21 @@ def test_a_huge_failure_message_is_cut(open_conn, httpserver, kind):
 # --------------------------------------------------------------------------- time: the whole request
 
 
-def _slow_loris(conn: socket.socket) -> None:
-    """The status line and headers, half a second per byte: each read gets a byte before it times out."""
-    for byte in json_answer(status_body("j1", "running")):
+def _slow_loris(conn: socket.socket, at_once: int = 0) -> None:
+    """The answer after its first ``at_once`` bytes half a second per byte: each read gets a byte in time."""
+    answer = json_answer(status_body("j1", "running"))
+    conn.sendall(answer[:at_once])
+    for byte in answer[at_once:]:
         time.sleep(0.5)
         conn.sendall(bytes([byte]))
 
 
-@pytest.fixture
-def slow_server() -> Iterator[RawServer]:
-    server = RawServer(_slow_loris)
+@pytest.fixture(params=["headers", "body"])
+def slow_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
+    """Dribbling the status line and headers, or sending them at once and dribbling the body."""
+    answer = json_answer(status_body("j1", "running"))
+    at_once = 0 if request.param == "headers" else answer.index(b"\r\n\r\n") + 4
+    server = RawServer(lambda conn: _slow_loris(conn, at_once))
     yield server
     server.stop()
 

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
+from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.protocol import RetryPolicy, StatusInfo
+from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
