@@ -15,7 +15,7 @@ from pytest_httpserver import HTTPServer
 from airflow_provider_ccp import auth
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
-from airflow_provider_ccp.hooks import ccp
+from airflow_provider_ccp.hooks import _pool
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 from tests.integration.doubles import (
     CLIENT_ID,
@@ -307,11 +307,11 @@ def test_verify_setting_reaches_the_ssl_context(tmp_path, kind):
     import certifi
 
     if kind == "off":
-        assert ccp._ssl_context(False).verify_mode == ssl.CERT_NONE
+        assert _pool._ssl_context(False).verify_mode == ssl.CERT_NONE
         return
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(Path(certifi.where()).read_bytes())
-    context = ccp._ssl_context(str(bundle) if kind == "file" else str(tmp_path))
+    context = _pool._ssl_context(str(bundle) if kind == "file" else str(tmp_path))
     assert context.verify_mode == ssl.CERT_REQUIRED
     if kind == "file":
         assert context.cert_store_stats()["x509_ca"] > 0
