@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import os
 import ssl
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from airflow_provider_ccp import auth
+from airflow_provider_ccp import auth, protocol
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
 
@@ -26,6 +27,20 @@ from airflow_provider_ccp.exceptions import CCPError
 POOL_CONNECTIONS = 50
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
+USER_AGENT = (("User-Agent", "airflow-provider-ccp"),)
+HTTPX, AIOHTTP, AUTO = "httpx", "aiohttp", "auto"
+
+
+def async_http_client() -> str:
+    """``[ccp] async_http_client``: ``auto`` takes aiohttp when it is installed (docs/deployment.md)."""
+    from airflow_provider_ccp.version_compat import conf
+
+    value = str(conf.get("ccp", "async_http_client", fallback=AUTO) or AUTO).strip().lower()
+    if value not in (HTTPX, AIOHTTP, AUTO):
+        raise CCPError(f"[ccp] async_http_client is {value!r}; expected one of auto, httpx, aiohttp")
+    if value == AUTO:
+        return AIOHTTP if importlib.util.find_spec("aiohttp") is not None else HTTPX
+    return value
 
 
 @functools.lru_cache(maxsize=8)
@@ -54,6 +69,41 @@ def _pool_size(extra: Mapping[str, Any]) -> int:
     return size
 
 
+class Response(Protocol):
+    """The part of an answer the async hook reads, whatever the transport."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+
+class Clients(Protocol):
+    """What a transport of the async hook does: send one request and read its whole answer.
+
+    Everything else (retries, token renewal, error mapping, the trust rules) is decided by
+    ``protocol.exchange`` and done the same way whatever the transport.
+    """
+
+    async def send(self, method: str, url: str, headers: Mapping[str, str], data: Any = None) -> protocol.Answer:
+        """The answer (``response`` has ``status_code``, ``reason_phrase``, ``headers`` and ``content``),
+        or ``Answer(None, sent=..., response=error)`` when the transport failed; ``sent`` is False only
+        when the request cannot have left (connection refused, connect timeout)."""
+        ...
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
 class _Clients:
     """Up to ``size`` httpx clients of one connection each, lent last-in first-out.
 
@@ -70,12 +120,16 @@ class _Clients:
         for client in reversed(self._all):
             self._idle.put_nowait(client)
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def send(self, method: str, url: str, headers: Mapping[str, str], data: Any = None) -> protocol.Answer:
         client = await self._idle.get()
         try:
-            return await client.request(method, url, **kwargs)
+            response = await client.request(method, url, headers=headers, data=data)
+        except httpx.TransportError as err:
+            unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
+            return protocol.Answer(None, sent=not unsent, response=err)
         finally:
             self._idle.put_nowait(client)
+        return protocol.Answer(response.status_code, response.headers.get("Retry-After"), response=response)
 
     @property
     def is_closed(self) -> bool:
@@ -86,12 +140,36 @@ class _Clients:
             await client.aclose()
 
 
+async def _httpx_clients(settings: CCPConnectionSettings, size: int) -> _Clients:
+    verify = await asyncio.to_thread(_ssl_context, settings.verify)
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
+
+    def make() -> httpx.AsyncClient:
+        return httpx.AsyncClient(verify=verify, timeout=settings.timeout, headers=dict(USER_AGENT), limits=limits)
+
+    return _Clients(size, make)
+
+
+async def open_clients(settings: CCPConnectionSettings, extra: Mapping[str, Any]) -> Clients:
+    """The transport ``[ccp] async_http_client`` names, with the connection's ``max_connections``."""
+    size = _pool_size(extra)
+    if async_http_client() == AIOHTTP:
+        try:
+            from airflow_provider_ccp.hooks._aiohttp import open_session
+        except ImportError:
+            raise CCPError(
+                "[ccp] async_http_client is aiohttp, which is not installed: install airflow-provider-ccp[aiohttp]"
+            ) from None
+        return await open_session(settings, size, await asyncio.to_thread(_ssl_context, settings.verify))
+    return await _httpx_clients(settings, size)
+
+
 @dataclass
 class _Pool:
     """One connection's settings, token state and HTTP clients on one event loop."""
 
     settings: CCPConnectionSettings
-    clients: _Clients
+    clients: Clients
     token_state: auth.TokenState
 
 

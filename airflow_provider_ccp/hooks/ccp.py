@@ -1,4 +1,4 @@
-"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (httpx, for triggers).
+"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (httpx or aiohttp, for triggers).
 
 Both are thin transports: URLs, bodies, status words and error mapping come from
 ``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
@@ -17,7 +17,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
 import requests
 from airflow.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError
@@ -31,7 +30,7 @@ from airflow_provider_ccp.exceptions import (
     CCPJobTimeoutError,
     CCPNotFoundError,
 )
-from airflow_provider_ccp.hooks._pool import KEEPALIVE_SECONDS, POOLS, _Clients, _Pool, _pool_size, _ssl_context
+from airflow_provider_ccp.hooks._pool import POOLS, Response, _Pool, open_clients
 from airflow_provider_ccp.protocol import DismissResult, RetryPolicy, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch
 
@@ -51,7 +50,7 @@ def _bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _reason(response: requests.Response | httpx.Response) -> str:
+def _reason(response: requests.Response | Response) -> str:
     return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 
@@ -552,15 +551,8 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
-        size = _pool_size(self._extra)
-        verify = await asyncio.to_thread(_ssl_context, settings.verify)
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
-
-        def make() -> httpx.AsyncClient:
-            headers = {"User-Agent": "airflow-provider-ccp"}
-            return httpx.AsyncClient(verify=verify, timeout=settings.timeout, headers=headers, limits=limits)
-
-        return _Pool(settings, _Clients(size, make), auth.TOKEN_CACHE.state(settings))
+        clients = await open_clients(settings, self._extra)
+        return _Pool(settings, clients, auth.TOKEN_CACHE.state(settings))
 
     async def _get_pool(self) -> _Pool:
         """Outside ``async with``: clients of this hook's own, closed by ``aclose()``."""
@@ -568,19 +560,16 @@ class CCPAsyncHook(_CCPHookBase):
             self._pool = await self._open_pool()
         return self._pool
 
-    async def _drive(self, flow: protocol.Exchange, method: str, url: str, **kwargs: Any) -> protocol.Answer:
-        """Perform an exchange's steps with httpx (``protocol.exchange`` decides, this only does)."""
+    async def _drive(
+        self, flow: protocol.Exchange, method: str, url: str, *, data: Any = None, headers: Any = None
+    ) -> protocol.Answer:
+        """Perform an exchange's steps with the pool's transport (``protocol.exchange`` decides, this only does)."""
         pool = await self._get_pool()
-        headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
+        headers = dict(headers or protocol.JSON_HEADERS)
 
         async def perform(step: protocol.Step) -> Any:
             if isinstance(step, protocol.Send):
-                try:
-                    response = await pool.clients.request(method, url, headers=headers | _bearer(step.token), **kwargs)
-                except httpx.TransportError as err:
-                    unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
-                    return protocol.Answer(None, sent=not unsent, response=err)
-                return protocol.Answer(response.status_code, response.headers.get("Retry-After"), response=response)
+                return await pool.clients.send(method, url, headers | _bearer(step.token), data)
             if isinstance(step, protocol.NeedToken):
                 return await self.get_token()
             if isinstance(step, protocol.Renew):
@@ -612,9 +601,9 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def _request(
         self, method: str, url: str, *, ok: frozenset[int] = frozenset({200}), job_id: str | None = None
-    ) -> httpx.Response:
+    ) -> Response:
         answer = await self._drive(self._exchange(method), method, url)
-        response: httpx.Response = _settle(answer, ok, url, job_id=job_id)
+        response: Response = _settle(answer, ok, url, job_id=job_id)
         return response
 
     async def get_job(self, job_id: str) -> StatusInfo:

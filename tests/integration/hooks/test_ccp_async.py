@@ -7,6 +7,8 @@ import base64
 import json
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,8 @@ from tests.integration.doubles import (
     ccp_requests,
     status_body,
 )
+
+pytestmark = pytest.mark.usefixtures("async_http_client")
 
 
 def serve_job(httpserver: HTTPServer, job_id: str = "j1", status: str = "running") -> None:
@@ -216,7 +220,7 @@ async def test_unreachable_server(make_conn, monkeypatch):
     document = json.loads(os.environ[f"AIRFLOW_CONN_{conn.upper()}"]) | {"host": f"http://127.0.0.1:{port}"}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
     async with CCPAsyncHook(conn, retry_delay=0.01) as hook:
-        with pytest.raises(CCPError, match=r"Could not reach CCP at .*: ConnectError"):
+        with pytest.raises(CCPError, match=r"Could not reach CCP at .*: (ConnectError|ClientConnectorError)$"):
             await hook.get_job("j1")
 
 
@@ -266,10 +270,12 @@ async def test_the_clients_are_closed_on_exit(make_conn):
     assert hook._pool is None
 
 
-async def test_no_secret_in_logs_and_all_are_masked(make_conn, keycloak, httpserver, password, caplog, capfd):
+async def test_no_secret_in_logs_and_all_are_masked(
+    make_conn, keycloak, httpserver, password, caplog, capfd, async_http_client
+):
     from airflow.sdk._shared.secrets_masker import redact
 
-    for name in ("", "httpx", "httpcore", "airflow", "airflow_provider_ccp"):
+    for name in ("", "httpx", "httpcore", "aiohttp", "airflow", "airflow_provider_ccp"):
         caplog.set_level(logging.DEBUG, logger=name)
     serve_job(httpserver)
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=401)
@@ -280,7 +286,8 @@ async def test_no_secret_in_logs_and_all_are_masked(make_conn, keycloak, httpser
     assert len(issued) == 6
     captured = capfd.readouterr()
     logs = "\n".join((caplog.text, captured.out, captured.err))
-    assert any(r.name.startswith("httpcore") and r.levelno == logging.DEBUG for r in caplog.records)
+    if async_http_client == "httpx":  # aiohttp logs nothing of a request, even at DEBUG
+        assert any(r.name.startswith("httpcore") and r.levelno == logging.DEBUG for r in caplog.records)
     assert "CCP answered 401" in logs
     for secret in (password, *issued):
         assert secret not in logs
@@ -294,10 +301,14 @@ async def test_clients_share_one_ssl_context(make_conn):
     second_conn = make_conn("ccp_second", auth_flow="none", login=None, secret="")
     async with CCPAsyncHook(first_conn) as first, CCPAsyncHook(second_conn) as second:
         assert first._pool is not second._pool
-        contexts = {
-            id(client._transport._pool._ssl_context) for hook in (first, second) for client in hook._pool.clients._all
-        }
+        contexts = {context for hook in (first, second) for context in ssl_contexts(hook._pool.clients)}
     assert len(contexts) == 1
+
+
+def ssl_contexts(clients: object) -> set[int]:
+    if isinstance(clients, _pool._Clients):
+        return {id(client._transport._pool._ssl_context) for client in clients._all}
+    return {id(clients._session.connector._ssl)}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kind", ["file", "folder", "off"])
@@ -482,3 +493,30 @@ async def test_an_async_hook_given_ready_settings_reads_no_connection(httpserver
     async with CCPAsyncHook("ccp_nowhere", settings=settings) as hook:
         assert (await hook.get_job("j1")).status == "running"
         assert await hook.get_settings() is settings
+
+
+# ---------------------------------------------------------------------- [ccp] async_http_client
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("bogus", "async_http_client is 'bogus'; expected one of auto, httpx, aiohttp"), ("aiohttp", "not installed")],
+)
+async def test_a_transport_that_cannot_be_had_is_one_clear_error(make_conn, monkeypatch, setting, expected):
+    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", setting)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as where the extra is not installed
+    monkeypatch.delitem(sys.modules, "airflow_provider_ccp.hooks._aiohttp", raising=False)
+    with pytest.raises(CCPError, match=re.escape(expected)):
+        async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")):
+            pass
+
+
+@pytest.mark.parametrize("installed", [True, False])
+async def test_auto_takes_aiohttp_when_it_is_installed(make_conn, monkeypatch, httpserver, installed):
+    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", "auto")
+    if not installed:
+        monkeypatch.setitem(sys.modules, "aiohttp", None)
+    serve_job(httpserver)
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+        assert (await hook.get_job("j1")).status == "running"
+        assert isinstance(hook._pool.clients, _pool._Clients) is not installed
