@@ -6,6 +6,7 @@ reads; what to send, retry and accept stays with ``protocol.exchange``, as for t
 
 from __future__ import annotations
 
+import functools
 import ssl
 import urllib.request
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.connection import CCPConnectionSettings
@@ -20,6 +22,14 @@ from airflow_provider_ccp.hooks._pool import KEEPALIVE_SECONDS, USER_AGENT
 
 #: Failures of the connection itself: the request cannot have left (as httpx's ConnectError/ConnectTimeout).
 UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+#: Parsed URLs kept: one per job a triggerer follows, with room for many thousands.
+PARSED_URLS = 65536
+
+
+@functools.lru_cache(maxsize=PARSED_URLS)
+def _parsed(url: str) -> yarl.URL:
+    """A trigger polls the same URL all its life: parse it once, not on every poll."""
+    return yarl.URL(url)
 
 
 class Reply:
@@ -45,12 +55,12 @@ class Session:
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self._proxies: dict[tuple[str, str], str | None] = {}
+        self._proxies: dict[str, str | None] = {}
 
     async def send(self, method: str, url: str, headers: Mapping[str, str], data: Any = None) -> protocol.Answer:
         try:
             async with self._session.request(
-                method, url, headers=headers, data=data, allow_redirects=False, proxy=self._proxy(url)
+                method, _parsed(url), headers=headers, data=data, allow_redirects=False, proxy=self._proxy(url)
             ) as response:
                 content = await response.read()
         except UNSENT as err:
@@ -61,12 +71,13 @@ class Session:
         return protocol.Answer(response.status, response.headers.get("Retry-After"), response=reply)
 
     def _proxy(self, url: str) -> str | None:
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        if key not in self._proxies:
+        end = url.find("/", url.find("://") + 3)
+        origin = url if end < 0 else url[:end]  # a slice: parsing every polled URL cost more than the lookup
+        if origin not in self._proxies:
+            parts = urlsplit(origin)
             bypass = urllib.request.proxy_bypass(parts.hostname or "")
-            self._proxies[key] = None if bypass else urllib.request.getproxies().get(parts.scheme)
-        return self._proxies[key]
+            self._proxies[origin] = None if bypass else urllib.request.getproxies().get(parts.scheme)
+        return self._proxies[origin]
 
     @property
     def is_closed(self) -> bool:

@@ -1,23 +1,33 @@
 """Benchmark: many ``CCPJobTrigger`` s in one event loop, the way the triggerer runs them.
 
-    python tests/benchmarks/triggerer_load.py [--triggers 1000] [--interval 1] [--duration 60] [--gc-freeze]
+    python tests/benchmarks/triggerer_load.py [--triggers 1000] [--interval 1] [--duration 60] [--warmup S]
+        [--modes bare-per-client,bare-aiohttp,trigger-httpx,trigger-aiohttp] [--gc-freeze] [--profile DIR]
 
 Each mode runs in a fresh child process against the fast fake CCP (``fake_ccp.py``, its own
 process), with the same number of pollers, the same interval and the same spread of polls (first
 poll anywhere in the first interval, each wait jittered by 10%), so that only the client differs:
 
-- ``trigger``: ``CCPJobTrigger.run()`` for every job (the provider, as the triggerer runs it), plus a
-  worker thread calling the sync ``CCPHook`` once a second, so both kinds of caller share the tokens;
+- ``trigger-httpx`` / ``trigger-aiohttp``: ``CCPJobTrigger.run()`` for every job (the provider, as the
+  triggerer runs it) with the async hook's httpx or aiohttp transport (``[ccp] async_http_client``), plus
+  a worker thread calling the sync ``CCPHook`` once a second, so both kinds of caller share the tokens;
 - ``bare-per-client``: a bare loop per job with its own ``httpx.AsyncClient`` (the baseline);
 - ``bare-shared``: a bare loop per job, all sharing one ``httpx.AsyncClient`` with default limits;
+- ``bare-lifo``: the httpx transport's design, bare: 20 clients of one connection each, lent LIFO;
 - ``bare-aiohttp``: a bare loop per job, all sharing one ``aiohttp.ClientSession`` whose connector holds
-  at most 50 connections kept alive 120 s (the provider's pool bounds): what switching the async hook to
-  aiohttp could gain at best (``make bench`` installs the ``bench`` extra for it).
+  at most 50 connections kept alive 120 s (the provider's pool bounds): the floor of the aiohttp transport.
 
-After a warm-up (two intervals) it measures for ``--duration`` seconds: CPU per poll (process CPU
-over polls answered by the server), event-loop lag (a 10 ms ticker's overshoot: p50/p99/max), RSS
-per poller (growth from before the pollers started), TCP connections opened (in the window:
-reconnects, as a share of polls), and token grants per token lifetime (``--token-lifetime``).
+After a warm-up (``--warmup``, default two intervals) it measures for ``--duration`` seconds: CPU per
+poll (process CPU over polls answered by the server) and its ratio to the first mode's, the fake
+server's own CPU per poll (the physical floor: what answering costs, against what asking costs),
+event-loop lag (a 10 ms ticker's overshoot: p50/p99/max), polls on time (a poll at most 10% + 100 ms
+after the same job's previous one, counted by the server), RSS per poller (growth from before the
+pollers started), TCP connections opened (in the window: reconnects, as a share of polls), token
+grants per token lifetime (``--token-lifetime``) and the cyclic GC's pauses by generation
+(``gc.callbacks``: count and longest pause of generations 1 and 2, which is what the lag is made of).
+No ``gc.freeze()`` unless ``--gc-freeze``: Airflow's triggerer does not freeze. ``--profile DIR`` runs
+cProfile over the measured window and writes each mode's CPU by component and its costliest functions
+to ``DIR/MODE.txt`` (cProfile slows the run: read the shares, not the figures). tests/benchmarks/README.md
+has the profiles and figures.
 
 Profiler findings that shaped the provider's poll path (py-spy, 1,000 triggers at 1 s, before the
 changes): httpx/httpcore/anyio took ~69% of the CPU and the provider ~13%, of which a
@@ -272,10 +282,30 @@ async def child(mode: str, args: argparse.Namespace, server_url: str) -> dict[st
     }
 
 
+def component(filename: str) -> str:
+    """Who a profiled function belongs to: the provider, a site package, asyncio, the kernel (C calls)."""
+    if "airflow_provider_ccp" in filename:
+        return "provider"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if filename == "~":
+        return "C calls (sockets, epoll, json, ...)"
+    if "/asyncio/" in filename:
+        return "asyncio"
+    return "benchmark" if filename == __file__ else "stdlib"
+
+
 def write_profile(profiler: cProfile.Profile, target: Path) -> None:
-    """The 30 functions that cost the most CPU of their own, and the 30 heaviest by cumulative time."""
+    """CPU of their own by component, then the 30 costliest functions, by their own and by cumulative time."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    stats = pstats.Stats(profiler)
+    shares: dict[str, float] = {}
+    for (filename, _, _), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        shares[component(filename)] = shares.get(component(filename), 0.0) + own
+    total = sum(shares.values())
     with target.open("w") as out:
+        for name, seconds in sorted(shares.items(), key=lambda item: -item[1]):
+            out.write(f"{seconds / total:6.1%}  {name}\n")
         for order in ("tottime", "cumulative"):
             pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(30)
 

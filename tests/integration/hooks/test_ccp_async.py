@@ -498,6 +498,23 @@ async def test_an_async_hook_given_ready_settings_reads_no_connection(httpserver
 # ---------------------------------------------------------------------- [ccp] async_http_client
 
 
+async def test_proxies_come_from_the_environment(make_conn, monkeypatch, httpserver):
+    # The proxy is the loopback test server: it receives the request for the unresolvable CCP host.
+    import json
+    import os
+
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    document = json.loads(os.environ[f"AIRFLOW_CONN_{conn.upper()}"]) | {"host": "http://ccp.example.invalid"}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", httpserver.url_for("/").rstrip("/"))
+    serve_job(httpserver)
+    async with CCPAsyncHook(conn, retry_limit=0) as hook:
+        assert (await hook.get_job("j1")).status == "running"
+    assert [request.headers.get("Host") for request in httpserver.log[0][:1]] == ["ccp.example.invalid"]
+
+
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [("bogus", "async_http_client is 'bogus'; expected one of auto, httpx, aiohttp"), ("aiohttp", "not installed")],
