@@ -518,6 +518,8 @@ class CCPAsyncHook(_CCPHookBase):
         self._extra: Mapping[str, Any] = {}
         self._pool: _Pool | None = None
         self._shared = False
+        #: The last statusInfo read and its bytes: a trigger's polls mostly get the same answer, parsed once.
+        self._last_status: tuple[bytes, StatusInfo] | None = None
 
     async def get_settings(self) -> CCPConnectionSettings:
         if self._settings is None and self._given_settings is not None:
@@ -609,7 +611,13 @@ class CCPAsyncHook(_CCPHookBase):
     async def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)
         response = await self._request("GET", url, job_id=job_id)
-        return StatusInfo.from_json(protocol.decode_json(response.content, url=url))
+        content = response.content
+        last = self._last_status
+        if last is not None and last[0] == content:  # a job that did not change since the last poll
+            return last[1]
+        info = StatusInfo.from_json(protocol.decode_json(content, url=url))
+        self._last_status = (content, info)
+        return info
 
     async def dismiss_job(self, job_id: str) -> DismissResult:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)

@@ -208,6 +208,16 @@ async def test_the_token_endpoint_is_retried(make_conn, keycloak, httpserver):
     assert len([r for r, _ in httpserver.log if r.path == TOKEN_PATH]) == 3
 
 
+async def test_an_unchanged_status_is_parsed_once(make_conn, httpserver):
+    httpserver.expect_ordered_request("/jobs/j1").respond_with_json(status_body("j1", "running"))
+    httpserver.expect_ordered_request("/jobs/j1").respond_with_json(status_body("j1", "running"))
+    httpserver.expect_ordered_request("/jobs/j1").respond_with_json(status_body("j1", "successful"))
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+        first, second, third = [await hook.get_job("j1") for _ in range(3)]
+    assert second is first
+    assert third.status == "successful"
+
+
 async def test_unreachable_server(make_conn, monkeypatch):
     import json
     import os
