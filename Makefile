@@ -49,15 +49,16 @@ demo: $(VENV)/.installed
 airflow: $(VENV)/.installed
 	$(VENV)/bin/python -m scripts.airflow_local
 
-# The benchmarks of tests/benchmarks/ (not part of `make test`): each prints its figures next to a
-# baseline measured in the same run. BENCH_ARGS shortens the triggerer runs, e.g. BENCH_ARGS="--duration 10".
+# The benchmarks of tests/benchmarks/ (not part of `make test`, about 14 minutes): each prints its figures next to
+# a baseline measured in the same run (tests/benchmarks/README.md). BENCH_ARGS is added to both triggerer runs,
+# e.g. BENCH_ARGS="--duration 10 --warmup 5" for a short one, or "--gc-freeze", or "--profile /tmp/profiles".
 BENCH_ARGS ?=
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m uv pip install --quiet --python $(VENV)/bin/python -e ".[dev,bench]"
-	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 $(BENCH_ARGS)
-	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 --gc-freeze $(BENCH_ARGS)
-	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 30 --duration 120 --modes trigger $(BENCH_ARGS)
-	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 5000 --interval 30 --duration 120 --modes bare-per-client,trigger $(BENCH_ARGS)
+	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 \
+		--modes bare-per-client,bare-aiohttp,trigger-httpx,trigger-aiohttp $(BENCH_ARGS)
+	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 20000 --interval 30 --warmup 30 --duration 90 \
+		--modes bare-aiohttp,trigger-httpx,trigger-aiohttp $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/download_memory.py
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
 	$(VENV)/bin/python tests/benchmarks/cli_startup.py

@@ -1,4 +1,4 @@
-"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (httpx, for triggers).
+"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (httpx or aiohttp, for triggers).
 
 Both are thin transports: URLs, bodies, status words and error mapping come from
 ``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
@@ -6,16 +6,13 @@ Both are thin transports: URLs, bodies, status words and error mapping come from
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
 import socket
-import ssl
 import tempfile
 import threading
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -23,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
 import requests
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
@@ -47,6 +43,7 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_ccp.hooks._pool import POOLS, Response, _Pool, open_clients
 from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
@@ -54,10 +51,6 @@ __all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind", "Clock
 
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
-#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
-POOL_CONNECTIONS = 50
-#: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
-KEEPALIVE_SECONDS = 120.0
 
 
 class OutputsKind(StrEnum):
@@ -101,7 +94,7 @@ def _bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _reason(response: requests.Response | httpx.Response) -> str:
+def _reason(response: requests.Response | Response) -> str:
     return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 
@@ -678,156 +671,6 @@ def _stream_to_file(
     return written
 
 
-@functools.lru_cache(maxsize=8)
-def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    """One SSL context per ``verify`` setting and process, shared by every async client.
-
-    httpx otherwise builds a context per client, reading the whole CA bundle: about 30 ms of
-    blocking work each time, which a triggerer running many CCP triggers would pay on its event loop.
-    """
-    if isinstance(verify, str):
-        # A CA bundle file or a c_rehash'ed folder; httpx deprecates taking the path itself.
-        if os.path.isdir(verify):
-            return ssl.create_default_context(capath=verify)
-        return ssl.create_default_context(cafile=verify)
-    return httpx.create_ssl_context(verify=verify)
-
-
-def _pool_size(extra: Mapping[str, Any]) -> int:
-    value = extra.get("max_connections", POOL_CONNECTIONS)
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        size = 0
-    if size < 1 or str(size) != str(value).strip():
-        raise CCPError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
-    return size
-
-
-class _Clients:
-    """Up to ``size`` httpx clients of one connection each, lent last-in first-out.
-
-    Measured against one httpx client with ``size`` connections (tests/benchmarks/triggerer_load.py):
-    httpcore's pool re-scans every queued request against every connection whenever a request starts
-    or ends, which costs more per poll as triggers wait; a client of one connection never has more than
-    one request to place. Lending the most recently used client first keeps the few connections a
-    light load needs warm, and lets the others expire.
-    """
-
-    def __init__(self, size: int, make: Callable[[], httpx.AsyncClient]) -> None:
-        self._all = [make() for _ in range(size)]
-        self._idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
-        for client in reversed(self._all):
-            self._idle.put_nowait(client)
-
-    async def request(self, method: str, url: str, deadline: float, **kwargs: Any) -> tuple[httpx.Response, bytes]:
-        """The answer and its body (at most ``MAX_ANSWER_BYTES``), all within ``deadline`` seconds
-        counted once a client is free (``TimeoutError`` else)."""
-        client = await self._idle.get()
-        try:
-            async with asyncio.timeout(deadline):
-                response = await client.send(client.build_request(method, url, **kwargs), stream=True)
-                try:
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > exchange.MAX_ANSWER_BYTES:
-                            raise exchange.too_large(url)
-                finally:
-                    await response.aclose()
-            return response, bytes(body)
-        finally:
-            self._idle.put_nowait(client)
-
-    @property
-    def is_closed(self) -> bool:
-        return all(client.is_closed for client in self._all)
-
-    async def aclose(self) -> None:
-        for client in self._all:
-            await client.aclose()
-
-
-@dataclass
-class _Pool:
-    """One connection's settings, token state and HTTP clients on one event loop."""
-
-    settings: CCPConnectionSettings
-    clients: _Clients
-    token_state: auth.TokenState
-
-
-@dataclass
-class _Lease:
-    opening: asyncio.Future[_Pool]
-    users: int = 0
-
-
-class _Pools:
-    """The async clients of a process, one per (connection id, event loop), shared by every hook using it.
-
-    A triggerer runs all its triggers on one loop: they share one bounded connection pool and one
-    connection lookup per CCP connection instead of one each. The client closes when its last user
-    leaves. Each loop's table is only touched from that loop, so nothing is held across an await.
-    """
-
-    def __init__(self) -> None:
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._guard = threading.Lock()
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def _table(self) -> dict[str, _Lease]:
-        loop = asyncio.get_running_loop()
-        with self._guard:
-            return self._loops.setdefault(loop, {})
-
-    async def acquire(self, conn_id: str, open_pool: Callable[[], Awaitable[_Pool]]) -> _Pool:
-        table = self._table()
-        lease = table.get(conn_id)
-        if lease is None:
-            lease = table[conn_id] = _Lease(asyncio.ensure_future(open_pool()))
-        lease.users += 1
-        try:
-            # Shielded: one caller cancelled while the pool opens must not cancel it for the others.
-            return await asyncio.shield(lease.opening)
-        except BaseException:
-            if self._leave(table, conn_id, lease):
-                task = asyncio.ensure_future(self._close(lease))  # we may be cancelled: close on the side
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
-            raise
-
-    async def release(self, conn_id: str) -> None:
-        table = self._table()
-        lease = table.get(conn_id)
-        if lease is not None and self._leave(table, conn_id, lease):
-            await self._close(lease)
-
-    @staticmethod
-    def _leave(table: dict[str, _Lease], conn_id: str, lease: _Lease) -> bool:
-        """One user less; True when it was the last, and the pool is to be closed."""
-        lease.users -= 1
-        failed = lease.opening.done() and (lease.opening.cancelled() or lease.opening.exception() is not None)
-        if lease.users > 0 and not failed:
-            return False
-        if table.get(conn_id) is lease:
-            del table[conn_id]  # the next user opens a fresh pool (and reads the connection afresh)
-        return lease.users <= 0
-
-    @staticmethod
-    async def _close(lease: _Lease) -> None:
-        try:
-            pool = await lease.opening
-        except BaseException:  # nothing was opened
-            return
-        await pool.clients.aclose()
-
-
-POOLS = _Pools()
-
-
 class CCPAsyncHook(_CCPHookBase):
     """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop.
 
@@ -845,6 +688,8 @@ class CCPAsyncHook(_CCPHookBase):
         self._extra: Mapping[str, Any] = {}
         self._pool: _Pool | None = None
         self._shared = False
+        #: The last statusInfo read and its bytes: a trigger's polls mostly get the same answer, parsed once.
+        self._last_status: tuple[tuple[str, bytes], StatusInfo] | None = None
 
     async def get_settings(self) -> CCPConnectionSettings:
         if self._settings is None and self._given_settings is not None:
@@ -878,15 +723,8 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
-        size = _pool_size(self._extra)
-        verify = await asyncio.to_thread(_ssl_context, _verify(settings.verify))
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
-
-        def make() -> httpx.AsyncClient:
-            headers = {"User-Agent": "airflow-provider-ccp"}
-            return httpx.AsyncClient(verify=verify, timeout=settings.timeout, headers=headers, limits=limits)
-
-        return _Pool(settings, _Clients(size, make), auth.TOKEN_CACHE.state(settings))
+        clients = await open_clients(settings, self._extra, _verify(settings.verify))
+        return _Pool(settings, clients, auth.TOKEN_CACHE.state(settings))
 
     async def _get_pool(self) -> _Pool:
         """Outside ``async with``: clients of this hook's own, closed by ``aclose()``."""
@@ -894,33 +732,24 @@ class CCPAsyncHook(_CCPHookBase):
             self._pool = await self._open_pool()
         return self._pool
 
-    async def _drive(self, flow: exchange.Exchange, method: str, url: str, **kwargs: Any) -> exchange.Answer:
-        """Perform an exchange's steps with httpx (``exchange.exchange`` decides, this only does)."""
+    async def _drive(
+        self,
+        flow: exchange.Exchange,
+        method: str,
+        url: str,
+        *,
+        data: Any = None,
+        headers: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> exchange.Answer:
+        """Perform an exchange's steps with the pool's transport (``exchange.exchange`` decides, this only does)."""
         pool = await self._get_pool()
-        headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
-        timeout = pool.settings.timeout
+        headers = dict(headers or protocol.JSON_HEADERS)
 
         async def perform(step: exchange.Step) -> Any:
             if isinstance(step, exchange.Send):
-                try:
-                    response, body = await pool.clients.request(
-                        method, step.url, timeout, headers=headers | _bearer(step.token), **kwargs
-                    )
-                except TimeoutError:
-                    return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(timeout))
-                except httpx.TransportError as err:
-                    if exchange.certificate_failure(err):
-                        raise exchange.certificate_error(step.url, pool.settings.verify) from None
-                    unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
-                    return exchange.Answer(None, sent=not unsent, response=err)
-                headers_in = response.headers
-                return exchange.Answer(
-                    response.status_code,
-                    headers_in.get("Retry-After"),
-                    response=response,
-                    body=body,
-                    location=headers_in.get("Location"),
-                )
+                sending = headers | _bearer(step.token)
+                return await pool.clients.send(method, step.url, sending, data=data, params=params)
             if isinstance(step, exchange.NeedToken):
                 return await self.get_token()
             if isinstance(step, exchange.Renew):
@@ -993,7 +822,13 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        return protocol.read_status((await self._request("GET", url, job_id=job_id)).body, url=url, job_id=job_id)
+        body = (await self._request("GET", url, job_id=job_id)).body
+        last = self._last_status
+        if last is not None and last[0] == (job_id, body):  # a job that did not change since the last poll
+            return last[1]
+        info = protocol.read_status(body, url=url, job_id=job_id)
+        self._last_status = ((job_id, body), info)
+        return info
 
     async def dismiss_job(self, job_id: str) -> DismissResult:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)

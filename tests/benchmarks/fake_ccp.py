@@ -9,10 +9,12 @@ Prints ``PORT <n>`` once it listens. Answers:
 
 - ``POST /token``: a password or refresh_token grant (counted by grant type); tokens live
   ``--token-lifetime`` seconds, refresh tokens 10 times as long.
-- ``GET /jobs/{id}``: a ``running`` statusInfo (counted as a poll).
+- ``GET /jobs/{id}``: a ``running`` statusInfo (counted as a poll; with ``--interval``, a poll more
+  than 10% + 100 ms after the job's previous one is counted late).
 - ``POST /processes/{id}/execution``: 201 with a fresh jobID (counted as a submission).
 - ``GET /executions/{id}/outputs/output.zip``: ``--output-size`` bytes, streamed with Content-Length.
-- ``GET /_stats``: the counters as JSON (TCP connections accepted, connections open, polls, grants, ...).
+- ``GET /_stats``: the counters as JSON (TCP connections accepted, connections open, polls, grants, late
+  polls, ...) and the server's own CPU seconds (the floor a client's figures are set against).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -38,9 +41,12 @@ STATUS_TIMES = {
 
 
 class FakeCCP:
-    def __init__(self, token_lifetime: float, output_size: int) -> None:
+    def __init__(self, token_lifetime: float, output_size: int, interval: float = 0.0) -> None:
         self.token_lifetime = token_lifetime
         self.output_size = output_size
+        # A poll is on time when it comes at most the poll jitter (10%) plus 100 ms after the job's last one.
+        self.late_after = interval * 1.1 + 0.1
+        self.last_poll: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
         self.open_connections = 0
         self.serial = itertools.count(1)
@@ -71,6 +77,7 @@ class FakeCCP:
     async def answer(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> None:
         if method == "GET" and path.startswith("/jobs/"):
             self.counts["polls"] += 1
+            self.time_poll(path[6:])
             self.json(writer, 200, {"jobID": path[6:], "status": "running", "message": "Running", **STATUS_TIMES})
         elif method == "POST" and path == "/token":
             grant = parse_qs(body.decode()).get("grant_type", ["?"])[0]
@@ -102,10 +109,18 @@ class FakeCCP:
                 output.truncate(self.output_size)
                 await asyncio.get_running_loop().sendfile(writer.transport, output)
         elif path == "/_stats":
-            self.json(writer, 200, {**self.counts, "open_connections": self.open_connections})
+            self.json(writer, 200, {**self.counts, "open_connections": self.open_connections, "cpu": cpu_seconds()})
         else:
             self.json(writer, 404, {"type": "not-found", "title": f"No {method} {path} here"})
         await writer.drain()
+
+    def time_poll(self, job_id: str) -> None:
+        now = time.monotonic()
+        last = self.last_poll.get(job_id)
+        self.last_poll[job_id] = now
+        if last is not None:
+            self.counts["repolls"] += 1
+            self.counts["late_polls"] += now - last > self.late_after
 
     @staticmethod
     def json(writer: asyncio.StreamWriter, status: int, document: object) -> None:
@@ -118,8 +133,8 @@ class FakeCCP:
         )
 
 
-async def serve(port: int, token_lifetime: float, output_size: int) -> None:
-    fake = FakeCCP(token_lifetime, output_size)
+async def serve(port: int, token_lifetime: float, output_size: int, interval: float) -> None:
+    fake = FakeCCP(token_lifetime, output_size, interval)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=4096)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -129,8 +144,9 @@ async def serve(port: int, token_lifetime: float, output_size: int) -> None:
 class FakeServer:
     """Runs the fake CCP in its own process (stopped by its PID) and reads its counters."""
 
-    def __init__(self, token_lifetime: float = 300.0, output_size: int = 1024**3) -> None:
+    def __init__(self, token_lifetime: float = 300.0, output_size: int = 1024**3, interval: float = 0.0) -> None:
         self.args = ["--token-lifetime", str(token_lifetime), "--output-size", str(output_size)]
+        self.args += ["--interval", str(interval)]
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -184,9 +200,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token-lifetime", type=float, default=300.0)
     parser.add_argument("--output-size", type=int, default=1024**3)
+    parser.add_argument("--interval", type=float, default=0.0, help="the pollers' interval, to count late polls")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.port, args.token_lifetime, args.output_size))
+        asyncio.run(serve(args.port, args.token_lifetime, args.output_size, args.interval))
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -7,6 +7,8 @@ import base64
 import json
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from airflow_provider_ccp import auth
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
-from airflow_provider_ccp.hooks import ccp
+from airflow_provider_ccp.hooks import _pool
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 from tests.integration.doubles import (
     CLIENT_ID,
@@ -27,6 +29,8 @@ from tests.integration.doubles import (
     ccp_requests,
     status_body,
 )
+
+pytestmark = pytest.mark.usefixtures("async_http_client")
 
 
 def serve_job(httpserver: HTTPServer, job_id: str = "j1", status: str = "running") -> None:
@@ -204,6 +208,16 @@ async def test_the_token_endpoint_is_retried(make_conn, keycloak, httpserver):
     assert len([r for r, _ in httpserver.log if r.path == TOKEN_PATH]) == 3
 
 
+async def test_an_unchanged_status_is_parsed_once(make_conn, httpserver):
+    httpserver.expect_ordered_request("/jobs/j1").respond_with_json(status_body("j1", "running"))
+    httpserver.expect_ordered_request("/jobs/j1").respond_with_json(status_body("j1", "running"))
+    httpserver.expect_ordered_request("/jobs/j1").respond_with_json(status_body("j1", "successful"))
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+        first, second, third = [await hook.get_job("j1") for _ in range(3)]
+    assert second is first
+    assert third.status == "successful"
+
+
 async def test_unreachable_server(make_conn, monkeypatch):
     import json
     import os
@@ -216,7 +230,7 @@ async def test_unreachable_server(make_conn, monkeypatch):
     document = json.loads(os.environ[f"AIRFLOW_CONN_{conn.upper()}"]) | {"host": f"http://127.0.0.1:{port}"}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
     async with CCPAsyncHook(conn, retry_delay=0.01) as hook:
-        with pytest.raises(CCPError, match=r"Could not reach CCP at .*: ConnectError"):
+        with pytest.raises(CCPError, match=r"Could not reach CCP at .*: (ConnectError|ClientConnectorError)$"):
             await hook.get_job("j1")
 
 
@@ -266,10 +280,12 @@ async def test_the_clients_are_closed_on_exit(make_conn):
     assert hook._pool is None
 
 
-async def test_no_secret_in_logs_and_all_are_masked(make_conn, keycloak, httpserver, password, caplog, capfd):
+async def test_no_secret_in_logs_and_all_are_masked(
+    make_conn, keycloak, httpserver, password, caplog, capfd, async_http_client
+):
     from airflow.sdk._shared.secrets_masker import redact
 
-    for name in ("", "httpx", "httpcore", "airflow", "airflow_provider_ccp"):
+    for name in ("", "httpx", "httpcore", "aiohttp", "airflow", "airflow_provider_ccp"):
         caplog.set_level(logging.DEBUG, logger=name)
     serve_job(httpserver)
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=401)
@@ -280,7 +296,8 @@ async def test_no_secret_in_logs_and_all_are_masked(make_conn, keycloak, httpser
     assert len(issued) == 6
     captured = capfd.readouterr()
     logs = "\n".join((caplog.text, captured.out, captured.err))
-    assert any(r.name.startswith("httpcore") and r.levelno == logging.DEBUG for r in caplog.records)
+    if async_http_client == "httpx":  # aiohttp logs nothing of a request, even at DEBUG
+        assert any(r.name.startswith("httpcore") and r.levelno == logging.DEBUG for r in caplog.records)
     assert "CCP answered 401" in logs
     for secret in (password, *issued):
         assert secret not in logs
@@ -294,10 +311,14 @@ async def test_clients_share_one_ssl_context(make_conn):
     second_conn = make_conn("ccp_second", auth_flow="none", login=None, secret="")
     async with CCPAsyncHook(first_conn) as first, CCPAsyncHook(second_conn) as second:
         assert first._pool is not second._pool
-        contexts = {
-            id(client._transport._pool._ssl_context) for hook in (first, second) for client in hook._pool.clients._all
-        }
+        contexts = {context for hook in (first, second) for context in ssl_contexts(hook._pool.clients)}
     assert len(contexts) == 1
+
+
+def ssl_contexts(clients: object) -> set[int]:
+    if isinstance(clients, _pool._Clients):
+        return {id(client._transport._pool._ssl_context) for client in clients._all}
+    return {id(clients._session.connector._ssl)}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kind", ["file", "folder", "off"])
@@ -307,11 +328,11 @@ def test_verify_setting_reaches_the_ssl_context(tmp_path, kind):
     import certifi
 
     if kind == "off":
-        assert ccp._ssl_context(False).verify_mode == ssl.CERT_NONE
+        assert _pool._ssl_context(False).verify_mode == ssl.CERT_NONE
         return
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(Path(certifi.where()).read_bytes())
-    context = ccp._ssl_context(str(bundle) if kind == "file" else str(tmp_path))
+    context = _pool._ssl_context(str(bundle) if kind == "file" else str(tmp_path))
     assert context.verify_mode == ssl.CERT_REQUIRED
     if kind == "file":
         assert context.cert_store_stats()["x509_ca"] > 0
@@ -482,3 +503,47 @@ async def test_an_async_hook_given_ready_settings_reads_no_connection(httpserver
     async with CCPAsyncHook("ccp_nowhere", settings=settings) as hook:
         assert (await hook.get_job("j1")).status == "running"
         assert await hook.get_settings() is settings
+
+
+# ---------------------------------------------------------------------- [ccp] async_http_client
+
+
+async def test_proxies_come_from_the_environment(make_conn, monkeypatch, httpserver):
+    # The proxy is the loopback test server: it receives the request for the unresolvable CCP host.
+    import json
+    import os
+
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    document = json.loads(os.environ[f"AIRFLOW_CONN_{conn.upper()}"]) | {"host": "http://ccp.example.invalid"}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", httpserver.url_for("/").rstrip("/"))
+    serve_job(httpserver)
+    async with CCPAsyncHook(conn, retry_limit=0) as hook:
+        assert (await hook.get_job("j1")).status == "running"
+    assert [request.headers.get("Host") for request in httpserver.log[0][:1]] == ["ccp.example.invalid"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("bogus", "async_http_client is 'bogus'; expected one of auto, httpx, aiohttp"), ("aiohttp", "not installed")],
+)
+async def test_a_transport_that_cannot_be_had_is_one_clear_error(make_conn, monkeypatch, setting, expected):
+    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", setting)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as where the extra is not installed
+    monkeypatch.delitem(sys.modules, "airflow_provider_ccp.hooks._aiohttp", raising=False)
+    with pytest.raises(CCPError, match=re.escape(expected)):
+        async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")):
+            pass
+
+
+@pytest.mark.parametrize("installed", [True, False])
+async def test_auto_takes_aiohttp_when_it_is_installed(make_conn, monkeypatch, httpserver, installed):
+    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", "auto")
+    if not installed:
+        monkeypatch.setitem(sys.modules, "aiohttp", None)
+    serve_job(httpserver)
+    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
+        assert (await hook.get_job("j1")).status == "running"
+        assert isinstance(hook._pool.clients, _pool._Clients) is not installed

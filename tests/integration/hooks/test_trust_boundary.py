@@ -1,18 +1,21 @@
 """The trust boundary of both hooks against hostile servers on loopback: origins, redirects, bounds.
 
-Each case runs through the worker hook (requests) and the triggerer hook (httpx) where both make the
-call: the two must behave the same, by the rules of ``airflow_provider_ccp.exchange``.
+Each case runs through the worker hook (requests) and the triggerer hook, with each of its transports
+(httpx, aiohttp), where both make the call: all must behave the same, by the rules of
+``airflow_provider_ccp.exchange``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import certifi
 import pytest
@@ -32,13 +35,15 @@ from tests.integration.doubles import (
     status_body,
 )
 
-HOOKS = ("sync", "async")
+#: The worker hook, and the triggerer hook with each transport of ``[ccp] async_http_client``.
+HOOKS = ("sync", "httpx", "aiohttp")
 FAST = 0.01
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
 def call(kind: str, conn_id: str, name: str, *args: Any, **hook_kwargs: Any) -> Any:
-    """``hook.name(*args)`` on the worker hook or, in a fresh event loop, on the triggerer hook."""
+    """``hook.name(*args)`` on the worker hook or, in a fresh event loop, on the triggerer hook with the
+    transport ``kind`` names."""
     hook_kwargs.setdefault("retry_delay", FAST)
     if kind == "sync":
         return getattr(CCPHook(conn_id, **hook_kwargs), name)(*args)
@@ -47,7 +52,8 @@ def call(kind: str, conn_id: str, name: str, *args: Any, **hook_kwargs: Any) -> 
         async with CCPAsyncHook(conn_id, **hook_kwargs) as hook:
             return await getattr(hook, name)(*args)
 
-    return asyncio.run(run())
+    with mock.patch.dict(os.environ, {"AIRFLOW__CCP__ASYNC_HTTP_CLIENT": kind}):
+        return asyncio.run(run())
 
 
 def other_origin(httpserver: HTTPServer) -> str:
