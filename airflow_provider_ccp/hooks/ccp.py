@@ -50,7 +50,7 @@ from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
-__all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind", "Clock", "SYSTEM_CLOCK"]
+__all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind"]
 
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000
