@@ -22,6 +22,7 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobFailedError,
     CCPJobTimeoutError,
+    as_final,
     fail_without_retry,
 )
 from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy
@@ -353,7 +354,9 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         if event["status"] == EventStatus.TIMEOUT:
             self._dismiss(job_id)
             raise CCPJobTimeoutError(event["message"], job_id=job_id, method_id=self.method_id)
-        raise CCPError(event["message"], job_id=job_id, method_id=self.method_id)
+        error = CCPError(event["message"], job_id=job_id, method_id=self.method_id)
+        # The trigger met an error no retry heals (a refused redirect, a config mistake): no retry either.
+        raise as_final(error) if event.get("final") else error
 
     def _succeed(self, context: Context, job_id: str) -> dict[str, Any]:
         info = self._final_status(job_id)
