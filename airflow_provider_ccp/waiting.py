@@ -14,9 +14,10 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError, cut, is_transient
+from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError, cut, is_final, is_transient
 from airflow_provider_ccp.exchange import redact
 from airflow_provider_ccp.protocol import StatusInfo, is_known
+from airflow_provider_ccp.version_compat import AirflowFailException
 
 __all__ = [
     "EventStatus",
@@ -68,9 +69,16 @@ def configured_min_defer_seconds() -> float:
     return conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
 
 
-def job_event(status: EventStatus, job_id: str, job_status: str | None, message: str) -> dict[str, Any]:
-    """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only."""
-    return {"status": str(status), "job_id": job_id, "job_status": job_status, "message": cut(message)}
+def job_event(
+    status: EventStatus, job_id: str, job_status: str | None, message: str, *, final: bool = False
+) -> dict[str, Any]:
+    """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only.
+
+    ``final`` marks an error no retry can heal (``exceptions.is_final``); it is left out otherwise, so
+    events of earlier versions read the same.
+    """
+    event = {"status": str(status), "job_id": job_id, "job_status": job_status, "message": cut(message)}
+    return event | {"final": True} if final else event
 
 
 def terminal_event(info: StatusInfo, secrets: Iterable[str] = ()) -> dict[str, Any]:
@@ -154,7 +162,8 @@ class JobWatch:
         text = redact(str(error), self.secrets)
         if not is_transient(error):
             message = f"Cannot follow CCP job {self.job_id}: {text}"
-            return job_event(EventStatus.ERROR, self.job_id, self.previous, message)
+            final = is_final(error) or isinstance(error, AirflowFailException)
+            return job_event(EventStatus.ERROR, self.job_id, self.previous, message, final=final)
         self.failures += 1
         if self.failures > MAX_CONSECUTIVE_FAILURES:
             message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {text}"

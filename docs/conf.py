@@ -36,6 +36,10 @@ autodoc_typehints = "description"
 autodoc_inherit_docstrings = False
 autodoc_default_options = {"members": True, "show-inheritance": True}
 
+# A name a module imports (a re-export) is documented, and its source shown, where it is defined: followed,
+# viewcode would link that source to an anchor in the importing module that the API page never writes.
+viewcode_follow_imported_members = False
+
 html_theme = "alabaster"
 html_title = f"airflow-provider-ccp {release}"
 html_static_path: list[str] = []

@@ -15,6 +15,13 @@ from fsspec.implementations.memory import MemoryFileSystem
 from airflow_provider_ccp import auth
 
 
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    # 127.0.0.1, not "localhost": no IPv6 attempt first, nothing but loopback, and one origin for every
+    # suite that shares the session's server (the trust-boundary tests reach it as "localhost" on purpose).
+    return ("127.0.0.1", 0)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     """Each test starts like a new worker process: no cached token."""

@@ -47,7 +47,7 @@ from airflow_provider_ccp.hooks._pool import POOLS, Response, _Pool, open_client
 from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
-__all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind", "Clock", "SYSTEM_CLOCK"]
+__all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind"]
 
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_PAGES = 1000

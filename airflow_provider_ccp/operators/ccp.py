@@ -22,6 +22,8 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobFailedError,
     CCPJobTimeoutError,
+    as_final,
+    cut,
     fail_without_retry,
 )
 from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy
@@ -77,6 +79,8 @@ FINISHED_EVENTS = frozenset({EventStatus.SUCCESS, EventStatus.FAILED})
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
 #: Output files named one per line in the task log; a huge archive gets a count for the rest.
 LOGGED_FILES = 20
+#: The longest reason on a failure's first line; the task log has CCP's whole message (cut at 2,000).
+REASON_CHARS = 500
 
 
 class CCPExecuteMethodOperator(RenderedFieldsOperator):
@@ -353,7 +357,9 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         if event["status"] == EventStatus.TIMEOUT:
             self._dismiss(job_id)
             raise CCPJobTimeoutError(event["message"], job_id=job_id, method_id=self.method_id)
-        raise CCPError(event["message"], job_id=job_id, method_id=self.method_id)
+        error = CCPError(event["message"], job_id=job_id, method_id=self.method_id)
+        # The trigger met an error no retry heals (a refused redirect, a config mistake): no retry either.
+        raise as_final(error) if event.get("final") else error
 
     def _succeed(self, context: Context, job_id: str) -> dict[str, Any]:
         info = self._final_status(job_id)
@@ -466,7 +472,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     def _failure_message(self, job_id: str, event: Mapping[str, Any]) -> str:
         """CCP's reason on the first line, short enough for the log viewer; which job, and where, below."""
-        reason = " ".join(str(event["message"] or "").split()) or "CCP gave no reason"
+        # Cut here, not by the exception as a whole: the job and its link must stay on the second line.
+        reason = cut(" ".join(str(event["message"] or "").split()), REASON_CHARS) or "CCP gave no reason"
         where = f"Method {self.method_id!r}, job {job_id}: {self._job_url(job_id)}"
         return f"The CCP execution {event['job_status'] or 'failed'}: {reason}\n{where}"
 

@@ -298,8 +298,7 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
         statuses: Collection[str] = ("successful",),
     ) -> None:
         super().__init__()
-        if float(poll_interval) <= 0:
-            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+        self.poll_interval = check_poll_interval(poll_interval)
         if isinstance(statuses, str):
             statuses = (statuses,)
         wrong = [word for word in statuses if not protocol.is_terminal(word)]
@@ -308,7 +307,6 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
             raise ValueError(f"statuses must be final statuses among {final}, got {list(statuses)!r}")
         self.ccp_conn_id = str(ccp_conn_id)
         self.method_id = str(protocol.method_segment(method_id))
-        self.poll_interval = float(poll_interval)
         self.statuses = tuple(sorted({protocol.normalize_status(word) for word in statuses}))
         self._watermark: Watermark | None = None
 

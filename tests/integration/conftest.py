@@ -12,12 +12,6 @@ from pytest_httpserver import HTTPServer
 from tests.integration.doubles import CLIENT_ID, CONTEXT, USER, FakeKeycloak, ShiftedClock
 
 
-@pytest.fixture(scope="session")
-def httpserver_listen_address() -> tuple[str, int]:
-    # 127.0.0.1, not "localhost": no IPv6 attempt first, and nothing but loopback.
-    return ("127.0.0.1", 0)
-
-
 @pytest.fixture
 def keycloak(httpserver: HTTPServer) -> FakeKeycloak:
     return FakeKeycloak(httpserver)

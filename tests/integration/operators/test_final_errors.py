@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import traceback
 from decimal import Decimal
 from pathlib import Path
@@ -18,13 +19,14 @@ from airflow_provider_ccp.exceptions import (
     CCPInputError,
     CCPJobFailedError,
     CCPNotFoundError,
+    CCPTrustError,
     as_final,
     is_final,
     is_transient,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
-from airflow_provider_ccp.waiting import job_event
+from airflow_provider_ccp.waiting import JobWatch, job_event
 from tests.integration.operators.test_ccp import operator as operator_under_test
 from tests.task_helpers import finished_job, make_context, task_log
 
@@ -192,3 +194,30 @@ def test_a_failed_execution_says_why_first(sandbox, tmp_path):
     assert first == f"The CCP execution failed: {' '.join(job.message.split())}"
     assert where == f"Method 'fail', job {job.job_id}: {sandbox.url}/ui/executions/{job.job_id}"  # CCP's UI
     assert provider_frames(raised.value) == ["wrapper"]
+
+
+@pytest.mark.parametrize(
+    ("error", "final"),
+    [
+        (CCPTrustError("Refused the redirect of GET http://x/jobs/j1 to http://elsewhere"), True),
+        (CCPNotFoundError("No job 'j1'", http_status=404, job_id="j1"), True),
+        (CCPAuthError("the token expired or was revoked"), False),
+    ],
+)
+def test_a_wait_says_in_its_event_whether_the_error_that_ended_it_is_final(error, final):
+    event = JobWatch("j1", 1.0, None, logging.getLogger("test")).on_error(error)
+    assert event is not None
+    assert event["status"] == "error"
+    assert event.get("final", False) is final
+
+
+def test_a_final_error_the_trigger_met_ends_the_task_without_retries(sandbox, tmp_path):
+    op = operator(tmp_path, deferrable=True)
+    final = job_event("error", "j1", "running", "Cannot follow CCP job j1: refused the redirect", final=True)
+    with pytest.raises(CCPError, match="refused the redirect") as raised:
+        op.execute_complete(make_context(), final)
+    assert isinstance(raised.value, AirflowFailException)
+    transient = job_event("error", "j1", "running", "Gave up on CCP job j1 after 6 failed polls in a row")
+    with pytest.raises(CCPError, match="Gave up") as raised:
+        op.execute_complete(make_context(), transient)
+    assert not isinstance(raised.value, AirflowFailException)
