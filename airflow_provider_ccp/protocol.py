@@ -389,11 +389,9 @@ def submission_may_have_landed(error: CCPError, url: str) -> bool:
 
     No answer (connection lost, read timeout) or a 5xx from the execution URL itself: the server
     (or a proxy) may have created the job before the answer was lost. A 4xx is a refusal, and an
-    error with another URL (the token endpoint) happened before the POST was sent. An answer refused at
-    the trust boundary (``CCPTrustError``: too large, nested too deep) stays that final error.
+    error with another URL (the token endpoint) happened before the POST was sent. An answer refused
+    unread (too large) came from the execution URL too: the execution may exist, and is looked up.
     """
-    if isinstance(error, CCPTrustError):
-        return False
     return error.url == url and (error.http_status is None or error.http_status >= 500)
 
 
