@@ -177,10 +177,15 @@ class JobWatch:
         )
         return self._deadline_event()
 
-    def next_delay(self) -> float:
+    def next_delay(self, spread: Callable[[float], float] | None = None) -> float:
+        """The wait before the next poll: the interval, backed off after failures and ``spread`` by the
+        caller's jitter, then cut at the end of a hold and at the deadline. The cut comes after the jitter:
+        a cut wait shortened again would leave a sliver of time, polled for in ever shorter waits."""
         delay = self.poll_interval
         if self.failures:
             delay = min(self.poll_interval * 2 ** (self.failures - 1), max(self.poll_interval, MAX_BACKOFF_SECONDS))
+        if spread is not None:
+            delay = spread(delay)
         if self.holding and self.not_before is not None:
             delay = min(delay, max(0.0, self.not_before - self.clock.time()))
         if self.end_time is not None:

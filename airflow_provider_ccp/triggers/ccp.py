@@ -134,12 +134,6 @@ class CCPJobTrigger(BaseTrigger):
             event = job_event(EventStatus.ERROR, self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}")
         yield TriggerEvent(event)
 
-    def _pause(self, delay: float) -> float:
-        pause = jittered(delay)
-        if self.end_time is not None:  # jitter never carries a poll past the deadline
-            pause = min(pause, max(0.0, self.end_time - self.clock.time()))
-        return pause
-
     def _hook(self) -> CCPAsyncHook:
         return CCPAsyncHook(self.conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay)
 
@@ -159,7 +153,7 @@ class CCPJobTrigger(BaseTrigger):
                     event = watch.on_status(info)
                 if event is not None:
                     return event
-                await clock.asleep(self._pause(watch.next_delay()))
+                await clock.asleep(watch.next_delay(jittered))
 
     async def on_kill(self) -> None:
         """Dismiss the job: Airflow >= 3.3 calls this only when a user kills the deferred task.

@@ -13,6 +13,7 @@ from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.triggers import ccp as triggers_module
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
     MAX_CONSECUTIVE_FAILURES,
@@ -198,6 +199,41 @@ async def test_the_wait_is_measured_with_the_triggers_clock(sandbox):
     assert event["status"] == "timeout"
     assert sum(clock.waits) == pytest.approx(600)
     assert 9 <= len(clock.waits) <= 13  # a poll a minute, give or take the jitter
+
+
+@pytest.fixture
+def shortest_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jitter's draws at their shortest, every time: the first poll at once, every wait 10 % short."""
+    monkeypatch.setattr(triggers_module, "first_poll_delay", lambda interval: 0.0)
+    monkeypatch.setattr(triggers_module, "jittered", lambda delay: delay * 0.9)
+
+
+@pytest.mark.usefixtures("shortest_jitter")
+async def test_a_short_jitter_never_splits_the_last_wait_before_the_deadline(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+    clock = SteppingClock(limit=50)
+    trigger = trigger_for(job_id, poll_interval=60, end_time=clock.now + 600)
+    trigger.clock = clock
+
+    [event] = await all_events(trigger)
+
+    assert event["status"] == "timeout"
+    # 11 jittered minutes (594 s), then the 6 s left in one wait: not 5.4 s, 0.54 s, 0.054 s...
+    assert clock.waits == [0.0] + [54.0] * 11 + [pytest.approx(6.0)]
+
+
+@pytest.mark.usefixtures("shortest_jitter")
+async def test_a_short_jitter_never_splits_the_wait_until_not_before(sandbox):
+    job_id = finished_job("sleep", {"seconds": "0"}).job_id
+    clock = SteppingClock(limit=50)
+    trigger = trigger_for(job_id, poll_interval=60, not_before=clock.now + 30)
+    trigger.clock = clock
+
+    [event] = await all_events(trigger)
+
+    assert event["status"] == "success"
+    assert clock.waits == [0.0, pytest.approx(30.0)]  # polled at once, held, asked again when the hold ends
 
 
 async def test_a_broken_connection_is_an_error_event(monkeypatch):
