@@ -25,6 +25,7 @@ __all__ = [
     "follow",
     "ride_out",
     "job_event",
+    "error_event",
     "terminal_event",
     "validate_event",
     "configured_min_defer_seconds",
@@ -79,6 +80,13 @@ def job_event(
     """
     event = {"status": str(status), "job_id": job_id, "job_status": job_status, "message": cut(message)}
     return event | {"final": True} if final else event
+
+
+def error_event(job_id: str, job_status: str | None, message: str, error: BaseException) -> dict[str, Any]:
+    """The event of a wait that ``error`` ended; final when no retry can heal it, by the provider's rules
+    (``exceptions.is_final``) or Airflow's (an ``AirflowFailException``)."""
+    final = is_final(error) or isinstance(error, AirflowFailException)
+    return job_event(EventStatus.ERROR, job_id, job_status, message, final=final)
 
 
 def terminal_event(info: StatusInfo, secrets: Iterable[str] = ()) -> dict[str, Any]:
@@ -161,9 +169,7 @@ class JobWatch:
         self.error = error
         text = redact(str(error), self.secrets)
         if not is_transient(error):
-            message = f"Cannot follow CCP job {self.job_id}: {text}"
-            final = is_final(error) or isinstance(error, AirflowFailException)
-            return job_event(EventStatus.ERROR, self.job_id, self.previous, message, final=final)
+            return error_event(self.job_id, self.previous, f"Cannot follow CCP job {self.job_id}: {text}", error)
         self.failures += 1
         if self.failures > MAX_CONSECUTIVE_FAILURES:
             message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {text}"

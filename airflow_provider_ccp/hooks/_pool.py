@@ -21,7 +21,7 @@ import httpx
 
 from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exceptions import CCPConfigError
 
 #: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
 POOL_CONNECTIONS = 50
@@ -37,7 +37,7 @@ def async_http_client() -> str:
 
     value = str(conf.get("ccp", "async_http_client", fallback=AUTO) or AUTO).strip().lower()
     if value not in (HTTPX, AIOHTTP, AUTO):
-        raise CCPError(f"[ccp] async_http_client is {value!r}; expected one of auto, httpx, aiohttp")
+        raise CCPConfigError(f"[ccp] async_http_client is {value!r}; expected one of auto, httpx, aiohttp")
     if value == AUTO:
         return AIOHTTP if importlib.util.find_spec("aiohttp") is not None else HTTPX
     return value
@@ -65,7 +65,7 @@ def _pool_size(extra: Mapping[str, Any]) -> int:
     except (TypeError, ValueError):
         size = 0
     if size < 1 or str(size) != str(value).strip():
-        raise CCPError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
+        raise CCPConfigError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
     return size
 
 
@@ -213,7 +213,7 @@ async def open_clients(settings: CCPConnectionSettings, extra: Mapping[str, Any]
         try:
             from airflow_provider_ccp.hooks._aiohttp import open_session
         except ImportError:
-            raise CCPError(
+            raise CCPConfigError(
                 "[ccp] async_http_client is aiohttp, which is not installed: install airflow-provider-ccp[aiohttp]"
             ) from None
         return await open_session(settings, size, context)

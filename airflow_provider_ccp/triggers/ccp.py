@@ -31,7 +31,7 @@ from airflow_provider_ccp.exchange import DEFAULT_RETRY, redact
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.version_compat import watcher_state_store
-from airflow_provider_ccp.waiting import EventStatus, JobWatch, job_event
+from airflow_provider_ccp.waiting import JobWatch, error_event
 
 __all__ = ["CCPJobTrigger", "CCPExecutionEventTrigger", "jittered", "first_poll_delay", "POLL_JITTER"]
 
@@ -131,7 +131,7 @@ class CCPJobTrigger(BaseTrigger):
         except Exception as err:  # a broken connection definition, a bug: fail the task, never hang it
             self.log.exception("Stopped following CCP job %s", self.job_id)
             text = redact(str(err), self.secrets)
-            event = job_event(EventStatus.ERROR, self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}")
+            event = error_event(self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}", err)
         yield TriggerEvent(event)
 
     def _hook(self) -> CCPAsyncHook:

@@ -16,7 +16,7 @@ from pytest_httpserver import HTTPServer
 
 from airflow_provider_ccp import auth
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPConfigError, CCPError, CCPNotFoundError
 from airflow_provider_ccp.hooks import _pool
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 from tests.integration.doubles import (
@@ -490,7 +490,7 @@ async def test_the_pool_is_bounded_by_the_connection(make_conn, monkeypatch):
 @pytest.mark.parametrize("value", ["0", "many", -3, 2.5])
 async def test_a_bad_pool_size_is_one_clear_error(make_conn, value):
     conn = make_conn(auth_flow="none", login=None, secret="", max_connections=value)
-    with pytest.raises(CCPError, match=r"Connection extra .max_connections. is .*; expected a whole number"):
+    with pytest.raises(CCPConfigError, match=r"Connection extra .max_connections. is .*; expected a whole number"):
         async with CCPAsyncHook(conn):
             pass
 
@@ -533,7 +533,7 @@ async def test_a_transport_that_cannot_be_had_is_one_clear_error(make_conn, monk
     monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", setting)
     monkeypatch.setitem(sys.modules, "aiohttp", None)  # as where the extra is not installed
     monkeypatch.delitem(sys.modules, "airflow_provider_ccp.hooks._aiohttp", raising=False)
-    with pytest.raises(CCPError, match=re.escape(expected)):
+    with pytest.raises(CCPConfigError, match=re.escape(expected)):
         async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")):
             pass
 

@@ -244,6 +244,24 @@ async def test_a_broken_connection_is_an_error_event(monkeypatch):
     assert event["status"] == "error"
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"max_connections": "many"}, "Connection extra 'max_connections' is 'many'"),
+        ({"auth_flow": "bogus"}, "Connection extra 'auth_flow' is 'bogus'"),
+        ({"timeout": "nan"}, "Connection extra 'timeout' is 'nan'"),
+    ],
+)
+async def test_a_connection_that_cannot_work_ends_the_wait_with_a_final_event(make_conn, extra, expected):
+    conn = make_conn(**({"auth_flow": "none", "login": None, "secret": ""} | extra))
+
+    [event] = await all_events(CCPJobTrigger(conn, "j1", poll_interval=0.05))
+
+    assert event["status"] == "error"
+    assert expected in event["message"]
+    assert event.get("final") is True  # execute_complete fails the task without retries
+
+
 async def test_on_kill_dismisses_the_job(sandbox):
     sandbox.admin.hold_jobs("word-count")
     job_id = submit("word-count", text="a", mode="words")
