@@ -63,28 +63,42 @@ def another_shell(stack: Stack, command: str, cwd: Path) -> subprocess.Completed
     return shell(f"source {stack.env_file}\n{command}", cwd, new_shell_env(), timeout=180)
 
 
-@pytest.fixture
-def page(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
+@pytest.fixture(scope="module")
+def signed_in(stack: Stack) -> Iterator[tuple[object, object]]:
+    """One Chromium for the module, and the storage state of a user who signed in through the login page."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page = browser.new_page()
         page.set_default_timeout(30_000)
         page.goto(f"{stack.url}/")
         page.get_by_label("Username").fill(USER)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(lambda url: "/auth/" not in url)  # signed in and sent back to the UI
-        page.shots = []  # type: ignore[attr-defined]
-        yield page
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-        else:
-            for shot in page.shots:  # type: ignore[attr-defined]
-                Path(shot).unlink(missing_ok=True)
+        state = page.context.storage_state()
+        page.context.close()
+        yield browser, state
         browser.close()
+
+
+@pytest.fixture
+def page(signed_in: tuple[object, object], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh, signed-in browser context per test."""
+    browser, state = signed_in
+    context = browser.new_context(viewport={"width": 1400, "height": 1200}, storage_state=state)  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.shots = []
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+    else:
+        for shot in page.shots:
+            Path(shot).unlink(missing_ok=True)
+    context.close()
 
 
 def shot(page: object, tmp_path: Path, name: str) -> None:
