@@ -4,7 +4,9 @@
 does what a new user does: finds `ccp_default` in Admin -> Connections, adds a CCP connection through
 the form and presses Test, reaches the stack from "another shell" with `.airflow/env.sh`, writes a DAG
 with `ccp-airflow dag` where the config says DAGs live, triggers `ccp_quickstart` and finds the
-"CCP execution" link while the task is deferred, and opens the generated DAG's trigger form.
+"CCP execution" link while the task is deferred, and triggers the generated DAG through its form: with
+the optional fields cleared (CCP gets the Method's defaults, nothing empty) and with a wrong type (refused,
+no run).
 
 Chromium comes from Debian's packages (scripts/chromium.sh, run by `make test`); Playwright only drives
 it, no browser is downloaded. Screenshots of every step land in the test's tmp folder when it fails.
@@ -12,6 +14,7 @@ it, no browser is downloaded. Screenshots of every step land in the test's tmp f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,28 +63,42 @@ def another_shell(stack: Stack, command: str, cwd: Path) -> subprocess.Completed
     return shell(f"source {stack.env_file}\n{command}", cwd, new_shell_env(), timeout=180)
 
 
-@pytest.fixture
-def page(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
+@pytest.fixture(scope="module")
+def signed_in(stack: Stack) -> Iterator[tuple[object, object]]:
+    """One Chromium for the module, and the storage state of a user who signed in through the login page."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page = browser.new_page()
         page.set_default_timeout(30_000)
         page.goto(f"{stack.url}/")
         page.get_by_label("Username").fill(USER)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(lambda url: "/auth/" not in url)  # signed in and sent back to the UI
-        page.shots = []  # type: ignore[attr-defined]
-        yield page
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-        else:
-            for shot in page.shots:  # type: ignore[attr-defined]
-                Path(shot).unlink(missing_ok=True)
+        state = page.context.storage_state()
+        page.context.close()
+        yield browser, state
         browser.close()
+
+
+@pytest.fixture
+def page(signed_in: tuple[object, object], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh, signed-in browser context per test."""
+    browser, state = signed_in
+    context = browser.new_context(viewport={"width": 1400, "height": 1200}, storage_state=state)  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.shots = []
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+    else:
+        for shot in page.shots:
+            Path(shot).unlink(missing_ok=True)
+    context.close()
 
 
 def shot(page: object, tmp_path: Path, name: str) -> None:
@@ -105,6 +122,30 @@ def wait_for(what: str, check: object, timeout: float = 180) -> object:
             return value
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def word_count_dag(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`ccp-airflow dag`, written where the config says DAGs live, from another shell; parsed once per module."""
+    written = another_shell(
+        stack,
+        'ccp-airflow dag word-count -o "$(airflow config get-value core dags_folder)/ccp_word_count.py"',
+        tmp_path_factory.mktemp("word-count-dag"),
+    )
+    assert written.returncode == 0, written.stderr[-2000:]
+    headers = api_token(stack)
+    wait_for("ccp_word_count to be parsed", lambda: requests.get(
+        f"{stack.url}/api/v2/dags/ccp_word_count", headers=headers, timeout=30).status_code == 200)  # fmt: skip
+    return "ccp_word_count"
+
+
+def open_trigger_form(stack: Stack, page: object, dag_id: str) -> object:
+    """The DAG's Trigger dialog, once its Run Parameters are drawn."""
+    page.goto(f"{stack.url}/dags/{dag_id}")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Trigger").first.click()  # type: ignore[attr-defined]
+    form = page.get_by_role("dialog")  # type: ignore[attr-defined]
+    form.get_by_text("Run Parameters").wait_for()
+    return form
 
 
 # ------------------------------------------------------------------------------------------- the tests
@@ -228,21 +269,8 @@ def test_a_deferred_task_shows_its_ccp_execution_link(stack, page, tmp_path):
     assert link.get_attribute("href").startswith(f"{stack.sandbox_url}/ui/executions/")
 
 
-def test_the_trigger_form_of_a_generated_dag(stack, page, tmp_path):
-    """`ccp-airflow dag`, written where the config says DAGs live, from another shell."""
-    written = another_shell(
-        stack,
-        'ccp-airflow dag word-count -o "$(airflow config get-value core dags_folder)/ccp_word_count.py"',
-        tmp_path,
-    )
-    assert written.returncode == 0, written.stderr[-2000:]
-    headers = api_token(stack)
-    wait_for("ccp_word_count to be parsed", lambda: requests.get(
-        f"{stack.url}/api/v2/dags/ccp_word_count", headers=headers, timeout=30).status_code == 200)  # fmt: skip
-    page.goto(f"{stack.url}/dags/ccp_word_count")
-    page.get_by_role("button", name="Trigger").first.click()
-    form = page.get_by_role("dialog")
-    form.get_by_text("Run Parameters").wait_for()
+def test_the_trigger_form_of_a_generated_dag(stack, page, tmp_path, word_count_dag):
+    form = open_trigger_form(stack, page, word_count_dag)
     shot(page, tmp_path, "1-trigger-form")
     text = form.inner_text()
     for title in ("Replicas", "Text", "Mode"):
@@ -251,3 +279,67 @@ def test_the_trigger_form_of_a_generated_dag(stack, page, tmp_path):
     # Optional in the Method: not marked required (the form puts "*" after a required field's title).
     assert "Replicas\n*" not in text, text
     assert "Text\n*" in text, text
+
+
+def test_optional_fields_left_empty_in_the_trigger_form_are_not_given(stack, page, tmp_path, word_count_dag):
+    """Issue 20: Replicas and Mode cleared as a user leaves them; CCP gets the Method's defaults, nothing empty."""
+    form = open_trigger_form(stack, page, word_count_dag)
+    form.locator("input[name=element_text]").fill("one two three")
+    form.locator("input[name=element_ccpreplicas]").fill("")
+    form.locator("#element_mode [aria-label='Clear selected options']").click()
+    shot(page, tmp_path, "1-optional-fields-cleared")
+    with page.expect_response(f"**/api/v2/dags/{word_count_dag}/dagRuns") as answer:
+        form.get_by_role("button", name="Trigger").last.click()
+    assert answer.value.status == 200, answer.value.text()
+    # The form sends an empty field as null: the DAG must read that as "not given".
+    assert answer.value.request.post_data_json["conf"] == {"ccpreplicas": None, "text": "one two three", "mode": None}
+    run_id = answer.value.json()["dag_run_id"]
+
+    headers = api_token(stack)
+    run_url = f"{stack.url}/api/v2/dags/{word_count_dag}/dagRuns/{run_id}"
+
+    def ended() -> str | None:
+        state = requests.get(run_url, headers=headers, timeout=30).json()["state"]
+        return state if state in ("success", "failed") else None
+
+    assert wait_for("the run to end", ended) == "success"
+    links = requests.get(f"{run_url}/taskInstances/run_method/links", headers=headers, timeout=30).json()
+    # The execution's page in the sandbox shows the request it received.
+    page.goto(links["extra_links"]["CCP execution"])
+    shot(page, tmp_path, "2-execution")
+    inputs = json.loads(page.locator("pre").inner_text())["inputs"]
+    assert "" not in inputs.values(), inputs
+    assert inputs["mode"] == "words", inputs  # required by CCP: the Method's default is sent
+    assert inputs.get("ccpreplicas", "1") == "1", inputs  # optional: the default, or left out
+    assert inputs["text"] == "one two three", inputs
+
+
+def test_a_wrong_type_in_the_trigger_form_creates_no_run(stack, page, tmp_path, word_count_dag):
+    """Issue 20: "two" for Replicas (an integer) is refused by the form; the DAG gets no run."""
+    from playwright.sync_api import expect
+
+    headers = api_token(stack)
+    runs_url = f"{stack.url}/api/v2/dags/{word_count_dag}/dagRuns"
+    runs_before = requests.get(runs_url, headers=headers, timeout=30).json()["total_entries"]
+    form = open_trigger_form(stack, page, word_count_dag)
+    trigger = form.get_by_role("button", name="Trigger").last
+    expect(trigger).to_be_disabled()  # Text is required and still empty
+    form.locator("input[name=element_text]").fill("one two three")
+    expect(trigger).to_be_enabled()
+    replicas = form.locator("input[name=element_ccpreplicas]")
+    replicas.fill("")
+    replicas.press_sequentially("two")
+    assert replicas.input_value() == ""  # the number field takes no letters
+
+    # The run's configuration JSON is the one place left to type "two": the trigger is refused, with the reason.
+    form.get_by_text("Advanced Options").click()
+    form.locator(".monaco-editor").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Backspace")
+    page.keyboard.insert_text('{"ccpreplicas": "two", "text": "one two three", "mode": "words"}')
+    with page.expect_response(runs_url) as answer:
+        trigger.click()
+    shot(page, tmp_path, "1-refused")
+    assert answer.value.status == 400, answer.value.text()
+    expect(form).to_contain_text("Invalid input for param ccpreplicas: 'two' is not of type")
+    assert requests.get(runs_url, headers=headers, timeout=30).json()["total_entries"] == runs_before
