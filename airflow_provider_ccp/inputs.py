@@ -116,18 +116,24 @@ def _value_problem(name: str, value: Any, spec: InputSpec | None) -> str | None:
     return _enum_problem(spec, value) if spec is not None else None
 
 
+def _unset_secret(spec: InputSpec | None, value: Any) -> bool:
+    return spec is not None and spec.secret and not spec.required and value == ""
+
+
 def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs to send: ``given`` plus the declared defaults, as given (the hook encodes them).
 
-    An input given as None is not given: left out, or its declared default sent. Raises one
+    An input given as None is not given: left out, or its declared default sent; so is an optional
+    secret input given as ``""`` (a secret that is not set, e.g. a generated DAG's missing Variable, is
+    never sent to CCP as an empty value). Raises one
     ``CCPInputError`` naming every unknown input, missing required input and value of the wrong
     type or outside an ``enum``, followed by the list of inputs the Method accepts.
     """
     check_mapping(method_id, given)
     specs = declared_inputs(description)
     problems = [f"unknown input {name!r}" for name in given if name not in specs and name not in CCP_SYSTEM_INPUTS]
-    empty = {name for name, value in given.items() if value is None}
-    given = {name: value for name, value in given.items() if value is not None}
+    empty = {name for name, value in given.items() if value is None or _unset_secret(specs.get(name), value)}
+    given = {name: value for name, value in given.items() if name not in empty}
     problems += [
         f"missing required input {name!r}" + (" (it is None)" if name in empty else "")
         for name, spec in specs.items()

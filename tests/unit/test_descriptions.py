@@ -241,6 +241,18 @@ def test_an_empty_optional_field_is_not_given_and_the_default_is_sent():
     assert sent == {"ccpimage": "bash", "ccpreplicas": "1", "mode": "words", "text": "t"}
 
 
+def test_an_optional_secret_left_empty_is_not_given():
+    description = {
+        "inputs": {
+            "api_key": {"minOccurs": 0, "schema": {"type": "string", "format": "secret"}},
+            "password": {"minOccurs": 0, "schema": {"type": "string", "format": "password", "default": "dflt"}},
+            "note": {"minOccurs": 0, "schema": {"type": "string"}},
+        }
+    }
+    sent = prepare_inputs("m", description, {"api_key": "", "password": "", "note": ""})
+    assert sent == {"password": "dflt", "note": ""}  # a plain text may be empty on purpose; a secret is unset
+
+
 def test_a_required_input_given_as_none_is_missing():
     assert not form_accepts("text", None)
     with pytest.raises(CCPInputError, match=r"missing required input 'text' \(it is None\)"):
