@@ -2,6 +2,8 @@
 
 Both are thin transports: URLs, bodies, status words and error mapping come from
 ``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
+What they share is in ``hooks/_base.py``; the sockets are ``hooks/_requests.py``'s (``CCPHook``) and
+``hooks/_pool.py``'s (``CCPAsyncHook``).
 """
 
 from __future__ import annotations
