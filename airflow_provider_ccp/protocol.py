@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -35,8 +34,6 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.exchange import followed_link, load_json
 
-# The retry policy and the request exchange (RetryPolicy, exchange, Answer, the steps) are left out here:
-# they move to their own module.
 __all__ = [
     "StatusInfo",
     "SyncResults",
@@ -83,17 +80,7 @@ __all__ = [
     "job_id_from_location",
     "job_id_from_submission",
     "read_submission",
-    "MARKER_INPUT",
-    "MARKER_PREFIX",
-    "new_marker",
-    "note_with_marker",
     "submission_may_have_landed",
-    "record_job_id",
-    "record_method_id",
-    "record_status",
-    "newest_first",
-    "record_carries_marker",
-    "jobs_created_between",
     "normalize_status",
     "is_success",
     "is_failure",
@@ -366,24 +353,6 @@ def read_submission(status_code: int, body: bytes, location: str | None, media_t
     return StatusInfo.from_json(status | {"jobID": job_id, "status": status.get("status") or ""})
 
 
-# --------------------------------------------------------------------------- submission identity
-
-#: The CCP input that carries a submission's marker: CCP keeps it in the execution record's request.
-MARKER_INPUT = "ccpnote"
-MARKER_PREFIX = "airflow-submission:"
-
-
-def new_marker() -> str:
-    """A submission identity no other request will carry."""
-    return MARKER_PREFIX + uuid.uuid4().hex
-
-
-def note_with_marker(note: Any, marker: str) -> str:
-    """The ``ccpnote`` to send: the user's own note, if any, then the marker in brackets."""
-    text = "" if note is None else input_value_to_string(MARKER_INPUT, note).strip()
-    return f"{text} [{marker}]" if text else f"[{marker}]"
-
-
 def submission_may_have_landed(error: CCPError, url: str) -> bool:
     """Whether a failed execution POST may still have created an execution.
 
@@ -393,88 +362,6 @@ def submission_may_have_landed(error: CCPError, url: str) -> bool:
     unread (too large) came from the execution URL too: the execution may exist, and is looked up.
     """
     return error.url == url and (error.http_status is None or error.http_status >= 500)
-
-
-def record_job_id(record: Mapping[str, Any]) -> str | None:
-    """The job id of an execution record (``GET /executions``); CCP's shape is undocumented."""
-    for candidate in (record, record.get("status")):
-        if isinstance(candidate, Mapping):
-            for key in ("id", "jobID", "jobId"):
-                if candidate.get(key):
-                    return str(candidate[key])
-    return None
-
-
-def record_method_id(record: Mapping[str, Any]) -> str | None:
-    """The Method of an execution record: ``method`` (an object with ``id``, or the id), else the statusInfo's."""
-    method = record.get("method")
-    if isinstance(method, Mapping):
-        method = method.get("id")
-    status = record.get("status")
-    for candidate in (
-        method,
-        record.get("processID"),
-        status.get("processID") if isinstance(status, Mapping) else None,
-    ):
-        if candidate:
-            return str(candidate)
-    return None
-
-
-def record_status(record: Mapping[str, Any]) -> StatusInfo:
-    """An execution record read as a statusInfo: its own one when it nests it, else from its top-level fields."""
-    status = record.get("status")
-    document = dict(status) if isinstance(status, Mapping) else {"status": status}
-    for key in ("created", "started", "finished", "updated", "message"):
-        if record.get(key) and not document.get(key):
-            document[key] = record[key]
-    document["jobID"] = record_job_id(record) or "?"
-    document["processID"] = record_method_id(record)
-    document["status"] = document.get("status") or "unknown"
-    return StatusInfo.from_json(document)
-
-
-def newest_first(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Execution records by creation time, newest first; those without a readable time keep their order, last."""
-    dated: list[tuple[pendulum.DateTime, dict[str, Any]]] = []
-    undated: list[dict[str, Any]] = []
-    for record in records:
-        created = record_status(record).created
-        if created is None:
-            undated.append(dict(record))
-        else:
-            dated.append((created, dict(record)))
-    dated.sort(key=lambda item: item[0], reverse=True)  # stable: records created at once keep their order
-    return [record for _, record in dated] + undated
-
-
-def record_carries_marker(record: Mapping[str, Any], marker: str) -> bool:
-    """Whether an execution record's request (top-level ``request`` or CCP's ``metadata/request.json``)
-    has ``marker`` in its ``ccpnote`` input, sent as a plain string or as an OGC ``{"value": ...}``."""
-    metadata = record.get("metadata")
-    requests = [record.get("request")]
-    if isinstance(metadata, Mapping):
-        requests += [metadata.get("request"), metadata.get("request.json")]
-    for request in requests:
-        inputs = request.get("inputs") if isinstance(request, Mapping) else None
-        note = inputs.get(MARKER_INPUT) if isinstance(inputs, Mapping) else None
-        if isinstance(note, Mapping):
-            note = note.get("value")
-        if isinstance(note, str) and marker in note:
-            return True
-    return False
-
-
-def jobs_created_between(
-    jobs: Iterable[StatusInfo], method_id: str, start: pendulum.DateTime, end: pendulum.DateTime
-) -> list[StatusInfo]:
-    """The jobs of ``method_id`` created within [start, end]: a submission's candidates on a server
-    that keeps nothing of the request. A job without a ``created`` time cannot be ruled out."""
-    return [
-        job
-        for job in jobs
-        if job.process_id in (None, method_id) and (job.created is None or start <= job.created <= end)
-    ]
 
 
 # --------------------------------------------------------------------------- job status

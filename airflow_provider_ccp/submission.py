@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -22,7 +23,7 @@ from typing import Any
 import pendulum
 
 from airflow_provider_ccp import protocol
-from airflow_provider_ccp.descriptions import is_ccp_description
+from airflow_provider_ccp.descriptions import input_value_to_string, is_ccp_description
 from airflow_provider_ccp.exceptions import (
     CCPAmbiguousSubmissionError,
     CCPError,
@@ -30,6 +31,7 @@ from airflow_provider_ccp.exceptions import (
     CCPSubmissionLostError,
     is_transient,
 )
+from airflow_provider_ccp.execution_records import MARKER_INPUT
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import public_inputs
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, execution_link
@@ -45,6 +47,10 @@ __all__ = [
     "request_fingerprint",
     "stored_submission",
     "forget_submission",
+    "MARKER_PREFIX",
+    "new_marker",
+    "note_with_marker",
+    "jobs_created_between",
 ]
 
 #: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
@@ -57,6 +63,8 @@ LOOKUP_INTERVAL = 1.0
 #: Clock difference tolerated between the worker and the server when a job is matched by its
 #: creation time (servers that keep nothing of the request: no marker).
 CLOCK_SKEW = timedelta(seconds=30)
+#: What a submission's marker starts with, in the ``ccpnote`` it is sent in.
+MARKER_PREFIX = "airflow-submission:"
 
 
 class OnAmbiguousSubmit(StrEnum):
@@ -76,6 +84,29 @@ def request_fingerprint(method_id: str, inputs: Mapping[str, str]) -> str:
     """
     document = json.dumps({"method_id": method_id, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(document.encode()).hexdigest()
+
+
+def new_marker() -> str:
+    """A submission identity no other request will carry."""
+    return MARKER_PREFIX + uuid.uuid4().hex
+
+
+def note_with_marker(note: Any, marker: str) -> str:
+    """The ``ccpnote`` to send: the user's own note, if any, then the marker in brackets."""
+    text = "" if note is None else input_value_to_string(MARKER_INPUT, note).strip()
+    return f"{text} [{marker}]" if text else f"[{marker}]"
+
+
+def jobs_created_between(
+    jobs: Iterable[StatusInfo], method_id: str, start: pendulum.DateTime, end: pendulum.DateTime
+) -> list[StatusInfo]:
+    """The jobs of ``method_id`` created within [start, end]: a submission's candidates on a server
+    that keeps nothing of the request. A job without a ``created`` time cannot be ruled out."""
+    return [
+        job
+        for job in jobs
+        if job.process_id in (None, method_id) and (job.created is None or start <= job.created <= end)
+    ]
 
 
 @dataclass(frozen=True)
@@ -223,10 +254,10 @@ class Submitter:
         """POST the execution, remembered before it is sent so that a lost answer can be looked up."""
         request = self.request
         inputs = request.inputs
-        marker = protocol.new_marker() if is_ccp_description(request.description) else None
+        marker = new_marker() if is_ccp_description(request.description) else None
         if marker:
-            note = protocol.note_with_marker(inputs.get(protocol.MARKER_INPUT), marker)
-            inputs = {**inputs, protocol.MARKER_INPUT: note}
+            note = note_with_marker(inputs.get(MARKER_INPUT), marker)
+            inputs = {**inputs, MARKER_INPUT: note}
         sent_at = pendulum.from_timestamp(self.hook.clock.time(), tz="UTC").isoformat()
         submission = Submission(request.fingerprint(), marker=marker, submitted_at=sent_at)
         self._remember(submission)
@@ -308,7 +339,7 @@ class Submitter:
             raise _Undecided(f"the submission time {submission.submitted_at!r} is not a date and time")
         jobs = self.hook.list_jobs(method_id=self.method_id)
         end = pendulum.from_timestamp(self.hook.clock.time(), tz="UTC") + CLOCK_SKEW
-        candidates = protocol.jobs_created_between(jobs, self.method_id, sent - CLOCK_SKEW, end)
+        candidates = jobs_created_between(jobs, self.method_id, sent - CLOCK_SKEW, end)
         if len(candidates) > 1:
             ids = ", ".join(job.job_id for job in candidates)
             raise _Undecided(f"{len(candidates)} jobs of Method {self.method_id!r} were created then ({ids})")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from airflow_provider_ccp import outputs, protocol
+from airflow_provider_ccp import outputs
 from airflow_provider_ccp.cli import render
 from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
+from airflow_provider_ccp.execution_records import record_status
 from airflow_provider_ccp.hooks.ccp import CCPHook, OutputsKind
 
 __all__ = [
@@ -51,7 +52,7 @@ def jobs_list(args: argparse.Namespace, hook: CCPHook) -> int:
 
 
 def executions_list(args: argparse.Namespace, hook: CCPHook) -> int:
-    statuses = [protocol.record_status(record) for record in hook.list_executions(method_id=args.method)]
+    statuses = [record_status(record) for record in hook.list_executions(method_id=args.method)]
     render.emit(
         render.jobs_table(statuses, title="CCP executions"),
         data=[status.to_dict() for status in statuses],

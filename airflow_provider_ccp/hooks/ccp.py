@@ -2,16 +2,14 @@
 
 Both are thin transports: URLs, bodies, status words and error mapping come from
 ``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
+What they share is in ``hooks/_base.py``; the sockets are ``hooks/_requests.py``'s (``CCPHook``) and
+``hooks/_pool.py``'s (``CCPAsyncHook``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import socket
-import tempfile
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,36 +19,26 @@ from types import TracebackType
 from typing import Any
 
 import requests
-from airflow.sdk import BaseHook
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError
 
-from airflow_provider_ccp import auth, exchange, protocol, version_compat
+from airflow_provider_ccp import auth, exchange, execution_records, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
 from airflow_provider_ccp.descriptions import is_ccp_description
 from airflow_provider_ccp.exceptions import (
-    CCPDownloadError,
     CCPError,
     CCPJobTimeoutError,
     CCPNotFoundError,
     CCPSubmissionLostError,
     recast,
 )
-from airflow_provider_ccp.exchange import RetryPolicy
-from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_ccp.hooks._pool import POOLS, Response, _Pool, open_clients
+from airflow_provider_ccp.hooks._base import CCPHookBase, PageWalk, bearer, settle, token_answer, verify_setting
+from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_clients
+from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
 from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
 __all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind"]
-
-DOWNLOAD_CHUNK = 1024 * 1024
-MAX_PAGES = 1000
 
 
 class OutputsKind(StrEnum):
@@ -58,28 +46,6 @@ class OutputsKind(StrEnum):
 
     ZIP = "zip"
     JSON = "json"
-
-
-class _PageWalk:
-    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
-    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed."""
-
-    def __init__(self, url: str) -> None:
-        self._next: str | None = url
-        self._seen: set[str] = set()
-
-    def next_page(self) -> str | None:
-        url = self._next
-        if url is None or url in self._seen or len(self._seen) >= MAX_PAGES:
-            return None
-        self._seen.add(url)
-        return url
-
-    def read(self, document: Any, key: str) -> list[Mapping[str, Any]]:
-        """The items of the page just fetched; remembers where the next one is."""
-        page_url = self._next or ""
-        self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
-        return protocol.listed_items(document, key)
 
 
 @dataclass(frozen=True)
@@ -90,226 +56,7 @@ class DownloadedOutputs:
     kind: OutputsKind
 
 
-def _bearer(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def _reason(response: requests.Response | Response) -> str:
-    return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
-
-
-def _failure(error: Any) -> str:
-    """A transport failure in a few words: the class name (its text may quote the request)."""
-    return str(error) if isinstance(error, exchange.DeadlineExceeded) else type(error).__name__
-
-
-def _settle(
-    answer: exchange.Answer,
-    ok: frozenset[int],
-    url: str,
-    *,
-    method_id: str | None = None,
-    job_id: str | None = None,
-) -> exchange.Answer:
-    """The final answer of an exchange when ``ok``, else the mapped error."""
-    if answer.status is None:
-        failure = _failure(answer.response)
-        raise CCPError(f"Could not reach CCP at {url}: {failure}", url=url, method_id=method_id, job_id=job_id)
-    if answer.status not in ok:
-        raise protocol.error_from_response(
-            answer.status, _reason(answer.response), answer.body, url=url, method_id=method_id, job_id=job_id
-        )
-    return answer
-
-
-def _token_answer(answer: exchange.Answer, url: str) -> auth.TokenAnswer:
-    if answer.status is None:
-        raise CCPError(f"Could not reach the token endpoint {url}: {_failure(answer.response)}") from None
-    return auth.TokenAnswer(answer.status, answer.body)
-
-
-def _verify(verify: bool | str) -> bool | str:
-    """The CA setting both hooks use: the ``verify`` extra when it names a bundle or is false, whatever
-    the environment says; for true, a bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as
-    requests reads them, else the default one."""
-    if verify is not True:
-        return verify
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-
-
-class _Deadline:
-    """The connections one request uses, shut down when its deadline passes.
-
-    requests' timeout bounds each socket read, not the request: an answer dribbled a byte at a time
-    never trips it. Shutting the socket down ends whatever read is waiting, headers or body.
-    """
-
-    current = threading.local()
-
-    def __init__(self) -> None:
-        self.connections: list[HTTPConnection] = []
-        #: The sockets answers are read from: a connection forgets its socket when the answer ends with it.
-        self.sockets: list[socket.socket] = []
-        self.expired = False
-
-    def expire(self) -> None:
-        self.expired = True
-        sockets = [connection.sock for connection in list(self.connections)] + list(self.sockets)
-        for sock in sockets:
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    @classmethod
-    @contextlib.contextmanager
-    def watching(cls, seconds: float) -> Iterator[_Deadline]:
-        deadline = cls()
-        cls.current.deadline = deadline
-        timer = threading.Timer(seconds, deadline.expire)
-        timer.daemon = True
-        timer.start()
-        try:
-            yield deadline
-        finally:
-            timer.cancel()
-            cls.current.deadline = None
-
-
-class _WatchedConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        deadline = getattr(_Deadline.current, "deadline", None)
-        if deadline is not None:
-            deadline.connections.append(self)
-        super().request(*args, **kwargs)
-
-    def getresponse(self) -> Any:
-        deadline = getattr(_Deadline.current, "deadline", None)
-        if deadline is not None and self.sock is not None:
-            deadline.sockets.append(self.sock)
-        return super().getresponse()
-
-
-class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
-    pass
-
-
-class _WatchedPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedHTTPSPool}
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """requests' adapter with connections a ``_Deadline`` can shut down (direct or through a proxy)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _WATCHED_POOLS
-        return manager
-
-
-def _read_capped(chunks: Iterator[bytes], url: str) -> bytes:
-    body = bytearray()
-    for chunk in chunks:
-        body += chunk
-        if len(body) > exchange.MAX_ANSWER_BYTES:
-            raise exchange.too_large(url)
-    return bytes(body)
-
-
-def _send(
-    session: requests.Session,
-    method: str,
-    url: str,
-    settings: CCPConnectionSettings,
-    *,
-    streamed: bool = False,
-    **kwargs: Any,
-) -> exchange.Answer:
-    """One request, never redirected by requests, done within the connection's timeout as a whole.
-
-    The answer is read here (at most ``MAX_ANSWER_BYTES``), except a streamed download's 200, whose
-    body the caller streams to disk.
-    """
-    with _Deadline.watching(settings.timeout) as deadline:
-        try:
-            response = session.request(
-                method,
-                url,
-                allow_redirects=False,
-                stream=True,
-                timeout=settings.timeout,
-                verify=_verify(settings.verify),
-                **kwargs,
-            )
-            keep_open = streamed and response.status_code == 200
-            try:
-                body = b"" if keep_open else _read_capped(response.iter_content(DOWNLOAD_CHUNK), url)
-            finally:
-                if not keep_open:
-                    response.close()
-        except requests.RequestException as err:
-            if deadline.expired:
-                return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(settings.timeout))
-            if exchange.certificate_failure(err):
-                raise exchange.certificate_error(url, settings.verify) from None
-            return exchange.Answer(None, sent=not _before_sending(err), response=err)
-    headers = response.headers
-    return exchange.Answer(
-        response.status_code, headers.get("Retry-After"), response=response, body=body, location=headers.get("Location")
-    )
-
-
-def _before_sending(error: requests.RequestException) -> bool:
-    """The connection failed before the request could leave (refused, unresolvable, connect timeout)."""
-    if isinstance(error, requests.ConnectTimeout):
-        return True
-    reason = getattr(error.args[0] if error.args else None, "reason", None)
-    return isinstance(error, requests.ConnectionError) and isinstance(reason, ConnectTimeoutError)
-
-
-class _CCPHookBase(BaseHook):
-    conn_name_attr = "ccp_conn_id"
-    default_conn_name = DEFAULT_CONN_ID
-    conn_type = "ccp"
-    hook_name = "D4Science CCP"
-
-    def __init__(
-        self,
-        ccp_conn_id: str = default_conn_name,
-        retry_limit: int = exchange.DEFAULT_RETRY.limit,
-        retry_delay: float = exchange.DEFAULT_RETRY.delay,
-        settings: CCPConnectionSettings | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.ccp_conn_id = ccp_conn_id
-        self.retry = RetryPolicy(limit=retry_limit, delay=retry_delay)
-        #: Settings made by the caller (a tool with its own flags): then no Airflow connection is read.
-        self._given_settings = settings
-        self.clock = clock
-
-    def _exchange(self, method: str, url: str, *, token_request: bool = False) -> exchange.Exchange:
-        return exchange.exchange(
-            self.retry, method, url, self.clock.monotonic, authenticated=not token_request, idempotent=token_request
-        )
-
-    def _renew(self, state: auth.TokenState, step: exchange.Renew, method: str, url: str) -> None:
-        state.reject(step.token)
-        self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
-
-
-class CCPHook(_CCPHookBase):
+class CCPHook(CCPHookBase):
     """Calls CCP (or any OGC API - Processes 1.0 server) with a D4Science token that it gets by itself.
 
     :param ccp_conn_id: an Airflow connection of type ``ccp`` (see docs/connection.md).
@@ -340,14 +87,7 @@ class CCPHook(_CCPHookBase):
         return settings
 
     def _new_session(self) -> requests.Session:
-        # No urllib3 retries: the hook's RetryPolicy decides, the same way for both hooks.
-        session = requests.Session()
-        session.verify = self.settings.verify
-        adapter = _DeadlineAdapter()
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers["User-Agent"] = "airflow-provider-ccp"
-        return session
+        return new_session(self.settings.verify)
 
     @cached_property
     def session(self) -> requests.Session:
@@ -376,7 +116,7 @@ class CCPHook(_CCPHookBase):
 
         def perform(step: exchange.Step) -> Any:
             if isinstance(step, exchange.Send):
-                return _send(session, method, step.url, settings, headers=headers | _bearer(step.token), **kwargs)
+                return send(session, method, step.url, settings, headers=headers | bearer(step.token), **kwargs)
             if isinstance(step, exchange.NeedToken):
                 return self.get_token()
             if step.discarded.response is not None and hasattr(step.discarded.response, "close"):
@@ -398,7 +138,7 @@ class CCPHook(_CCPHookBase):
             data=dict(request.data),
             headers=dict(request.headers),
         )
-        return _token_answer(answer, request.url)
+        return token_answer(answer, request.url)
 
     def get_token(self) -> str | None:
         """A context-bound access token (cached per process), or None for ``auth_flow=none``."""
@@ -427,14 +167,14 @@ class CCPHook(_CCPHookBase):
     ) -> exchange.Answer:
         """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers."""
         answer = self._drive(self._exchange(method, url), self.session, method, url, **kwargs)
-        return _settle(answer, ok, url, method_id=method_id, job_id=job_id)
+        return settle(answer, ok, url, method_id=method_id, job_id=job_id)
 
     def _get_json(self, url: str, **kwargs: Any) -> Any:
         answer = self._request("GET", url, **kwargs)
         return protocol.decode_json(answer.body, url=url)
 
     def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Mapping[str, Any]]:
-        walk = _PageWalk(url)
+        walk = PageWalk(url)
         while (page_url := walk.next_page()) is not None:
             document = self._get_json(page_url, params=params if page_url == url else None)
             yield from walk.read(document, key)
@@ -563,8 +303,8 @@ class CCPHook(_CCPHookBase):
         url = protocol.executions_url(self.settings.base_url)
         records = [dict(item) for item in self._pages(url, "executions", {"limit": limit})]
         if method_id is not None:
-            records = [record for record in records if protocol.record_method_id(record) == method_id]
-        return protocol.newest_first(records)
+            records = [record for record in records if execution_records.record_method_id(record) == method_id]
+        return execution_records.newest_first(records)
 
     def find_execution(self, marker: str) -> str | None:
         """The job id of the execution whose request carries ``marker`` in its ``ccpnote``, or None.
@@ -574,8 +314,8 @@ class CCPHook(_CCPHookBase):
         """
         url = protocol.executions_url(self.settings.base_url)
         for record in self._pages(url, "executions", {"limit": 100}):
-            if protocol.record_carries_marker(record, marker):
-                return protocol.record_job_id(record)
+            if execution_records.record_carries_marker(record, marker):
+                return execution_records.record_job_id(record)
         return None
 
     def get_execution(self, job_id: str) -> dict[str, Any]:
@@ -613,7 +353,7 @@ class CCPHook(_CCPHookBase):
         if target.is_dir():
             target = target / ("output.zip" if kind == OutputsKind.ZIP else "results.json")
         with response:
-            size = _stream_to_file(response, target, zip_url, job_id, progress)
+            size = stream_to_file(response, target, zip_url, job_id, progress)
         return DownloadedOutputs(path=target, size=size, url=zip_url, kind=kind)
 
     # ------------------------------------------------------------------ Airflow UI
@@ -631,47 +371,7 @@ class CCPHook(_CCPHookBase):
         return True, f"Connected to CCP at {settings.base_url}{context} (auth_flow={settings.auth_flow})"
 
 
-def _stream_to_file(
-    response: requests.Response,
-    target: Path,
-    url: str,
-    job_id: str,
-    progress: Callable[[int, int | None], None] | None,
-) -> int:
-    expected = response.headers.get("Content-Length")
-    total = int(expected) if expected and expected.isdigit() else None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    written = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in response.iter_content(DOWNLOAD_CHUNK):
-                out.write(chunk)
-                written += len(chunk)
-                if progress is not None:
-                    progress(written, total)
-            out.flush()
-            os.fsync(out.fileno())  # the rename below must never publish a file whose bytes are not on disk
-        # Content-Length counts the bytes on the wire: compare it with those, not with decoded bytes.
-        received = response.raw.tell() if response.raw is not None else written
-        if total is not None and received != total:
-            raise CCPDownloadError(
-                f"The download of {url} ended after {received} of {total} bytes", url=url, job_id=job_id
-            )
-        os.chmod(temp_name, 0o644)  # mkstemp makes it private; the outputs are meant to be read by others
-        os.replace(temp_name, target)
-    except requests.RequestException as err:
-        Path(temp_name).unlink(missing_ok=True)
-        raise CCPDownloadError(
-            f"The download of {url} broke after {written} bytes: {type(err).__name__}", url=url, job_id=job_id
-        ) from None
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return written
-
-
-class CCPAsyncHook(_CCPHookBase):
+class CCPAsyncHook(CCPHookBase):
     """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop.
 
     Use it as ``async with CCPAsyncHook(conn_id) as hook:``: every hook of the same connection on the
@@ -679,7 +379,7 @@ class CCPAsyncHook(_CCPHookBase):
     closed when the last of them exits. Tokens come from the same per-process cache as the sync hook.
     """
 
-    def __init__(self, ccp_conn_id: str = _CCPHookBase.default_conn_name, **kwargs: Any) -> None:
+    def __init__(self, ccp_conn_id: str = CCPHookBase.default_conn_name, **kwargs: Any) -> None:
         super().__init__(ccp_conn_id, **kwargs)
         self._settings: CCPConnectionSettings | None = None
         # Hooks share a pool by connection id; hooks given their own settings share it only with their twins.
@@ -723,7 +423,7 @@ class CCPAsyncHook(_CCPHookBase):
 
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
-        clients = await open_clients(settings, self._extra, _verify(settings.verify))
+        clients = await open_clients(settings, self._extra, verify_setting(settings.verify))
         return _Pool(settings, clients, auth.TOKEN_CACHE.state(settings))
 
     async def _get_pool(self) -> _Pool:
@@ -748,7 +448,7 @@ class CCPAsyncHook(_CCPHookBase):
 
         async def perform(step: exchange.Step) -> Any:
             if isinstance(step, exchange.Send):
-                sending = headers | _bearer(step.token)
+                sending = headers | bearer(step.token)
                 return await pool.clients.send(method, step.url, sending, data=data, params=params)
             if isinstance(step, exchange.NeedToken):
                 return await self.get_token()
@@ -763,7 +463,7 @@ class CCPAsyncHook(_CCPHookBase):
     async def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
         flow = self._exchange("POST", request.url, token_request=True)
         answer = await self._drive(flow, "POST", request.url, data=dict(request.data), headers=dict(request.headers))
-        return _token_answer(answer, request.url)
+        return token_answer(answer, request.url)
 
     async def get_token(self) -> str | None:
         settings = await self.get_settings()
@@ -789,13 +489,13 @@ class CCPAsyncHook(_CCPHookBase):
         params: Mapping[str, Any] | None = None,
     ) -> exchange.Answer:
         answer = await self._drive(self._exchange(method, url), method, url, params=params)
-        return _settle(answer, ok, url, job_id=job_id)
+        return settle(answer, ok, url, job_id=job_id)
 
     async def _pages(
         self, url: str, key: str, params: Mapping[str, Any] | None = None
     ) -> AsyncIterator[Mapping[str, Any]]:
         """The items of a paged list, one page in memory at a time."""
-        walk = _PageWalk(url)
+        walk = PageWalk(url)
         while (page_url := walk.next_page()) is not None:
             answer = await self._request("GET", page_url, params=params if page_url == url else None)
             for item in walk.read(protocol.decode_json(answer.body, url=page_url), key):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
+from airflow_provider_ccp.archives import ExtractionLimits
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import (
     CCPError,
@@ -39,7 +40,6 @@ from airflow_provider_ccp.inputs import (
 )
 from airflow_provider_ccp.links import CCPExecutionLink, execution_link
 from airflow_provider_ccp.outputs import (
-    ExtractionLimits,
     fetch_tails,
     local_outputs_warning,
     log_tails,

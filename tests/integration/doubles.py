@@ -23,7 +23,7 @@ import requests
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from airflow_provider_ccp.hooks.ccp import Clock
+from airflow_provider_ccp.clock import Clock
 
 TOKEN_PATH = "/auth/realms/d4science/protocol/openid-connect/token"
 CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"

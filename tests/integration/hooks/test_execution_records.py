@@ -3,7 +3,7 @@ filtered by Method, whatever shape a record has (CCP's is undocumented)."""
 
 from __future__ import annotations
 
-from airflow_provider_ccp import protocol
+from airflow_provider_ccp.execution_records import record_status
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
 
@@ -30,20 +30,15 @@ def test_records_of_every_page_newest_first_and_of_one_method(make_conn, httpser
 
     records = CCPHook(conn).list_executions(method_id="m1")
 
-    statuses = [protocol.record_status(record) for record in records]
+    statuses = [record_status(record) for record in records]
     assert [(s.job_id, s.process_id, s.status) for s in statuses] == [
         ("newest", "m1", "running"),
         ("old", "m1", "successful"),
         ("undated", "m1", "failed"),
     ]
-    assert [s.job_id for s in map(protocol.record_status, CCPHook(conn).list_executions())] == [
+    assert [s.job_id for s in map(record_status, CCPHook(conn).list_executions())] == [
         "newest",
         "other",
         "old",
         "undated",
     ]
-
-
-def test_a_record_without_a_status_reads_as_unknown():
-    status = protocol.record_status({"id": "j1"})
-    assert (status.job_id, status.status, status.process_id) == ("j1", "unknown", None)

@@ -13,7 +13,7 @@ import pendulum
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_ccp import protocol, submission
+from airflow_provider_ccp import submission
 from airflow_provider_ccp.exceptions import CCPAmbiguousSubmissionError, CCPError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import prepare_inputs
@@ -94,7 +94,7 @@ def test_when_the_lookup_is_impossible_the_task_fails_with_the_dedicated_error(s
 
     error = raised.value
     assert error.marker
-    assert error.marker.startswith(protocol.MARKER_PREFIX)
+    assert error.marker.startswith(submission.MARKER_PREFIX)
     assert error.marker in str(error)
     assert error.submitted_at in str(error)
     assert "GET /executions" in str(error)
@@ -202,7 +202,7 @@ def test_the_submission_is_in_the_store_before_the_post(sandbox, tmp_path):
 
     [(value, posts_before)] = seen
     assert posts_before == 0
-    assert value["marker"].startswith(protocol.MARKER_PREFIX)
+    assert value["marker"].startswith(submission.MARKER_PREFIX)
     assert value["fingerprint"]
     assert "job_id" not in value
 
@@ -217,10 +217,15 @@ def remembered_submission(op: CCPExecuteMethodOperator, marker: str) -> DictStor
 
 def test_a_later_try_finds_the_unconfirmed_submission_of_an_earlier_one(sandbox, tmp_path):
     make = count_words(tmp_path)
-    marker = protocol.new_marker()
+    marker = submission.new_marker()
     store = remembered_submission(make(), marker)
     hook = CCPHook()
-    inputs = {"ccpimage": "bash", "text": "one two", "mode": "words", "ccpnote": protocol.note_with_marker("", marker)}
+    inputs = {
+        "ccpimage": "bash",
+        "text": "one two",
+        "mode": "words",
+        "ccpnote": submission.note_with_marker("", marker),
+    }
     job_id = hook.submit_execution("word-count", inputs).job_id
 
     manifest = make().execute(make_context(store))
@@ -231,7 +236,7 @@ def test_a_later_try_finds_the_unconfirmed_submission_of_an_earlier_one(sandbox,
 
 def test_a_later_try_submits_when_the_earlier_submission_created_nothing(sandbox, tmp_path):
     make = count_words(tmp_path)
-    store = remembered_submission(make(), protocol.new_marker())
+    store = remembered_submission(make(), submission.new_marker())
 
     manifest = make().execute(make_context(store))
 
@@ -241,7 +246,7 @@ def test_a_later_try_submits_when_the_earlier_submission_created_nothing(sandbox
 
 def test_a_later_try_that_cannot_look_up_fails_with_the_dedicated_error(sandbox, tmp_path):
     make = count_words(tmp_path)
-    marker = protocol.new_marker()
+    marker = submission.new_marker()
     store = remembered_submission(make(), marker)
     sandbox.admin.fail_next(EXECUTIONS, 404, count=FOREVER, method="GET")
 

@@ -1,0 +1,97 @@
+"""CCP's execution records (``GET /executions``), with no I/O: the job, Method, status and submission
+marker a record carries, whatever its shape (CCP's is undocumented).
+
+``CCPHook.list_executions`` and ``find_execution`` read them with these rules; the submission's marker
+is written by ``airflow_provider_ccp.submission``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pendulum
+
+from airflow_provider_ccp.protocol import StatusInfo
+
+__all__ = [
+    "MARKER_INPUT",
+    "record_job_id",
+    "record_method_id",
+    "record_status",
+    "newest_first",
+    "record_carries_marker",
+]
+
+#: The CCP input that carries a submission's marker: CCP keeps it in the execution record's request.
+MARKER_INPUT = "ccpnote"
+
+
+def record_job_id(record: Mapping[str, Any]) -> str | None:
+    """The job id of an execution record (``GET /executions``); CCP's shape is undocumented."""
+    for candidate in (record, record.get("status")):
+        if isinstance(candidate, Mapping):
+            for key in ("id", "jobID", "jobId"):
+                if candidate.get(key):
+                    return str(candidate[key])
+    return None
+
+
+def record_method_id(record: Mapping[str, Any]) -> str | None:
+    """The Method of an execution record: ``method`` (an object with ``id``, or the id), else the statusInfo's."""
+    method = record.get("method")
+    if isinstance(method, Mapping):
+        method = method.get("id")
+    status = record.get("status")
+    for candidate in (
+        method,
+        record.get("processID"),
+        status.get("processID") if isinstance(status, Mapping) else None,
+    ):
+        if candidate:
+            return str(candidate)
+    return None
+
+
+def record_status(record: Mapping[str, Any]) -> StatusInfo:
+    """An execution record read as a statusInfo: its own one when it nests it, else from its top-level fields."""
+    status = record.get("status")
+    document = dict(status) if isinstance(status, Mapping) else {"status": status}
+    for key in ("created", "started", "finished", "updated", "message"):
+        if record.get(key) and not document.get(key):
+            document[key] = record[key]
+    document["jobID"] = record_job_id(record) or "?"
+    document["processID"] = record_method_id(record)
+    document["status"] = document.get("status") or "unknown"
+    return StatusInfo.from_json(document)
+
+
+def newest_first(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Execution records by creation time, newest first; those without a readable time keep their order, last."""
+    dated: list[tuple[pendulum.DateTime, dict[str, Any]]] = []
+    undated: list[dict[str, Any]] = []
+    for record in records:
+        created = record_status(record).created
+        if created is None:
+            undated.append(dict(record))
+        else:
+            dated.append((created, dict(record)))
+    dated.sort(key=lambda item: item[0], reverse=True)  # stable: records created at once keep their order
+    return [record for _, record in dated] + undated
+
+
+def record_carries_marker(record: Mapping[str, Any], marker: str) -> bool:
+    """Whether an execution record's request (top-level ``request`` or CCP's ``metadata/request.json``)
+    has ``marker`` in its ``ccpnote`` input, sent as a plain string or as an OGC ``{"value": ...}``."""
+    metadata = record.get("metadata")
+    requests = [record.get("request")]
+    if isinstance(metadata, Mapping):
+        requests += [metadata.get("request"), metadata.get("request.json")]
+    for request in requests:
+        inputs = request.get("inputs") if isinstance(request, Mapping) else None
+        note = inputs.get(MARKER_INPUT) if isinstance(inputs, Mapping) else None
+        if isinstance(note, Mapping):
+            note = note.get("value")
+        if isinstance(note, str) and marker in note:
+            return True
+    return False

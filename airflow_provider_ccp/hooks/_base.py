@@ -1,0 +1,127 @@
+"""What both hooks share: the connection's Airflow names, the retry policy, the CA setting, the paging
+rule, and how an exchange's final answer becomes the result or the error.
+
+Private to ``airflow_provider_ccp.hooks``: ``CCPHook`` and ``CCPAsyncHook`` (``hooks/ccp.py``) are built on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from airflow.sdk import BaseHook
+
+from airflow_provider_ccp import auth, exchange, protocol
+from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exchange import RetryPolicy
+from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_ccp.hooks._pool import Response
+
+__all__ = ["CCPHookBase", "PageWalk", "MAX_PAGES", "bearer", "settle", "token_answer", "verify_setting"]
+
+MAX_PAGES = 1000
+
+
+class CCPHookBase(BaseHook):
+    conn_name_attr = "ccp_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "ccp"
+    hook_name = "D4Science CCP"
+
+    def __init__(
+        self,
+        ccp_conn_id: str = default_conn_name,
+        retry_limit: int = exchange.DEFAULT_RETRY.limit,
+        retry_delay: float = exchange.DEFAULT_RETRY.delay,
+        settings: CCPConnectionSettings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ccp_conn_id = ccp_conn_id
+        self.retry = RetryPolicy(limit=retry_limit, delay=retry_delay)
+        #: Settings made by the caller (a tool with its own flags): then no Airflow connection is read.
+        self._given_settings = settings
+        self.clock = clock
+
+    def _exchange(self, method: str, url: str, *, token_request: bool = False) -> exchange.Exchange:
+        return exchange.exchange(
+            self.retry, method, url, self.clock.monotonic, authenticated=not token_request, idempotent=token_request
+        )
+
+    def _renew(self, state: auth.TokenState, step: exchange.Renew, method: str, url: str) -> None:
+        state.reject(step.token)
+        self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
+
+
+class PageWalk:
+    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
+    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed."""
+
+    def __init__(self, url: str) -> None:
+        self._next: str | None = url
+        self._seen: set[str] = set()
+
+    def next_page(self) -> str | None:
+        url = self._next
+        if url is None or url in self._seen or len(self._seen) >= MAX_PAGES:
+            return None
+        self._seen.add(url)
+        return url
+
+    def read(self, document: Any, key: str) -> list[Mapping[str, Any]]:
+        """The items of the page just fetched; remembers where the next one is."""
+        page_url = self._next or ""
+        self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
+        return protocol.listed_items(document, key)
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def reason(response: requests.Response | Response) -> str:
+    return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
+
+
+def transport_failure(error: Any) -> str:
+    """A transport failure in a few words: the class name (its text may quote the request)."""
+    return str(error) if isinstance(error, exchange.DeadlineExceeded) else type(error).__name__
+
+
+def settle(
+    answer: exchange.Answer,
+    ok: frozenset[int],
+    url: str,
+    *,
+    method_id: str | None = None,
+    job_id: str | None = None,
+) -> exchange.Answer:
+    """The final answer of an exchange when ``ok``, else the mapped error."""
+    if answer.status is None:
+        failure = transport_failure(answer.response)
+        raise CCPError(f"Could not reach CCP at {url}: {failure}", url=url, method_id=method_id, job_id=job_id)
+    if answer.status not in ok:
+        raise protocol.error_from_response(
+            answer.status, reason(answer.response), answer.body, url=url, method_id=method_id, job_id=job_id
+        )
+    return answer
+
+
+def token_answer(answer: exchange.Answer, url: str) -> auth.TokenAnswer:
+    if answer.status is None:
+        raise CCPError(f"Could not reach the token endpoint {url}: {transport_failure(answer.response)}") from None
+    return auth.TokenAnswer(answer.status, answer.body)
+
+
+def verify_setting(verify: bool | str) -> bool | str:
+    """The CA setting both hooks use: the ``verify`` extra when it names a bundle or is false, whatever
+    the environment says; for true, a bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as
+    requests reads them, else the default one."""
+    if verify is not True:
+        return verify
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
