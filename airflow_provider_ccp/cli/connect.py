@@ -11,13 +11,13 @@ from typing import Any
 
 import requests
 from airflow.sdk import BaseHook
-from requests.adapters import HTTPAdapter
 
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.exchange import Answer, RetryPolicy
 from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD
+from airflow_provider_ccp.hooks._requests import DeadlineAdapter
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
@@ -71,8 +71,9 @@ class PromptRetryPolicy(RetryPolicy):
         return super().wait(retry, elapsed, answer, idempotent=idempotent)
 
 
-class _RecordingAdapter(HTTPAdapter):
-    """Keeps the transport error the hook's message reduces to its type name, for the CLI's one line."""
+class _RecordingAdapter(DeadlineAdapter):
+    """Keeps the transport error the hook's message reduces to its type name, for the CLI's one line;
+    a ``DeadlineAdapter``, so that the connection's timeout bounds each whole request, as in a task."""
 
     def __init__(self, hook: CLIHook, **kwargs: Any) -> None:
         super().__init__(**kwargs)

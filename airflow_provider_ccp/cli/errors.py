@@ -72,6 +72,12 @@ def transport_reason(url: str, error: requests.ConnectionError) -> str:
     return f"{type(cause or error).__name__} talking to {where}: {cause or error}"
 
 
+def _names_only(reason: str, error: requests.ConnectionError) -> bool:
+    """The hook could not reach CCP and says no more than the exception's type: not when the request
+    was cut at the connection's timeout (the recorded error is then the cut, not the cause)."""
+    return reason.startswith("Could not reach") and reason.rsplit(": ", 1)[-1] == type(error).__name__
+
+
 def one_line(
     error: Exception,
     settings: CCPConnectionSettings | None,
@@ -79,7 +85,7 @@ def one_line(
     transport: tuple[str, requests.ConnectionError] | None = None,
 ) -> str:
     reason = str(error) if isinstance(error, CCPError | OSError) else f"{type(error).__name__}: {error}"
-    if transport is not None and isinstance(error, CCPError) and reason.startswith("Could not reach"):
+    if transport is not None and isinstance(error, CCPError) and _names_only(reason, transport[1]):
         # The hook's message names only the exception type ("ConnectionError"): say what happened.
         reason = f"{reason.rsplit(': ', 1)[0]}: {transport_reason(*transport)}"
     reason = " ".join(reason.split())

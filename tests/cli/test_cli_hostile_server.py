@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from werkzeug.serving import WSGIRequestHandler
 
 from airflow_provider_ccp.cli import main
 from airflow_provider_ccp.cli.render import clean
+from tests.integration.doubles import RawServer, json_answer, status_body
 
 #: Clear the screen, home the cursor, a fake OSC 8 hyperlink (ST and BEL forms), a C1 CSI colour,
 #: a window title, a reset, a right-to-left override, and a rich markup tag.
@@ -211,3 +214,24 @@ def test_a_failed_extraction_leaves_the_previous_output_folder(httpserver: HTTPS
     assert "Traceback" not in err
     assert sorted(p.name for p in (folder / "output").iterdir()) == ["previous.txt"]
     assert sorted(os.listdir(folder)) == ["output", "output.zip"]
+
+
+def _slow_loris(conn: socket.socket) -> None:
+    """A status answer at two bytes a second: every read gets a byte in time, the whole never comes."""
+    for byte in json_answer(status_body("j1", "running")):
+        time.sleep(0.5)
+        conn.sendall(bytes([byte]))
+
+
+def test_a_slow_loris_answer_ends_at_the_connections_timeout(monkeypatch, capsys) -> None:
+    server = RawServer(_slow_loris)
+    try:
+        connection = {"conn_type": "ccp", "host": server.url, "extra": {"auth_flow": "none", "timeout": 1}}
+        monkeypatch.setenv("AIRFLOW_CONN_HOSTILE", json.dumps(connection))
+        started = time.monotonic()
+        code, out, err = run(capsys, "jobs", "status", "j1")
+    finally:
+        server.stop()
+    assert code != 0
+    assert time.monotonic() - started < 5  # the answer alone would take minutes
+    assert "no complete answer within the connection's timeout" in err, err
