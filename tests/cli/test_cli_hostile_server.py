@@ -229,7 +229,7 @@ def test_a_slow_loris_answer_ends_at_the_connections_timeout(monkeypatch, capsys
         connection = {"conn_type": "ccp", "host": server.url, "extra": {"auth_flow": "none", "timeout": 1}}
         monkeypatch.setenv("AIRFLOW_CONN_HOSTILE", json.dumps(connection))
         started = time.monotonic()
-        code, out, err = run(capsys, "jobs", "status", "j1")
+        code, _out, err = run(capsys, "jobs", "status", "j1")
     finally:
         server.stop()
     assert code != 0
