@@ -16,10 +16,11 @@ from airflow.sdk import BaseHook
 from airflow_provider_ccp import auth, exchange, protocol
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_ccp.hooks._pool import Response
+from airflow_provider_ccp.protocol import StatusInfo
 
 __all__ = ["CCPHookBase", "PageWalk", "MAX_PAGES", "bearer", "settle", "token_answer", "verify_setting"]
 
@@ -56,6 +57,15 @@ class CCPHookBase(BaseHook):
     def _renew(self, state: auth.TokenState, step: exchange.Renew, method: str, url: str) -> None:
         state.reject(step.token)
         self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
+
+    def _listed_job(self, item: Any) -> StatusInfo | None:
+        """A job of a ``GET /jobs`` listing, or None for an entry that is no job (no jobID, no status): it is
+        skipped with a warning, so that one malformed entry hides neither the others nor the listing."""
+        try:
+            return StatusInfo.from_json(item)
+        except CCPProtocolError as err:
+            self.log.warning("Skipped an entry of CCP's job listing that is not a job: %s", err)
+            return None
 
 
 class PageWalk:

@@ -271,7 +271,7 @@ class CCPHook(CCPHookBase):
         if method_id:
             params["processID"] = method_id
         url = protocol.jobs_url(self.settings.base_url)
-        return [StatusInfo.from_json(item) for item in self._pages(url, "jobs", params)]
+        return [job for item in self._pages(url, "jobs", params) if (job := self._listed_job(item)) is not None]
 
     def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> StatusInfo:
         """Poll until the job is terminal, riding out transient errors like the trigger does.
@@ -511,8 +511,8 @@ class CCPAsyncHook(CCPHookBase):
         if method_id:
             params["processID"] = method_id
         async for item in self._pages(protocol.jobs_url((await self.get_settings()).base_url), "jobs", params):
-            job = StatusInfo.from_json(item)
-            if method_id is None or job.process_id in (None, method_id):
+            job = self._listed_job(item)
+            if job is not None and (method_id is None or job.process_id in (None, method_id)):
                 yield job
 
     async def execution_link(self, job_id: str) -> str:

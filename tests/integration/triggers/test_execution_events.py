@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 import pytest
+from werkzeug import Request, Response
 
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 from airflow_provider_ccp.triggers.ccp import LISTING_COMPLETE, CCPExecutionEventTrigger, Watermark
 from airflow_provider_ccp.version_compat import WATCHER_STATE_SINCE, get_base_airflow_version_tuple
+from tests.task_helpers import task_log
+
+__all__ = ["task_log"]  # a fixture, used by name
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
@@ -167,3 +172,41 @@ async def test_a_watcher_joining_a_shared_listing_midway_reads_from_the_next_who
     events = [event.payload["job_id"] async for event in watcher().filter_shared_stream(shared())]
 
     assert events == ["C"]
+
+
+MALFORMED_ENTRIES = [{"status": "successful"}, {"jobID": "no-status"}, "not a job", 7]
+
+
+def ended_job(job_id: str, finished: str) -> dict[str, Any]:
+    return {"jobID": job_id, "processID": "word-count", "status": "successful", "finished": finished, "message": ""}
+
+
+async def test_a_malformed_entry_in_the_listing_hides_no_execution(make_conn, httpserver, task_log):
+    """One entry that is no job (no jobID, no status, not an object) is skipped with a warning; the
+    executions beside it are still reported, by this listing and every later one."""
+    listings = [[], [*MALFORMED_ENTRIES, ended_job("j-after", "2030-01-01T00:00:05Z")]]
+
+    def listing(request: Request) -> Response:
+        return Response(json.dumps({"jobs": listings[0] if len(listings) == 1 else listings.pop(0)}))
+
+    httpserver.expect_request("/jobs", method="GET").respond_with_handler(listing)
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    events = watcher(ccp_conn_id=conn).run()
+
+    event = await asyncio.wait_for(anext(events), 10)
+    await events.aclose()
+
+    assert event.payload["job_id"] == "j-after"
+    assert "Skipped an entry of CCP's job listing that is not a job" in task_log()
+
+
+async def test_both_hooks_list_the_jobs_beside_a_malformed_entry(make_conn, httpserver):
+    jobs = [*MALFORMED_ENTRIES, ended_job("j1", "2030-01-01T00:00:05Z")]
+    httpserver.expect_request("/jobs", method="GET").respond_with_json({"jobs": jobs})
+    conn = make_conn(auth_flow="none", login=None, secret="")
+
+    listed = await asyncio.to_thread(CCPHook(conn).list_jobs)
+    async with CCPAsyncHook(conn) as hook:
+        iterated = [job async for job in hook.iter_jobs("word-count")]
+
+    assert [job.job_id for job in listed] == [job.job_id for job in iterated] == ["j1"]
