@@ -12,10 +12,12 @@ from typing import Any
 
 import pendulum
 
+from airflow_provider_ccp.exceptions import CCPTrustError
 from airflow_provider_ccp.protocol import StatusInfo
 
 __all__ = [
     "MARKER_INPUT",
+    "checked_record",
     "record_job_id",
     "record_method_id",
     "record_status",
@@ -35,6 +37,20 @@ def record_job_id(record: Mapping[str, Any]) -> str | None:
                 if candidate.get(key):
                     return str(candidate[key])
     return None
+
+
+def checked_record(record: Any, *, url: str, job_id: str) -> dict[str, Any]:
+    """The execution record of ``job_id`` as a dict; a record naming another job is refused, like a status."""
+    if not isinstance(record, Mapping):
+        return {"record": record}
+    named = record_job_id(record)
+    if named is not None and named != job_id:
+        raise CCPTrustError(
+            f"Asked {url} for the execution of job {job_id!r} and the answer is the record of job {named!r}",
+            url=url,
+            job_id=job_id,
+        )
+    return dict(record)
 
 
 def record_method_id(record: Mapping[str, Any]) -> str | None:

@@ -321,8 +321,7 @@ class CCPHook(CCPHookBase):
     def get_execution(self, job_id: str) -> dict[str, Any]:
         """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""
         url = protocol.execution_url(self.settings.base_url, job_id)
-        record = self._get_json(url, job_id=job_id)
-        return dict(record) if isinstance(record, Mapping) else {"record": record}
+        return execution_records.checked_record(self._get_json(url, job_id=job_id), url=url, job_id=job_id)
 
     # ------------------------------------------------------------------ outputs
 

@@ -27,6 +27,7 @@ from airflow_provider_ccp.exceptions import (
     CCPNotFoundError,
     CCPProtocolError,
     CCPSubmissionLostError,
+    CCPTrustError,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
@@ -627,6 +628,15 @@ class TestReads:
         hook = CCPHook(conn)
         assert hook.get_execution("j1") == {"id": "j1", "status": "successful"}
         assert hook.list_executions() == [{"id": "j1"}]
+
+    @pytest.mark.parametrize("record", [{"id": "j2"}, {"status": {"jobID": "j2", "status": "successful"}}])
+    def test_an_execution_record_of_another_job_is_refused(self, make_conn, httpserver, record):
+        conn = make_conn(auth_flow="none", login=None, secret="")
+        httpserver.expect_request("/executions/j1").respond_with_json(record)
+        with pytest.raises(
+            CCPTrustError, match=r"for the execution of job 'j1' and the answer is the record of job 'j2'"
+        ):
+            CCPHook(conn).get_execution("j1")
 
     @pytest.mark.parametrize("status", [404, 405, 501])
     def test_dismiss_unsupported(self, make_conn, httpserver, status):
