@@ -5,6 +5,12 @@ FLOOR_VENV ?= .venv-floor
 AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
 AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
 PYTEST_ARGS ?=
+# pytest-xdist workers of each suite, one per core of the 2-core CI machine: the tests spend most of their time
+# on the CPU (their servers run in the same process or beside it), so more workers than cores gain nothing.
+# --dist loadgroup keeps the tests that start Airflow processes on one worker, one after another
+# (tests/conftest.py). PYTEST_WORKERS=0 runs a suite in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: test lint suite floor demo airflow venv clean docs dist test-distributed bench
 
@@ -26,12 +32,12 @@ lint: $(VENV)/.installed
 suite: $(VENV)/.installed
 	scripts/chromium.sh
 	$(VENV)/bin/python -m airflow version
-	$(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(PYTEST_XDIST) --durations=25 $(PYTEST_ARGS)
 
 # Floor Airflow 3.1.x: the unit and integration suites (no Airflow processes, no browser).
 floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
-	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not e2e and not dagtest and not browser and not packaging" $(PYTEST_ARGS)
+	$(FLOOR_VENV)/bin/python -m pytest $(PYTEST_XDIST) --durations=15 -m "not e2e and not dagtest and not browser and not packaging" $(PYTEST_ARGS)
 
 test: lint suite floor
 
