@@ -9,46 +9,11 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="ccp-tests-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_ccp import auth
-
-#: The tests that start Airflow processes (scheduler, triggerer, api-server, dag.test() runs, fresh venvs).
-#: Under pytest-xdist (``--dist loadgroup``, as `make test` runs) they share one group, so one worker runs
-#: them one after another: two Airflow stacks at once would starve each other on a small machine, and the
-#: module-scoped stacks and builds are set up once. The other workers run the rest of the suite meanwhile.
-AIRFLOW_PROCESS_MARKERS = ("e2e", "browser", "dagtest", "packaging")
-AIRFLOW_PROCESS_GROUP = "airflow-processes"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(item.get_closest_marker(name) for name in AIRFLOW_PROCESS_MARKERS):
-            item.add_marker(pytest.mark.xdist_group(AIRFLOW_PROCESS_GROUP))
-
-
-#: The fault matrix's figures, from the reports of its cases (tests/integration/test_fault_matrix.py).
-FAULT_MATRIX: list[dict[str, Any]] = []
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "teardown" or not report.user_properties:
-        return
-    from tests.integration.test_fault_matrix import REPORT_KEY
-
-    FAULT_MATRIX.extend(value for key, value in report.user_properties if key == REPORT_KEY)
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if not FAULT_MATRIX or hasattr(config, "workerinput"):  # an xdist worker's terminal is not shown
-        return
-    from tests.integration.test_fault_matrix import Figures, summary_lines
-
-    for line in summary_lines([Figures(**figures) for figures in FAULT_MATRIX]):
-        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

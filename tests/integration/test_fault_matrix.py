@@ -5,7 +5,7 @@ argument), what the task must do (succeed, or fail with one clear line naming th
 which modes (on the worker, or deferred to the trigger). Every run is then checked for the same
 figures: executions per try, secrets in the task log / XCom / rendered fields / world-readable
 files, files outside the task's own folder, and whether a failure was a clear error or a traceback.
-The run ends with a one-screen summary of those figures (tests/conftest.py prints it).
+The module prints a one-screen summary of those figures at the end.
 
 A new case is one more row: ``Case(name, group, expect=..., arrange=..., ...)``.
 """
@@ -20,7 +20,7 @@ import stat
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -634,20 +634,21 @@ class Figures:
     carried_away: int = 0
 
 
-#: The figures of the test running in this process; its teardown hands them to the report (below).
 RESULTS: list[Figures] = []
 
-#: The key of a test report's user_properties under which the figures of its case travel: with
-#: pytest-xdist the cases run in worker processes, and only the reports reach the terminal's process,
-#: where tests/conftest.py adds the summary of every case to the end of the run.
-REPORT_KEY = "ccp-fault-matrix"
 
-
-@pytest.fixture(autouse=True)
-def report_figures(request: pytest.FixtureRequest) -> Iterator[None]:
-    RESULTS.clear()
+@pytest.fixture(scope="module", autouse=True)
+def summary(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    request.node.user_properties += [(REPORT_KEY, asdict(figures)) for figures in RESULTS]
+    if not RESULTS:
+        return
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():  # on the terminal, not in a captured section
+        for line in summary_lines(RESULTS):
+            reporter.write_line(line)
 
 
 def summary_lines(results: list[Figures]) -> list[str]:
