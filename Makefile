@@ -28,8 +28,8 @@ lint: $(VENV)/.installed
 # Newest Airflow 3.3.x: lint, types and the whole suite (unit, integration against the sandbox, dag.test, e2e,
 # and the browser tests, which need Debian's chromium: scripts/chromium.sh installs it when missing).
 # Two pytest processes at once, one per core of the 2-core CI machine: the tests that start Airflow processes,
-# one after another (two Airflow stacks at once would starve each other), and the rest. Each one's output is
-# printed when it ends (--output-sync).
+# one after another (two Airflow stacks at once would starve each other), and the rest. The Airflow-process
+# tests' output is printed when they end (--output-sync), the other lane's as it runs.
 suite: $(VENV)/.installed
 	$(VENV)/bin/python -m airflow version
 	$(MAKE) -j2 --output-sync=target suite-processes suite-rest
@@ -46,8 +46,8 @@ floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
 	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not ($(AIRFLOW_PROCESS_TESTS))" $(PYTEST_ARGS)
 
-# The Airflow-process tests take about as long as the rest of the 3.3 suite and the floor suite together:
-# those are the two lanes, side by side.
+# Two lanes side by side: the Airflow-process tests (14 min on CI), and the rest of the 3.3 suite then the floor
+# suite (5 + 4 min, the floor's venv included in the wait).
 test: lint
 	$(VENV)/bin/python -m airflow version
 	$(MAKE) -j2 --output-sync=target suite-processes lane-rest
