@@ -5,6 +5,10 @@ FLOOR_VENV ?= .venv-floor
 AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
 AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
 PYTEST_ARGS ?=
+# The tests that start Airflow processes (scheduler, triggerer, api-server, dag.test() runs, fresh venvs).
+AIRFLOW_PROCESS_TESTS = e2e or browser or dagtest or packaging
+
+.PHONY: suite-processes suite-rest lane-rest
 
 .PHONY: test lint suite floor demo airflow venv clean docs dist test-distributed bench
 
@@ -23,17 +27,33 @@ lint: $(VENV)/.installed
 
 # Newest Airflow 3.3.x: lint, types and the whole suite (unit, integration against the sandbox, dag.test, e2e,
 # and the browser tests, which need Debian's chromium: scripts/chromium.sh installs it when missing).
+# Two pytest processes at once, one per core of the 2-core CI machine: the tests that start Airflow processes,
+# one after another (two Airflow stacks at once would starve each other), and the rest. The Airflow-process
+# tests' output is printed when they end (--output-sync), the other lane's as it runs.
 suite: $(VENV)/.installed
-	scripts/chromium.sh
 	$(VENV)/bin/python -m airflow version
-	$(VENV)/bin/python -m pytest --durations=25 $(PYTEST_ARGS)
+	$(MAKE) -j2 --output-sync=target suite-processes suite-rest
+
+suite-processes: $(VENV)/.installed
+	scripts/chromium.sh
+	$(VENV)/bin/python -m pytest --durations=15 -m "$(AIRFLOW_PROCESS_TESTS)" $(PYTEST_ARGS)
+
+suite-rest: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest --durations=15 -m "not ($(AIRFLOW_PROCESS_TESTS))" $(PYTEST_ARGS)
 
 # Floor Airflow 3.1.x: the unit and integration suites (no Airflow processes, no browser).
 floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
-	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not e2e and not dagtest and not browser and not packaging" $(PYTEST_ARGS)
+	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not ($(AIRFLOW_PROCESS_TESTS))" $(PYTEST_ARGS)
 
-test: lint suite floor
+# Two lanes side by side: the Airflow-process tests (14 min on CI), and the rest of the 3.3 suite then the floor
+# suite (5 + 4 min, the floor's venv included in the wait).
+test: lint
+	$(VENV)/bin/python -m airflow version
+	$(MAKE) -j2 --output-sync=target suite-processes lane-rest
+
+lane-rest:
+	$(MAKE) -j1 suite-rest floor
 
 # Postgres + CeleryExecutor (Redis, two workers) + two triggerers + outputs on S3 (moto), with a worker and a
 # triggerer killed mid-run. Installs Debian's postgresql and redis-server when missing, and the `distributed` extra.
