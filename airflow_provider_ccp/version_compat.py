@@ -50,6 +50,16 @@ REATTACH_SINCE = (3, 3)
 WATCHER_STATE_SINCE = (3, 3)
 
 
+#: The first Airflow known to keep trigger arguments out of its REST API (apache/airflow#67868, checked in
+#: 3.3.2; earlier 3.3 releases are treated as older ones). Before it, ``GET .../taskInstances/...`` shows a
+#: deferred task's trigger arguments in clear, so a trigger must not carry secret input values there.
+TRIGGER_KWARGS_HIDDEN_SINCE = (3, 3, 2)
+
+
+def trigger_kwargs_hidden() -> bool:
+    return get_base_airflow_version_tuple() >= TRIGGER_KWARGS_HIDDEN_SINCE
+
+
 def watcher_state_store(trigger: Any) -> Any | None:
     """The asset state store the triggerer gave an event trigger (Airflow >= 3.3), else None."""
     if not AIRFLOW_V_3_3_PLUS:
@@ -115,6 +125,8 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "REATTACH_SINCE",
     "WATCHER_STATE_SINCE",
+    "TRIGGER_KWARGS_HIDDEN_SINCE",
+    "trigger_kwargs_hidden",
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSensorTimeout",

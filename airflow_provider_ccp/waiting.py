@@ -9,7 +9,7 @@ runs the same steps with ``await`` in its own loop, which costs nothing per poll
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ __all__ = [
     "job_event",
     "error_event",
     "terminal_event",
+    "WITHHELD",
     "validate_event",
     "configured_min_defer_seconds",
     "EVENT_STATUSES",
@@ -110,6 +111,10 @@ def validate_event(event: Any) -> dict[str, Any]:
     return dict(event)
 
 
+#: What replaces CCP's words where the secret inputs' values are not at hand to hide them.
+WITHHELD = "CCP's message withheld: the task has secret inputs"
+
+
 @dataclass
 class JobWatch:
     """The waiting rules, shared by the trigger (async) and the operator's worker loop (sync).
@@ -136,6 +141,15 @@ class JobWatch:
     latest: StatusInfo | None = None
     error: CCPError | None = None
     clock: Clock = SYSTEM_CLOCK
+    #: CCP's words are kept out of logs and events altogether: the task has secret inputs whose values
+    #: this process must not hold (``CCPJobTrigger``'s ``withhold_messages``).
+    withhold: bool = False
+
+    def hide(self, text: str) -> str:
+        """``text`` from CCP as it may be logged or sent on: the secrets hidden, or all of it withheld."""
+        if self.withhold:
+            return WITHHELD if text else text
+        return redact(text, self.secrets)
 
     def on_status(self, info: StatusInfo) -> dict[str, Any] | None:
         self.failures = 0
@@ -143,7 +157,7 @@ class JobWatch:
         self.check_word(info.status)
         if info.status != self.previous:
             progress = f" ({info.progress}%)" if info.progress is not None else ""
-            message = redact(info.message, self.secrets)
+            message = self.hide(info.message)
             self.log.info("CCP job %s is %s%s: %s", self.job_id, info.status, progress, message)
             self.previous = info.status
         if not info.terminal:
@@ -155,7 +169,7 @@ class JobWatch:
             self.holding = True
             return None
         self.holding = False
-        return terminal_event(info, self.secrets)
+        return terminal_event(replace(info, message=self.hide(info.message)))
 
     def check_word(self, status: str) -> None:
         """Warn the first time the job shows a status word this provider does not know."""
@@ -167,7 +181,7 @@ class JobWatch:
 
     def on_error(self, error: CCPError) -> dict[str, Any] | None:
         self.error = error
-        text = redact(str(error), self.secrets)
+        text = f"{type(error).__name__} ({WITHHELD})" if self.withhold else redact(str(error), self.secrets)
         if not is_transient(error):
             return error_event(self.job_id, self.previous, f"Cannot follow CCP job {self.job_id}: {text}", error)
         self.failures += 1

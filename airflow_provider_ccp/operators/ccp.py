@@ -27,7 +27,7 @@ from airflow_provider_ccp.exceptions import (
     cut,
     fail_without_retry,
 )
-from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy
+from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy, redact
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
     check_mapping,
@@ -55,8 +55,9 @@ from airflow_provider_ccp.submission import (
     forget_submission,
 )
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
-from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf
+from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf, trigger_kwargs_hidden
 from airflow_provider_ccp.waiting import (
+    WITHHELD,
     EventStatus,
     JobWatch,
     configured_min_defer_seconds,
@@ -327,10 +328,18 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             not_before=now + self.min_defer_seconds,
             retry_limit=self.retry.limit,
             retry_delay=self.retry.delay,
-            secrets=self._secret_values(),
+            **self._trigger_secrets(),
         )
         timeout = None if end_time is None else timedelta(seconds=end_time - now) + DEFER_TIMEOUT_GRACE
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+
+    def _trigger_secrets(self) -> dict[str, Any]:
+        """The secret inputs' values for the trigger to hide, where Airflow keeps trigger arguments out of
+        its REST API; elsewhere none, and the trigger withholds CCP's words instead."""
+        values = self._secret_values()
+        if trigger_kwargs_hidden() or not values:
+            return {"secrets": values}
+        return {"withhold_messages": True}
 
     def _poll(self, job_id: str, end_time: float | None) -> dict[str, Any]:
         """The trigger's wait, run on the worker: same rules, same event."""
@@ -352,6 +361,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             forget_submission(context)
             return manifest
         if event["status"] == EventStatus.FAILED:
+            if event["message"] == WITHHELD:  # the trigger had no secrets to hide: read CCP's words here
+                event = {**event, "message": redact(self.hook.get_job(job_id).message, self._secret_values())}
             self._report_failure(job_id, event)
             raise CCPJobFailedError(self._failure_message(job_id, event), job_id=job_id, method_id=self.method_id)
         if event["status"] == EventStatus.TIMEOUT:

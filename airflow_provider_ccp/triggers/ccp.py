@@ -68,7 +68,11 @@ class CCPJobTrigger(BaseTrigger):
     :param retry_delay: first backoff of those retries, in seconds.
     :param secrets: the values of the task's secret inputs. CCP may echo one in a status or failure
         message: the trigger registers them with the masker and hides them in its event. Airflow
-        stores a trigger's arguments encrypted (Fernet), so they are as safe there as a connection.
+        stores a trigger's arguments encrypted (Fernet), so they are as safe there as a connection;
+        before Airflow 3.3.2 its REST API shows them in clear, so the operator sends none there.
+    :param withhold_messages: keep CCP's messages out of the trigger's log lines and event altogether
+        (the task has secret inputs whose values it could not send); the worker reads the message of a
+        failed job itself and hides the secrets in it.
 
     The first poll comes at a random moment within the first ``poll_interval`` and each later wait
     is jittered by ±10%, so that triggers deferred in the same second do not poll in lock-step.
@@ -88,6 +92,7 @@ class CCPJobTrigger(BaseTrigger):
         retry_limit: int = DEFAULT_RETRY.limit,
         retry_delay: float = DEFAULT_RETRY.delay,
         secrets: Collection[str] = (),
+        withhold_messages: bool = False,
     ) -> None:
         super().__init__()
         # Checked and coerced here so that serialize() can only ever emit JSON primitives, all finite.
@@ -100,6 +105,7 @@ class CCPJobTrigger(BaseTrigger):
         self.retry_limit = int(check_number("retry_limit", retry_limit, minimum=0, whole=True))
         self.retry_delay = float(check_number("retry_delay", retry_delay, minimum=0, seconds=True))
         self.secrets = tuple(str(secret) for secret in secrets)
+        self.withhold_messages = bool(withhold_messages)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -118,6 +124,7 @@ class CCPJobTrigger(BaseTrigger):
                         ("retry_limit", self.retry_limit, DEFAULT_RETRY.limit),
                         ("retry_delay", self.retry_delay, DEFAULT_RETRY.delay),
                         ("secrets", list(self.secrets), []),
+                        ("withhold_messages", self.withhold_messages, False),
                     )
                     if value != default
                 },
@@ -142,6 +149,7 @@ class CCPJobTrigger(BaseTrigger):
         watch = JobWatch(
             self.job_id, self.poll_interval, self.end_time, self.log, self.not_before, secrets=self.secrets, clock=clock
         )
+        watch.withhold = self.withhold_messages
         async with self._hook() as hook:
             await clock.asleep(min(first_poll_delay(self.poll_interval), watch.next_delay()))
             while True:

@@ -27,6 +27,7 @@ from airflow_provider_ccp.exchange import MAX_ANSWER_BYTES
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import AirflowFailException
+from airflow_provider_ccp.waiting import WITHHELD
 from tests.integration.doubles import (
     TOKEN_PATH,
     RawServer,
@@ -34,6 +35,9 @@ from tests.integration.doubles import (
     self_signed,
     status_body,
 )
+from tests.task_helpers import task_log
+
+__all__ = ["task_log"]  # a fixture, used by name
 
 #: The worker hook, and the triggerer hook with each transport of ``[ccp] async_http_client``.
 HOOKS = ("sync", "httpx", "aiohttp")
@@ -381,5 +385,19 @@ async def test_the_trigger_hides_secret_inputs_in_its_event(open_conn, httpserve
     assert secret not in caplog.text
 
 
+async def test_a_withholding_trigger_keeps_ccps_words_out_of_its_event_and_log(open_conn, httpserver, task_log):
+    """Where Airflow's API shows trigger arguments (before 3.3.2) the trigger gets no secret values: it says
+    nothing of CCP's messages at all, and the worker reads the message of a failed job itself."""
+    failed = status_body("j1", "failed", message="exit code 3: bad key s3cret-value-of-an-input")
+    httpserver.expect_request("/jobs/j1", method="GET").respond_with_json(failed)
+    trigger = CCPJobTrigger(open_conn, "j1", poll_interval=0.05, withhold_messages=True)
+    assert "secrets" not in trigger.serialize()[1]
+
+    (event,) = [event async for event in trigger.run()]
+
+    assert (event.payload["status"], event.payload["message"]) == ("failed", WITHHELD)
+    assert "bad key" not in task_log()
+
+
 def test_a_trigger_without_secrets_serializes_as_before():
-    assert "secrets" not in CCPJobTrigger("c", "j1").serialize()[1]
+    assert not {"secrets", "withhold_messages"} & CCPJobTrigger("c", "j1").serialize()[1].keys()

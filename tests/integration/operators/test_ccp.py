@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -31,8 +32,9 @@ from airflow_provider_ccp.operators import ccp as operator_module
 from airflow_provider_ccp.operators.ccp import DEFER_TIMEOUT_GRACE, CCPExecuteMethodOperator
 from airflow_provider_ccp.submission import STATE_KEY, request_fingerprint
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.version_compat import trigger_kwargs_hidden
 from airflow_provider_ccp.waiting import job_event
-from tests.task_helpers import DictStore, finished_job, make_context, pushed, run_deferrable, task_log
+from tests.task_helpers import DictStore, finished_job, first_event, make_context, pushed, run_deferrable, task_log
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
 __all__ = ["task_log"]  # a fixture, used by name
@@ -95,6 +97,33 @@ def test_execute_defers_to_the_trigger_with_primitive_kwargs(sandbox, tmp_path):
     }
     assert sandbox.admin.executions_submitted("word-count") == 1
     assert store.values == {STATE_KEY: {"job_id": job_id, "fingerprint": ANY, "marker": ANY, "submitted_at": ANY}}
+
+
+def test_secret_values_reach_the_trigger_only_where_airflows_api_hides_trigger_arguments(sandbox, tmp_path):
+    """Before Airflow 3.3.2 the REST API shows a deferred task's trigger arguments in clear: there the trigger
+    gets no secret value and withholds CCP's words, and the failure still reads CCP's reason, secret hidden."""
+    secret = "s3cret-value-of-an-input"
+    op = operator(
+        tmp_path, method_id="fail", inputs={"message": secret, "exit_code": "3"}, secret_inputs=["message"],
+        deferrable=True, log_lines=0,
+    )  # fmt: skip
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(make_context())
+    kwargs = deferred.value.trigger.serialize()[1]
+    if trigger_kwargs_hidden():
+        assert (kwargs["secrets"], "withhold_messages" in kwargs) == ([secret], False)
+    else:
+        assert secret not in json.dumps(kwargs)
+        assert kwargs["withhold_messages"] is True
+
+    event = asyncio.run(first_event(deferred.value.trigger))
+    with pytest.raises(CCPJobFailedError) as failed:
+        op.execute_complete(make_context(), event=event)
+
+    assert secret not in json.dumps(event)
+    assert str(failed.value).startswith("The CCP execution failed: ")
+    assert "***" in str(failed.value).splitlines()[0]
+    assert secret not in str(failed.value)
 
 
 def test_the_ccp_retry_policy_reaches_the_worker_and_the_trigger(sandbox, tmp_path):
