@@ -23,6 +23,7 @@ from ccp_sandbox.config import (
     DEFAULT_PUBLIC_CLIENT,
     DEFAULT_TOKEN_TTL,
     DEFAULT_USERS,
+    JOB_STATUS_STYLES,
     TOKEN_PATH,
     SandboxConfig,
     is_loopback,
@@ -106,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="how long each job stays 'accepted' before it runs, like CCP deploying a container (default: 0)",
     )
+    parser.add_argument(
+        "--job-status",
+        choices=JOB_STATUS_STYLES,
+        default="ogc",
+        help="ogc: OGC API - Processes statusInfo; ccp: CCP's documented jobStatus, without finished, progress, "
+        "processID and type, and with updated moving on every view (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -132,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         methods_dirs=args.methods,
         admin=args.admin,
         launch_seconds=args.launch_seconds,
+        job_status=args.job_status,
     )
     try:
         bound = bind_sandbox(config, lambda: _announce(bound.url, config, args.ready_file), args.log_level)
@@ -169,7 +178,8 @@ def _announce(url: str, config: SandboxConfig, ready_file: Path | None) -> None:
     print(f"CCP sandbox listening on {url} (pid {os.getpid()})", flush=True)
     print(f"  token endpoint: {url}{TOKEN_PATH}")
     print(f"  context: {config.contexts[0]}; user {user!r}; public client {config.public_clients[0]!r}")
-    print(f"  job folders: {config.data_dir}; admin API: {'on' if config.admin else 'off'}")
+    admin = "on" if config.admin else "off"
+    print(f"  job folders: {config.data_dir}; admin API: {admin}; job status: {config.job_status}")
     print(f"AIRFLOW_CONN_CCP_DEFAULT={shlex.quote(json.dumps(connection))}", flush=True)
     if ready_file is not None:
         ready: dict[str, Any] = {

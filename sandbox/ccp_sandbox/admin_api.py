@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from ccp_sandbox.config import JOB_STATUS_STYLES
 from ccp_sandbox.faults import FaultSpecError, parse_fault
 from ccp_sandbox.state import SandboxState, sandbox_state
 
@@ -49,8 +50,22 @@ def counters(state: State) -> dict[str, dict[str, int]]:
     return state.counters.snapshot()
 
 
+@router.put("/job-status")
+async def set_job_status(request: Request, state: State) -> JSONResponse:
+    """Switch the style of every job-status document from now on (``{"style": "ccp"}``); reset restores it."""
+    try:
+        style = (await request.json()).get("style")
+    except (ValueError, AttributeError):
+        style = None
+    if style not in JOB_STATUS_STYLES:
+        return JSONResponse({"detail": f'body must be {{"style": one of {list(JOB_STATUS_STYLES)}}}'}, 400)
+    state.job_status = style
+    return JSONResponse({"style": style})
+
+
 @router.post("/reset")
 def reset(state: State) -> dict[str, Any]:
     state.faults.clear()
     state.counters.reset()
-    return {"faults": [], "counters": state.counters.snapshot()}
+    state.job_status = state.config.job_status
+    return {"faults": [], "counters": state.counters.snapshot(), "job_status": state.job_status}

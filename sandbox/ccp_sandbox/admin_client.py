@@ -83,8 +83,12 @@ class SandboxAdmin:
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
+    def set_job_status(self, style: str) -> None:
+        """Answer job statuses as OGC's statusInfo (``"ogc"``) or CCP's documented jobStatus (``"ccp"``)."""
+        self._call("PUT", "/job-status", {"style": style})
+
     def reset(self) -> None:
-        """Clear faults and counters (tokens and jobs stay)."""
+        """Clear faults and counters and restore the configured job-status style (tokens and jobs stay)."""
         self._call("POST", "/reset")
 
     # -- counters -----------------------------------------------------------------------------

@@ -16,6 +16,9 @@ DEFAULT_TOKEN_TTL = 300
 REALM_PATH = "/auth/realms/d4science"
 TOKEN_PATH = f"{REALM_PATH}/protocol/openid-connect/token"
 INFRASTRUCTURE = "sandbox-local-bash"
+#: How a job's status document looks: OGC API - Processes 1.0's statusInfo, or CCP's documented jobStatus
+#: (no ``finished``, ``progress``, ``processID`` or ``type``; ``updated`` is the time of each view).
+JOB_STATUS_STYLES = ("ogc", "ccp")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,12 @@ class SandboxConfig:
     admin: bool = False
     #: How long a job stays ``accepted`` before it runs, like CCP's launch and deploy of a container.
     launch_seconds: float = 0.0
+    #: One of ``JOB_STATUS_STYLES``.
+    job_status: str = "ogc"
+
+    def __post_init__(self) -> None:
+        if self.job_status not in JOB_STATUS_STYLES:
+            raise ValueError(f"job_status must be one of {JOB_STATUS_STYLES}, got {self.job_status!r}")
 
 
 def parse_pairs(text: str, what: str) -> dict[str, str]:

@@ -49,6 +49,7 @@ class _Sandbox(ABC):
         methods_dirs: Sequence[str | Path] = (),
         admin: bool = False,
         launch_seconds: float = 0.0,
+        job_status: str = "ogc",
     ) -> None:
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="ccp-sandbox-"))
@@ -62,6 +63,7 @@ class _Sandbox(ABC):
             methods_dirs=tuple(Path(folder) for folder in methods_dirs),
             admin=admin,
             launch_seconds=launch_seconds,
+            job_status=job_status,
         )
         self.user, self.password = next(iter(self.config.users.items()))
         self.client_id, self.client_secret = next(iter(self.config.clients.items()))
@@ -205,6 +207,8 @@ class SandboxProcess(_Sandbox):
             ",".join(config.contexts),
             "--launch-seconds",
             str(config.launch_seconds),
+            "--job-status",
+            config.job_status,
         ]
         for folder in config.methods_dirs:
             command += ["--methods", str(folder)]

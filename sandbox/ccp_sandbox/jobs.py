@@ -89,7 +89,10 @@ class Job:
         if progress is not None:
             self.progress = progress
 
-    def status_info(self, base_url: str) -> dict[str, Any]:
+    def status_info(self, base_url: str, style: str = "ogc") -> dict[str, Any]:
+        """OGC's statusInfo; with ``style="ccp"``, CCP's documented jobStatus: none of the optional fields
+        it does not show (``finished``, ``progress``, ``processID``, ``type``), and ``updated`` the time of
+        this view, which OGC allows (it only recommends a new ``updated`` on a change of status)."""
         links = [
             _link(f"{base_url}/jobs/{self.id}", "self", "application/json", "Job status"),
             _link(f"{base_url}/jobs/{self.id}", "status", "application/json", "Job status"),
@@ -98,6 +101,16 @@ class Job:
         ]
         if self.status == SUCCESSFUL:
             links.append(_link(f"{base_url}/jobs/{self.id}/results", REL_RESULTS, "application/json", "Results"))
+        if style == "ccp":
+            return {
+                "jobID": self.id,
+                "status": self.status,
+                "message": self.message,
+                "created": iso(self.created),
+                "started": iso(self.started),
+                "updated": iso(utc_now()),
+                "links": links,
+            }
         return {
             "jobID": self.id,
             "processID": self.method.id,
@@ -112,7 +125,7 @@ class Job:
             "links": links,
         }
 
-    def record(self, base_url: str) -> dict[str, Any]:
+    def record(self, base_url: str, style: str = "ogc") -> dict[str, Any]:
         """The execution record behind GET /executions/{id}; CCP's real shape is undocumented."""
         return {
             "id": self.id,
@@ -120,7 +133,7 @@ class Job:
             "context": self.context,
             "user": self.user,
             "request": self.request,
-            "status": self.status_info(base_url),
+            "status": self.status_info(base_url, style),
             "image": self.plan.image,
             "replicas": self.plan.replicas,
             "maxtime": self.plan.max_seconds,

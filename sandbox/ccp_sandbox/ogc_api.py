@@ -127,7 +127,7 @@ async def execute(process_id: str, request: Request, state: State, who: Caller) 
     headers = {"Location": f"{base}/jobs/{job.id}"}
     if "respond-async" in request.headers.get("prefer", ""):
         headers["Preference-Applied"] = "respond-async"
-    return JSONResponse(job.status_info(base), 201, headers=headers)
+    return JSONResponse(job.status_info(base, state.job_status), 201, headers=headers)
 
 
 async def _lose_answer(fault: Fault, request: Request) -> Response:
@@ -158,19 +158,19 @@ def jobs(
         and (not wanted_process or job.method.id in wanted_process)
     ]
     page, links = _page(request, selected, limit, offset)
-    return {"jobs": [job.status_info(base_url(request)) for job in page], "links": links}
+    return {"jobs": [job.status_info(base_url(request), state.job_status) for job in page], "links": links}
 
 
 @router.get("/jobs/{job_id}")
 def job_status(job_id: str, request: Request, state: State, who: Caller) -> dict[str, Any]:
-    return _job(state, who, job_id).status_info(base_url(request))
+    return _job(state, who, job_id).status_info(base_url(request), state.job_status)
 
 
 @router.delete("/jobs/{job_id}")
 async def dismiss(job_id: str, request: Request, state: State, who: Caller) -> dict[str, Any]:
     job = _job(state, who, job_id)
     await state.runner.dismiss(job)
-    return job.status_info(base_url(request))
+    return job.status_info(base_url(request), state.job_status)
 
 
 @router.get("/jobs/{job_id}/results")
@@ -196,12 +196,12 @@ def executions(
 ) -> dict[str, Any]:
     assert who.context is not None
     page, links = _page(request, state.jobs.visible(who.context, who.user), limit, offset)
-    return {"executions": [job.record(base_url(request)) for job in page], "links": links}
+    return {"executions": [job.record(base_url(request), state.job_status) for job in page], "links": links}
 
 
 @router.get("/executions/{job_id}")
 def execution(job_id: str, request: Request, state: State, who: Caller) -> dict[str, Any]:
-    return _job(state, who, job_id).record(base_url(request))
+    return _job(state, who, job_id).record(base_url(request), state.job_status)
 
 
 @router.get("/executions/{job_id}/outputs/output.zip")

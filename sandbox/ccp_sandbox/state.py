@@ -24,6 +24,11 @@ class SandboxState:
     runner: JobRunner = field(default_factory=JobRunner)
     faults: FaultStore = field(default_factory=FaultStore)
     counters: Counters = field(default_factory=Counters)
+    #: The job-status style in force: the configured one, until the admin API switches it.
+    job_status: str = "ogc"
+
+    def __post_init__(self) -> None:
+        self.job_status = self.config.job_status
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> SandboxState:
