@@ -81,6 +81,7 @@ bench: $(VENV)/.installed
 		--modes bare-aiohttp,trigger-httpx,trigger-aiohttp $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/download_memory.py
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
+	$(VENV)/bin/python tests/benchmarks/execution_listing.py
 	$(VENV)/bin/python tests/benchmarks/cli_startup.py
 
 # The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it,

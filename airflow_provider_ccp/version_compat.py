@@ -45,8 +45,8 @@ REATTACH_SINCE = (3, 3)
 
 
 #: The first Airflow whose event triggers get a state store per watched asset (``asset_state_store``),
-#: where ``CCPExecutionEventTrigger`` keeps its watermark across triggerer restarts, and share one poll
-#: between sibling watchers (``shared_stream_key``).
+#: where ``CCPExecutionEventTrigger`` keeps its record of reported executions across triggerer restarts,
+#: and share one poll between sibling watchers (``shared_stream_key``).
 WATCHER_STATE_SINCE = (3, 3)
 
 
@@ -60,9 +60,13 @@ def trigger_kwargs_hidden() -> bool:
     return get_base_airflow_version_tuple() >= TRIGGER_KWARGS_HIDDEN_SINCE
 
 
+def watchers_keep_state() -> bool:
+    return get_base_airflow_version_tuple() >= WATCHER_STATE_SINCE
+
+
 def watcher_state_store(trigger: Any) -> Any | None:
     """The asset state store the triggerer gave an event trigger (Airflow >= 3.3), else None."""
-    if not AIRFLOW_V_3_3_PLUS:
+    if not watchers_keep_state():
         return None
     return trigger.asset_state_store
 
@@ -142,4 +146,5 @@ __all__ = [
     "mask_secret",
     "read_async_connection",
     "watcher_state_store",
+    "watchers_keep_state",
 ]

@@ -13,10 +13,9 @@ here is their async twin, kept apart so that a poll costs no more than the reque
 from __future__ import annotations
 
 import asyncio
-import heapq
 import random
 from collections.abc import AsyncIterator, Collection, Hashable, Mapping
-from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pendulum
@@ -28,9 +27,10 @@ from airflow_provider_ccp.auth import amask
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.exchange import DEFAULT_RETRY, redact
+from airflow_provider_ccp.execution_events import EVENTS_PER_POLL, MAX_REMEMBERED, ListingReading, Reported
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
 from airflow_provider_ccp.protocol import StatusInfo
-from airflow_provider_ccp.version_compat import watcher_state_store
+from airflow_provider_ccp.version_compat import watcher_state_store, watchers_keep_state
 from airflow_provider_ccp.waiting import JobWatch, error_event
 
 __all__ = ["CCPJobTrigger", "CCPExecutionEventTrigger", "jittered", "first_poll_delay", "POLL_JITTER"]
@@ -181,91 +181,9 @@ class CCPJobTrigger(BaseTrigger):
         self.log.info("%s", result.message)
 
 
-#: Most events one poll fires: the oldest executions first, the others at the next poll.
-EVENTS_PER_POLL = 100
-#: Most job ids kept for the watermark's instant (executions that ended in the same second).
-IDS_AT_WATERMARK = 1000
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """The newest end time reported (or seen ending before the watcher started), and the executions
-    that ended at exactly that time: what ``CCPExecutionEventTrigger`` needs to fire no event twice.
-
-    It is a time of CCP's clock, not the triggerer's: no clock skew can hide an execution.
-    """
-
-    ended: str | None
-    job_ids: tuple[str, ...] = ()
-
-    @classmethod
-    def from_json(cls, value: Any) -> Watermark | None:
-        if not isinstance(value, Mapping):
-            return None
-        ended = value.get("ended")
-        ids = value.get("job_ids")
-        return cls(str(ended) if ended else None, tuple(str(i) for i in ids) if isinstance(ids, list) else ())
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ended": self.ended, "job_ids": list(self.job_ids)}
-
-    def is_new(self, ended: pendulum.DateTime, job_id: str) -> bool:
-        mark = _parse(self.ended)
-        return mark is None or ended > mark or (ended == mark and job_id not in self.job_ids)
-
-    def after(self, ended: pendulum.DateTime, job_id: str) -> Watermark:
-        mark = _parse(self.ended)
-        if mark is not None and ended == mark:
-            return Watermark(self.ended, (*self.job_ids, job_id)[-IDS_AT_WATERMARK:])
-        if mark is not None and ended < mark:
-            return self
-        return Watermark(ended.isoformat(), (job_id,))
-
-
-def _parse(value: str | None) -> pendulum.DateTime | None:
-    parsed = pendulum.parse(value) if value else None
-    return parsed if isinstance(parsed, pendulum.DateTime) else None
-
-
-def _ended(job: StatusInfo) -> pendulum.DateTime | None:
-    """When the execution ended; CCP's jobStatus may lack ``finished``, then its last update is that time."""
-    return job.finished or job.updated
-
-
-class _Listing:
-    """One listing of a Method's jobs read against the watermark: the oldest new ones ended, bounded."""
-
-    def __init__(self, watermark: Watermark | None, statuses: frozenset[str]) -> None:
-        self.watermark = watermark
-        self.statuses = statuses
-        self._oldest: list[tuple[float, str, str, dict[str, Any]]] = []  # a max-heap by negated time
-        self.baseline = Watermark(None)
-        self.undated = 0
-
-    def add(self, raw: Mapping[str, Any]) -> None:
-        job = StatusInfo.from_json(raw)
-        if not job.terminal:
-            return
-        ended = _ended(job)
-        if ended is None:
-            self.undated += 1
-            return
-        if self.watermark is None:  # the first listing: everything that has ended so far is the past
-            self.baseline = self.baseline.after(ended, job.job_id)
-            return
-        if job.status not in self.statuses or not self.watermark.is_new(ended, job.job_id):
-            return
-        entry = (-ended.timestamp(), job.job_id, ended.isoformat(), dict(raw))
-        if len(self._oldest) < EVENTS_PER_POLL:
-            heapq.heappush(self._oldest, entry)
-        elif entry > self._oldest[0]:
-            heapq.heapreplace(self._oldest, entry)
-
-    def ended_jobs(self) -> list[tuple[pendulum.DateTime, StatusInfo]]:
-        """The new executions that ended, oldest first."""
-        entries = sorted(self._oldest, key=lambda entry: (-entry[0], entry[1]))
-        return [(_parse(ended) or pendulum.now("UTC"), StatusInfo.from_json(raw)) for _, _, ended, raw in entries]
-
+#: Jobs asked for per page of a listing: 10,000 jobs take 10 requests (a page of CCP statuses is about
+#: 0.7 KB a job, well under the hooks' 8 MiB cap on a body); a server that caps it pages on.
+LISTING_PAGE_SIZE = 1000
 
 #: Raw items of the listing stream (shared between sibling watchers on Airflow >= 3.3): a job, or the
 #: end of one listing, complete or broken off (then nothing of it is reported: an older job may be missing).
@@ -273,23 +191,49 @@ LISTING_COMPLETE = {"listing": "complete"}
 LISTING_BROKEN = {"listing": "broken"}
 
 
+def _report_since(value: datetime | timedelta | str | float | None) -> str | float | None:
+    """An ISO time, or seconds before the first start: the primitives the trigger is serialized with."""
+    if value is None:
+        return None
+    if not watchers_keep_state():
+        raise ValueError(
+            "report_since needs Airflow 3.3's asset state store: before it every triggerer restart is a "
+            "first start, which would report the same executions again"
+        )
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(check_number("report_since", value, minimum=0, seconds=True))
+    try:
+        moment = pendulum.instance(value) if isinstance(value, datetime) else pendulum.parse(str(value))
+    except (ValueError, TypeError):
+        moment = None
+    if not isinstance(moment, pendulum.DateTime):
+        raise ValueError(f"report_since must be a datetime, a timedelta or an ISO 8601 time, got {value!r}")
+    return moment.in_timezone("UTC").isoformat()
+
+
 class CCPExecutionEventTrigger(BaseEventTrigger):
     """Fires one event per execution of a Method that ends after the watcher started, whoever started it.
 
     For an ``AssetWatcher``: a DAG scheduled on the Asset runs once per such execution. The event's
-    payload is ``{"job_id", "method_id", "status", "message", "finished", "execution_url"}``; the DAG
-    fetches the outputs with ``CCPHook(...).download_outputs(job_id, ...)``.
+    payload is ``{"job_id", "method_id", "status", "message", "finished", "execution_url"}``
+    (``finished`` is None where the server's status has none, as CCP's does); the DAG fetches the
+    outputs with ``CCPHook(...).download_outputs(job_id, ...)``.
 
     :param ccp_conn_id: the ``ccp`` connection.
     :param method_id: the Method whose executions are watched.
     :param poll_interval: seconds between two listings of the Method's jobs (``GET /jobs``, every page).
     :param statuses: the final statuses that fire an event (default: ``successful`` only).
+    :param report_since: on the watcher's first start, also report the executions created since then that
+        have already ended: a datetime or ISO 8601 time, or a timedelta (or seconds) before the first
+        start. Airflow >= 3.3 only. Default: report only what ends from the first start on.
 
-    No execution fires twice: the trigger keeps a watermark (CCP's end time of the newest execution
-    reported) in the watched Asset's state store on Airflow >= 3.3, so a restarted or moved trigger
-    carries on where it stopped, reporting what ended meanwhile. Airflow 3.1 and 3.2 have no such
-    store: the watermark lives in memory, and executions that end while no triggerer runs the
-    watcher are not reported (none is reported twice). See docs/operators.md, "Asset events".
+    An execution is reported at most once, by its job id, whatever its timestamps do. The ids dealt
+    with are kept in the watched Asset's state store on Airflow >= 3.3, so a restarted, moved or
+    re-created watcher reports each execution that ended meanwhile once and nothing twice. Airflow 3.1
+    and 3.2 have no such store: the record lives in memory, and executions that end while no triggerer
+    runs the watcher are not reported (none is reported twice). See docs/operators.md, "Asset events".
     """
 
     def __init__(
@@ -298,6 +242,7 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
         method_id: str,
         poll_interval: float = 60.0,
         statuses: Collection[str] = ("successful",),
+        report_since: datetime | timedelta | str | float | None = None,
     ) -> None:
         super().__init__()
         self.poll_interval = check_poll_interval(poll_interval)
@@ -310,7 +255,8 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
         self.ccp_conn_id = str(ccp_conn_id)
         self.method_id = str(protocol.method_segment(method_id))
         self.statuses = tuple(sorted({protocol.normalize_status(word) for word in statuses}))
-        self._watermark: Watermark | None = None
+        self.report_since = _report_since(report_since)
+        self._reported: Reported | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -320,13 +266,16 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
                 "method_id": self.method_id,
                 "poll_interval": self.poll_interval,
                 "statuses": list(self.statuses),
+                # Only when set: the watchers stored by earlier versions keep their exact form.
+                **({"report_since": self.report_since} if self.report_since is not None else {}),
             },
         )
 
     @property
     def state_key(self) -> str:
-        """One key per connection and Method: an Asset watched for several Methods keeps each apart."""
-        return f"ccp_watermark:{self.ccp_conn_id}:{self.method_id}"
+        """One key per connection, Method and statuses: watchers of one Asset that differ in either keep
+        apart records (each holds only the executions it dealt with)."""
+        return f"ccp_executions:{self.ccp_conn_id}:{self.method_id}:{','.join(self.statuses)}"
 
     # ------------------------------------------------------------------ one poll for sibling watchers (3.3)
 
@@ -350,14 +299,17 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
 
     # ------------------------------------------------------------------ listing
 
-    async def _listings(self) -> AsyncIterator[Mapping[str, Any]]:
-        """Forever: every job of the Method, then the end of the listing; the first listing right away."""
+    async def _listings(self) -> AsyncIterator[StatusInfo | Mapping[str, str]]:
+        """Forever: every job of the Method, then the end of the listing; the first listing right away.
+
+        The items stay in the triggerer's process (sibling watchers read the same objects), so each job is
+        parsed once, by the hook."""
         async with CCPAsyncHook(self.ccp_conn_id) as hook:
             while True:
                 end = LISTING_COMPLETE
                 try:
-                    async for job in hook.iter_jobs(self.method_id):
-                        yield dict(job.raw)
+                    async for job in hook.iter_jobs(self.method_id, limit=LISTING_PAGE_SIZE):
+                        yield job
                 except CCPError as err:  # transient or not, the next listing may work: keep watching
                     self.log.warning("Could not list the jobs of CCP Method %s: %s", self.method_id, err)
                     end = LISTING_BROKEN
@@ -365,68 +317,89 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
                 await asyncio.sleep(jittered(self.poll_interval))
 
     async def _events(
-        self, stream: AsyncIterator[Mapping[str, Any]], *, from_next_listing: bool = False
+        self, stream: AsyncIterator[StatusInfo | Mapping[str, str]], *, from_next_listing: bool = False
     ) -> AsyncIterator[TriggerEvent]:
-        """Events from a stream of listings; a listing is read only whole (an older job may be on a
-        page not read yet, and the watermark must never pass it)."""
-        self._watermark = await self._load()
-        listing: _Listing | None = None if from_next_listing else self._listing()
+        """Events from a stream of listings; a listing is read only whole (an execution on a page not read
+        yet could otherwise be taken for one CCP no longer lists, and its id forgotten)."""
+        self._reported = await self._load()
+        reading: ListingReading | None = None if from_next_listing else self._reading()
         async for item in stream:
             if item == LISTING_BROKEN:
-                listing = self._listing()
+                reading = self._reading()
             elif item == LISTING_COMPLETE:
-                if listing is not None:
-                    async for event in self._report(listing):
+                if reading is not None:
+                    async for event in self._report(reading):
                         yield event
-                listing = self._listing()
-            elif listing is not None:
-                listing.add(item)
+                reading = self._reading()
+            elif reading is not None and isinstance(item, StatusInfo):
+                reading.add(item)
 
-    def _listing(self) -> _Listing:
-        return _Listing(self._watermark, frozenset(self.statuses))
+    def _reading(self) -> ListingReading:
+        return ListingReading(self._reported, frozenset(self.statuses), self._since())
 
-    async def _report(self, listing: _Listing) -> AsyncIterator[TriggerEvent]:
-        if listing.undated:
-            self.log.warning(
-                "%d ended job(s) of CCP Method %s carry no end time and are not reported",
-                listing.undated,
+    def _since(self) -> pendulum.DateTime | None:
+        if isinstance(self.report_since, str):
+            moment = pendulum.parse(self.report_since)
+            return moment if isinstance(moment, pendulum.DateTime) else None
+        if self.report_since is not None:
+            return pendulum.now("UTC").subtract(seconds=self.report_since)
+        return None
+
+    async def _report(self, reading: ListingReading) -> AsyncIterator[TriggerEvent]:
+        reported = reading.reported
+        if reading.first:
+            since = f", and the {reading.new_count} ended since {self._since()}" if self.report_since else ""
+            self.log.info("Watching the executions of CCP Method %s that end from now on%s", self.method_id, since)
+        if reading.new_count > EVENTS_PER_POLL:
+            self.log.info(
+                "%d executions of CCP Method %s ended: reporting the %d oldest now, the rest at the next polls",
+                reading.new_count,
                 self.method_id,
+                EVENTS_PER_POLL,
             )
-        if self._watermark is None:
-            self.log.info("Watching the executions of CCP Method %s that end from now on", self.method_id)
-            await self._save(listing.baseline)
-            return
         async with CCPAsyncHook(self.ccp_conn_id) as hook:
-            for ended, job in listing.ended_jobs():
+            for job in reading.new_executions():
                 payload = {
                     "job_id": job.job_id,
                     "method_id": self.method_id,
                     "status": job.status,
                     "message": job.message,
-                    "finished": ended.isoformat(),
+                    "finished": job.finished.isoformat() if job.finished else None,
                     "execution_url": await hook.execution_link(job.job_id),
                 }
                 # Saved before the event leaves: a triggerer dying in between loses this event rather
                 # than firing it twice (docs/operators.md).
-                await self._save(self._watermark.after(ended, job.job_id))
+                reported = reported.noting(job)
+                await self._save(reported)
                 self.log.info("CCP job %s of Method %s ended %s", job.job_id, self.method_id, job.status)
                 yield TriggerEvent(payload)
+        settled, passed = reading.settled(reported)
+        if passed:
+            self.log.warning(
+                "Kept the ids of the newest %d executions of CCP Method %s only: an execution created before "
+                "%s that has not ended yet, or not been reported yet, will not be reported",
+                MAX_REMEMBERED,
+                self.method_id,
+                pendulum.from_timestamp(settled.floor or 0).isoformat(),
+            )
+        if settled != self._reported:
+            await self._save(settled)
 
-    # ------------------------------------------------------------------ the watermark
+    # ------------------------------------------------------------------ the record of what was reported
 
-    async def _load(self) -> Watermark | None:
+    async def _load(self) -> Reported | None:
         store = watcher_state_store(self)
         if store is None:
-            return self._watermark
+            return self._reported
         try:
-            return Watermark.from_json(await store.aget(self.state_key))
+            return Reported.from_json(await store.aget(self.state_key))
         except ValueError:  # Airflow's store speaks for one Asset only
-            self.log.warning("This watcher watches several Assets: its watermark is kept in memory only")
+            self.log.warning("This watcher watches several Assets: its record is kept in memory only")
             self.asset_state_store = None
-            return self._watermark
+            return self._reported
 
-    async def _save(self, watermark: Watermark) -> None:
-        self._watermark = watermark
+    async def _save(self, reported: Reported) -> None:
+        self._reported = reported
         store = watcher_state_store(self)
         if store is not None:
-            await store.aset(self.state_key, watermark.to_json())
+            await store.aset(self.state_key, reported.to_json())

@@ -13,6 +13,9 @@ Prints ``PORT <n>`` once it listens. Answers:
   than 10% + 100 ms after the job's previous one is counted late).
 - ``POST /processes/{id}/execution``: 201 with a fresh jobID (counted as a submission).
 - ``GET /executions/{id}/outputs/output.zip``: ``--output-size`` bytes, streamed with Content-Length.
+- ``GET /jobs?limit=&offset=``: a listing of ``--jobs`` ended executions, newest first, in the shape of
+  CCP's documented jobStatus (no ``finished``; ``updated`` the time of the listing), paged with ``next``
+  links (counted as listings).
 - ``GET /_stats``: the counters as JSON (TCP connections accepted, connections open, polls, grants, late
   polls, ...) and the server's own CPU seconds (the floor a client's figures are set against).
 """
@@ -41,7 +44,12 @@ STATUS_TIMES = {
 
 
 class FakeCCP:
-    def __init__(self, token_lifetime: float, output_size: int, interval: float = 0.0) -> None:
+    def __init__(self, token_lifetime: float, output_size: int, interval: float = 0.0, jobs: int = 0) -> None:
+        self.jobs = [
+            {"jobID": f"{n:08x}-0000-4000-8000-000000000000", "status": "successful", "message": "Runtime removed"}
+            | {"created": f"2026-01-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"}
+            for n in range(jobs, 0, -1)
+        ]
         self.token_lifetime = token_lifetime
         self.output_size = output_size
         # A poll is on time when it comes at most the poll jitter (10%) plus 100 ms after the job's last one.
@@ -67,7 +75,12 @@ class FakeCCP:
                     for name, _, value in (line.partition(":") for line in header_lines if line)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                await self.answer(method, target.split("?", 1)[0], body, writer)
+                path, _, query = target.partition("?")
+                if method == "GET" and path == "/jobs":
+                    self.listing(parse_qs(query), writer)
+                    await writer.drain()
+                else:
+                    await self.answer(method, path, body, writer)
                 if headers.get("connection", "").lower() == "close":
                     return
         finally:
@@ -114,6 +127,16 @@ class FakeCCP:
             self.json(writer, 404, {"type": "not-found", "title": f"No {method} {path} here"})
         await writer.drain()
 
+    def listing(self, query: dict[str, list[str]], writer: asyncio.StreamWriter) -> None:
+        self.counts["listings"] += 1
+        limit, offset = int(query.get("limit", ["10"])[0]), int(query.get("offset", ["0"])[0])
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        page = [job | {"updated": now} for job in self.jobs[offset : offset + limit]]
+        links = []
+        if offset + limit < len(self.jobs):
+            links.append({"rel": "next", "href": f"/jobs?limit={limit}&offset={offset + limit}"})
+        self.json(writer, 200, {"jobs": page, "links": links})
+
     def time_poll(self, job_id: str) -> None:
         now = time.monotonic()
         last = self.last_poll.get(job_id)
@@ -133,8 +156,8 @@ class FakeCCP:
         )
 
 
-async def serve(port: int, token_lifetime: float, output_size: int, interval: float) -> None:
-    fake = FakeCCP(token_lifetime, output_size, interval)
+async def serve(port: int, token_lifetime: float, output_size: int, interval: float, jobs: int) -> None:
+    fake = FakeCCP(token_lifetime, output_size, interval, jobs)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=4096)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -144,9 +167,11 @@ async def serve(port: int, token_lifetime: float, output_size: int, interval: fl
 class FakeServer:
     """Runs the fake CCP in its own process (stopped by its PID) and reads its counters."""
 
-    def __init__(self, token_lifetime: float = 300.0, output_size: int = 1024**3, interval: float = 0.0) -> None:
+    def __init__(
+        self, token_lifetime: float = 300.0, output_size: int = 1024**3, interval: float = 0.0, jobs: int = 0
+    ) -> None:
         self.args = ["--token-lifetime", str(token_lifetime), "--output-size", str(output_size)]
-        self.args += ["--interval", str(interval)]
+        self.args += ["--interval", str(interval), "--jobs", str(jobs)]
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -201,9 +226,10 @@ def main() -> None:
     parser.add_argument("--token-lifetime", type=float, default=300.0)
     parser.add_argument("--output-size", type=int, default=1024**3)
     parser.add_argument("--interval", type=float, default=0.0, help="the pollers' interval, to count late polls")
+    parser.add_argument("--jobs", type=int, default=0, help="ended executions in GET /jobs")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.port, args.token_lifetime, args.output_size, args.interval))
+        asyncio.run(serve(args.port, args.token_lifetime, args.output_size, args.interval, args.jobs))
     except KeyboardInterrupt:
         sys.exit(0)
 

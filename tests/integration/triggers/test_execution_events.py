@@ -1,24 +1,39 @@
 """CCPExecutionEventTrigger against the CCP sandbox: one event per execution that ends after the watcher
-started, whoever started it; none twice, across a restart too (no DB, no triggerer)."""
+started, whoever started it; none twice, across a restart too (no DB, no triggerer). The sandbox tests run
+in both its job-status styles: OGC's statusInfo, and CCP's documented jobStatus (no ``finished``,
+``updated`` moving at every view)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 from typing import Any
 
 import pytest
 from werkzeug import Request, Response
 
+from airflow_provider_ccp.execution_events import Reported
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
-from airflow_provider_ccp.triggers.ccp import LISTING_COMPLETE, CCPExecutionEventTrigger, Watermark
+from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.triggers.ccp import LISTING_COMPLETE, CCPExecutionEventTrigger
 from airflow_provider_ccp.version_compat import WATCHER_STATE_SINCE, get_base_airflow_version_tuple
 from tests.task_helpers import task_log
 
 __all__ = ["task_log"]  # a fixture, used by name
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
+
+KEEPS_STATE = get_base_airflow_version_tuple() >= WATCHER_STATE_SINCE
+
+
+@pytest.fixture(params=["ogc", "ccp"])
+def style(request: pytest.FixtureRequest, sandbox: Any) -> str:
+    """The sandbox's job-status style for the test (the ``sandbox`` fixture's reset restores OGC's)."""
+    sandbox.admin.set_job_status(request.param)
+    return str(request.param)
+
 
 #: Polls a test lets pass to see that no other event comes.
 QUIET_POLLS = 10
@@ -58,7 +73,7 @@ async def started(trigger: CCPExecutionEventTrigger) -> Any:
     """The trigger's event stream, once its first listing has set the watermark."""
     events = trigger.run()
     pending = asyncio.ensure_future(anext(events))
-    while trigger._watermark is None:
+    while trigger._reported is None:
         assert not pending.done(), pending.result()
         await asyncio.sleep(0.01)
     return events, pending
@@ -75,7 +90,7 @@ async def no_more(events: Any, later: asyncio.Future[Any] | None = None) -> None
     await events.aclose()
 
 
-async def test_one_event_per_successful_execution_that_ends_after_the_watcher_started(sandbox):
+async def test_one_event_per_successful_execution_that_ends_after_the_watcher_started(sandbox, style):
     before = await asyncio.to_thread(run_to_end, "word-count", text="ended before", mode="words")
     events, pending = await started(watcher())
 
@@ -86,14 +101,14 @@ async def test_one_event_per_successful_execution_that_ends_after_the_watcher_st
     assert event["job_id"] == after
     assert event["method_id"] == "word-count"
     assert event["status"] == "successful"
-    assert event["finished"]
+    assert bool(event["finished"]) is (style == "ogc")  # CCP's jobStatus says no end time
     assert event["execution_url"].endswith(f"/{after}")
     assert event["execution_url"].startswith(sandbox.url)
     assert before not in (after, other)
     await no_more(events)
 
 
-async def test_failed_executions_fire_when_asked_for(sandbox):
+async def test_failed_executions_fire_when_asked_for(sandbox, style):
     events, pending = await started(watcher(method_id="fail", statuses=["failed"]))
     only_successes = watcher(method_id="fail")
     successes, none = await started(only_successes)
@@ -106,8 +121,8 @@ async def test_failed_executions_fire_when_asked_for(sandbox):
     await no_more(events)
 
 
-async def test_a_restarted_watcher_reports_what_ended_meanwhile_and_nothing_twice(sandbox):
-    """Airflow >= 3.3 keeps the watermark in the Asset's state store; before, only in memory (nothing twice,
+async def test_a_restarted_watcher_reports_what_ended_meanwhile_and_nothing_twice(sandbox, style):
+    """Airflow >= 3.3 keeps the record in the Asset's state store; before, only in memory (nothing twice,
     but an execution that ended while no triggerer ran the watcher is not reported)."""
     store = AsyncStore()
     events, pending = await started(watcher(store))
@@ -119,10 +134,10 @@ async def test_a_restarted_watcher_reports_what_ended_meanwhile_and_nothing_twic
     restarted = watcher(store)
     events = restarted.run()
 
-    if get_base_airflow_version_tuple() >= WATCHER_STATE_SINCE:
+    if KEEPS_STATE:
         event = await asyncio.wait_for(anext(events), 10)
         assert event.payload["job_id"] == meanwhile
-        assert Watermark.from_json(store.values[restarted.state_key]).job_ids == (meanwhile,)
+        assert {first, meanwhile} <= set(Reported.from_json(store.values[restarted.state_key]).ids)
     else:
         assert store.values == {}
     await no_more(events)
@@ -160,7 +175,9 @@ async def test_a_watcher_joining_a_shared_listing_midway_reads_from_the_next_who
     """Airflow >= 3.3 fans one listing out to sibling watchers; one that joins mid-listing must not take
     the rest of that listing for the whole (B ended before it started, and was on a page it missed)."""
     a, b, c = (
-        {"jobID": job_id, "status": "successful", "processID": "word-count", "finished": f"2026-01-01T12:00:0{n}Z"}
+        StatusInfo.from_json(
+            {"jobID": job_id, "status": "successful", "processID": "word-count", "created": f"2026-01-01T12:00:0{n}Z"}
+        )
         for n, job_id in ((1, "A"), (5, "B"), (7, "C"))
     )
     complete = LISTING_COMPLETE.copy()  # the shared stream may hand on copies
@@ -210,3 +227,71 @@ async def test_both_hooks_list_the_jobs_beside_a_malformed_entry(make_conn, http
         iterated = [job async for job in hook.iter_jobs("word-count")]
 
     assert [job.job_id for job in listed] == [job.job_id for job in iterated] == ["j1"]
+
+
+async def events_within(events: Any, seconds: float) -> list[str]:
+    """The job ids of every event the stream fires within ``seconds``; then the stream is closed."""
+    fired: list[str] = []
+
+    async def collect() -> None:
+        async for event in events:
+            fired.append(event.payload["job_id"])
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(collect(), seconds)
+    await events.aclose()
+    return fired
+
+
+async def test_each_execution_fires_once_across_a_restart_whatever_the_servers_times_do(sandbox, style):
+    """The issue's case, at poll_interval=1: one execution ended before the first watcher (0 events), one ends
+    while it runs (1), five end while no watcher runs (1 each after the restart with the same store on
+    Airflow >= 3.3; before 3.3 they are lost, and none fires twice)."""
+    store = AsyncStore()
+    before = await asyncio.to_thread(run_to_end, "word-count", text="before", mode="words")
+    first = watcher(store, poll_interval=1)
+    events, pending = await started(first)
+    during = await asyncio.to_thread(run_to_end, "word-count", text="during", mode="words")
+    fired = [(await asyncio.wait_for(pending, 10)).payload["job_id"]]
+    fired += await events_within(events, 5)  # five more listings: CCP's updated moves at each
+
+    meanwhile = [await asyncio.to_thread(run_to_end, "word-count", text=f"n{n}", mode="words") for n in range(5)]
+    fired += await events_within(watcher(store, poll_interval=1).run(), 8)
+
+    assert before not in fired
+    assert fired[0] == during
+    assert fired == ([during, *meanwhile] if KEEPS_STATE else [during])  # oldest first
+
+
+async def test_a_backfill_window_reports_once_what_was_created_since_then(sandbox, style):
+    if not KEEPS_STATE:
+        with pytest.raises(ValueError, match=r"report_since needs Airflow 3\.3"):
+            watcher(report_since=60)
+        return
+    store = AsyncStore()
+    earlier = await asyncio.to_thread(run_to_end, "word-count", text="in the window", mode="words")
+    fired = await events_within(watcher(store, report_since=datetime.timedelta(minutes=10)).run(), 1)
+    fired += await events_within(watcher(store, report_since=datetime.timedelta(minutes=10)).run(), 1)
+
+    assert fired.count(earlier) == 1
+
+
+def test_report_since_is_checked_and_serialized_as_a_primitive():
+    assert "report_since" not in watcher().serialize()[1]
+    if not KEEPS_STATE:  # refused whatever the value, before it is read
+        for value in (datetime.timedelta(hours=1), "2026-01-01T12:00:00+01:00", "yesterday", -5):
+            with pytest.raises(ValueError, match=r"report_since needs Airflow 3\.3"):
+                watcher(report_since=value)
+        return
+    assert watcher(report_since=datetime.timedelta(hours=1)).serialize()[1]["report_since"] == 3600.0
+    when = watcher(report_since="2026-01-01T12:00:00+01:00").serialize()[1]["report_since"]
+    assert when == "2026-01-01T11:00:00+00:00"
+    with pytest.raises(ValueError, match="report_since must be"):
+        watcher(report_since="yesterday")
+    with pytest.raises(ValueError, match="report_since"):
+        watcher(report_since=-5)
+
+
+def test_watchers_with_other_statuses_keep_apart_records():
+    assert watcher().state_key != watcher(statuses=["failed"]).state_key
+    assert watcher(statuses=["successful"]).state_key == watcher().state_key
