@@ -133,6 +133,18 @@ def _dag(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     dag.set_defaults(func="dag")
 
 
+def _doctor(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="check, step by step, that the provider works with this CCP and account"
+    )
+    doctor.add_argument(
+        "--submit",
+        metavar="METHOD_ID",
+        help="also run one execution of this Method, with its defaults, to its end (without it nothing is submitted)",
+    )
+    doctor.set_defaults(func="doctor")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccp-airflow", description=DESCRIPTION, parents=[_global_options(False)])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -142,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _jobs(commands, common)
     _executions(commands, common)
     _dag(commands, common)
+    _doctor(commands, common)
     # Its own options are the sandbox's business: everything after the word is handed over untouched.
     commands.add_parser("sandbox", add_help=False, help="run the CCP sandbox (same as ccp-sandbox; try: sandbox -h)")
     return parser
@@ -198,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stray:
         parser.error(f"{', '.join(stray)} only apply with --url (to use an Airflow connection, pass --conn-id)")
     # Only now, with a command to run, is Airflow imported (through the hook the command uses).
+    if args.command == "doctor":  # it reports a connection that cannot be read as its first step
+        return int(import_module("airflow_provider_ccp.cli.doctor").doctor(args))
     return _run(args, getattr(import_module("airflow_provider_ccp.cli.commands"), args.func))
 
 
