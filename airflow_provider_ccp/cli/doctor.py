@@ -31,6 +31,8 @@ from airflow_provider_ccp.cli.doctor_api import (
 from airflow_provider_ccp.cli.doctor_state import Doctor, Failed, Outcome, Step
 from airflow_provider_ccp.exceptions import CCPError
 
+__all__ = ["doctor", "run_steps", "SYMBOLS"]
+
 SYMBOLS = {"ok": ("✓", "green"), "warn": ("✓", "yellow"), "fail": ("✗", "red"), "skipped": ("-", "dim")}
 SYMBOLS["not run"] = ("·", "dim")
 
