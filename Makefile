@@ -4,6 +4,9 @@ VENV ?= .venv
 FLOOR_VENV ?= .venv-floor
 AIRFLOW_SPEC ?= apache-airflow>=3.3,<3.4
 AIRFLOW_FLOOR_SPEC ?= apache-airflow>=3.1,<3.2
+# Airflow 3.1.8 sets an attribute on cryptography's MultiFernet, which cryptography 51 made a Rust class without
+# one: any connection with an extra then fails to load ("Connection not found"). 3.3 wraps it; 3.1 needs < 51.
+AIRFLOW_FLOOR_PINS ?= cryptography<51
 PYTEST_ARGS ?=
 # The tests that start Airflow processes (scheduler, triggerer, api-server, dag.test() runs, fresh venvs).
 AIRFLOW_PROCESS_TESTS = e2e or browser or dagtest or packaging
@@ -17,8 +20,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml sandbox/pyproject.toml scripts/venv.sh
 	scripts/venv.sh $(VENV) '$(AIRFLOW_SPEC)'
 
-$(FLOOR_VENV)/.installed: pyproject.toml sandbox/pyproject.toml scripts/venv.sh
-	scripts/venv.sh $(FLOOR_VENV) '$(AIRFLOW_FLOOR_SPEC)'
+$(FLOOR_VENV)/.installed: pyproject.toml sandbox/pyproject.toml scripts/venv.sh Makefile
+	scripts/venv.sh $(FLOOR_VENV) '$(AIRFLOW_FLOOR_SPEC)' '$(AIRFLOW_FLOOR_PINS)'
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
