@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_TOKEN_URL",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_MIN_DOWNLOAD_RATE",
     "EXTRA_FIELDS",
     "LEGACY_TOKEN_ENDPOINT_FIELD",
 ]
@@ -28,6 +29,9 @@ __all__ = [
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
 DEFAULT_TIMEOUT = 60.0
+#: Bytes per second a download must average over each ``timeout`` window: far below any working
+#: network, far above a server that drips its answer to keep a worker busy.
+DEFAULT_MIN_DOWNLOAD_RATE = 1024.0
 
 #: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
@@ -40,6 +44,7 @@ EXTRA_FIELDS = (
     "auth_flow",
     "verify",
     "timeout",
+    "min_download_rate",
     "ui_url",
     "server",
 )
@@ -81,16 +86,26 @@ def _verify(value: Any) -> bool | str:
     return os.path.expanduser(text)  # a CA bundle path
 
 
-def _timeout(value: Any) -> float:
+def _number(name: str, value: Any, default: float, expected: str, *, zero: bool = False) -> float:
+    """A finite number above 0 (or 0 too, when ``zero``), ``default`` when the extra is unset."""
     if value is None:
-        return DEFAULT_TIMEOUT
+        return default
     try:
-        timeout = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise CCPConfigError(f"Connection extra 'timeout' is {value!r}; expected a number of seconds") from None
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise CCPConfigError(f"Connection extra 'timeout' is {value!r}; expected a positive number of seconds")
-    return timeout
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        raise CCPConfigError(f"Connection extra {name!r} is {value!r}; expected {expected}")
+    return number
+
+
+def _timeout(value: Any) -> float:
+    return _number("timeout", value, DEFAULT_TIMEOUT, "a positive number of seconds")
+
+
+def _min_download_rate(value: Any) -> float:
+    expected = "a number of bytes per second, 0 or more (0: any byte within each timeout will do)"
+    return _number("min_download_rate", value, DEFAULT_MIN_DOWNLOAD_RATE, expected, zero=True)
 
 
 def _server(value: Any) -> ServerKind:
@@ -164,6 +179,8 @@ class CCPConnectionSettings:
     client_secret: str | None = field(repr=False)
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
+    #: A download's body must average this many bytes per second over each ``timeout`` window.
+    min_download_rate: float = DEFAULT_MIN_DOWNLOAD_RATE
     ui_url: str | None = None
     #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.
     server: ServerKind = ServerKind.AUTO
@@ -197,6 +214,7 @@ class CCPConnectionSettings:
             client_secret=_extra(extra, "client_secret"),
             verify=_verify(_extra(extra, "verify")),
             timeout=_timeout(_extra(extra, "timeout")),
+            min_download_rate=_min_download_rate(_extra(extra, "min_download_rate")),
             ui_url=(
                 _without_credentials("extra 'ui_url'", str(_extra(extra, "ui_url")).rstrip("/"))
                 if _extra(extra, "ui_url")

@@ -107,6 +107,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "HTTP timeout per request, in seconds; empty: 60.",
         "schema": {"type": ["number", "null"], "examples": [60]},
     },
+    "min_download_rate": {
+        "label": "Minimum download rate (bytes/s)",
+        "description": (
+            "An output download must average this many bytes per second over each timeout window, "
+            "else it fails; empty: 1024; 0: any progress within each timeout."
+        ),
+        "schema": {"type": ["number", "null"], "examples": [1024]},
+    },
     "verify": {
         "label": "Verify TLS",
         "description": "true (default), false, or the path of a CA bundle file.",
@@ -124,6 +132,7 @@ _PLACEHOLDERS = {
     TOKEN_ENDPOINT_FIELD: "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
     "ui_url": "https://ccp.cloud.d4science.org/ui",
     "timeout": "60",
+    "min_download_rate": "1024",
     "verify": "true",
 }
 

@@ -8,10 +8,13 @@ async transports (``hooks/_pool.py``, ``hooks/_aiohttp.py``).
 from __future__ import annotations
 
 import contextlib
+import http.client
+import io
 import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,61 +30,150 @@ from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPDownloadError
 from airflow_provider_ccp.hooks._base import verify_setting
 
-__all__ = ["DOWNLOAD_CHUNK", "Deadline", "DeadlineAdapter", "new_session", "send", "stream_to_file"]
+__all__ = [
+    "DOWNLOAD_CHUNK",
+    "Deadline",
+    "DeadlineAdapter",
+    "DownloadPace",
+    "new_session",
+    "send",
+    "stream_to_file",
+]
 
 DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class Deadline:
-    """The connections one request uses, shut down when its deadline passes.
+    """When what the current thread is reading must be done by: each socket operation of a watched
+    connection (connect, send, every read) gets only the time left as its timeout.
 
     requests' timeout bounds each socket read, not the request: an answer dribbled a byte at a time
-    never trips it. Shutting the socket down ends whatever read is waiting, headers or body.
+    never trips it. Capping every operation by the time left bounds the whole, with no timer thread.
     """
 
     current = threading.local()
 
-    def __init__(self) -> None:
-        self.connections: list[HTTPConnection] = []
-        #: The sockets answers are read from: a connection forgets its socket when the answer ends with it.
-        self.sockets: list[socket.socket] = []
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.end = self.started + seconds
         self.expired = False
 
-    def expire(self) -> None:
-        self.expired = True
-        sockets = [connection.sock for connection in list(self.connections)] + list(self.sockets)
-        for sock in sockets:
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
     @classmethod
+    def active(cls) -> Deadline | None:
+        return getattr(cls.current, "deadline", None)
+
     @contextlib.contextmanager
-    def watching(cls, seconds: float) -> Iterator[Deadline]:
-        deadline = cls()
-        cls.current.deadline = deadline
-        timer = threading.Timer(seconds, deadline.expire)
-        timer.daemon = True
-        timer.start()
+    def applying(self) -> Iterator[Deadline]:
+        """This deadline bounds the current thread's socket operations within the block."""
+        previous = Deadline.active()
+        Deadline.current.deadline = self
         try:
-            yield deadline
+            yield self
         finally:
-            timer.cancel()
-            cls.current.deadline = None
+            Deadline.current.deadline = previous
+
+    def left(self) -> float:
+        """Seconds left; none left ends the operation as a socket timeout would."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the deadline passed")
+        return left
+
+    def run(self, sock: socket.socket, operation: Callable[..., Any], *args: Any) -> Any:
+        """``operation(*args)`` on ``sock`` within the time left."""
+        sock.settimeout(self.left())
+        try:
+            return operation(*args)
+        except TimeoutError:
+            self.expired = True  # the socket's timeout was the time left: it is gone
+            raise
+
+    def received(self, count: int) -> None:
+        """Bytes read: a request's deadline does not move."""
+
+
+class DownloadPace(Deadline):
+    """A download's deadline: each ``min_rate * window`` bytes within ``window`` seconds of the last
+    such quota, so a download of any size goes on while it keeps the pace, and a drip ends."""
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        super().__init__(window)
+        self.min_rate = min_rate
+        self.quota = min_rate * window
+        #: Bytes since the current window began.
+        self.count = 0
+
+    def received(self, count: int) -> None:
+        self.count += count
+        if self.count >= self.quota:
+            self.started = time.monotonic()
+            self.end = self.started + self.seconds
+            self.count = 0
+
+    def too_slow(self, url: str, written: int) -> str:
+        """The one line naming what came in the last window, and the settings it fell short of."""
+        elapsed = time.monotonic() - self.started
+        seconds = f"{elapsed:.3g} s"
+        window = f"(the connection's timeout, {self.seconds:g} s)"
+        if not self.min_rate:
+            return f"The download of {url} stalled: no byte in the last {seconds} {window}, after {written} bytes"
+        return (
+            f"The download of {url} was slower than the connection's min_download_rate of {self.min_rate:g} "
+            f"bytes/s: {self.count} bytes ({self.count / elapsed:.3g} bytes/s) in the last {seconds} "
+            f"{window}, after {written} bytes"
+        )
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's bytes for http.client, each read within the current thread's deadline, if any."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        # The socket's own reader keeps the socket open while the answer is read, as http.client expects.
+        self._raw = sock.makefile("rb", buffering=0)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        deadline = Deadline.active()
+        if deadline is None:
+            return self._raw.readinto(buffer)
+        count = deadline.run(self._sock, self._raw.readinto, buffer)
+        deadline.received(count or 0)
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()  # http.client's reader of the socket: replaced by one that keeps the deadline
+        self.fp = io.BufferedReader(_DeadlineReader(sock))
 
 
 class _WatchedConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        deadline = getattr(Deadline.current, "deadline", None)
-        if deadline is not None:
-            deadline.connections.append(self)
-        super().request(*args, **kwargs)
+    """A connection whose connect, sends and reads keep the current thread's ``Deadline``."""
 
-    def getresponse(self) -> Any:
-        deadline = getattr(Deadline.current, "deadline", None)
-        if deadline is not None and self.sock is not None:
-            deadline.sockets.append(self.sock)
-        return super().getresponse()
+    response_class = _DeadlineResponse
+
+    def connect(self) -> None:
+        deadline = Deadline.active()
+        if deadline is not None:
+            self.timeout = deadline.left()
+        super().connect()
+
+    def send(self, data: Any) -> None:
+        deadline = Deadline.active()
+        if deadline is None or self.sock is None:
+            super().send(data)
+        else:
+            deadline.run(self.sock, super().send, data)
 
 
 class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
@@ -100,7 +192,7 @@ _WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedHTTPSPool}
 
 
 class DeadlineAdapter(HTTPAdapter):
-    """requests' adapter with connections a ``Deadline`` can shut down (direct or through a proxy)."""
+    """requests' adapter whose connections (direct or through a proxy) keep the current ``Deadline``."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -135,7 +227,7 @@ def send(
     The answer is read here (at most ``MAX_ANSWER_BYTES``), except a streamed download's 200, whose
     body the caller streams to disk.
     """
-    with Deadline.watching(settings.timeout) as deadline:
+    with Deadline(settings.timeout).applying() as deadline:
         try:
             response = session.request(
                 method,
@@ -173,7 +265,7 @@ def before_sending(error: requests.RequestException) -> bool:
 
 
 def new_session(verify: bool | str) -> requests.Session:
-    """A session whose connections a ``Deadline`` can shut down.
+    """A session whose connections keep the current ``Deadline``.
 
     No urllib3 retries: the hook's RetryPolicy decides, the same way for both hooks.
     """
@@ -192,14 +284,18 @@ def stream_to_file(
     url: str,
     job_id: str,
     progress: Callable[[int, int | None], None] | None,
+    settings: CCPConnectionSettings,
 ) -> int:
+    """Save the answer's body to ``target`` (whole, or not at all), read at the connection's
+    ``min_download_rate`` at least (``DownloadPace``)."""
+    pace = DownloadPace(settings.min_download_rate, settings.timeout)
     expected = response.headers.get("Content-Length")
     total = int(expected) if expected and expected.isdigit() else None
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     written = 0
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, pace.applying():
             for chunk in response.iter_content(DOWNLOAD_CHUNK):
                 out.write(chunk)
                 written += len(chunk)
@@ -217,9 +313,8 @@ def stream_to_file(
         os.replace(temp_name, target)
     except requests.RequestException as err:
         Path(temp_name).unlink(missing_ok=True)
-        raise CCPDownloadError(
-            f"The download of {url} broke after {written} bytes: {type(err).__name__}", url=url, job_id=job_id
-        ) from None
+        broke = f"The download of {url} broke after {written} bytes: {type(err).__name__}"
+        raise CCPDownloadError(pace.too_slow(url, written) if pace.expired else broke, url=url, job_id=job_id) from None
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

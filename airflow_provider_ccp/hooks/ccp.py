@@ -352,7 +352,7 @@ class CCPHook(CCPHookBase):
         if target.is_dir():
             target = target / ("output.zip" if kind == OutputsKind.ZIP else "results.json")
         with response:
-            size = stream_to_file(response, target, zip_url, job_id, progress)
+            size = stream_to_file(response, target, zip_url, job_id, progress, self.settings)
         return DownloadedOutputs(path=target, size=size, url=zip_url, kind=kind)
 
     # ------------------------------------------------------------------ Airflow UI

@@ -7,6 +7,7 @@ import pytest
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, AuthFlow
 from airflow_provider_ccp.connection import (
     DEFAULT_HOST,
+    DEFAULT_MIN_DOWNLOAD_RATE,
     DEFAULT_TIMEOUT,
     DEFAULT_TOKEN_URL,
     CCPConnectionSettings,
@@ -31,6 +32,7 @@ def test_defaults():
     assert s.auth_flow == "password_uma"
     assert s.verify is True
     assert s.timeout == DEFAULT_TIMEOUT == 60.0
+    assert s.min_download_rate == DEFAULT_MIN_DOWNLOAD_RATE == 1024.0
     assert s.ui_url is None
     assert s.user == "alice"
     assert s.secret == "pw"
@@ -92,6 +94,22 @@ def test_base_url(host, schema, port, expected):
 def test_bad_timeout(timeout):
     with pytest.raises(CCPError, match="'timeout'"):
         settings(timeout=timeout, **USER_EXTRA)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0.0), (2048, 2048.0), ("512.5", 512.5), ("", 1024.0)])
+def test_min_download_rate(value, expected):
+    assert settings(min_download_rate=value, **USER_EXTRA).min_download_rate == expected
+    assert settings(extra__ccp__min_download_rate=value, **USER_EXTRA).min_download_rate == expected
+
+
+@pytest.mark.parametrize("rate", ["fast", -1, "nan", float("inf"), [1024]])
+def test_bad_min_download_rate(rate):
+    with pytest.raises(CCPError) as raised:
+        settings(min_download_rate=rate, **USER_EXTRA)
+    assert str(raised.value) == (
+        f"Connection extra 'min_download_rate' is {rate!r}; expected a number of bytes per second, 0 or more "
+        "(0: any byte within each timeout will do)"
+    )
 
 
 def test_unknown_auth_flow_lists_the_valid_ones():
