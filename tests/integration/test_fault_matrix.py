@@ -478,6 +478,16 @@ CASES: list[Case] = [
         arrange=hostile("GET", JOB_STATUS, lambda request, forward: dribbled(b" " * 60, 0.5), count=1, timeout=1),
         check=_within(20),
     ),
+    Case(
+        "re-run gets output.zip dripped (2 bytes/s)",
+        "hostile output",
+        expect=r"^The download of .*output\.zip was slower than the connection's min_download_rate of 1000 bytes/s: ",
+        arrange=hostile(
+            "GET", OUTPUT_ZIP, lambda request, forward: dribbled(b"z" * 20, 0.5), timeout=1, min_download_rate=1000
+        ),
+        rerun=True,
+        check=_old_outputs_kept,
+    ),
     redirected_elsewhere("execution POST", "POST", EXECUTION_POST, 307, REFUSED_REDIRECT.format("POST")),
     redirected_elsewhere("token endpoint", "POST", TOKEN, 308, REFUSED_REDIRECT.format("POST")),
     redirected_elsewhere(
