@@ -83,6 +83,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 20000 --interval 30 --warmup 30 --duration 90 \
 		--modes bare-aiohttp,trigger-httpx,trigger-aiohttp $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/download_memory.py
+	$(VENV)/bin/python tests/benchmarks/dripped_download.py
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
 	$(VENV)/bin/python tests/benchmarks/execution_listing.py
 	$(VENV)/bin/python tests/benchmarks/cli_startup.py

@@ -102,27 +102,28 @@ class DownloadPace(Deadline):
         super().__init__(window)
         self.min_rate = min_rate
         self.quota = min_rate * window
-        #: Bytes since the current window began.
-        self.count = 0
+        #: Bytes since the current window began, and in all.
+        self.count = self.total = 0
 
     def received(self, count: int) -> None:
+        self.total += count
         self.count += count
         if self.count >= self.quota:
             self.started = time.monotonic()
             self.end = self.started + self.seconds
             self.count = 0
 
-    def too_slow(self, url: str, written: int) -> str:
+    def too_slow(self, url: str) -> str:
         """The one line naming what came in the last window, and the settings it fell short of."""
         elapsed = time.monotonic() - self.started
         seconds = f"{elapsed:.3g} s"
         window = f"(the connection's timeout, {self.seconds:g} s)"
         if not self.min_rate:
-            return f"The download of {url} stalled: no byte in the last {seconds} {window}, after {written} bytes"
+            return f"The download of {url} stalled: no byte in the last {seconds} {window}, {self.total} bytes in all"
         return (
             f"The download of {url} was slower than the connection's min_download_rate of {self.min_rate:g} "
             f"bytes/s: {self.count} bytes ({self.count / elapsed:.3g} bytes/s) in the last {seconds} "
-            f"{window}, after {written} bytes"
+            f"{window}, {self.total} bytes in all"
         )
 
 
@@ -314,7 +315,7 @@ def stream_to_file(
     except requests.RequestException as err:
         Path(temp_name).unlink(missing_ok=True)
         broke = f"The download of {url} broke after {written} bytes: {type(err).__name__}"
-        raise CCPDownloadError(pace.too_slow(url, written) if pace.expired else broke, url=url, job_id=job_id) from None
+        raise CCPDownloadError(pace.too_slow(url) if pace.expired else broke, url=url, job_id=job_id) from None
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

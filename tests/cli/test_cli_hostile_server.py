@@ -235,3 +235,29 @@ def test_a_slow_loris_answer_ends_at_the_connections_timeout(monkeypatch, capsys
     assert code != 0
     assert time.monotonic() - started < 5  # the answer alone would take minutes
     assert "no complete answer within the connection's timeout" in err, err
+
+
+def _dripped_zip(conn: socket.socket) -> None:
+    """output.zip's head at once, then its 1,000 bytes at two a second."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(1000):
+        time.sleep(0.5)
+        conn.sendall(b"z")
+
+
+def test_a_dripped_download_ends_in_one_line_naming_the_setting(monkeypatch, capsys, tmp_path) -> None:
+    server = RawServer(_dripped_zip)
+    folder = tmp_path / "outputs"
+    try:
+        extra = {"auth_flow": "none", "timeout": 1, "min_download_rate": 100}
+        monkeypatch.setenv("AIRFLOW_CONN_HOSTILE", json.dumps({"conn_type": "ccp", "host": server.url, "extra": extra}))
+        started = time.monotonic()
+        code, _out, err = run(capsys, "jobs", "outputs", "j1", "--to", str(folder))
+    finally:
+        server.stop()
+    assert code == 1
+    assert time.monotonic() - started < 5  # the archive alone would take 500 s
+    (line,) = err.strip().splitlines()
+    assert line.startswith("Error: The download of "), line
+    assert "slower than the connection's min_download_rate of 100 bytes/s" in line, line
+    assert list(folder.iterdir()) == []

@@ -92,7 +92,7 @@ def test_a_dripped_download_ends_naming_its_rate_and_the_setting(monkeypatch, ra
     assert message.startswith(f"The download of {server.url}/executions/j1/outputs/output.zip was slower than ")
     assert "the connection's min_download_rate of 100 bytes/s: " in message
     assert re.search(
-        r": \d bytes \([\d.]+ bytes/s\) in the last 1 s \(the connection's timeout, 1 s\), after ", message
+        r": \d bytes \([\d.]+ bytes/s\) in the last 1 s \(the connection's timeout, 1 s\), \d bytes in all$", message
     )
     assert list(tmp_path.iterdir()) == []  # no part file left
     assert server.connections == 1
