@@ -143,3 +143,14 @@ def test_the_headers_of_a_download_keep_the_whole_request_deadline(monkeypatch, 
         CCPHook(conn, retry_limit=0).download_outputs("j1", tmp_path)
     assert time.monotonic() - started < 3
     assert not Path(tmp_path).joinpath("output.zip").exists()
+
+
+def test_a_request_body_the_server_does_not_read_ends_at_the_timeout(monkeypatch, raw_server):
+    """Sending is part of the request: 64 MiB the server never reads fill the socket's buffers, then wait."""
+    server = raw_server(lambda conn: time.sleep(3))
+    conn = conn_to(monkeypatch, server.url, timeout=1, server="ccp")
+    started = time.monotonic()
+    with pytest.raises(CCPError, match=r"no complete answer within the connection's timeout of 1 s"):
+        CCPHook(conn).submit_execution("m", {"text": "x" * (64 * 1024 * 1024)})
+    assert time.monotonic() - started < 4
+    assert server.connections == 1  # a POST that may have landed is never resent
