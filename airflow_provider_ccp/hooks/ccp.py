@@ -336,7 +336,9 @@ class CCPHook(CCPHookBase):
 
         CCP serves ``/executions/{id}/outputs/output.zip``; a plain OGC server only has
         ``/jobs/{id}/results``, saved as ``results.json``. Memory use is one chunk whatever the size,
-        the byte count is checked against Content-Length, and the file appears only when complete.
+        the byte count is checked against Content-Length, and the file appears only when complete. The
+        body must keep the connection's ``min_download_rate`` over each ``timeout`` window, else
+        ``CCPDownloadError``.
         """
         base = self.settings.base_url
         target = Path(destination)
