@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ccp.cli import main
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from ccp_airflow import main
 
 BUILTIN_METHODS = ("hello", "word-count", "sleep", "fail", "make-files")
 BIN = Path(sys.executable).parent

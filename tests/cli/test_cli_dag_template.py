@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ccp.cli.dag_template import (
+from ccp_airflow.dag_template import (
     DagOptions,
     DagTemplateError,
     comment,

@@ -13,8 +13,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from airflow_provider_ccp import auth
-from airflow_provider_ccp.cli import main
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from ccp_airflow import main
 from tests.integration.doubles import self_signed
 
 STEP_NAMES = [

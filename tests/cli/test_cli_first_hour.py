@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ccp.cli import build_parser, main
-from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, render_dag, retry_note
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from ccp_airflow import build_parser, main
+from ccp_airflow.dag_template import DagOptions, DagTemplateError, render_dag, retry_note
 from tests.cli.test_cli_commands import finished_job, run, url_flags
 from tests.cli.test_cli_dag_template import method, module_values, options, string_input
 
@@ -80,7 +80,7 @@ def test_url_mode_errors_name_flags(capsys: pytest.CaptureFixture[str], monkeypa
 def test_describe_without_outputs_prints_no_empty_table(
     sandbox_conn: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
-    from airflow_provider_ccp.cli import render
+    from ccp_airflow import render
 
     described = CCPHook(sandbox_conn).get_method("hello")
     monkeypatch.setattr(CCPHook, "get_method", lambda self, method_id: {**described, "outputs": {}})

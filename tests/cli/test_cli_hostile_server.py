@@ -16,8 +16,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug.serving import WSGIRequestHandler
 
-from airflow_provider_ccp.cli import main
-from airflow_provider_ccp.cli.render import clean
+from ccp_airflow import main
+from ccp_airflow.render import clean
 from tests.integration.doubles import RawServer, json_answer, status_body
 
 #: Clear the screen, home the cursor, a fake OSC 8 hyperlink (ST and BEL forms), a C1 CSI colour,

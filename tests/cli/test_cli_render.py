@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ccp.cli import main, render
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from ccp_airflow import main, render
 
 
 @pytest.fixture

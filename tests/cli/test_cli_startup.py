@@ -15,7 +15,7 @@ import pytest
 
 PROBE = """
 import json, sys
-from airflow_provider_ccp.cli import main
+from ccp_airflow import main
 code = None
 try:
     code = main(sys.argv[1:])

@@ -16,7 +16,6 @@ import pendulum
 import pytest
 
 from airflow_provider_ccp import protocol
-from airflow_provider_ccp.cli.dag_template import _schema as param_schema
 from airflow_provider_ccp.descriptions import (
     MethodInput,
     input_value_to_string,
@@ -27,6 +26,7 @@ from airflow_provider_ccp.descriptions import (
 )
 from airflow_provider_ccp.exceptions import CCPInputError
 from airflow_provider_ccp.inputs import prepare_inputs
+from ccp_airflow.dag_template import _schema as param_schema
 
 _ABSENT = object()
 

@@ -1,5 +1,5 @@
-"""Every module of the provider says what its public surface is (``__all__``): the API reference and
-``from module import *`` show that, and nothing the module merely imports or keeps for itself."""
+"""Every module of the provider and of ``ccp-airflow`` says what its public surface is (``__all__``): the API
+reference and ``from module import *`` show that, and nothing the module merely imports or keeps for itself."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import pkgutil
 import pytest
 
 import airflow_provider_ccp
+import ccp_airflow
 
+PACKAGES = [airflow_provider_ccp, ccp_airflow]
 MODULES = sorted(
     info.name
-    for info in pkgutil.walk_packages(airflow_provider_ccp.__path__, "airflow_provider_ccp.")
+    for package in PACKAGES
+    for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
     if not info.name.rsplit(".", 1)[1].startswith("_")  # private modules keep no public surface
 )
 
@@ -21,11 +24,11 @@ def test_every_module_is_checked():
     assert {
         "airflow_provider_ccp.operators.ccp",
         "airflow_provider_ccp.submission",
-        "airflow_provider_ccp.cli.commands",
+        "ccp_airflow.commands",
     } <= set(MODULES)
 
 
-@pytest.mark.parametrize("name", ["airflow_provider_ccp", *MODULES])
+@pytest.mark.parametrize("name", [package.__name__ for package in PACKAGES] + MODULES)
 def test_each_module_names_its_public_surface(name):
     module = importlib.import_module(name)
     exported = getattr(module, "__all__", None)

@@ -10,9 +10,9 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_ccp import auth, exchange
-from airflow_provider_ccp.cli.connect import CLIHook
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
+from ccp_airflow.connect import CLIHook
 
 __all__ = ["Outcome", "Failed", "Step", "GrantRecord", "DoctorHook", "Doctor", "UMA_GRANT"]
 

@@ -19,9 +19,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from airflow_provider_ccp.cli.dag_template import mapping, method_inputs
 from airflow_provider_ccp.descriptions import MethodInput
 from airflow_provider_ccp.protocol import StatusInfo
+from ccp_airflow.dag_template import mapping, method_inputs
 
 __all__ = [
     "console",

@@ -13,12 +13,12 @@ import requests
 
 from airflow_provider_ccp import auth
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.cli import errors, verbose
-from airflow_provider_ccp.cli.connect import resolve_settings
-from airflow_provider_ccp.cli.doctor_state import UMA_GRANT, Doctor, DoctorHook, Failed, GrantRecord, Outcome, Step
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPTrustError
 from airflow_provider_ccp.hooks._requests import send
+from ccp_airflow import errors, verbose
+from ccp_airflow.connect import resolve_settings
+from ccp_airflow.doctor_state import UMA_GRANT, Doctor, DoctorHook, Failed, GrantRecord, Outcome, Step
 
 __all__ = ["check_connection", "check_network", "check_token", "check_context", "check_lifetime"]
 

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 from airflow_provider_ccp import protocol
-from airflow_provider_ccp.cli import errors, render
-from airflow_provider_ccp.cli.doctor_state import Doctor, DoctorHook, Failed, Outcome, Step
 from airflow_provider_ccp.descriptions import MethodInput, is_ccp_description, method_inputs
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.inputs import prepare_inputs
 from airflow_provider_ccp.protocol import StatusInfo
+from ccp_airflow import errors, render
+from ccp_airflow.doctor_state import Doctor, DoctorHook, Failed, Outcome, Step
 
 __all__ = ["check_processes", "check_method", "check_submit", "check_jobs", "check_job_status"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from airflow_provider_ccp import outputs
-from airflow_provider_ccp.cli import render
-from airflow_provider_ccp.cli.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
 from airflow_provider_ccp.execution_records import record_status
 from airflow_provider_ccp.hooks.ccp import CCPHook, OutputsKind
+from ccp_airflow import render
+from ccp_airflow.dag_template import DagOptions, DagTemplateError, default_dag_id, render_dag
 
 __all__ = [
     "methods_list",

@@ -13,23 +13,23 @@ from typing import Any
 
 from rich.text import Text
 
-from airflow_provider_ccp.cli import errors, render, verbose
-from airflow_provider_ccp.cli.doctor_access import (
+from airflow_provider_ccp.exceptions import CCPError
+from ccp_airflow import errors, render, verbose
+from ccp_airflow.doctor_access import (
     check_connection,
     check_context,
     check_lifetime,
     check_network,
     check_token,
 )
-from airflow_provider_ccp.cli.doctor_api import (
+from ccp_airflow.doctor_api import (
     check_job_status,
     check_jobs,
     check_method,
     check_processes,
     check_submit,
 )
-from airflow_provider_ccp.cli.doctor_state import Doctor, Failed, Outcome, Step
-from airflow_provider_ccp.exceptions import CCPError
+from ccp_airflow.doctor_state import Doctor, Failed, Outcome, Step
 
 __all__ = ["doctor", "run_steps", "SYMBOLS"]
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 import requests
 
-from airflow_provider_ccp.cli.render import clean
+from ccp_airflow.render import clean
 
 __all__ = ["configure_logging", "log_exchange", "trace", "SHOWN_FORM_FIELDS", "SHOWN_HEADERS"]
 

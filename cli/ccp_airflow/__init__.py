@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 __all__ = ["main", "build_parser", "Command"]
 
+#: The ccp-airflow distribution's own version (the build reads it here, as the provider's and the sandbox's).
+__version__ = "0.1.0"
+
 # Set before Airflow is imported: Airflow 3.1 logs its ORM set-up at INFO on import, and a command
 # line prints only its own output (--verbose turns logging back up once arguments are parsed).
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
-from airflow_provider_ccp import __version__
 from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 
@@ -161,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, command: Command) -> int:
-    from airflow_provider_ccp.cli import errors, verbose
-    from airflow_provider_ccp.cli.connect import CLIHook, resolve_settings
+    from ccp_airflow import errors, verbose
+    from ccp_airflow.connect import CLIHook, resolve_settings
 
     verbose.configure_logging(args.verbose)
     settings: CCPConnectionSettings | None = None  # stays None when resolving it is what failed
@@ -212,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{', '.join(stray)} only apply with --url (to use an Airflow connection, pass --conn-id)")
     # Only now, with a command to run, is Airflow imported (through the hook the command uses).
     if args.command == "doctor":  # it reports a connection that cannot be read as its first step
-        return int(import_module("airflow_provider_ccp.cli.doctor").doctor(args))
-    return _run(args, getattr(import_module("airflow_provider_ccp.cli.commands"), args.func))
+        return int(import_module("ccp_airflow.doctor").doctor(args))
+    return _run(args, getattr(import_module("ccp_airflow.commands"), args.func))
 
 
 def flags_without_url(args: argparse.Namespace) -> list[str]:
