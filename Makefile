@@ -17,10 +17,10 @@ AIRFLOW_PROCESS_TESTS = e2e or browser or dagtest or packaging
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml scripts/venv.sh
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml cli/pyproject.toml scripts/venv.sh
 	scripts/venv.sh $(VENV) '$(AIRFLOW_SPEC)'
 
-$(FLOOR_VENV)/.installed: pyproject.toml sandbox/pyproject.toml scripts/venv.sh Makefile
+$(FLOOR_VENV)/.installed: pyproject.toml sandbox/pyproject.toml cli/pyproject.toml scripts/venv.sh Makefile
 	scripts/venv.sh $(FLOOR_VENV) '$(AIRFLOW_FLOOR_SPEC)' '$(AIRFLOW_FLOOR_PINS)'
 
 lint: $(VENV)/.installed
