@@ -1,7 +1,7 @@
 """Apache Airflow provider for the D4Science Cloud Computing Platform (CCP).
 
-Importing the package imports nothing else: the version is read by the build (hatch) and the CLI,
-and Airflow's provider discovery calls ``airflow_provider_ccp.get_provider_info:get_provider_info``.
+Importing the package imports nothing else: the version is read by the build (hatch), and
+Airflow's provider discovery calls ``airflow_provider_ccp.get_provider_info:get_provider_info``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One reading of a Method description (an OGC API - Processes process description).
 
 The operator's check of the inputs (``inputs.py``), the trigger form of a generated DAG
-(``cli/dag_template.py``) and the typed execute body for servers that are not CCP (``protocol``)
+(``ccp_airflow.dag_template``) and the typed execute body for servers that are not CCP (``protocol``)
 all read a Method's inputs here, so the form cannot promise what the operator refuses.
 
 The readings (docs/operators.md, "Inputs"):

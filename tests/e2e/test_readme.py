@@ -88,10 +88,10 @@ def test_the_install_commands_work_as_written(throwaway_venv: Path) -> None:
         result = shell(block, ROOT, env)
         assert result.returncode == 0, f"{block}\n---\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     python = str(throwaway_venv / "bin" / "python")
-    # Both distributions now live in the throwaway venv, each with its licence.
+    # The three distributions now live in the throwaway venv, each with its licence.
     where = (
         "import importlib.metadata as m, sys\n"
-        "for name in ('airflow-provider-ccp', 'ccp-sandbox'):\n"
+        "for name in ('airflow-provider-ccp', 'ccp-airflow', 'ccp-sandbox'):\n"
         "    d = m.distribution(name)\n"
         "    print(d.locate_file(''), any(str(f).endswith('LICENSE') for f in d.files or []))\n"
     )
