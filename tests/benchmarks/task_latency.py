@@ -20,7 +20,8 @@ medians of:
 
 ``--slots``: also start a real scheduler, triggerer and LocalExecutor (``scripts/devstack.py``), trigger
 each DAG once per run and count the seconds its task instance was ``running``, sampled every 0.2 s:
-the seconds a worker process held the task (a deferred task holds none).
+the seconds a worker process held the task (a deferred task holds none); and the end of the work to
+the task's end there, where the ``min_defer_seconds`` hold applies.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class Figures:
     requests: list[int] = field(default_factory=list)
     polls: list[int] = field(default_factory=list)
     slot_seconds: list[float] = field(default_factory=list)
+    #: On the real scheduler (``--slots``): the end of the work to the task instance's end.
+    stack_end_to_done: list[float] = field(default_factory=list)
 
 
 def _utc(value: str | float) -> float:
@@ -154,22 +157,25 @@ def dags_test(stack: LocalAirflow, admin: SandboxAdmin, dag_id: str, figures: Fi
         figures.polls.append(polls)
 
 
-def running_seconds(stack: LocalAirflow, dag_id: str) -> float:
-    """Trigger ``dag_id`` on the running stack; the seconds its task instance was seen ``running``."""
+def on_the_stack(stack: LocalAirflow, dag_id: str, figures: Figures) -> None:
+    """Trigger ``dag_id`` on the running stack: the seconds its task instance was seen ``running``, and the
+    end of the work to the task's end."""
     run_id = stack.trigger(dag_id)
     path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/work"
     running, last = 0.0, time.monotonic()
     while True:
-        state = stack.api("GET", path).get("state")
+        ti = stack.api("GET", path)
         now = time.monotonic()
-        if state == "running":
+        if ti.get("state") == "running":
             running += now - last
         last = now
-        if state in ("success", "failed", "upstream_failed", "skipped"):
-            if state != "success":
-                raise SystemExit(f"{dag_id} {run_id} ended {state}:\n{stack.failure_report(dag_id, run_id)}")
-            return running
+        if ti.get("state") in ("success", "failed", "upstream_failed", "skipped"):
+            break
         time.sleep(SAMPLE_SECONDS)
+    if ti["state"] != "success":
+        raise SystemExit(f"{dag_id} {run_id} ended {ti['state']}:\n{stack.failure_report(dag_id, run_id)}")
+    figures.slot_seconds.append(running)
+    figures.stack_end_to_done.append(_utc(ti["end_date"]) - work_end(stack.xcom(dag_id, run_id, "work")))
 
 
 def median(values: list[float] | list[int]) -> str:
@@ -180,13 +186,13 @@ def report(seconds: list[int], figures: dict[str, Figures], slots: bool) -> None
     print(f"load average at the end: {os.getloadavg()[0]:.2f}, {os.getloadavg()[1]:.2f}, {os.getloadavg()[2]:.2f}")
     header = f"{'execution':>9}  {'task':<18} {'task s':>6} {'command s':>9} {'end->done s':>11} {'requests':>8}"
     header += f" {'polls':>6}"
-    print(header + (f" {'worker s':>8}" if slots else ""))
+    print(header + (f" {'worker s':>8} {'stack end->done s':>17}" if slots else ""))
     for second in seconds:
         for kind, label in (("python", "PythonOperator"), ("ccp", "CCP deferrable")):
             f = figures[f"latency_{kind}_{second}"]
             line = f"{second:>8}s  {label:<18} {median(f.task)} {median(f.command):>9} {median(f.end_to_done):>11} "
             line += f"{median(f.requests):>8} {median(f.polls):>6}"
-            print(line + (f" {median(f.slot_seconds):>8}" if slots else ""))
+            print(line + (f" {median(f.slot_seconds):>8} {median(f.stack_end_to_done):>17}" if slots else ""))
         ccp, python = figures[f"latency_ccp_{second}"], figures[f"latency_python_{second}"]
         gap = statistics.median(ccp.task) - statistics.median(python.task)
         print(f"{'':>11}CCP task minus PythonOperator task (medians): {gap:+.1f} s")
@@ -229,10 +235,7 @@ def main() -> None:
                     for dag_id in dag_ids:
                         stack.wait_for_dag(dag_id)
 
-                    def slot(dag_id: str) -> None:
-                        figures[dag_id].slot_seconds.append(running_seconds(stack, dag_id))
-
-                    each_run(args.runs, dag_ids, slot)
+                    each_run(args.runs, dag_ids, lambda dag_id: on_the_stack(stack, dag_id, figures[dag_id]))
     subprocess.run(["uptime"], check=False)
     report(seconds, figures, args.slots)
 
