@@ -71,6 +71,19 @@ def watcher_state_store(trigger: Any) -> Any | None:
     return trigger.asset_state_store
 
 
+def trigger_runs_inline() -> bool:
+    """Whether this trigger runs inside the task's own process, as ``dag.test()`` (``airflow dags test``)
+    runs it: there the task resumes from the trigger's event directly, with no scheduler to race with
+    (the race ``min_defer_seconds`` guards against, docs/operators.md). Airflow has no public way to
+    tell; its in-process supervisor's comms class (3.1 to 3.3) is the sign. Not known: not inline."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+    except ImportError:
+        return False
+    return isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), InProcessSupervisorComms)
+
+
 def mask_secret(secret: str) -> None:
     from airflow.sdk.log import mask_secret as sdk_mask_secret
 
@@ -131,6 +144,7 @@ __all__ = [
     "WATCHER_STATE_SINCE",
     "TRIGGER_KWARGS_HIDDEN_SINCE",
     "trigger_kwargs_hidden",
+    "trigger_runs_inline",
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSensorTimeout",

@@ -35,6 +35,8 @@ __all__ = [
     "MAX_CONSECUTIVE_FAILURES",
     "MAX_BACKOFF_SECONDS",
     "MIN_DEFER_SECONDS",
+    "FIRST_POLL_SECONDS",
+    "RAMP",
 ]
 
 
@@ -60,6 +62,13 @@ MAX_BACKOFF_SECONDS = 300.0
 #: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
 #: the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716); docs/operators.md.
 MIN_DEFER_SECONDS = 10.0
+#: The wait before the first poll of a wait that knows when it started (``JobWatch.since``), and the
+#: shortest wait of its ramp.
+FIRST_POLL_SECONDS = 1.0
+#: On the ramp, each wait is this share of the time waited so far, until it reaches the poll interval: a
+#: job is noticed at most half its run time late (a 4 s job by 6 s), and a long one costs about seven polls
+#: more than a steady 30 s interval would (docs/task-duration.md).
+RAMP = 0.5
 
 T = TypeVar("T")
 
@@ -122,8 +131,10 @@ class JobWatch:
     Feed it each poll's outcome; it answers with the final event, or None to keep waiting, and
     says how long to sleep. ``end_time`` is wall-clock epoch seconds, as it crosses processes.
     ``not_before`` (epoch seconds) holds back the end of a job that finished sooner: the status is
-    asked again then, and only that answer ends the wait. ``latest`` and ``error`` are the last
-    status and the last error seen; ``clock`` is the time all of this is measured with.
+    asked again then, and only that answer ends the wait. ``since`` (epoch seconds) is when the wait
+    started: the polls then start soon and ramp up to ``poll_interval`` (``RAMP``); without it every wait
+    is ``poll_interval``. ``latest`` and ``error`` are the last status and the last error seen;
+    ``clock`` is the time all of this is measured with.
     """
 
     job_id: str
@@ -144,6 +155,7 @@ class JobWatch:
     #: CCP's words are kept out of logs and events altogether: the task has secret inputs whose values
     #: this process must not hold (``CCPJobTrigger``'s ``withhold_messages``).
     withhold: bool = False
+    since: float | None = None
 
     def hide(self, text: str) -> str:
         """``text`` from CCP as it may be logged or sent on: the secrets hidden, or all of it withheld."""
@@ -201,9 +213,9 @@ class JobWatch:
         """The wait before the next poll: the interval, backed off after failures and ``spread`` by the
         caller's jitter, then cut at the end of a hold and at the deadline. The cut comes after the jitter:
         a cut wait shortened again would leave a sliver of time, polled for in ever shorter waits."""
-        delay = self.poll_interval
+        delay = self.interval()
         if self.failures:
-            delay = min(self.poll_interval * 2 ** (self.failures - 1), max(self.poll_interval, MAX_BACKOFF_SECONDS))
+            delay = min(delay * 2 ** (self.failures - 1), max(self.poll_interval, MAX_BACKOFF_SECONDS))
         if spread is not None:
             delay = spread(delay)
         if self.holding and self.not_before is not None:
@@ -211,6 +223,13 @@ class JobWatch:
         if self.end_time is not None:
             delay = min(delay, max(0.0, self.end_time - self.clock.time()))
         return delay
+
+    def interval(self) -> float:
+        """The wait between two polls: ``poll_interval``, or less while the ramp from ``since`` lasts."""
+        if self.since is None:
+            return self.poll_interval
+        waited = self.clock.time() - self.since
+        return min(self.poll_interval, max(FIRST_POLL_SECONDS, RAMP * waited))
 
     def _deadline_event(self) -> dict[str, Any] | None:
         if self.end_time is None or self.clock.time() < self.end_time:

@@ -328,6 +328,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             not_before=now + self.min_defer_seconds,
             retry_limit=self.retry.limit,
             retry_delay=self.retry.delay,
+            since=now,
             **self._trigger_secrets(),
         )
         timeout = None if end_time is None else timedelta(seconds=end_time - now) + DEFER_TIMEOUT_GRACE
@@ -343,8 +344,10 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     def _poll(self, job_id: str, end_time: float | None) -> dict[str, Any]:
         """The trigger's wait, run on the worker: same rules, same event."""
+        clock = self.hook.clock
+        secrets = self._secret_values()
         watch = JobWatch(
-            job_id, float(self.poll_interval), end_time, self.log, secrets=self._secret_values(), clock=self.hook.clock
+            job_id, float(self.poll_interval), end_time, self.log, secrets=secrets, clock=clock, since=clock.time()
         )
         return follow(partial(self.hook.get_job, job_id), watch)
 

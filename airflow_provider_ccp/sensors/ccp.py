@@ -98,6 +98,7 @@ class CCPJobSensor(BaseSensorOperator):
             not_before=now + configured_min_defer_seconds(),
             retry_limit=self.retry.limit,
             retry_delay=self.retry.delay,
+            since=now,
         )
         self.defer(trigger=trigger, method_name="execute_complete")
 

@@ -30,7 +30,7 @@ from airflow_provider_ccp.exchange import DEFAULT_RETRY, redact
 from airflow_provider_ccp.execution_events import EVENTS_PER_POLL, MAX_REMEMBERED, ListingReading, Reported
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
 from airflow_provider_ccp.protocol import StatusInfo
-from airflow_provider_ccp.version_compat import watcher_state_store, watchers_keep_state
+from airflow_provider_ccp.version_compat import trigger_runs_inline, watcher_state_store, watchers_keep_state
 from airflow_provider_ccp.waiting import JobWatch, error_event
 
 __all__ = ["CCPJobTrigger", "CCPExecutionEventTrigger", "jittered", "first_poll_delay", "POLL_JITTER"]
@@ -43,9 +43,9 @@ def jittered(delay: float, spread: float = POLL_JITTER, rng: random.Random | Non
     return delay * (1.0 + spread * (2.0 * (rng or random).random() - 1.0))
 
 
-def first_poll_delay(poll_interval: float, rng: random.Random | None = None) -> float:
+def first_poll_delay(period: float, rng: random.Random | None = None) -> float:
     """Anywhere in the first period: a thousand tasks deferred in the same second poll spread over it."""
-    return poll_interval * (rng or random).random()
+    return period * (rng or random).random()
 
 
 def _epoch(name: str, value: float | None, none_means: str) -> float | None:
@@ -63,7 +63,12 @@ class CCPJobTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param end_time: epoch seconds after which the trigger yields ``timeout``; None waits forever.
     :param cancel_on_kill: dismiss the job when a user kills the deferred task (Airflow >= 3.3).
-    :param not_before: epoch seconds before which a job that ended is not reported (see ``JobWatch``).
+    :param not_before: epoch seconds before which a job that ended is not reported (see ``JobWatch``);
+        ignored where the trigger runs inside the task's process (``airflow dags test``), which no
+        scheduler races with.
+    :param since: epoch seconds the wait started (the deferral): the polls start within a second and
+        ramp up to ``poll_interval`` (``waiting.RAMP``), so a short job is noticed promptly. None (the
+        triggers stored by earlier versions, a trigger restarted long after): every wait is ``poll_interval``.
     :param retry_limit: retries of one poll request (the hook's retry policy, docs/connection.md).
     :param retry_delay: first backoff of those retries, in seconds.
     :param secrets: the values of the task's secret inputs. CCP may echo one in a status or failure
@@ -74,8 +79,9 @@ class CCPJobTrigger(BaseTrigger):
         (the task has secret inputs whose values it could not send); the worker reads the message of a
         failed job itself and hides the secrets in it.
 
-    The first poll comes at a random moment within the first ``poll_interval`` and each later wait
-    is jittered by ±10%, so that triggers deferred in the same second do not poll in lock-step.
+    The first poll comes at a random moment within the first wait (a second with ``since``, else
+    ``poll_interval``) and each later wait is jittered by ±10%, so that triggers deferred in the same
+    second do not poll in lock-step.
     """
 
     #: The time the wait is measured with; not serialized (a test sets its own on the instance).
@@ -93,6 +99,7 @@ class CCPJobTrigger(BaseTrigger):
         retry_delay: float = DEFAULT_RETRY.delay,
         secrets: Collection[str] = (),
         withhold_messages: bool = False,
+        since: float | None = None,
     ) -> None:
         super().__init__()
         # Checked and coerced here so that serialize() can only ever emit JSON primitives, all finite.
@@ -106,6 +113,7 @@ class CCPJobTrigger(BaseTrigger):
         self.retry_delay = float(check_number("retry_delay", retry_delay, minimum=0, seconds=True))
         self.secrets = tuple(str(secret) for secret in secrets)
         self.withhold_messages = bool(withhold_messages)
+        self.since = _epoch("since", since, "no ramp")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -125,6 +133,7 @@ class CCPJobTrigger(BaseTrigger):
                         ("retry_delay", self.retry_delay, DEFAULT_RETRY.delay),
                         ("secrets", list(self.secrets), []),
                         ("withhold_messages", self.withhold_messages, False),
+                        ("since", self.since, None),
                     )
                     if value != default
                 },
@@ -146,12 +155,20 @@ class CCPJobTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         clock = self.clock
+        not_before = None if trigger_runs_inline() else self.not_before
         watch = JobWatch(
-            self.job_id, self.poll_interval, self.end_time, self.log, self.not_before, secrets=self.secrets, clock=clock
+            self.job_id,
+            self.poll_interval,
+            self.end_time,
+            self.log,
+            not_before,
+            secrets=self.secrets,
+            clock=clock,
+            withhold=self.withhold_messages,
+            since=self.since,
         )
-        watch.withhold = self.withhold_messages
         async with self._hook() as hook:
-            await clock.asleep(min(first_poll_delay(self.poll_interval), watch.next_delay()))
+            await clock.asleep(first_poll_delay(watch.next_delay()))
             while True:
                 try:
                     info = await hook.get_job(self.job_id)

@@ -6,6 +6,7 @@ test can never make a masking assertion pass by accident.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -119,6 +120,21 @@ class SleepRecorder(Clock):
 
     async def asleep(self, seconds: float) -> None:
         self.waits.append(seconds)
+
+
+class RealWaits(Clock):
+    """Real time, with every wait recorded: when each poll came."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(seconds)
 
 
 class SteppingClock(Clock):

@@ -94,6 +94,8 @@ def test_the_sensor_refuses_a_number_that_cannot_work(argument: str, value: Any)
         ("end_time", NAN),
         ("end_time", INF),
         ("not_before", NAN),
+        ("since", NAN),
+        ("since", -1.0),
         ("retry_limit", -1),
         ("retry_limit", 1.5),
         ("retry_delay", NAN),

@@ -31,9 +31,10 @@ from airflow_provider_ccp.inputs import prepare_inputs, public_inputs
 from airflow_provider_ccp.operators import ccp as operator_module
 from airflow_provider_ccp.operators.ccp import DEFER_TIMEOUT_GRACE, CCPExecuteMethodOperator
 from airflow_provider_ccp.submission import STATE_KEY, request_fingerprint
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
+from airflow_provider_ccp.triggers.ccp import POLL_JITTER, CCPJobTrigger
 from airflow_provider_ccp.version_compat import trigger_kwargs_hidden
-from airflow_provider_ccp.waiting import job_event
+from airflow_provider_ccp.waiting import FIRST_POLL_SECONDS, job_event
+from tests.integration.doubles import RealWaits
 from tests.task_helpers import DictStore, finished_job, first_event, make_context, pushed, run_deferrable, task_log
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
@@ -88,6 +89,7 @@ def test_execute_defers_to_the_trigger_with_primitive_kwargs(sandbox, tmp_path):
     classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == "airflow_provider_ccp.triggers.ccp.CCPJobTrigger"
     assert before + 4 <= kwargs.pop("not_before") <= time.time() + 4
+    assert before <= kwargs.pop("since") <= time.time()  # the polls ramp up from the deferral
     assert kwargs == {
         "conn_id": "ccp_default",
         "job_id": job_id,
@@ -531,6 +533,18 @@ def test_non_deferrable_run_polls_on_the_worker_and_returns_the_manifest(sandbox
 
     assert manifest["status"] == "successful"
     assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") >= 2
+
+
+def test_the_workers_wait_notices_a_short_job_within_a_second_at_the_default_interval(sandbox, tmp_path):
+    op = operator(tmp_path, deferrable=False, method_id="sleep", inputs={"seconds": "1.5"}, poll_interval=30)
+    op.hook.clock = clock = RealWaits()
+
+    assert op.execute(make_context())["status"] == "successful"
+
+    # Polled at once, then each wait half the time waited, a second at least: not a 30 s wait.
+    assert clock.waits
+    assert max(clock.waits) <= FIRST_POLL_SECONDS * (1 + POLL_JITTER)
+    assert sum(clock.waits) <= 1.5 + FIRST_POLL_SECONDS
 
 
 def test_non_deferrable_timeout_dismisses_and_raises(sandbox, tmp_path):

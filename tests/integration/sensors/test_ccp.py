@@ -71,6 +71,7 @@ def test_deferrable_defers_to_the_trigger_without_cancel_on_kill(sandbox):
     assert (trigger.retry_limit, trigger.retry_delay) == (2, 0.1)
     assert trigger.end_time == pytest.approx(time.time() + 60, abs=5)
     assert trigger.not_before == pytest.approx(time.time() + MIN_DEFER_SECONDS, abs=2)  # the defer race
+    assert trigger.since == pytest.approx(time.time(), abs=2)  # the polls ramp up from the deferral
 
 
 def test_deferrable_full_cycle(sandbox, monkeypatch):

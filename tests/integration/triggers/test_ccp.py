@@ -14,14 +14,16 @@ from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.triggers import ccp as triggers_module
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, first_poll_delay, jittered
+from airflow_provider_ccp.triggers.ccp import POLL_JITTER, CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
+    FIRST_POLL_SECONDS,
     MAX_CONSECUTIVE_FAILURES,
+    RAMP,
     JobWatch,
     job_event,
     validate_event,
 )
-from tests.integration.doubles import SteppingClock
+from tests.integration.doubles import RealWaits, SteppingClock
 from tests.task_helpers import finished_job
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn", "async_http_client")
@@ -234,6 +236,74 @@ async def test_a_short_jitter_never_splits_the_wait_until_not_before(sandbox):
 
     assert event["status"] == "success"
     assert clock.waits == [0.0, pytest.approx(30.0)]  # polled at once, held, asked again when the hold ends
+
+
+@pytest.fixture
+def longest_first_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first poll's draw at its latest: the end of the first wait."""
+    monkeypatch.setattr(triggers_module, "first_poll_delay", lambda period: period)
+
+
+@pytest.mark.usefixtures("longest_first_poll")
+async def test_a_short_job_is_noticed_within_a_second_of_its_end(sandbox):
+    clock = RealWaits()
+    since = clock.time()
+    job_id = submit("sleep", seconds="2")
+    sandbox.admin.reset()
+    trigger = trigger_for(job_id, poll_interval=30, since=since)
+    trigger.clock = clock
+
+    [event] = await all_events(trigger)
+
+    assert event["status"] == "success"
+    assert clock.waits[0] <= FIRST_POLL_SECONDS  # not anywhere in the first 30 s
+    # The job ran 2 s from `since`: the poll that saw its end came at most a (jittered) second later.
+    assert sum(clock.waits) <= 2 + FIRST_POLL_SECONDS * (1 + POLL_JITTER)
+    assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == len(clock.waits) <= 4
+
+
+async def test_a_long_job_costs_a_few_polls_more_than_a_steady_interval(sandbox):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = submit("word-count", text="a", mode="words")
+    polls = {}
+    for ramp in (False, True):
+        clock = SteppingClock(limit=400)
+        since = clock.now if ramp else None
+        trigger = trigger_for(job_id, poll_interval=30, end_time=clock.now + 3600, since=since)
+        trigger.clock = clock
+        sandbox.admin.reset()
+
+        [event] = await all_events(trigger)
+
+        assert event["status"] == "timeout"
+        polls[ramp] = sandbox.admin.requests_to("GET", "/jobs/{job_id}")
+        if ramp:  # each wait half the time waited so far, from a second up to the interval
+            assert clock.waits[0] <= FIRST_POLL_SECONDS
+            ramp_waits = clock.waits[1 : clock.waits.index(max(clock.waits))]
+            assert all(
+                wait <= (1 + POLL_JITTER) * max(1.0, RAMP * sum(clock.waits[: n + 1]))
+                for n, wait in enumerate(ramp_waits, 1)
+            )
+    # An hour at 30 s is about 120 polls either way; the ramp's first minute adds about nine.
+    assert 115 <= polls[False] < polls[True] <= polls[False] + 10, polls
+
+
+async def test_inside_the_tasks_own_process_an_end_is_not_held(sandbox):
+    """``airflow dags test`` runs the trigger in the task's process: no scheduler, no race to hold for."""
+    from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms, set_supervisor_comms
+
+    job_id = finished_job("sleep", {"seconds": "0"}).job_id
+    sandbox.admin.reset()
+    clock = SteppingClock(limit=50)
+    trigger = trigger_for(job_id, poll_interval=60, not_before=clock.now + 30, since=clock.now)
+    trigger.clock = clock
+
+    with set_supervisor_comms(InProcessSupervisorComms(supervisor=None)):
+        [event] = await all_events(trigger)
+
+    assert event["status"] == "success"
+    assert sum(clock.waits) <= FIRST_POLL_SECONDS  # the first poll's answer, not one 30 s later
+    assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 1
 
 
 async def test_a_broken_connection_is_an_error_event(monkeypatch):
