@@ -19,7 +19,7 @@ from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_ccp.hooks._pool import Response
+from airflow_provider_ccp.hooks._pool import Reply
 from airflow_provider_ccp.protocol import StatusInfo
 
 __all__ = ["CCPHookBase", "PageWalk", "MAX_PAGES", "bearer", "settle", "token_answer", "verify_setting"]
@@ -94,7 +94,7 @@ def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def reason(response: requests.Response | Response) -> str:
+def reason(response: requests.Response | Reply) -> str:
     return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 

@@ -1,4 +1,4 @@
-"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (httpx or aiohttp, for triggers).
+"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (aiohttp, for triggers).
 
 Both are thin transports: URLs, bodies, status words and error mapping come from
 ``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
@@ -33,7 +33,7 @@ from airflow_provider_ccp.exceptions import (
     recast,
 )
 from airflow_provider_ccp.hooks._base import CCPHookBase, PageWalk, bearer, settle, token_answer, verify_setting
-from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_clients
+from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
 from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
@@ -422,7 +422,7 @@ class CCPAsyncHook(CCPHookBase):
 
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
-        clients = await open_clients(settings, self._extra, verify_setting(settings.verify))
+        clients = await open_session(settings, self._extra, verify_setting(settings.verify))
         return _Pool(settings, clients, auth.TOKEN_CACHE.state(settings))
 
     async def _get_pool(self) -> _Pool:

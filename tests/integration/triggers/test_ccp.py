@@ -24,7 +24,7 @@ from airflow_provider_ccp.waiting import (
 from tests.integration.doubles import SteppingClock
 from tests.task_helpers import finished_job
 
-pytestmark = pytest.mark.usefixtures("sandbox_conn", "async_http_client")
+pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
 def submit(method_id: str, **inputs: str) -> str:
