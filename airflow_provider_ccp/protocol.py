@@ -67,7 +67,6 @@ __all__ = [
     "executions_url",
     "execution_url",
     "output_zip_url",
-    "ui_execution_url",
     "next_link",
     "listed_items",
     "encode_context",
@@ -183,13 +182,6 @@ def execution_url(base_url: str, job_id: str) -> str:
 
 def output_zip_url(base_url: str, job_id: str) -> str:
     return api_url(base_url, "executions", job_segment(job_id), "outputs", "output.zip")
-
-
-def ui_execution_url(ui_url: str | None, job_id: str) -> str | None:
-    """Where a person looks at the execution: CCP's web UI when the connection names one."""
-    if not ui_url:
-        return None
-    return api_url(ui_url, "executions", job_segment(job_id))
 
 
 def next_link(document: Mapping[str, Any], current_url: str) -> str | None:

@@ -34,7 +34,7 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.execution_records import MARKER_INPUT
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import public_inputs
-from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, execution_link
+from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch, ride_out
 
@@ -392,16 +392,13 @@ class Submitter:
     def _announce(self, job_id: str, *, running: bool) -> None:
         """Make the job known to the operator and log where to see it; nothing here can fail."""
         self.on_job(job_id, running)
-        self.log.info("CCP job %s runs Method %s: %s", job_id, self.method_id, self.job_link(job_id))
+        self.log.info("CCP job %s runs Method %s: %s", job_id, self.method_id, self.hook.execution_link(job_id))
 
     def _publish(self, job_id: str) -> None:
         """The XComs the UI link and downstream tasks read."""
         ti = self.context["ti"]
         ti.xcom_push(key=XCOM_JOB_ID, value=job_id)
-        ti.xcom_push(key=XCOM_JOB_URL, value=self.job_link(job_id))
-
-    def job_link(self, job_id: str) -> str:
-        return execution_link(self.hook.settings, job_id)
+        ti.xcom_push(key=XCOM_JOB_URL, value=self.hook.execution_link(job_id))
 
     # ------------------------------------------------------------------ the task state store
 

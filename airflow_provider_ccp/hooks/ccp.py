@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from airflow_provider_ccp import auth, exchange, execution_records, protocol, version_compat
+from airflow_provider_ccp import auth, exchange, execution_records, links, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
@@ -259,6 +259,10 @@ class CCPHook(CCPHookBase):
         if kind == ServerKind.AUTO and is_ccp_description(description):
             return None
         return description
+
+    def execution_link(self, job_id: str) -> str:
+        """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
+        return links.execution_link(self.settings, job_id)
 
     def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url(self.settings.base_url, job_id)
@@ -515,9 +519,8 @@ class CCPAsyncHook(CCPHookBase):
                 yield job
 
     async def execution_link(self, job_id: str) -> str:
-        """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
-        settings = await self.get_settings()
-        return protocol.ui_execution_url(settings.ui_url, job_id) or protocol.job_url(settings.base_url, job_id)
+        """``CCPHook.execution_link``: where a person looks at the execution."""
+        return links.execution_link(await self.get_settings(), job_id)
 
     async def get_job(self, job_id: str) -> StatusInfo:
         url = protocol.job_url((await self.get_settings()).base_url, job_id)

@@ -64,10 +64,6 @@ class TestUrls:
         assert protocol.job_url(BASE, "...") == f"{BASE}/jobs/..."
         assert protocol.process_url(BASE, ".hidden") == f"{BASE}/processes/.hidden"
 
-    def test_ui_link_only_when_configured(self):
-        assert protocol.ui_execution_url(None, "j") is None
-        assert protocol.ui_execution_url("https://ui.example.org/", "j") == "https://ui.example.org/executions/j"
-
     def test_context_encoding_is_slash_as_percent_2f(self):
         assert protocol.encode_context("/a.b/C D/E") == "%2Fa.b%2FC%20D%2FE"
 
