@@ -21,7 +21,6 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_TOKEN_URL",
     "DEFAULT_TIMEOUT",
-    "EXTRA_FIELDS",
     "LEGACY_TOKEN_ENDPOINT_FIELD",
 ]
 
@@ -31,19 +30,6 @@ DEFAULT_TIMEOUT = 60.0
 
 #: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
-
-EXTRA_FIELDS = (
-    TOKEN_ENDPOINT_FIELD,
-    "client_id",
-    "client_secret",
-    "context",
-    "auth_flow",
-    "verify",
-    "timeout",
-    "ui_url",
-    "server",
-)
-
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
     """Read an extra by its bare name or by the ``extra__ccp__`` name older UI forms store."""

@@ -40,7 +40,6 @@ __all__ = [
     "SyncResults",
     "DismissResult",
     "Submitted",
-    "OGC_EXCEPTION_PREFIX",
     "CCP_SYSTEM_INPUTS",
     "CCP_LOG_OUTPUTS",
     "PROVIDER_MEMBERS",
@@ -90,8 +89,6 @@ __all__ = [
     "error_from_response",
     "decode_json",
 ]
-
-OGC_EXCEPTION_PREFIX = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 
 #: Outputs CCP's execution form ("Output options") and the code it generates request besides the declared ones.
 CCP_LOG_OUTPUTS = ("stdout", "stderr")

@@ -320,7 +320,7 @@ class TestErrors:
         assert error.http_status == 404
         assert error.method_id == "m-9"
         assert error.url == f"{BASE}/processes/m-9"
-        assert error.error_type == protocol.OGC_EXCEPTION_PREFIX + "no-such-process"
+        assert error.error_type == "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/no-such-process"
         assert error.title == "No such process"
         assert error.detail == "Method m-9 is not visible in this context"
         # The server's reason first, short; where on the second line.
