@@ -1,11 +1,54 @@
 """Apache Airflow provider for the D4Science Cloud Computing Platform (CCP).
 
-Importing the package imports nothing else: the version is read by the build (hatch) and the CLI,
-and Airflow's provider discovery calls ``airflow_provider_ccp.get_provider_info:get_provider_info``.
+``__all__`` is what DAG authors import: ``from airflow_provider_ccp import CCPExecuteMethodOperator``.
+Each name is loaded on first use (PEP 562), so importing the package itself still imports nothing else:
+the build (hatch) and the CLI read the version, and Airflow's provider discovery calls
+``airflow_provider_ccp.get_provider_info:get_provider_info``.
 """
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+#: Where each public name lives.
+_PUBLIC = {
+    "CCPHook": "hooks.ccp",
+    "CCPAsyncHook": "hooks.ccp",
+    "DownloadedOutputs": "hooks.ccp",
+    "CCPExecuteMethodOperator": "operators.ccp",
+    "CCPJobSensor": "sensors.ccp",
+    "CCPJobTrigger": "triggers.ccp",
+    "CCPExecutionEventTrigger": "triggers.ccp",
+    "ccp_task": "decorators.ccp",
+    "CCPExecutionLink": "links",
+    "StatusInfo": "protocol",
+    "SyncResults": "protocol",
+    "DismissResult": "protocol",
+    "StoredOutputs": "outputs",
+    # The errors a DAG's own code catches or a failure callback tells apart; every one is in ``exceptions``.
+    **dict.fromkeys(
+        (
+            "CCPError",
+            "CCPJobFailedError",
+            "CCPJobTimeoutError",
+            "CCPAmbiguousSubmissionError",
+            "CCPInputError",
+            "CCPNotFoundError",
+            "CCPAuthError",
+        ),
+        "exceptions",
+    ),
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value

@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = 60.0
 #: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
 
+
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
     """Read an extra by its bare name or by the ``extra__ccp__`` name older UI forms store."""
     value = extra.get(name)

@@ -7,13 +7,13 @@ Private to ``airflow_provider_ccp.hooks``: ``CCPHook`` and ``CCPAsyncHook`` (``h
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_ccp import auth, exchange, protocol
+from airflow_provider_ccp import auth, exchange, operations, protocol
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
@@ -25,6 +25,7 @@ from airflow_provider_ccp.protocol import StatusInfo
 __all__ = ["CCPHookBase", "PageWalk", "MAX_PAGES", "bearer", "settle", "token_answer", "verify_setting"]
 
 MAX_PAGES = 1000
+T = TypeVar("T")
 
 
 class CCPHookBase(BaseHook):
@@ -58,14 +59,18 @@ class CCPHookBase(BaseHook):
         state.reject(step.token)
         self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
 
-    def _listed_job(self, item: Any) -> StatusInfo | None:
-        """A job of a ``GET /jobs`` listing, or None for an entry that is no job (no jobID, no status): it is
-        skipped with a warning, so that one malformed entry hides neither the others nor the listing."""
+    def _picked(self, pick: Callable[[Mapping[str, Any]], T | None], item: Mapping[str, Any], key: str) -> T | None:
+        """What ``pick`` reads of a listing's entry, or None for an entry it cannot read (a job with no
+        jobID or status): skipped with a warning, so that one malformed entry hides neither the others nor
+        the listing."""
         try:
-            return StatusInfo.from_json(item)
+            return pick(item)
         except CCPProtocolError as err:
-            self.log.warning("Skipped an entry of CCP's job listing that is not a job: %s", err)
+            self.log.warning("Skipped an entry of CCP's %s listing that it cannot read: %s", key, err)
             return None
+
+    def _listed_job(self, item: Mapping[str, Any]) -> StatusInfo | None:
+        return self._picked(operations.job_item, item, "jobs")
 
 
 class PageWalk:

@@ -16,11 +16,11 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
-from airflow_provider_ccp import auth, exchange, execution_records, links, protocol, version_compat
+from airflow_provider_ccp import auth, exchange, execution_records, links, operations, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
@@ -39,6 +39,8 @@ from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
 __all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind"]
+
+T = TypeVar("T")
 
 
 class OutputsKind(StrEnum):
@@ -173,6 +175,15 @@ class CCPHook(CCPHookBase):
         answer = self._request("GET", url, **kwargs)
         return protocol.decode_json(answer.body, url=url)
 
+    def _call(self, call: operations.Call[T]) -> T:
+        ids = {"method_id": call.method_id, "job_id": call.job_id}
+        return call.read(self._request(call.method, call.url, ok=call.ok, params=call.params, **ids))
+
+    def _listing(self, listing: operations.Listing[T]) -> Iterator[T]:
+        for item in self._pages(listing.url, listing.key, listing.params):
+            if (picked := self._picked(listing.pick, item, listing.key)) is not None:
+                yield picked
+
     def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Mapping[str, Any]]:
         walk = PageWalk(url)
         while (page_url := walk.next_page()) is not None:
@@ -183,16 +194,11 @@ class CCPHook(CCPHookBase):
 
     def list_methods(self, limit: int = 100) -> list[dict[str, Any]]:
         """Every Method (process summary) the connection's context can see, across all pages."""
-        url = protocol.processes_url(self.settings.base_url)
-        return [dict(item) for item in self._pages(url, "processes", {"limit": limit})]
+        return list(self._listing(operations.methods(self.settings.base_url, limit)))
 
     def get_method(self, method_id: str) -> dict[str, Any]:
         """The Method's description (CCP's method.json: inputs, outputs, scripts, ...)."""
-        url = protocol.process_url(self.settings.base_url, method_id)
-        description = self._get_json(url, method_id=method_id)
-        if not isinstance(description, dict):
-            raise CCPError(f"The description of Method {method_id!r} at {url} is not a JSON object", url=url)
-        return description
+        return self._call(operations.get_method(self.settings.base_url, method_id))
 
     # ------------------------------------------------------------------ executions and jobs
 
@@ -265,17 +271,12 @@ class CCPHook(CCPHookBase):
         return links.execution_link(self.settings, job_id)
 
     def get_job(self, job_id: str) -> StatusInfo:
-        url = protocol.job_url(self.settings.base_url, job_id)
-        return protocol.read_status(self._request("GET", url, job_id=job_id).body, url=url, job_id=job_id)
+        return self._call(operations.get_job(self.settings.base_url, job_id))
 
     def list_jobs(self, status: str | None = None, method_id: str | None = None, limit: int = 100) -> list[StatusInfo]:
-        params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        if method_id:
-            params["processID"] = method_id
-        url = protocol.jobs_url(self.settings.base_url)
-        return [job for item in self._pages(url, "jobs", params) if (job := self._listed_job(item)) is not None]
+        """Every job (``GET /jobs``, every page) the context can see, of ``method_id`` and ``status`` only if
+        given (``operations.jobs``: another Method's job is left out even when the server does not filter)."""
+        return list(self._listing(operations.jobs(self.settings.base_url, method_id, status, limit)))
 
     def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> StatusInfo:
         """Poll until the job is terminal, riding out transient errors like the trigger does.
@@ -295,19 +296,14 @@ class CCPHook(CCPHookBase):
 
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
-        url = protocol.job_url(self.settings.base_url, job_id)
-        answer = self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
-        return protocol.dismiss_outcome(job_id, answer.status or 0, answer.body)
+        return self._call(operations.dismiss_job(self.settings.base_url, job_id))
 
     def list_executions(self, method_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """CCP's execution records (``GET /executions``, every page), newest first, of ``method_id`` only if given.
 
         Works where ``GET /jobs`` is missing: CCP's own clients list executions this way.
         """
-        url = protocol.executions_url(self.settings.base_url)
-        records = [dict(item) for item in self._pages(url, "executions", {"limit": limit})]
-        if method_id is not None:
-            records = [record for record in records if execution_records.record_method_id(record) == method_id]
+        records = list(self._listing(operations.executions(self.settings.base_url, method_id, limit)))
         return execution_records.newest_first(records)
 
     def find_execution(self, marker: str) -> str | None:
@@ -316,16 +312,11 @@ class CCPHook(CCPHookBase):
         Reads CCP's execution records (``GET /executions``, every page) and stops at the first match:
         a marker is unique. Raises ``CCPError`` when the list cannot be read.
         """
-        url = protocol.executions_url(self.settings.base_url)
-        for record in self._pages(url, "executions", {"limit": 100}):
-            if execution_records.record_carries_marker(record, marker):
-                return execution_records.record_job_id(record)
-        return None
+        return next(self._listing(operations.execution_marked(self.settings.base_url, marker)), None)
 
     def get_execution(self, job_id: str) -> dict[str, Any]:
         """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""
-        url = protocol.execution_url(self.settings.base_url, job_id)
-        return execution_records.checked_record(self._get_json(url, job_id=job_id), url=url, job_id=job_id)
+        return self._call(operations.get_execution(self.settings.base_url, job_id))
 
     # ------------------------------------------------------------------ outputs
 
@@ -488,11 +479,20 @@ class CCPAsyncHook(CCPHookBase):
         url: str,
         *,
         ok: frozenset[int] = frozenset({200}),
-        job_id: str | None = None,
         params: Mapping[str, Any] | None = None,
+        **ids: str | None,
     ) -> exchange.Answer:
         answer = await self._drive(self._exchange(method, url), method, url, params=params)
-        return settle(answer, ok, url, job_id=job_id)
+        return settle(answer, ok, url, **ids)
+
+    async def _answer(self, call: operations.Call[Any]) -> exchange.Answer:
+        ids = {"method_id": call.method_id, "job_id": call.job_id}
+        return await self._request(call.method, call.url, ok=call.ok, params=call.params, **ids)
+
+    async def _listing(self, listing: operations.Listing[T]) -> AsyncIterator[T]:
+        async for item in self._pages(listing.url, listing.key, listing.params):
+            if (picked := self._picked(listing.pick, item, listing.key)) is not None:
+                yield picked
 
     async def _pages(
         self, url: str, key: str, params: Mapping[str, Any] | None = None
@@ -504,35 +504,28 @@ class CCPAsyncHook(CCPHookBase):
             for item in walk.read(protocol.decode_json(answer.body, url=page_url), key):
                 yield item
 
-    async def iter_jobs(self, method_id: str | None = None, limit: int = 100) -> AsyncIterator[StatusInfo]:
-        """Every job (``GET /jobs``, every page) the context can see, of ``method_id`` only if given.
-
-        The server is asked to filter by Method (``processID``); a job naming another Method is left out
-        here too, in case it does not.
-        """
-        params: dict[str, Any] = {"limit": limit}
-        if method_id:
-            params["processID"] = method_id
-        async for item in self._pages(protocol.jobs_url((await self.get_settings()).base_url), "jobs", params):
-            job = self._listed_job(item)
-            if job is not None and (method_id is None or job.process_id in (None, method_id)):
-                yield job
+    async def iter_jobs(
+        self, method_id: str | None = None, limit: int = 100, status: str | None = None
+    ) -> AsyncIterator[StatusInfo]:
+        """``CCPHook.list_jobs``, one page in memory at a time."""
+        listing = operations.jobs((await self.get_settings()).base_url, method_id, status, limit)
+        async for job in self._listing(listing):
+            yield job
 
     async def execution_link(self, job_id: str) -> str:
         """``CCPHook.execution_link``: where a person looks at the execution."""
         return links.execution_link(await self.get_settings(), job_id)
 
     async def get_job(self, job_id: str) -> StatusInfo:
-        url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        body = (await self._request("GET", url, job_id=job_id)).body
+        call = operations.get_job((await self.get_settings()).base_url, job_id)
+        answer = await self._answer(call)
         last = self._last_status
-        if last is not None and last[0] == (job_id, body):  # a job that did not change since the last poll
+        if last is not None and last[0] == (job_id, answer.body):  # a job that did not change since the last poll
             return last[1]
-        info = protocol.read_status(body, url=url, job_id=job_id)
-        self._last_status = ((job_id, body), info)
+        info = call.read(answer)
+        self._last_status = ((job_id, answer.body), info)
         return info
 
     async def dismiss_job(self, job_id: str) -> DismissResult:
-        url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        answer = await self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
-        return protocol.dismiss_outcome(job_id, answer.status or 0, answer.body)
+        call = operations.dismiss_job((await self.get_settings()).base_url, job_id)
+        return call.read(await self._answer(call))
