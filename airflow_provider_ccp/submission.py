@@ -29,7 +29,6 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPNotFoundError,
     CCPSubmissionLostError,
-    is_transient,
 )
 from airflow_provider_ccp.execution_records import MARKER_INPUT
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -322,12 +321,13 @@ class Submitter:
             finder = partial(self._job_created_at, submission)
         clock = self.hook.clock
         deadline = clock.time() + LOOKUP_SECONDS
-        watch = JobWatch(f"(submission at {submission.submitted_at})", LOOKUP_INTERVAL, deadline, self.log, clock=clock)
+        label = f"(submission at {submission.submitted_at})"
+        watch = JobWatch(label, LOOKUP_INTERVAL, deadline, self.log, clock=clock, policy=self.hook.retry)
         while True:
             try:
                 job_id = ride_out(finder, watch)
             except CCPError as err:
-                raise _Undecided(f"the lookup failed: {err}", may_pass=is_transient(err)) from None
+                raise _Undecided(f"the lookup failed: {err}", may_pass=self.hook.retry.transient(err)) from None
             if job_id is not None or clock.time() >= deadline:
                 return job_id
             clock.sleep(watch.next_delay())
@@ -379,7 +379,7 @@ class Submitter:
 
     def _status(self, job_id: str) -> StatusInfo:
         """``GET /jobs/{id}``, riding out transient errors by the rules polling follows."""
-        watch = JobWatch(job_id, self.poll_interval, None, self.log, clock=self.hook.clock)
+        watch = JobWatch(job_id, self.poll_interval, None, self.log, clock=self.hook.clock, policy=self.hook.retry)
         return ride_out(partial(self.hook.get_job, job_id), watch)
 
     def _first_status(self, job_id: str, answer: StatusInfo | None) -> StatusInfo:

@@ -17,10 +17,10 @@ from airflow_provider_ccp import auth, exchange, operations, protocol
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
-from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_ccp.hooks._pool import Reply
 from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 
 __all__ = ["CCPHookBase", "PageWalk", "MAX_PAGES", "bearer", "settle", "token_answer", "verify_setting"]
 
@@ -37,8 +37,8 @@ class CCPHookBase(BaseHook):
     def __init__(
         self,
         ccp_conn_id: str = default_conn_name,
-        retry_limit: int = exchange.DEFAULT_RETRY.limit,
-        retry_delay: float = exchange.DEFAULT_RETRY.delay,
+        retry_limit: int = DEFAULT_RETRY.limit,
+        retry_delay: float = DEFAULT_RETRY.delay,
         settings: CCPConnectionSettings | None = None,
         clock: Clock = SYSTEM_CLOCK,
         **kwargs: Any,

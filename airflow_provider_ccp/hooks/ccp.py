@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import requests
 
-from airflow_provider_ccp import auth, exchange, execution_records, links, operations, protocol, version_compat
+from airflow_provider_ccp import auth, exchange, execution_records, links, masking, operations, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
@@ -85,7 +85,7 @@ class CCPHook(CCPHookBase):
     @cached_property
     def settings(self) -> CCPConnectionSettings:
         settings = self._given_settings or CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
-        auth.mask(*settings.secrets)
+        masking.mask(*settings.secrets)
         return settings
 
     def _new_session(self) -> requests.Session:
@@ -154,7 +154,7 @@ class CCPHook(CCPHookBase):
         with state.lock:
             grant = exchange.drive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
-        auth.mask(*held)
+        masking.mask(*held)
         return grant.access_token
 
     def _request(
@@ -286,7 +286,7 @@ class CCPHook(CCPHookBase):
         check_poll_interval(poll_interval)
         check_number("timeout", timeout, minimum=0, exclusive=True, seconds=True, none_means="wait forever")
         end_time = None if timeout is None else self.clock.time() + timeout
-        watch = JobWatch(job_id, poll_interval, end_time, self.log, clock=self.clock)
+        watch = JobWatch(job_id, poll_interval, end_time, self.log, clock=self.clock, policy=self.retry)
         event = follow(functools.partial(self.get_job, job_id), watch)
         if event["status"] == EventStatus.TIMEOUT:
             raise CCPJobTimeoutError(event["message"], job_id=job_id)
@@ -388,11 +388,11 @@ class CCPAsyncHook(CCPHookBase):
     async def get_settings(self) -> CCPConnectionSettings:
         if self._settings is None and self._given_settings is not None:
             self._settings = self._given_settings
-            await auth.amask(*self._settings.secrets)
+            await masking.amask(*self._settings.secrets)
         if self._settings is None:
             conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
             self._settings = CCPConnectionSettings.from_connection(conn, self._extra)
-            await auth.amask(*self._settings.secrets)
+            await masking.amask(*self._settings.secrets)
         return self._settings
 
     async def __aenter__(self) -> CCPAsyncHook:
@@ -470,7 +470,7 @@ class CCPAsyncHook(CCPHookBase):
         async with state.async_lock(), auth.holding(state.lock):
             grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
-        await auth.amask(*held)
+        await masking.amask(*held)
         return grant.access_token
 
     async def _request(

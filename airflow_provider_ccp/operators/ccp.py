@@ -23,11 +23,8 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobFailedError,
     CCPJobTimeoutError,
-    as_final,
     cut,
-    fail_without_retry,
 )
-from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy, redact
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
     check_mapping,
@@ -39,6 +36,7 @@ from airflow_provider_ccp.inputs import (
     with_secret_inputs,
 )
 from airflow_provider_ccp.links import CCPExecutionLink
+from airflow_provider_ccp.masking import redact
 from airflow_provider_ccp.outputs import (
     fetch_tails,
     local_outputs_warning,
@@ -48,6 +46,7 @@ from airflow_provider_ccp.outputs import (
     task_output_path,
 )
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, fail_without_retry
 from airflow_provider_ccp.submission import (
     ExecutionRequest,
     OnAmbiguousSubmit,
