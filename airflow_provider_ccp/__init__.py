@@ -26,7 +26,7 @@ _PUBLIC = {
     "CCPExecutionLink": "links",
     "StatusInfo": "protocol",
     "SyncResults": "protocol",
-    "DismissResult": "protocol",
+    "DismissResult": "operations",
     "StoredOutputs": "outputs",
     # The errors a DAG's own code catches or a failure callback tells apart; every one is in ``exceptions``.
     **dict.fromkeys(

@@ -23,8 +23,7 @@ import requests
 from airflow_provider_ccp import auth, exchange, execution_records, links, masking, operations, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
-from airflow_provider_ccp.descriptions import is_ccp_description
+from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobTimeoutError,
@@ -35,7 +34,8 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks._base import CCPHookBase, PageWalk, bearer, settle, token_answer, verify_setting
 from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
-from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
+from airflow_provider_ccp.operations import DismissResult
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
 __all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind"]
@@ -176,19 +176,16 @@ class CCPHook(CCPHookBase):
         return protocol.decode_json(answer.body, url=url)
 
     def _call(self, call: operations.Call[T]) -> T:
-        ids = {"method_id": call.method_id, "job_id": call.job_id}
-        return call.read(self._request(call.method, call.url, ok=call.ok, params=call.params, **ids))
+        sent = {"json": call.body} if call.body is not None else {}
+        answer = self._request(
+            call.method, call.url, ok=call.ok, params=call.params, headers=call.headers, **sent, **call.ids
+        )
+        return call.read(answer)
 
     def _listing(self, listing: operations.Listing[T]) -> Iterator[T]:
-        for item in self._pages(listing.url, listing.key, listing.params):
-            if (picked := self._picked(listing.pick, item, listing.key)) is not None:
-                yield picked
-
-    def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Mapping[str, Any]]:
-        walk = PageWalk(url)
-        while (page_url := walk.next_page()) is not None:
-            document = self._get_json(page_url, params=params if page_url == url else None)
-            yield from walk.read(document, key)
+        walk = PageWalk(listing)
+        while (page := walk.next_page()) is not None:
+            yield from self._picks(walk, self._get_json(page, params=walk.params(page)))
 
     # ------------------------------------------------------------------ Methods
 
@@ -212,59 +209,35 @@ class CCPHook(CCPHookBase):
         request_members: Mapping[str, Any] | None = None,
         description: Mapping[str, Any] | None = None,
     ) -> StatusInfo | SyncResults:
-        """Start an execution; returns the new job's statusInfo, as ``get_job`` does.
-
-        The job id comes from the ``Location`` header or the statusInfo's ``jobID`` only. A server that
-        runs the execution synchronously answers 200 with its results and no job: that answer comes
-        back as ``SyncResults``. ``status`` is empty when the answer held none.
+        """Start an execution; returns the new job's statusInfo (``status`` empty when the answer held none),
+        or ``SyncResults`` from a server that ran it before answering (``operations.read_submission``).
 
         :param request_members: top-level members added to the execute request (e.g. ``subscribers``);
             ``inputs``, ``outputs`` and ``response`` are refused there.
         :param description: the Method's description when the caller has it: on a server that is
             not CCP it gives the types the inputs are sent as (read with ``get_method`` otherwise).
 
-        The POST is never retried once it may have reached the server: a duplicate execution
-        costs the user real compute. Only connection failures before sending are retried.
-        Bad inputs or request members raise ``CCPInputError`` before anything is sent; a POST that
-        may have created an execution although its answer was lost raises ``CCPSubmissionLostError``.
+        The POST is never resent once it may have left: a duplicate execution costs real compute. Bad inputs
+        raise ``CCPInputError`` before anything is sent; a POST that may have created an execution although
+        its answer was lost raises ``CCPSubmissionLostError``.
         """
-        url = protocol.execution_request_url(self.settings.base_url, method_id)
         typed_by = self.typing_description(method_id, inputs, description)
-        body = protocol.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
+        body = operations.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
+        call = operations.submit(self.settings.base_url, method_id, body)
         try:
-            answer = self._request(
-                "POST",
-                url,
-                ok=protocol.SUBMIT_OK_STATUSES,
-                method_id=method_id,
-                json=body,
-                headers=protocol.SUBMIT_HEADERS,
-            )
+            return self._call(call)
         except CCPError as err:
-            if protocol.submission_may_have_landed(err, url):
+            if operations.submission_may_have_landed(err, call.url):
                 raise recast(err, CCPSubmissionLostError) from err.__cause__
             raise
-        headers = answer.response.headers
-        return protocol.read_submission(
-            answer.status or 0, answer.body, headers.get("Location"), headers.get("Content-Type")
-        )
 
     def typing_description(
         self, method_id: str, inputs: Mapping[str, Any], description: Mapping[str, Any] | None = None
     ) -> Mapping[str, Any] | None:
-        """The description whose schemas type the inputs, or None when they go as strings (CCP).
-
-        Extra ``server``: ``ccp`` and ``ogc`` decide; ``auto`` takes CCP when the inputs name a CCP
-        input (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md).
-        """
-        kind = self.settings.server
-        if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and protocol.names_ccp_input(inputs)):
-            return None
-        if description is None:
-            description = self.get_method(method_id)
-        if kind == ServerKind.AUTO and is_ccp_description(description):
-            return None
-        return description
+        """The description whose schemas type the inputs, or None when they go as strings (CCP): by the
+        connection's extra ``server`` (``operations.typing_description``), reading the Method if need be."""
+        describe = functools.partial(self.get_method, method_id)
+        return operations.typing_description(self.settings.server, inputs, description, describe)
 
     def execution_link(self, job_id: str) -> str:
         """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
@@ -386,12 +359,10 @@ class CCPAsyncHook(CCPHookBase):
         self._last_status: tuple[tuple[str, bytes], StatusInfo] | None = None
 
     async def get_settings(self) -> CCPConnectionSettings:
-        if self._settings is None and self._given_settings is not None:
-            self._settings = self._given_settings
-            await masking.amask(*self._settings.secrets)
         if self._settings is None:
-            conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
-            self._settings = CCPConnectionSettings.from_connection(conn, self._extra)
+            if self._given_settings is None:
+                conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
+            self._settings = self._given_settings or CCPConnectionSettings.from_connection(conn, self._extra)
             await masking.amask(*self._settings.secrets)
         return self._settings
 
@@ -486,23 +457,15 @@ class CCPAsyncHook(CCPHookBase):
         return settle(answer, ok, url, **ids)
 
     async def _answer(self, call: operations.Call[Any]) -> exchange.Answer:
-        ids = {"method_id": call.method_id, "job_id": call.job_id}
-        return await self._request(call.method, call.url, ok=call.ok, params=call.params, **ids)
+        return await self._request(call.method, call.url, ok=call.ok, params=call.params, **call.ids)
 
     async def _listing(self, listing: operations.Listing[T]) -> AsyncIterator[T]:
-        async for item in self._pages(listing.url, listing.key, listing.params):
-            if (picked := self._picked(listing.pick, item, listing.key)) is not None:
+        """The entries of a paged list, one page in memory at a time."""
+        walk = PageWalk(listing)
+        while (page := walk.next_page()) is not None:
+            answer = await self._request("GET", page, params=walk.params(page))
+            for picked in self._picks(walk, protocol.decode_json(answer.body, url=page)):
                 yield picked
-
-    async def _pages(
-        self, url: str, key: str, params: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[Mapping[str, Any]]:
-        """The items of a paged list, one page in memory at a time."""
-        walk = PageWalk(url)
-        while (page_url := walk.next_page()) is not None:
-            answer = await self._request("GET", page_url, params=params if page_url == url else None)
-            for item in walk.read(protocol.decode_json(answer.body, url=page_url), key):
-                yield item
 
     async def iter_jobs(
         self, method_id: str | None = None, limit: int = 100, status: str | None = None
