@@ -24,6 +24,7 @@ from airflow_provider_ccp.protocol import StatusInfo, Submitted, SyncResults
 __all__ = [
     "Call",
     "Listing",
+    "PageWalk",
     "submit",
     "DismissResult",
     "SUBMIT_HEADERS",
@@ -47,6 +48,7 @@ __all__ = [
 
 T = TypeVar("T")
 OK = frozenset({200})
+MAX_PAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,40 @@ class Call(Generic[T]):
 
 @dataclass(frozen=True)
 class Listing(Generic[T]):
-    """A paged list (``protocol.next_link``, ``hooks._base.PageWalk``): ``params`` go with the first page,
+    """A paged list (``PageWalk``): ``params`` go with the first page,
     ``pick`` reads each entry (None leaves it out; ``CCPProtocolError`` skips it with a warning)."""
 
     url: str
     key: str
     pick: Callable[[Mapping[str, Any]], T | None]
     params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PageWalk(Generic[T]):
+    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
+    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed. The listing's
+    ``params`` go with its first page only: a next link carries its own."""
+
+    def __init__(self, listing: Listing[T]) -> None:
+        self.listing = listing
+        self._next: str | None = listing.url
+        self._seen: set[str] = set()
+
+    def params(self, page_url: str) -> Mapping[str, Any] | None:
+        return self.listing.params if page_url == self.listing.url else None
+
+    def next_page(self) -> str | None:
+        url = self._next
+        if url is None or url in self._seen or len(self._seen) >= MAX_PAGES:
+            return None
+        self._seen.add(url)
+        return url
+
+    def read(self, document: Any) -> list[Mapping[str, Any]]:
+        """The items of the page just fetched; remembers where the next one is."""
+        page_url = self._next or ""
+        self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
+        return protocol.listed_items(document, self.listing.key)
 
 
 def submit(base_url: str, method_id: str, body: Mapping[str, Any]) -> Call[Submitted]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import requests
 from airflow.sdk import BaseHook
@@ -22,9 +22,8 @@ from airflow_provider_ccp.hooks._pool import Reply
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 
-__all__ = ["CCPHookBase", "PageWalk", "MAX_PAGES", "bearer", "settle", "token_answer", "verify_setting"]
+__all__ = ["CCPHookBase", "bearer", "settle", "token_answer", "verify_setting"]
 
-MAX_PAGES = 1000
 T = TypeVar("T")
 
 
@@ -69,40 +68,13 @@ class CCPHookBase(BaseHook):
             self.log.warning("Skipped an entry of CCP's %s listing that it cannot read: %s", key, err)
             return None
 
-    def _picks(self, walk: PageWalk[T], document: Any) -> list[T]:
+    def _picks(self, walk: operations.PageWalk[T], document: Any) -> list[T]:
         """What the listing takes of a page (``operations.Listing.pick``)."""
         key, pick = walk.listing.key, walk.listing.pick
         return [picked for item in walk.read(document) if (picked := self._picked(pick, item, key)) is not None]
 
     def _listed_job(self, item: Mapping[str, Any]) -> StatusInfo | None:
         return self._picked(operations.job_item, item, "jobs")
-
-
-class PageWalk(Generic[T]):
-    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
-    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed. The listing's
-    ``params`` go with its first page only: a next link carries its own."""
-
-    def __init__(self, listing: operations.Listing[T]) -> None:
-        self.listing = listing
-        self._next: str | None = listing.url
-        self._seen: set[str] = set()
-
-    def params(self, page_url: str) -> Mapping[str, Any] | None:
-        return self.listing.params if page_url == self.listing.url else None
-
-    def next_page(self) -> str | None:
-        url = self._next
-        if url is None or url in self._seen or len(self._seen) >= MAX_PAGES:
-            return None
-        self._seen.add(url)
-        return url
-
-    def read(self, document: Any) -> list[Mapping[str, Any]]:
-        """The items of the page just fetched; remembers where the next one is."""
-        page_url = self._next or ""
-        self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
-        return protocol.listed_items(document, self.listing.key)
 
 
 def bearer(token: str | None) -> dict[str, str]:

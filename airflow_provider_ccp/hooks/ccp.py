@@ -31,7 +31,7 @@ from airflow_provider_ccp.exceptions import (
     CCPSubmissionLostError,
     recast,
 )
-from airflow_provider_ccp.hooks._base import CCPHookBase, PageWalk, bearer, settle, token_answer, verify_setting
+from airflow_provider_ccp.hooks._base import CCPHookBase, bearer, settle, token_answer, verify_setting
 from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
 from airflow_provider_ccp.operations import DismissResult
@@ -183,7 +183,7 @@ class CCPHook(CCPHookBase):
         return call.read(answer)
 
     def _listing(self, listing: operations.Listing[T]) -> Iterator[T]:
-        walk = PageWalk(listing)
+        walk = operations.PageWalk(listing)
         while (page := walk.next_page()) is not None:
             yield from self._picks(walk, self._get_json(page, params=walk.params(page)))
 
@@ -461,7 +461,7 @@ class CCPAsyncHook(CCPHookBase):
 
     async def _listing(self, listing: operations.Listing[T]) -> AsyncIterator[T]:
         """The entries of a paged list, one page in memory at a time."""
-        walk = PageWalk(listing)
+        walk = operations.PageWalk(listing)
         while (page := walk.next_page()) is not None:
             answer = await self._request("GET", page, params=walk.params(page))
             for picked in self._picks(walk, protocol.decode_json(answer.body, url=page)):
