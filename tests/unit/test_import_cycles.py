@@ -1,5 +1,5 @@
-"""No import cycle among the provider's modules, counting function-local imports too: each module can be
-read, and imported, on its own terms."""
+"""How the provider's modules import: no cycle among them (function-local imports counted too), and one
+async HTTP library."""
 
 from __future__ import annotations
 
@@ -74,3 +74,16 @@ def test_no_import_cycles():
 
 def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_one_async_http_library():
+    # aiohttp is the triggerer's client; a second one would be a second code path to keep in step.
+    imported = set()
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    assert "aiohttp" in imported
+    assert not imported & {"httpx", "httpcore", "anyio"}
