@@ -38,15 +38,10 @@ if TYPE_CHECKING:
 __all__ = [
     "RetryPolicy",
     "DEFAULT_RETRY",
-    "retry_after_seconds",
-    "retry_may_help",
     "is_final",
     "is_transient",
     "as_final",
     "fail_without_retry",
-    "RETRYABLE_STATUSES",
-    "RETRYABLE_CLIENT_ERRORS",
-    "IDEMPOTENT_METHODS",
 ]
 
 #: Answers an idempotent request (GET, DELETE, a token grant) is resent on, by the hook itself.
