@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import ssl
 import threading
@@ -49,8 +50,6 @@ def warn_retired_setting() -> None:
 
 @functools.cache
 def _warn_once() -> None:
-    import logging
-
     logging.getLogger(__name__).warning(
         "[ccp] async_http_client is set, but it is gone: CCPAsyncHook always uses aiohttp; remove the setting"
     )

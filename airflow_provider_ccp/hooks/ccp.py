@@ -360,10 +360,12 @@ class CCPAsyncHook(CCPHookBase):
 
     async def get_settings(self) -> CCPConnectionSettings:
         if self._settings is None:
-            if self._given_settings is None:
+            settings = self._given_settings
+            if settings is None:
                 conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
-            self._settings = self._given_settings or CCPConnectionSettings.from_connection(conn, self._extra)
-            await masking.amask(*self._settings.secrets)
+                settings = CCPConnectionSettings.from_connection(conn, self._extra)
+            await masking.amask(*settings.secrets)
+            self._settings = settings
         return self._settings
 
     async def __aenter__(self) -> CCPAsyncHook:
