@@ -76,3 +76,15 @@ def test_both_hooks_read_a_job_a_link_and_a_dismissal_alike(submitted):
     synced, awaited = both("dismiss_job", "no-such-job")
     assert synced == awaited
     assert not synced.supported
+
+
+def test_every_operation_of_the_async_hook_has_a_sync_twin_tested_here():
+    # The hooks' own plumbing (settings, token, closing) is not an operation on CCP.
+    plumbing = {"get_settings", "get_token", "aclose", "get_conn", "get_connection", "get_hook"}
+    operations = {
+        name
+        for name, value in vars(CCPAsyncHook).items()
+        if callable(value) and not name.startswith("_") and name not in plumbing
+    }
+    assert operations == {"iter_jobs", "get_job", "dismiss_job", "execution_link"}
+    assert all(hasattr(CCPHook, {v: k for k, v in TWINS.items()}.get(name, name)) for name in operations)
