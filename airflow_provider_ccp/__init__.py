@@ -13,34 +13,24 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: Where each public name lives.
+#: Where each public name lives: the errors are those a DAG's own code catches or a failure callback tells
+#: apart (every one is in ``exceptions``).
 _PUBLIC = {
-    "CCPHook": "hooks.ccp",
-    "CCPAsyncHook": "hooks.ccp",
-    "DownloadedOutputs": "hooks.ccp",
-    "CCPExecuteMethodOperator": "operators.ccp",
-    "CCPJobSensor": "sensors.ccp",
-    "CCPJobTrigger": "triggers.ccp",
-    "CCPExecutionEventTrigger": "triggers.ccp",
-    "ccp_task": "decorators.ccp",
-    "CCPExecutionLink": "links",
-    "StatusInfo": "protocol",
-    "SyncResults": "protocol",
-    "DismissResult": "operations",
-    "StoredOutputs": "outputs",
-    # The errors a DAG's own code catches or a failure callback tells apart; every one is in ``exceptions``.
-    **dict.fromkeys(
-        (
-            "CCPError",
-            "CCPJobFailedError",
-            "CCPJobTimeoutError",
-            "CCPAmbiguousSubmissionError",
-            "CCPInputError",
-            "CCPNotFoundError",
-            "CCPAuthError",
-        ),
-        "exceptions",
-    ),
+    name: module
+    for module, names in {
+        "hooks.ccp": "CCPHook CCPAsyncHook DownloadedOutputs",
+        "operators.ccp": "CCPExecuteMethodOperator",
+        "sensors.ccp": "CCPJobSensor",
+        "triggers.ccp": "CCPJobTrigger CCPExecutionEventTrigger",
+        "decorators.ccp": "ccp_task",
+        "links": "CCPExecutionLink",
+        "protocol": "StatusInfo SyncResults",
+        "operations": "DismissResult",
+        "outputs": "StoredOutputs",
+        "exceptions": "CCPError CCPJobFailedError CCPJobTimeoutError CCPAmbiguousSubmissionError CCPInputError "
+        "CCPNotFoundError CCPAuthError",
+    }.items()
+    for name in names.split()
 }
 
 __all__ = ["__version__", *_PUBLIC]
