@@ -79,9 +79,9 @@ BENCH_ARGS ?=
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m uv pip install --quiet --python $(VENV)/bin/python -e ".[dev,bench]"
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 1000 --interval 1 --duration 60 \
-		--modes bare-per-client,bare-aiohttp,trigger-httpx,trigger-aiohttp $(BENCH_ARGS)
+		--modes bare-per-client,bare-aiohttp,trigger $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/triggerer_load.py --triggers 20000 --interval 30 --warmup 30 --duration 90 \
-		--modes bare-aiohttp,trigger-httpx,trigger-aiohttp $(BENCH_ARGS)
+		--modes bare-aiohttp,trigger $(BENCH_ARGS)
 	$(VENV)/bin/python tests/benchmarks/download_memory.py
 	$(VENV)/bin/python tests/benchmarks/dripped_download.py
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py

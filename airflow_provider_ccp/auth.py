@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_ccp import version_compat
 from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError
@@ -41,8 +40,6 @@ __all__ = [
     "read_grant",
     "static_grant",
     "holding",
-    "mask",
-    "amask",
     "UMA_GRANT",
     "CONTEXT_HEADER",
     "FORM_HEADERS",
@@ -377,19 +374,3 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
         grant = yield from _new_context_grant(settings, state, now)
     state.context = grant
     return grant
-
-
-def mask(*secrets: str | None) -> None:
-    """Register secrets with Airflow's masker, so no log line or rendered field shows them."""
-    for secret in secrets:
-        if secret:
-            with contextlib.suppress(Exception):  # masking must never break a call
-                version_compat.mask_secret(secret)
-
-
-async def amask(*secrets: str | None) -> None:
-    """``mask`` for the event loop: the sync supervisor call would block the triggerer."""
-    for secret in secrets:
-        if secret:
-            with contextlib.suppress(Exception):
-                await version_compat.amask_secret(secret)

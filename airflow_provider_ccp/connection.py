@@ -22,7 +22,6 @@ __all__ = [
     "DEFAULT_TOKEN_URL",
     "DEFAULT_TIMEOUT",
     "DEFAULT_MIN_DOWNLOAD_RATE",
-    "EXTRA_FIELDS",
     "LEGACY_TOKEN_ENDPOINT_FIELD",
 ]
 
@@ -35,19 +34,6 @@ DEFAULT_MIN_DOWNLOAD_RATE = 1024.0
 
 #: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
-
-EXTRA_FIELDS = (
-    TOKEN_ENDPOINT_FIELD,
-    "client_id",
-    "client_secret",
-    "context",
-    "auth_flow",
-    "verify",
-    "timeout",
-    "min_download_rate",
-    "ui_url",
-    "server",
-)
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:

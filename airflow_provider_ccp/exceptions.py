@@ -6,9 +6,7 @@ server's own error words, never from request bodies or headers.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
@@ -29,24 +27,13 @@ __all__ = [
     "CCPConfigError",
     "CCPCredentialsError",
     "CCPTrustError",
-    "RETRYABLE_CLIENT_ERRORS",
     "MAX_MESSAGE_CHARS",
     "cut",
-    "retry_may_help",
-    "is_final",
-    "is_transient",
     "recast",
-    "as_final",
-    "fail_without_retry",
 ]
 
 #: The longest message built from a server's words: an exception, an event or a log line never grows past it.
 MAX_MESSAGE_CHARS = 2000
-
-#: 4xx answers a retry can change: an expired token (the hook already renewed it once), a timeout, a rate limit.
-RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
-#: A server error that asking again never fixes: the server has no such feature.
-NOT_IMPLEMENTED = 501
 
 
 def cut(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -151,81 +138,8 @@ class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
         self.submitted_at = submitted_at
 
 
-def retry_may_help(status: int | None) -> bool:
-    """The one reading of an HTTP status for retries: no answer at all, a 5xx, or a 4xx a retry can change."""
-    return status is None or status >= 500 or status in RETRYABLE_CLIENT_ERRORS
-
-
-def is_final(error: BaseException) -> bool:
-    """An error that the same request cannot escape on retry: bad inputs, a connection that cannot
-    work, credentials the token endpoint refused, an unknown Method, a 4xx."""
-    if isinstance(error, CCPInputError | CCPConfigError | CCPCredentialsError):
-        return True
-    status = getattr(error, "http_status", None) if isinstance(error, CCPError) else None
-    return status is not None and 400 <= status < 500 and not retry_may_help(status)
-
-
-def is_transient(error: CCPError) -> bool:
-    """Whether asking again may help a wait: connection trouble, 5xx, 429, an unreadable body.
-
-    An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
-    e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
-    """
-    if isinstance(error, CCPNotFoundError | CCPTrustError | CCPConfigError | CCPCredentialsError):
-        return False
-    if isinstance(error, CCPAuthError) and error.http_status is None:
-        return False
-    return error.http_status != NOT_IMPLEMENTED and retry_may_help(error.http_status)
-
-
-_FINAL_TYPES: dict[type[CCPError], type[CCPError]] = {}
-
-
-def _final_type(cls: type[CCPError]) -> type[CCPError]:
-    # The same class name and bases (``except CCPInputError`` still matches), plus the one Airflow
-    # reads as "fail now, no retry" (``airflow.exceptions`` on 3.1, ``airflow.sdk.exceptions`` on 3.3).
-    if cls not in _FINAL_TYPES:
-        namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__}
-        _FINAL_TYPES[cls] = type(cls.__name__, (cls, AirflowFailException), namespace)
-    return _FINAL_TYPES[cls]
-
-
 def recast(error: CCPError, cls: type[CCPError]) -> CCPError:
     """The same error (message, attributes, traceback) as an instance of ``cls``."""
     copy = cls(*error.args)
     copy.__dict__.update(error.__dict__)
     return copy.with_traceback(error.__traceback__)
-
-
-def as_final(error: CCPError) -> CCPError:
-    """The same error as an ``AirflowFailException`` too."""
-    return recast(error, _final_type(type(error)))
-
-
-Method = TypeVar("Method", bound=Callable[..., Any])
-
-
-def is_expected(error: CCPError) -> bool:
-    """A failure the message explains in full (an execution that failed, an input CCP refused):
-    the provider's frames and causes behind it would only push the reason out of sight."""
-    return is_final(error) or isinstance(error, CCPJobFailedError | CCPJobTimeoutError)
-
-
-def fail_without_retry(method: Method) -> Method:
-    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not.
-
-    An expected failure is raised from here with no traceback below this frame and no cause, so the
-    task log shows its message under a short traceback.
-    """
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except CCPError as error:
-            if not is_expected(error):
-                raise
-            shown = error if not is_final(error) or isinstance(error, AirflowFailException) else as_final(error)
-            raise shown.with_traceback(None) from None
-
-    return wrapper  # type: ignore[return-value]

@@ -18,67 +18,41 @@ module decides, so they cannot disagree (docs/connection.md, "Retries" and "Trus
 from __future__ import annotations
 
 import json
-import random
 import ssl
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
-import pendulum
-
 from airflow_provider_ccp.exceptions import CCPProtocolError, CCPTrustError
+from airflow_provider_ccp.retries import RetryPolicy
 
 __all__ = [
     "exchange",
-    "RetryPolicy",
-    "DEFAULT_RETRY",
     "Answer",
     "Step",
     "NeedToken",
     "Send",
     "Renew",
-    "Sleep",
     "Exchange",
     "drive",
     "adrive",
     "origin",
-    "origin_text",
-    "same_origin",
-    "checked_link",
     "followed_link",
-    "redirect_target",
     "too_large",
     "load_json",
-    "redact",
     "DeadlineExceeded",
     "certificate_failure",
     "certificate_error",
-    "retry_after_seconds",
-    "RETRYABLE_STATUSES",
-    "IDEMPOTENT_METHODS",
-    "MAX_REDIRECTS",
-    "REDIRECT_STATUSES",
     "MAX_ANSWER_BYTES",
 ]
 
-#: Answers worth retrying for idempotent calls (GET, DELETE, token requests).
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 #: Redirects a GET may take, all on the same origin.
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: The largest answer read into memory (statusInfo, lists, token, error, execution record, sync results).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***`` (a server may echo what it was sent)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 # --------------------------------------------------------------------------- origins
@@ -193,70 +167,6 @@ def certificate_error(url: str, verify: bool | str) -> CCPTrustError:
 
 
 # --------------------------------------------------------------------------- retries and the request exchange
-
-
-def retry_after_seconds(value: str | None, cap: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            from email.utils import parsedate_to_datetime
-
-            seconds = (parsedate_to_datetime(value) - pendulum.now("UTC")).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(seconds, cap))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The one retry policy of both hooks (docs/connection.md, "Retries").
-
-    ``limit`` retries after the first attempt, for idempotent requests (``IDEMPOTENT_METHODS`` and
-    token grants) that failed in transport or were answered with one of ``statuses``. Before retry
-    *n* the wait is the server's ``Retry-After`` (seconds or an HTTP date, at most
-    ``retry_after_cap``) or ``delay * 2**(n-1)`` (at most ``delay_max``) plus up to ``delay`` of
-    random jitter; no retry starts after ``total_seconds``. A request that is not idempotent is
-    resent only when its connection failed before it could leave.
-    """
-
-    limit: int = 5
-    delay: float = 0.5
-    delay_max: float = 20.0
-    retry_after_cap: float = 60.0
-    total_seconds: float = 180.0
-    statuses: frozenset[int] = RETRYABLE_STATUSES
-    methods: frozenset[str] = IDEMPOTENT_METHODS
-
-    def __post_init__(self) -> None:
-        if self.limit < 0 or not self.delay >= 0:
-            raise ValueError(f"retry_limit must be >= 0 and retry_delay >= 0, got {self.limit!r} and {self.delay!r}")
-
-    def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
-        return min(self.delay * 2 ** (retry - 1), self.delay_max) + rng() * self.delay
-
-    def wait(self, retry: int, elapsed: float, answer: Answer, *, idempotent: bool) -> float | None:
-        """Seconds to wait before retry number ``retry`` (from 1), or None when ``answer`` is final."""
-        if retry > self.limit:
-            return None
-        if answer.status is not None:
-            if not idempotent or answer.status not in self.statuses:
-                return None
-            seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
-        else:
-            if answer.sent and not idempotent:
-                return None
-            seconds = None
-        if seconds is None:
-            seconds = self.backoff(retry)
-        return seconds if elapsed + seconds <= self.total_seconds else None
-
-
-DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)

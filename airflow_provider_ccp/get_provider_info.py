@@ -208,18 +208,6 @@ CONFIG: dict[str, Any] = {
                 "example": "10",
                 "default": "10",
             },
-            "async_http_client": {
-                "description": (
-                    "The HTTP client of CCPAsyncHook, which the triggerer's CCP triggers poll with: auto (aiohttp "
-                    "when it is installed, else httpx), httpx or aiohttp (the extra airflow-provider-ccp[aiohttp]). "
-                    "Both behave the same; aiohttp costs the triggerer about a third of the CPU per poll "
-                    "(docs/deployment.md).\n"
-                ),
-                "version_added": "0.2.0",
-                "type": "string",
-                "example": "httpx",
-                "default": "auto",
-            },
         },
     }
 }

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_ccp import auth
+from airflow_provider_ccp import masking
 from airflow_provider_ccp.descriptions import (
     CCP_SYSTEM_INPUTS,
     MethodInput,
@@ -237,7 +237,7 @@ def _mask_secrets(specs: Mapping[str, InputSpec], values: Mapping[str, Any]) -> 
     for name in (name for name in values if _is_secret(specs, name)):
         value = values[name]
         items = value if isinstance(value, list | tuple) else []
-        auth.mask(*(_shown_forms(name, item) for item in [value, *items]))
+        masking.mask(*(_shown_forms(name, item) for item in [value, *items]))
 
 
 def _shown_forms(name: str, value: Any) -> str | None:

@@ -25,8 +25,11 @@ LEGACY_XCOM_JOB_URL = "ccp_job_url"
 
 
 def execution_link(settings: CCPConnectionSettings, job_id: str) -> str:
-    """The job's page in CCP's web UI when the connection names one, else its statusInfo URL."""
-    return protocol.ui_execution_url(settings.ui_url, job_id) or protocol.job_url(settings.base_url, job_id)
+    """Where a person looks at the execution: its page in CCP's web UI when the connection names one,
+    else its statusInfo URL. The one place the link is built: both hooks' ``execution_link`` read it."""
+    if settings.ui_url:
+        return protocol.api_url(settings.ui_url, "executions", protocol.job_segment(job_id))
+    return protocol.job_url(settings.base_url, job_id)
 
 
 class CCPExecutionLink(BaseOperatorLink):

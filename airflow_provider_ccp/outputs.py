@@ -57,14 +57,12 @@ __all__ = [
     "storage_path",
     "path_segment",
     "executor_name",
-    "ARCHIVE_NAME",
     "EXTRACT_DIR",
     "MANIFEST_NAME",
 ]
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_NAME = "output.zip"
 EXTRACT_DIR = "output"
 MANIFEST_NAME = "manifest.json"
 #: Executors that run every task on the scheduler's machine, where the default output folder is shared.

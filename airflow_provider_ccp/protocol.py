@@ -14,15 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import pendulum
 
 from airflow_provider_ccp.descriptions import (
-    CCP_SYSTEM_INPUTS,
     input_value_to_string,
-    json_value,
-    method_inputs,
 )
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
@@ -38,23 +35,13 @@ from airflow_provider_ccp.exchange import followed_link, load_json
 __all__ = [
     "StatusInfo",
     "SyncResults",
-    "DismissResult",
     "Submitted",
-    "OGC_EXCEPTION_PREFIX",
-    "CCP_SYSTEM_INPUTS",
     "CCP_LOG_OUTPUTS",
-    "PROVIDER_MEMBERS",
     "SUCCESS_STATUSES",
     "FAILURE_STATUSES",
-    "KNOWN_STATUSES",
-    "SUBMIT_HEADERS",
     "JSON_HEADERS",
     "OUTPUT_ZIP_HEADERS",
     "RESULTS_HEADERS",
-    "SUBMIT_OK_STATUSES",
-    "DISMISS_UNSUPPORTED_STATUSES",
-    "DISMISS_ANSWERS",
-    "UNUSABLE_IDS",
     "method_segment",
     "job_segment",
     "api_url",
@@ -67,54 +54,35 @@ __all__ = [
     "executions_url",
     "execution_url",
     "output_zip_url",
-    "ui_execution_url",
     "next_link",
     "listed_items",
     "encode_context",
-    "input_value_to_string",
-    "execute_body",
     "string_inputs",
     "request_members",
     "value_outputs",
-    "names_ccp_input",
-    "typed_inputs",
-    "job_id_from_location",
-    "job_id_from_submission",
-    "read_submission",
-    "submission_may_have_landed",
     "normalize_status",
-    "is_success",
-    "is_failure",
     "is_terminal",
     "is_known",
-    "dismiss_outcome",
+    "epoch_seconds",
     "error_from_response",
     "decode_json",
+    "read_status",
 ]
-
-OGC_EXCEPTION_PREFIX = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 
 #: Outputs CCP's execution form ("Output options") and the code it generates request besides the declared ones.
 CCP_LOG_OUTPUTS = ("stdout", "stderr")
-#: Members of the execute request the provider writes itself: extra members may not replace them.
-PROVIDER_MEMBERS = frozenset({"inputs", "outputs", "response"})
 
 SUCCESS_STATUSES = frozenset({"successful"})
 #: OGC's ``failed``/``dismissed`` plus CCP's own ``cancelled``/``expired`` (ccp-api.md §3.4).
 FAILURE_STATUSES = frozenset({"failed", "dismissed", "cancelled", "expired"})
 KNOWN_STATUSES = SUCCESS_STATUSES | FAILURE_STATUSES | {"accepted", "running"}
+#: Members of the execute request the provider writes itself: extra members may not replace them.
+PROVIDER_MEMBERS = frozenset({"inputs", "outputs", "response"})
 
-#: The execution POST asks for an asynchronous job (OGC 1.0 §7.11.2); CCP answers 201 anyway.
-SUBMIT_HEADERS = {"Prefer": "respond-async", "Accept": "application/json", "Content-Type": "application/json"}
 JSON_HEADERS = {"Accept": "application/json"}
 #: Downloads ask for the bytes as stored, so Content-Length counts what is written to disk.
 OUTPUT_ZIP_HEADERS = {"Accept": "application/zip, */*", "Accept-Encoding": "identity"}
 RESULTS_HEADERS = JSON_HEADERS | {"Accept-Encoding": "identity"}
-SUBMIT_OK_STATUSES = frozenset({200, 201, 202})
-#: A server that cannot dismiss jobs answers one of these to ``DELETE /jobs/{id}``.
-DISMISS_UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
-#: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_outcome`` reads rather than raises.
-DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
 
 
 # --------------------------------------------------------------------------- URLs
@@ -185,13 +153,6 @@ def output_zip_url(base_url: str, job_id: str) -> str:
     return api_url(base_url, "executions", job_segment(job_id), "outputs", "output.zip")
 
 
-def ui_execution_url(ui_url: str | None, job_id: str) -> str | None:
-    """Where a person looks at the execution: CCP's web UI when the connection names one."""
-    if not ui_url:
-        return None
-    return api_url(ui_url, "executions", job_segment(job_id))
-
-
 def next_link(document: Mapping[str, Any], current_url: str) -> str | None:
     """The ``rel=next`` link of a paged OGC list, made absolute against the page it came from.
 
@@ -216,28 +177,6 @@ def encode_context(context: str) -> str:
 
 
 # --------------------------------------------------------------------------- execute request
-
-
-def execute_body(
-    inputs: Mapping[str, Any],
-    outputs: Mapping[str, Any] | None = None,
-    response: str = "raw",
-    *,
-    typed_by: Mapping[str, Any] | None = None,
-    members: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The JSON body of ``POST /processes/{id}/execution`` in the OGC 1.0 shape CCP reads.
-
-    Input values go out as strings (CCP), or, given ``typed_by`` (the description of a process on
-    another OGC server), as the JSON types its schemas declare. ``members`` are added at the top
-    level (e.g. ``subscribers``); they may not replace the members this function writes.
-    """
-    added = request_members(members)
-    encoded = typed_inputs(inputs, typed_by) if typed_by is not None else string_inputs(inputs)
-    body: dict[str, Any] = {"inputs": encoded, "response": response}
-    if outputs is not None:
-        body["outputs"] = dict(outputs)
-    return body | added
 
 
 def string_inputs(inputs: Mapping[str, Any]) -> dict[str, str]:
@@ -271,24 +210,6 @@ def value_outputs(output_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     return {output_id: {"transmissionMode": "value"} for output_id in output_ids}
 
 
-# --------------------------------------------------------------------------- typed inputs (other OGC servers)
-
-
-def names_ccp_input(inputs: Mapping[str, Any]) -> bool:
-    """Inputs that only CCP knows (``ccpimage``, ``ccpnote``, ...) say the server is CCP."""
-    return any(name in CCP_SYSTEM_INPUTS for name in inputs)
-
-
-def typed_inputs(inputs: Mapping[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
-    """Each value as the JSON type its input's schema declares (``MethodInput.typed``); an undeclared
-    input goes as the JSON value it stands for. Raises ``CCPInputError`` naming the input."""
-    declared = method_inputs(description)
-    return {
-        name: declared[name].typed(value) if name in declared else json_value(name, value)
-        for name, value in inputs.items()
-    }
-
-
 @dataclass(frozen=True)
 class SyncResults:
     """The server ran the execution before answering (OGC sync execute): HTTP 200 with a JSON results
@@ -300,69 +221,6 @@ class SyncResults:
     @property
     def file_name(self) -> str:
         return "results.json"
-
-
-def job_id_from_location(location: str | None) -> str | None:
-    """The job a ``Location`` header names: the segment after ``jobs`` (``.../jobs/{id}[/results]``),
-    else the last one (where CCP puts it)."""
-    segments = [unquote(part) for part in urlsplit(location or "").path.split("/") if part]
-    for index in range(len(segments) - 2, -1, -1):
-        if segments[index] == "jobs":
-            return segments[index + 1]
-    return segments[-1] if segments else None
-
-
-def job_id_from_submission(body: Any, location: str | None) -> str | None:
-    """The job id of a new execution: the statusInfo's ``jobID``, else ``Location``; never another field.
-
-    A sync results document may hold an ``id`` (the process's, an output's): it names no job.
-    """
-    if isinstance(body, Mapping):
-        for key in ("jobID", "jobId"):
-            if body.get(key):
-                return str(body[key])
-    return job_id_from_location(location)
-
-
-def read_submission(status_code: int, body: bytes, location: str | None, media_type: str | None) -> Submitted:
-    """The answer to the execution POST: the new job's statusInfo, or the results of a sync execution.
-
-    The statusInfo's ``status`` is empty when the answer held none (a bare 201 with a ``Location``).
-    """
-    media = (media_type or "").split(";", 1)[0].strip().lower()
-    json_media = media == "application/json" or media.endswith("+json")
-    try:
-        document = load_json(body) if body and (media == "" or json_media) else None
-    except ValueError:
-        document = None
-    job_id = job_id_from_submission(document, location)
-    if job_id is None:
-        if status_code == 200 and json_media and isinstance(document, Mapping):
-            return SyncResults(body, media)
-        if status_code == 200:
-            # A proxy's login page or an empty 200 is no run of the Method: only a results document is.
-            shown = f"{len(body)} bytes of {media or 'an unnamed media type'}" if body else "an empty body"
-            raise CCPProtocolError(
-                f"The execution POST was answered HTTP 200 with {shown}: neither a job (statusInfo or "
-                "Location) nor a JSON results document, so nothing says the Method ran"
-            )
-        raise CCPProtocolError(
-            f"The execution was accepted (HTTP {status_code}) but the answer names no job: "
-            "no Location header and no jobID in a statusInfo"
-        )
-    status = dict(document) if isinstance(document, Mapping) else {}
-    return StatusInfo.from_json(status | {"jobID": job_id, "status": status.get("status") or ""})
-
-
-def submission_may_have_landed(error: CCPError, url: str) -> bool:
-    """Whether a failed execution POST may still have created an execution.
-
-    No answer (connection lost, read timeout) or a 5xx from the execution URL itself: the server
-    (or a proxy) may have created the job before the answer was lost. A 4xx is a refusal, and an
-    error with another URL (the token endpoint) happened before the POST was sent. An answer refused
-    unread (too large) came from the execution URL too: the execution may exist, and is looked up.
-    """
-    return error.url == url and (error.http_status is None or error.http_status >= 500)
 
 
 # --------------------------------------------------------------------------- job status
@@ -502,33 +360,7 @@ class StatusInfo:
         }
 
 
-@dataclass(frozen=True)
-class DismissResult:
-    """What ``DELETE /jobs/{id}`` achieved; a server without dismiss support is an answer, not a crash."""
-
-    supported: bool
-    status: StatusInfo | None
-    message: str
-
-
 Submitted = StatusInfo | SyncResults
-
-
-def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult:
-    if status_code in DISMISS_UNSUPPORTED_STATUSES:
-        return DismissResult(
-            supported=False,
-            status=None,
-            message=f"The server cannot dismiss job {job_id} (HTTP {status_code} to DELETE /jobs/{job_id})",
-        )
-    try:
-        status: StatusInfo | None = StatusInfo.from_json(load_json(body))
-    except (ValueError, CCPError):
-        status = None
-    if status is not None and status.job_id != job_id:
-        status = None  # an answer about another job says nothing about this one
-    word = status.status if status else "dismissed"
-    return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")
 
 
 # --------------------------------------------------------------------------- errors

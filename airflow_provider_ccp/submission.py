@@ -29,12 +29,11 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPNotFoundError,
     CCPSubmissionLostError,
-    is_transient,
 )
 from airflow_provider_ccp.execution_records import MARKER_INPUT
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import public_inputs
-from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL, execution_link
+from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import JobWatch, ride_out
 
@@ -322,12 +321,13 @@ class Submitter:
             finder = partial(self._job_created_at, submission)
         clock = self.hook.clock
         deadline = clock.time() + LOOKUP_SECONDS
-        watch = JobWatch(f"(submission at {submission.submitted_at})", LOOKUP_INTERVAL, deadline, self.log, clock=clock)
+        label = f"(submission at {submission.submitted_at})"
+        watch = JobWatch(label, LOOKUP_INTERVAL, deadline, self.log, clock=clock, policy=self.hook.retry)
         while True:
             try:
                 job_id = ride_out(finder, watch)
             except CCPError as err:
-                raise _Undecided(f"the lookup failed: {err}", may_pass=is_transient(err)) from None
+                raise _Undecided(f"the lookup failed: {err}", may_pass=self.hook.retry.transient(err)) from None
             if job_id is not None or clock.time() >= deadline:
                 return job_id
             clock.sleep(watch.next_delay())
@@ -379,7 +379,7 @@ class Submitter:
 
     def _status(self, job_id: str) -> StatusInfo:
         """``GET /jobs/{id}``, riding out transient errors by the rules polling follows."""
-        watch = JobWatch(job_id, self.poll_interval, None, self.log, clock=self.hook.clock)
+        watch = JobWatch(job_id, self.poll_interval, None, self.log, clock=self.hook.clock, policy=self.hook.retry)
         return ride_out(partial(self.hook.get_job, job_id), watch)
 
     def _first_status(self, job_id: str, answer: StatusInfo | None) -> StatusInfo:
@@ -392,16 +392,13 @@ class Submitter:
     def _announce(self, job_id: str, *, running: bool) -> None:
         """Make the job known to the operator and log where to see it; nothing here can fail."""
         self.on_job(job_id, running)
-        self.log.info("CCP job %s runs Method %s: %s", job_id, self.method_id, self.job_link(job_id))
+        self.log.info("CCP job %s runs Method %s: %s", job_id, self.method_id, self.hook.execution_link(job_id))
 
     def _publish(self, job_id: str) -> None:
         """The XComs the UI link and downstream tasks read."""
         ti = self.context["ti"]
         ti.xcom_push(key=XCOM_JOB_ID, value=job_id)
-        ti.xcom_push(key=XCOM_JOB_URL, value=self.job_link(job_id))
-
-    def job_link(self, job_id: str) -> str:
-        return execution_link(self.hook.settings, job_id)
+        ti.xcom_push(key=XCOM_JOB_URL, value=self.hook.execution_link(job_id))
 
     # ------------------------------------------------------------------ the task state store
 

@@ -109,7 +109,7 @@ class RenderedFieldsOperator(BaseOperator):
 
     Airflow has no public hook there. ``render_template_fields`` is public, but a mapped task
     (``expand``) renders through the unmapped task's private ``_do_render_template_fields`` instead,
-    on every line from 3.1 to 3.3; that is the one overridden (tests/unit/test_operator.py renders
+    on every line from 3.1 to 3.3; that is the one overridden (tests/integration/operators/test_ccp.py renders
     plain and mapped tasks on each line).
     """
 

@@ -14,9 +14,10 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError, cut, is_final, is_transient
-from airflow_provider_ccp.exchange import redact
+from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError, cut
+from airflow_provider_ccp.masking import redact
 from airflow_provider_ccp.protocol import StatusInfo, is_known
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, is_final
 from airflow_provider_ccp.version_compat import AirflowFailException
 
 __all__ = [
@@ -32,8 +33,6 @@ __all__ = [
     "configured_min_defer_seconds",
     "EVENT_STATUSES",
     "EVENT_KEYS",
-    "MAX_CONSECUTIVE_FAILURES",
-    "MAX_BACKOFF_SECONDS",
     "MIN_DEFER_SECONDS",
     "FIRST_POLL_SECONDS",
     "RAMP",
@@ -55,9 +54,6 @@ class EventStatus(StrEnum):
 
 EVENT_STATUSES = frozenset(EventStatus)
 EVENT_KEYS = frozenset({"status", "job_id", "job_status", "message"})
-#: Polls in a row that may fail (after the hook's own retries) before the wait gives up.
-MAX_CONSECUTIVE_FAILURES = 5
-MAX_BACKOFF_SECONDS = 300.0
 #: How long after a deferral the trigger may resume the task at the earliest (``JobWatch.not_before``).
 #: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
 #: the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716); docs/operators.md.
@@ -85,7 +81,7 @@ def job_event(
 ) -> dict[str, Any]:
     """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only.
 
-    ``final`` marks an error no retry can heal (``exceptions.is_final``); it is left out otherwise, so
+    ``final`` marks an error no retry can heal (``retries.is_final``); it is left out otherwise, so
     events of earlier versions read the same.
     """
     event = {"status": str(status), "job_id": job_id, "job_status": job_status, "message": cut(message)}
@@ -94,7 +90,7 @@ def job_event(
 
 def error_event(job_id: str, job_status: str | None, message: str, error: BaseException) -> dict[str, Any]:
     """The event of a wait that ``error`` ended; final when no retry can heal it, by the provider's rules
-    (``exceptions.is_final``) or Airflow's (an ``AirflowFailException``)."""
+    (``retries.is_final``) or Airflow's (an ``AirflowFailException``)."""
     final = is_final(error) or isinstance(error, AirflowFailException)
     return job_event(EventStatus.ERROR, job_id, job_status, message, final=final)
 
@@ -134,7 +130,8 @@ class JobWatch:
     asked again then, and only that answer ends the wait. ``since`` (epoch seconds) is when the wait
     started: the polls then start soon and ramp up to ``poll_interval`` (``RAMP``); without it every wait
     is ``poll_interval``. ``latest`` and ``error`` are the last status and the last error seen;
-    ``clock`` is the time all of this is measured with.
+    ``clock`` is the time all of this is measured with. ``policy`` says which failed polls are ridden
+    out, how many in a row, and the backoff after them.
     """
 
     job_id: str
@@ -152,6 +149,7 @@ class JobWatch:
     latest: StatusInfo | None = None
     error: CCPError | None = None
     clock: Clock = SYSTEM_CLOCK
+    policy: RetryPolicy = DEFAULT_RETRY
     #: CCP's words are kept out of logs and events altogether: the task has secret inputs whose values
     #: this process must not hold (``CCPJobTrigger``'s ``withhold_messages``).
     withhold: bool = False
@@ -194,10 +192,10 @@ class JobWatch:
     def on_error(self, error: CCPError) -> dict[str, Any] | None:
         self.error = error
         text = f"{type(error).__name__} ({WITHHELD})" if self.withhold else redact(str(error), self.secrets)
-        if not is_transient(error):
+        if not self.policy.transient(error):
             return error_event(self.job_id, self.previous, f"Cannot follow CCP job {self.job_id}: {text}", error)
         self.failures += 1
-        if self.failures > MAX_CONSECUTIVE_FAILURES:
+        if self.failures > self.policy.poll_failures:
             message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {text}"
             return job_event(EventStatus.ERROR, self.job_id, self.previous, message)
         self.log.warning(
@@ -213,9 +211,7 @@ class JobWatch:
         """The wait before the next poll: the interval, backed off after failures and ``spread`` by the
         caller's jitter, then cut at the end of a hold and at the deadline. The cut comes after the jitter:
         a cut wait shortened again would leave a sliver of time, polled for in ever shorter waits."""
-        delay = self.interval()
-        if self.failures:
-            delay = min(delay * 2 ** (self.failures - 1), max(self.poll_interval, MAX_BACKOFF_SECONDS))
+        delay = self.policy.poll_delay(self.interval(), self.failures)
         if spread is not None:
             delay = spread(delay)
         if self.holding and self.not_before is not None:

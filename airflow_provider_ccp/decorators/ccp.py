@@ -19,9 +19,9 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_ccp import protocol
-from airflow_provider_ccp.exceptions import fail_without_retry
 from airflow_provider_ccp.inputs import check_mapping, public_inputs
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.retries import fail_without_retry
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context

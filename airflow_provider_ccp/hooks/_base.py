@@ -7,24 +7,24 @@ Private to ``airflow_provider_ccp.hooks``: ``CCPHook`` and ``CCPAsyncHook`` (``h
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_ccp import auth, exchange, protocol
+from airflow_provider_ccp import auth, exchange, operations, protocol
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
-from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_ccp.hooks._pool import Response
+from airflow_provider_ccp.hooks._pool import Reply
 from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 
-__all__ = ["CCPHookBase", "PageWalk", "MAX_PAGES", "bearer", "settle", "token_answer", "verify_setting"]
+__all__ = ["CCPHookBase", "bearer", "settle", "token_answer", "verify_setting"]
 
-MAX_PAGES = 1000
+T = TypeVar("T")
 
 
 class CCPHookBase(BaseHook):
@@ -36,8 +36,8 @@ class CCPHookBase(BaseHook):
     def __init__(
         self,
         ccp_conn_id: str = default_conn_name,
-        retry_limit: int = exchange.DEFAULT_RETRY.limit,
-        retry_delay: float = exchange.DEFAULT_RETRY.delay,
+        retry_limit: int = DEFAULT_RETRY.limit,
+        retry_delay: float = DEFAULT_RETRY.delay,
         settings: CCPConnectionSettings | None = None,
         clock: Clock = SYSTEM_CLOCK,
         **kwargs: Any,
@@ -58,43 +58,30 @@ class CCPHookBase(BaseHook):
         state.reject(step.token)
         self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
 
-    def _listed_job(self, item: Any) -> StatusInfo | None:
-        """A job of a ``GET /jobs`` listing, or None for an entry that is no job (no jobID, no status): it is
-        skipped with a warning, so that one malformed entry hides neither the others nor the listing."""
+    def _picked(self, pick: Callable[[Mapping[str, Any]], T | None], item: Mapping[str, Any], key: str) -> T | None:
+        """What ``pick`` reads of a listing's entry, or None for an entry it cannot read (a job with no
+        jobID or status): skipped with a warning, so that one malformed entry hides neither the others nor
+        the listing."""
         try:
-            return StatusInfo.from_json(item)
+            return pick(item)
         except CCPProtocolError as err:
-            self.log.warning("Skipped an entry of CCP's job listing that is not a job: %s", err)
+            self.log.warning("Skipped an entry of CCP's %s listing that it cannot read: %s", key, err)
             return None
 
+    def _picks(self, walk: operations.PageWalk[T], document: Any) -> list[T]:
+        """What the listing takes of a page (``operations.Listing.pick``)."""
+        key, pick = walk.listing.key, walk.listing.pick
+        return [picked for item in walk.read(document) if (picked := self._picked(pick, item, key)) is not None]
 
-class PageWalk:
-    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
-    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed."""
-
-    def __init__(self, url: str) -> None:
-        self._next: str | None = url
-        self._seen: set[str] = set()
-
-    def next_page(self) -> str | None:
-        url = self._next
-        if url is None or url in self._seen or len(self._seen) >= MAX_PAGES:
-            return None
-        self._seen.add(url)
-        return url
-
-    def read(self, document: Any, key: str) -> list[Mapping[str, Any]]:
-        """The items of the page just fetched; remembers where the next one is."""
-        page_url = self._next or ""
-        self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
-        return protocol.listed_items(document, key)
+    def _listed_job(self, item: Mapping[str, Any]) -> StatusInfo | None:
+        return self._picked(operations.job_item, item, "jobs")
 
 
 def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def reason(response: requests.Response | Response) -> str:
+def reason(response: requests.Response | Reply) -> str:
     return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 

@@ -1,23 +1,29 @@
-"""The triggerer's HTTP clients: one bounded pool per (CCP connection, event loop), shared by every async hook.
+"""The triggerer's HTTP client: one aiohttp session per (CCP connection, event loop), shared by every async hook.
 
 Private to ``airflow_provider_ccp.hooks``: ``CCPAsyncHook`` leases a pool with ``POOLS.acquire`` and
-gives it back with ``POOLS.release``.
+gives it back with ``POOLS.release``. The session only sends and reads, keeping the trust rules a
+transport keeps itself (``Session.send``); what to send, retry, follow and accept is decided by
+``exchange.exchange``, as for the sync hook.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
+import logging
 import os
 import ssl
 import threading
+import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import certifi
+import yarl
 
 from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.connection import CCPConnectionSettings
@@ -27,35 +33,43 @@ from airflow_provider_ccp.exceptions import CCPConfigError
 POOL_CONNECTIONS = 50
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
-USER_AGENT = (("User-Agent", "airflow-provider-ccp"),)
-HTTPX, AIOHTTP, AUTO = "httpx", "aiohttp", "auto"
+USER_AGENT = {"User-Agent": "airflow-provider-ccp"}
+#: Failures of the connection itself: the request cannot have left.
+UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+#: Parsed URLs kept: one per job a triggerer follows, with room for many thousands.
+PARSED_URLS = 65536
 
 
-def async_http_client() -> str:
-    """``[ccp] async_http_client``: ``auto`` takes aiohttp when it is installed (docs/deployment.md)."""
+def warn_retired_setting() -> None:
+    """``[ccp] async_http_client`` chose between httpx and aiohttp up to 0.1: said once per process, then ignored."""
     from airflow_provider_ccp.version_compat import conf
 
-    value = str(conf.get("ccp", "async_http_client", fallback=AUTO) or AUTO).strip().lower()
-    if value not in (HTTPX, AIOHTTP, AUTO):
-        raise CCPConfigError(f"[ccp] async_http_client is {value!r}; expected one of auto, httpx, aiohttp")
-    if value == AUTO:
-        return AIOHTTP if importlib.util.find_spec("aiohttp") is not None else HTTPX
-    return value
+    if conf.get("ccp", "async_http_client", fallback=None) is not None:
+        _warn_once()
+
+
+@functools.cache
+def _warn_once() -> None:
+    logging.getLogger(__name__).warning(
+        "[ccp] async_http_client is set, but it is gone: CCPAsyncHook always uses aiohttp; remove the setting"
+    )
 
 
 @functools.lru_cache(maxsize=8)
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    """One SSL context per ``verify`` setting and process, shared by every async client.
+    """One SSL context per ``verify`` setting and process, shared by every session.
 
-    httpx otherwise builds a context per client, reading the whole CA bundle: about 30 ms of
-    blocking work each time, which a triggerer running many CCP triggers would pay on its event loop.
+    Building one reads the whole CA bundle: about 30 ms of blocking work, which a triggerer running
+    many CCP triggers would otherwise pay on its event loop. ``True`` trusts the bundle requests uses.
     """
-    if isinstance(verify, str):
-        # A CA bundle file or a c_rehash'ed folder; httpx deprecates taking the path itself.
-        if os.path.isdir(verify):
-            return ssl.create_default_context(capath=verify)
-        return ssl.create_default_context(cafile=verify)
-    return httpx.create_ssl_context(verify=verify)
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, str) and os.path.isdir(verify):  # a c_rehash'ed folder
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
 
 
 def _pool_size(extra: Mapping[str, Any]) -> int:
@@ -69,29 +83,39 @@ def _pool_size(extra: Mapping[str, Any]) -> int:
     return size
 
 
-class Response(Protocol):
-    """The part of an answer the async hook reads besides its body (``Answer.body``), whatever the transport."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def reason_phrase(self) -> str: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
+@functools.lru_cache(maxsize=PARSED_URLS)
+def _parsed(url: str) -> yarl.URL:
+    """A trigger polls the same URL all its life: parse it once, not on every poll."""
+    return yarl.URL(url)
 
 
-class Clients(Protocol):
-    """What a transport of the async hook does: send one request and read its whole answer.
+class Reply:
+    """An answer's status line and headers, as the hook reads them besides the body (``Answer.body``)."""
 
-    Everything else (retries, token renewal, error mapping, which redirect to follow) is decided by
-    ``exchange.exchange`` and done the same way whatever the transport. Each transport keeps the
-    trust rules a transport has to keep itself: it follows no redirect, reads at most
-    ``exchange.MAX_ANSWER_BYTES`` (``exchange.too_large`` else), ends the whole request by the
-    connection's timeout (``deadline_passed``) and raises ``exchange.certificate_error`` for a
-    certificate it cannot verify.
+    __slots__ = ("headers", "reason_phrase", "status_code")
+
+    def __init__(self, status_code: int, reason_phrase: str, headers: Mapping[str, str]) -> None:
+        self.status_code = status_code
+        self.reason_phrase = reason_phrase
+        self.headers = headers
+
+
+class Session:
+    """One ``aiohttp.ClientSession`` whose connector holds up to ``size`` connections.
+
+    aiohttp's connector hands a free connection to the next waiter without scanning the queue, so
+    one session scales to thousands of triggers (tests/benchmarks/triggerer_load.py). No cookies are
+    kept and no redirect is followed (``exchange.exchange`` decides); proxies come from the
+    environment, looked up once per origin: aiohttp's own ``trust_env`` would look them (and
+    ~/.netrc) up in a thread per request. A whole request is bounded by the connection's timeout.
     """
+
+    def __init__(self, session: aiohttp.ClientSession, settings: CCPConnectionSettings, size: int) -> None:
+        self._session = session
+        self._settings = settings
+        # As many as the connector's connections: the deadline counts once one is free.
+        self._free = asyncio.Semaphore(size)
+        self._proxies: dict[str, str | None] = {}
 
     async def send(
         self,
@@ -102,130 +126,80 @@ class Clients(Protocol):
         data: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> exchange.Answer:
-        """The answer (``response`` has ``status_code``, ``reason_phrase`` and ``headers``; ``body`` and
-        ``location`` are filled), or ``Answer(None, sent=..., response=error)`` when the transport failed;
-        ``sent`` is False only when the request cannot have left (connection refused, connect timeout)."""
-        ...
+        """The answer (``body`` read, at most ``exchange.MAX_ANSWER_BYTES``), or ``Answer(None, sent=...,
+        response=error)`` when the transport failed; ``sent`` is False only when the request cannot have left."""
+        async with self._free:
+            try:
+                async with asyncio.timeout(self._settings.timeout):
+                    async with self._session.request(
+                        method,
+                        _parsed(url),
+                        headers=headers,
+                        data=data,
+                        params=params,
+                        allow_redirects=False,
+                        proxy=self._proxy(url),
+                    ) as response:
+                        body = await _read_capped(response.content, url)
+            except aiohttp.ClientError as err:  # before TimeoutError: aiohttp's socket timeouts are both
+                if exchange.certificate_failure(err):
+                    raise exchange.certificate_error(url, self._settings.verify) from None
+                return exchange.Answer(None, sent=not isinstance(err, UNSENT), response=err)
+            except TimeoutError:  # the whole request outlived the connection's timeout: it may have landed
+                return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(self._settings.timeout))
+        headers = response.headers
+        reply = Reply(response.status, response.reason or "", headers)
+        retry_after, location = headers.get("Retry-After"), headers.get("Location")
+        return exchange.Answer(response.status, retry_after, response=reply, body=body, location=location)
+
+    def _proxy(self, url: str) -> str | None:
+        end = url.find("/", url.find("://") + 3)
+        origin = url if end < 0 else url[:end]  # a slice: parsing every polled URL cost more than the lookup
+        if origin not in self._proxies:
+            parts = urlsplit(origin)
+            bypass = urllib.request.proxy_bypass(parts.hostname or "")
+            self._proxies[origin] = None if bypass else urllib.request.getproxies().get(parts.scheme)
+        return self._proxies[origin]
 
     @property
-    def is_closed(self) -> bool: ...
+    def is_closed(self) -> bool:
+        return self._session.closed
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        await self._session.close()
 
 
-async def read_capped(chunks: AsyncIterator[bytes], url: str) -> bytes:
+async def _read_capped(content: aiohttp.StreamReader, url: str) -> bytes:
     """An answer's body, at most ``exchange.MAX_ANSWER_BYTES``: a larger one is refused, not read on."""
     body = bytearray()
-    async for chunk in chunks:
+    async for chunk in content.iter_any():
         body += chunk
         if len(body) > exchange.MAX_ANSWER_BYTES:
             raise exchange.too_large(url)
     return bytes(body)
 
 
-def deadline_passed(settings: CCPConnectionSettings) -> exchange.Answer:
-    """The whole request outlived the connection's timeout: it may have landed."""
-    return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(settings.timeout))
-
-
-def answered(response: Response, body: bytes) -> exchange.Answer:
-    headers = response.headers
-    return exchange.Answer(
-        response.status_code,
-        headers.get("Retry-After"),
-        response=response,
-        body=body,
-        location=headers.get("Location"),
-    )
-
-
-class _Clients:
-    """Up to ``size`` httpx clients of one connection each, lent last-in first-out.
-
-    Measured against one httpx client with ``size`` connections (tests/benchmarks/triggerer_load.py):
-    httpcore's pool re-scans every queued request against every connection whenever a request starts
-    or ends, which costs more per poll as triggers wait; a client of one connection never has more than
-    one request to place. Lending the most recently used client first keeps the few connections a
-    light load needs warm, and lets the others expire.
-    """
-
-    def __init__(self, settings: CCPConnectionSettings, size: int, make: Callable[[], httpx.AsyncClient]) -> None:
-        self._settings = settings
-        self._all = [make() for _ in range(size)]
-        self._idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
-        for client in reversed(self._all):
-            self._idle.put_nowait(client)
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        data: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> exchange.Answer:
-        client = await self._idle.get()
-        try:
-            # The deadline counts once a client is free: waiting for one is not the server's time.
-            async with asyncio.timeout(self._settings.timeout):
-                request = client.build_request(method, url, headers=headers, data=data, params=params)
-                response = await client.send(request, stream=True)
-                try:
-                    body = await read_capped(response.aiter_bytes(), url)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            return deadline_passed(self._settings)
-        except httpx.TransportError as err:
-            if exchange.certificate_failure(err):
-                raise exchange.certificate_error(url, self._settings.verify) from None
-            unsent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout)
-            return exchange.Answer(None, sent=not unsent, response=err)
-        finally:
-            self._idle.put_nowait(client)
-        return answered(response, body)
-
-    @property
-    def is_closed(self) -> bool:
-        return all(client.is_closed for client in self._all)
-
-    async def aclose(self) -> None:
-        for client in self._all:
-            await client.aclose()
-
-
-def _httpx_clients(settings: CCPConnectionSettings, size: int, verify: ssl.SSLContext) -> _Clients:
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
-
-    def make() -> httpx.AsyncClient:
-        return httpx.AsyncClient(verify=verify, timeout=settings.timeout, headers=dict(USER_AGENT), limits=limits)
-
-    return _Clients(settings, size, make)
-
-
-async def open_clients(settings: CCPConnectionSettings, extra: Mapping[str, Any], verify: bool | str) -> Clients:
-    """The transport ``[ccp] async_http_client`` names, with the connection's ``max_connections``, trusting
-    ``verify`` (the CA setting as both hooks read it)."""
+async def open_session(settings: CCPConnectionSettings, extra: Mapping[str, Any], verify: bool | str) -> Session:
+    """A session with the connection's ``max_connections``, trusting ``verify`` (the CA setting as both hooks
+    read it)."""
+    warn_retired_setting()
     size = _pool_size(extra)
     context = await asyncio.to_thread(_ssl_context, verify)
-    if async_http_client() == AIOHTTP:
-        try:
-            from airflow_provider_ccp.hooks._aiohttp import open_session
-        except ImportError:
-            raise CCPConfigError(
-                "[ccp] async_http_client is aiohttp, which is not installed: install airflow-provider-ccp[aiohttp]"
-            ) from None
-        return await open_session(settings, size, context)
-    return _httpx_clients(settings, size, context)
+    connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=context)
+    # To connect and between two reads; Session.send bounds the whole request too.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout, sock_read=settings.timeout)
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=USER_AGENT, cookie_jar=aiohttp.DummyCookieJar()
+    )
+    return Session(session, settings, size)
 
 
 @dataclass
 class _Pool:
-    """One connection's settings, token state and HTTP clients on one event loop."""
+    """One connection's settings, token state and HTTP session on one event loop."""
 
     settings: CCPConnectionSettings
-    clients: Clients
+    clients: Session
     token_state: auth.TokenState
 
 
@@ -236,10 +210,10 @@ class _Lease:
 
 
 class _Pools:
-    """The async clients of a process, one per (connection id, event loop), shared by every hook using it.
+    """The async sessions of a process, one per (connection id, event loop), shared by every hook using it.
 
     A triggerer runs all its triggers on one loop: they share one bounded connection pool and one
-    connection lookup per CCP connection instead of one each. The client closes when its last user
+    connection lookup per CCP connection instead of one each. The session closes when its last user
     leaves. Each loop's table is only touched from that loop, so nothing is held across an await.
     """
 

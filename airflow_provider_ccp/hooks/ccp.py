@@ -1,4 +1,4 @@
-"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (httpx or aiohttp, for triggers).
+"""Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (aiohttp, for triggers).
 
 Both are thin transports: URLs, bodies, status words and error mapping come from
 ``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
@@ -16,15 +16,14 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
-from airflow_provider_ccp import auth, exchange, execution_records, protocol, version_compat
+from airflow_provider_ccp import auth, exchange, execution_records, links, masking, operations, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
-from airflow_provider_ccp.descriptions import is_ccp_description
+from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobTimeoutError,
@@ -32,13 +31,16 @@ from airflow_provider_ccp.exceptions import (
     CCPSubmissionLostError,
     recast,
 )
-from airflow_provider_ccp.hooks._base import CCPHookBase, PageWalk, bearer, settle, token_answer, verify_setting
-from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_clients
+from airflow_provider_ccp.hooks._base import CCPHookBase, bearer, settle, token_answer, verify_setting
+from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
-from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
+from airflow_provider_ccp.operations import DismissResult
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
 __all__ = ["CCPHook", "CCPAsyncHook", "DownloadedOutputs", "OutputsKind"]
+
+T = TypeVar("T")
 
 
 class OutputsKind(StrEnum):
@@ -83,7 +85,7 @@ class CCPHook(CCPHookBase):
     @cached_property
     def settings(self) -> CCPConnectionSettings:
         settings = self._given_settings or CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
-        auth.mask(*settings.secrets)
+        masking.mask(*settings.secrets)
         return settings
 
     def _new_session(self) -> requests.Session:
@@ -152,7 +154,7 @@ class CCPHook(CCPHookBase):
         with state.lock:
             grant = exchange.drive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
-        auth.mask(*held)
+        masking.mask(*held)
         return grant.access_token
 
     def _request(
@@ -173,26 +175,27 @@ class CCPHook(CCPHookBase):
         answer = self._request("GET", url, **kwargs)
         return protocol.decode_json(answer.body, url=url)
 
-    def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Mapping[str, Any]]:
-        walk = PageWalk(url)
-        while (page_url := walk.next_page()) is not None:
-            document = self._get_json(page_url, params=params if page_url == url else None)
-            yield from walk.read(document, key)
+    def _call(self, call: operations.Call[T]) -> T:
+        sent = {"json": call.body} if call.body is not None else {}
+        answer = self._request(
+            call.method, call.url, ok=call.ok, params=call.params, headers=call.headers, **sent, **call.ids
+        )
+        return call.read(answer)
+
+    def _listing(self, listing: operations.Listing[T]) -> Iterator[T]:
+        walk = operations.PageWalk(listing)
+        while (page := walk.next_page()) is not None:
+            yield from self._picks(walk, self._get_json(page, params=walk.params(page)))
 
     # ------------------------------------------------------------------ Methods
 
     def list_methods(self, limit: int = 100) -> list[dict[str, Any]]:
         """Every Method (process summary) the connection's context can see, across all pages."""
-        url = protocol.processes_url(self.settings.base_url)
-        return [dict(item) for item in self._pages(url, "processes", {"limit": limit})]
+        return list(self._listing(operations.methods(self.settings.base_url, limit)))
 
     def get_method(self, method_id: str) -> dict[str, Any]:
         """The Method's description (CCP's method.json: inputs, outputs, scripts, ...)."""
-        url = protocol.process_url(self.settings.base_url, method_id)
-        description = self._get_json(url, method_id=method_id)
-        if not isinstance(description, dict):
-            raise CCPError(f"The description of Method {method_id!r} at {url} is not a JSON object", url=url)
-        return description
+        return self._call(operations.get_method(self.settings.base_url, method_id))
 
     # ------------------------------------------------------------------ executions and jobs
 
@@ -206,72 +209,47 @@ class CCPHook(CCPHookBase):
         request_members: Mapping[str, Any] | None = None,
         description: Mapping[str, Any] | None = None,
     ) -> StatusInfo | SyncResults:
-        """Start an execution; returns the new job's statusInfo, as ``get_job`` does.
-
-        The job id comes from the ``Location`` header or the statusInfo's ``jobID`` only. A server that
-        runs the execution synchronously answers 200 with its results and no job: that answer comes
-        back as ``SyncResults``. ``status`` is empty when the answer held none.
+        """Start an execution; returns the new job's statusInfo (``status`` empty when the answer held none),
+        or ``SyncResults`` from a server that ran it before answering (``operations.read_submission``).
 
         :param request_members: top-level members added to the execute request (e.g. ``subscribers``);
             ``inputs``, ``outputs`` and ``response`` are refused there.
         :param description: the Method's description when the caller has it: on a server that is
             not CCP it gives the types the inputs are sent as (read with ``get_method`` otherwise).
 
-        The POST is never retried once it may have reached the server: a duplicate execution
-        costs the user real compute. Only connection failures before sending are retried.
-        Bad inputs or request members raise ``CCPInputError`` before anything is sent; a POST that
-        may have created an execution although its answer was lost raises ``CCPSubmissionLostError``.
+        The POST is never resent once it may have left: a duplicate execution costs real compute. Bad inputs
+        raise ``CCPInputError`` before anything is sent; a POST that may have created an execution although
+        its answer was lost raises ``CCPSubmissionLostError``.
         """
-        url = protocol.execution_request_url(self.settings.base_url, method_id)
         typed_by = self.typing_description(method_id, inputs, description)
-        body = protocol.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
+        body = operations.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
+        call = operations.submit(self.settings.base_url, method_id, body)
         try:
-            answer = self._request(
-                "POST",
-                url,
-                ok=protocol.SUBMIT_OK_STATUSES,
-                method_id=method_id,
-                json=body,
-                headers=protocol.SUBMIT_HEADERS,
-            )
+            return self._call(call)
         except CCPError as err:
-            if protocol.submission_may_have_landed(err, url):
+            if operations.submission_may_have_landed(err, call.url):
                 raise recast(err, CCPSubmissionLostError) from err.__cause__
             raise
-        headers = answer.response.headers
-        return protocol.read_submission(
-            answer.status or 0, answer.body, headers.get("Location"), headers.get("Content-Type")
-        )
 
     def typing_description(
         self, method_id: str, inputs: Mapping[str, Any], description: Mapping[str, Any] | None = None
     ) -> Mapping[str, Any] | None:
-        """The description whose schemas type the inputs, or None when they go as strings (CCP).
+        """The description whose schemas type the inputs, or None when they go as strings (CCP): by the
+        connection's extra ``server`` (``operations.typing_description``), reading the Method if need be."""
+        describe = functools.partial(self.get_method, method_id)
+        return operations.typing_description(self.settings.server, inputs, description, describe)
 
-        Extra ``server``: ``ccp`` and ``ogc`` decide; ``auto`` takes CCP when the inputs name a CCP
-        input (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md).
-        """
-        kind = self.settings.server
-        if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and protocol.names_ccp_input(inputs)):
-            return None
-        if description is None:
-            description = self.get_method(method_id)
-        if kind == ServerKind.AUTO and is_ccp_description(description):
-            return None
-        return description
+    def execution_link(self, job_id: str) -> str:
+        """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
+        return links.execution_link(self.settings, job_id)
 
     def get_job(self, job_id: str) -> StatusInfo:
-        url = protocol.job_url(self.settings.base_url, job_id)
-        return protocol.read_status(self._request("GET", url, job_id=job_id).body, url=url, job_id=job_id)
+        return self._call(operations.get_job(self.settings.base_url, job_id))
 
     def list_jobs(self, status: str | None = None, method_id: str | None = None, limit: int = 100) -> list[StatusInfo]:
-        params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        if method_id:
-            params["processID"] = method_id
-        url = protocol.jobs_url(self.settings.base_url)
-        return [job for item in self._pages(url, "jobs", params) if (job := self._listed_job(item)) is not None]
+        """Every job (``GET /jobs``, every page) the context can see, of ``method_id`` and ``status`` only if
+        given (``operations.jobs``: another Method's job is left out even when the server does not filter)."""
+        return list(self._listing(operations.jobs(self.settings.base_url, method_id, status, limit)))
 
     def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> StatusInfo:
         """Poll until the job is terminal, riding out transient errors like the trigger does.
@@ -281,7 +259,7 @@ class CCPHook(CCPHookBase):
         check_poll_interval(poll_interval)
         check_number("timeout", timeout, minimum=0, exclusive=True, seconds=True, none_means="wait forever")
         end_time = None if timeout is None else self.clock.time() + timeout
-        watch = JobWatch(job_id, poll_interval, end_time, self.log, clock=self.clock)
+        watch = JobWatch(job_id, poll_interval, end_time, self.log, clock=self.clock, policy=self.retry)
         event = follow(functools.partial(self.get_job, job_id), watch)
         if event["status"] == EventStatus.TIMEOUT:
             raise CCPJobTimeoutError(event["message"], job_id=job_id)
@@ -291,19 +269,14 @@ class CCPHook(CCPHookBase):
 
     def dismiss_job(self, job_id: str) -> DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
-        url = protocol.job_url(self.settings.base_url, job_id)
-        answer = self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
-        return protocol.dismiss_outcome(job_id, answer.status or 0, answer.body)
+        return self._call(operations.dismiss_job(self.settings.base_url, job_id))
 
     def list_executions(self, method_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """CCP's execution records (``GET /executions``, every page), newest first, of ``method_id`` only if given.
 
         Works where ``GET /jobs`` is missing: CCP's own clients list executions this way.
         """
-        url = protocol.executions_url(self.settings.base_url)
-        records = [dict(item) for item in self._pages(url, "executions", {"limit": limit})]
-        if method_id is not None:
-            records = [record for record in records if execution_records.record_method_id(record) == method_id]
+        records = list(self._listing(operations.executions(self.settings.base_url, method_id, limit)))
         return execution_records.newest_first(records)
 
     def find_execution(self, marker: str) -> str | None:
@@ -312,16 +285,11 @@ class CCPHook(CCPHookBase):
         Reads CCP's execution records (``GET /executions``, every page) and stops at the first match:
         a marker is unique. Raises ``CCPError`` when the list cannot be read.
         """
-        url = protocol.executions_url(self.settings.base_url)
-        for record in self._pages(url, "executions", {"limit": 100}):
-            if execution_records.record_carries_marker(record, marker):
-                return execution_records.record_job_id(record)
-        return None
+        return next(self._listing(operations.execution_marked(self.settings.base_url, marker)), None)
 
     def get_execution(self, job_id: str) -> dict[str, Any]:
         """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""
-        url = protocol.execution_url(self.settings.base_url, job_id)
-        return execution_records.checked_record(self._get_json(url, job_id=job_id), url=url, job_id=job_id)
+        return self._call(operations.get_execution(self.settings.base_url, job_id))
 
     # ------------------------------------------------------------------ outputs
 
@@ -393,13 +361,13 @@ class CCPAsyncHook(CCPHookBase):
         self._last_status: tuple[tuple[str, bytes], StatusInfo] | None = None
 
     async def get_settings(self) -> CCPConnectionSettings:
-        if self._settings is None and self._given_settings is not None:
-            self._settings = self._given_settings
-            await auth.amask(*self._settings.secrets)
         if self._settings is None:
-            conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
-            self._settings = CCPConnectionSettings.from_connection(conn, self._extra)
-            await auth.amask(*self._settings.secrets)
+            settings = self._given_settings
+            if settings is None:
+                conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
+                settings = CCPConnectionSettings.from_connection(conn, self._extra)
+            await masking.amask(*settings.secrets)
+            self._settings = settings
         return self._settings
 
     async def __aenter__(self) -> CCPAsyncHook:
@@ -424,7 +392,7 @@ class CCPAsyncHook(CCPHookBase):
 
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
-        clients = await open_clients(settings, self._extra, verify_setting(settings.verify))
+        clients = await open_session(settings, self._extra, verify_setting(settings.verify))
         return _Pool(settings, clients, auth.TOKEN_CACHE.state(settings))
 
     async def _get_pool(self) -> _Pool:
@@ -477,7 +445,7 @@ class CCPAsyncHook(CCPHookBase):
         async with state.async_lock(), auth.holding(state.lock):
             grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             held = state.secrets()
-        await auth.amask(*held)
+        await masking.amask(*held)
         return grant.access_token
 
     async def _request(
@@ -486,52 +454,45 @@ class CCPAsyncHook(CCPHookBase):
         url: str,
         *,
         ok: frozenset[int] = frozenset({200}),
-        job_id: str | None = None,
         params: Mapping[str, Any] | None = None,
+        **ids: str | None,
     ) -> exchange.Answer:
         answer = await self._drive(self._exchange(method, url), method, url, params=params)
-        return settle(answer, ok, url, job_id=job_id)
+        return settle(answer, ok, url, **ids)
 
-    async def _pages(
-        self, url: str, key: str, params: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[Mapping[str, Any]]:
-        """The items of a paged list, one page in memory at a time."""
-        walk = PageWalk(url)
-        while (page_url := walk.next_page()) is not None:
-            answer = await self._request("GET", page_url, params=params if page_url == url else None)
-            for item in walk.read(protocol.decode_json(answer.body, url=page_url), key):
-                yield item
+    async def _answer(self, call: operations.Call[Any]) -> exchange.Answer:
+        return await self._request(call.method, call.url, ok=call.ok, params=call.params, **call.ids)
 
-    async def iter_jobs(self, method_id: str | None = None, limit: int = 100) -> AsyncIterator[StatusInfo]:
-        """Every job (``GET /jobs``, every page) the context can see, of ``method_id`` only if given.
+    async def _listing(self, listing: operations.Listing[T]) -> AsyncIterator[T]:
+        """The entries of a paged list, one page in memory at a time."""
+        walk = operations.PageWalk(listing)
+        while (page := walk.next_page()) is not None:
+            answer = await self._request("GET", page, params=walk.params(page))
+            for picked in self._picks(walk, protocol.decode_json(answer.body, url=page)):
+                yield picked
 
-        The server is asked to filter by Method (``processID``); a job naming another Method is left out
-        here too, in case it does not.
-        """
-        params: dict[str, Any] = {"limit": limit}
-        if method_id:
-            params["processID"] = method_id
-        async for item in self._pages(protocol.jobs_url((await self.get_settings()).base_url), "jobs", params):
-            job = self._listed_job(item)
-            if job is not None and (method_id is None or job.process_id in (None, method_id)):
-                yield job
+    async def iter_jobs(
+        self, method_id: str | None = None, limit: int = 100, status: str | None = None
+    ) -> AsyncIterator[StatusInfo]:
+        """``CCPHook.list_jobs``, one page in memory at a time."""
+        listing = operations.jobs((await self.get_settings()).base_url, method_id, status, limit)
+        async for job in self._listing(listing):
+            yield job
 
     async def execution_link(self, job_id: str) -> str:
-        """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
-        settings = await self.get_settings()
-        return protocol.ui_execution_url(settings.ui_url, job_id) or protocol.job_url(settings.base_url, job_id)
+        """``CCPHook.execution_link``: where a person looks at the execution."""
+        return links.execution_link(await self.get_settings(), job_id)
 
     async def get_job(self, job_id: str) -> StatusInfo:
-        url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        body = (await self._request("GET", url, job_id=job_id)).body
+        call = operations.get_job((await self.get_settings()).base_url, job_id)
+        answer = await self._answer(call)
         last = self._last_status
-        if last is not None and last[0] == (job_id, body):  # a job that did not change since the last poll
+        if last is not None and last[0] == (job_id, answer.body):  # a job that did not change since the last poll
             return last[1]
-        info = protocol.read_status(body, url=url, job_id=job_id)
-        self._last_status = ((job_id, body), info)
+        info = call.read(answer)
+        self._last_status = ((job_id, answer.body), info)
         return info
 
     async def dismiss_job(self, job_id: str) -> DismissResult:
-        url = protocol.job_url((await self.get_settings()).base_url, job_id)
-        answer = await self._request("DELETE", url, ok=protocol.DISMISS_ANSWERS, job_id=job_id)
-        return protocol.dismiss_outcome(job_id, answer.status or 0, answer.body)
+        call = operations.dismiss_job((await self.get_settings()).base_url, job_id)
+        return call.read(await self._answer(call))

@@ -23,11 +23,8 @@ from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobFailedError,
     CCPJobTimeoutError,
-    as_final,
     cut,
-    fail_without_retry,
 )
-from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy, redact
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
     check_mapping,
@@ -38,7 +35,8 @@ from airflow_provider_ccp.inputs import (
     secret_values,
     with_secret_inputs,
 )
-from airflow_provider_ccp.links import CCPExecutionLink, execution_link
+from airflow_provider_ccp.links import CCPExecutionLink
+from airflow_provider_ccp.masking import redact
 from airflow_provider_ccp.outputs import (
     fetch_tails,
     local_outputs_warning,
@@ -48,6 +46,7 @@ from airflow_provider_ccp.outputs import (
     task_output_path,
 )
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, fail_without_retry
 from airflow_provider_ccp.submission import (
     ExecutionRequest,
     OnAmbiguousSubmit,
@@ -303,9 +302,6 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         self.job_id = job_id
         self._job_may_run = running
 
-    def _job_url(self, job_id: str) -> str:
-        return execution_link(self.hook.settings, job_id)
-
     def _end_time(self) -> float | None:
         """The wall-clock deadline of the wait.
 
@@ -395,7 +391,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             self.log.info("  ... and %d more (the manifest lists them all)", len(stored.files) - LOGGED_FILES)
         times = info.to_dict()
         return self._deliver(
-            context, job_id, info.status, info.message, times, stored.for_xcom(), self._job_url(job_id)
+            context, job_id, info.status, info.message, times, stored.for_xcom(), self.hook.execution_link(job_id)
         )
 
     def _finish_synchronous(self, context: Context, results: SyncResults) -> dict[str, Any]:
@@ -488,7 +484,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         """CCP's reason on the first line, short enough for the log viewer; which job, and where, below."""
         # Cut here, not by the exception as a whole: the job and its link must stay on the second line.
         reason = cut(" ".join(str(event["message"] or "").split()), REASON_CHARS) or "CCP gave no reason"
-        where = f"Method {self.method_id!r}, job {job_id}: {self._job_url(job_id)}"
+        where = f"Method {self.method_id!r}, job {job_id}: {self.hook.execution_link(job_id)}"
         return f"The CCP execution {event['job_status'] or 'failed'}: {reason}\n{where}"
 
     def _report_failure(self, job_id: str, event: Mapping[str, Any]) -> None:
@@ -519,7 +515,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         from airflow_provider_ccp.lineage import execution_lineage
 
-        job_url = self._job_url(self.job_id) if self.job_id else None
+        job_url = self.hook.execution_link(self.job_id) if self.job_id else None
         return execution_lineage(
             str(self.method_id), self._known_description(), self.inputs, self.job_id, job_url, self._manifest
         )

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
-from airflow_provider_ccp.exchange import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
 from airflow_provider_ccp.waiting import (

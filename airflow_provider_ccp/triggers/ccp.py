@@ -23,13 +23,13 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
-from airflow_provider_ccp.auth import amask
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError
-from airflow_provider_ccp.exchange import DEFAULT_RETRY, redact
 from airflow_provider_ccp.execution_events import EVENTS_PER_POLL, MAX_REMEMBERED, ListingReading, Reported
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
+from airflow_provider_ccp.masking import amask, redact
 from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.retries import DEFAULT_RETRY
 from airflow_provider_ccp.version_compat import trigger_runs_inline, watcher_state_store, watchers_keep_state
 from airflow_provider_ccp.waiting import JobWatch, error_event
 

@@ -15,10 +15,11 @@ from airflow.sdk import BaseHook
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError
-from airflow_provider_ccp.exchange import Answer, RetryPolicy
+from airflow_provider_ccp.exchange import Answer
 from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.hooks._requests import DeadlineAdapter
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.retries import RetryPolicy
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
 __all__ = [

@@ -50,17 +50,32 @@ def counters(state: State) -> dict[str, dict[str, int]]:
     return state.counters.snapshot()
 
 
+async def _member(request: Request, name: str) -> Any:
+    """A member of the JSON object the request carries, None when there is no such object or member."""
+    try:
+        return (await request.json()).get(name)
+    except (ValueError, AttributeError):
+        return None
+
+
 @router.put("/job-status")
 async def set_job_status(request: Request, state: State) -> JSONResponse:
     """Switch the style of every job-status document from now on (``{"style": "ccp"}``); reset restores it."""
-    try:
-        style = (await request.json()).get("style")
-    except (ValueError, AttributeError):
-        style = None
+    style = await _member(request, "style")
     if style not in JOB_STATUS_STYLES:
         return JSONResponse({"detail": f'body must be {{"style": one of {list(JOB_STATUS_STYLES)}}}'}, 400)
     state.job_status = style
     return JSONResponse({"style": style})
+
+
+@router.put("/ignore-process-id")
+async def set_ignore_process_id(request: Request, state: State) -> JSONResponse:
+    """``{"ignore": true}``: ``GET /jobs`` ignores its ``processID`` filter from now on; reset honours it again."""
+    ignore = await _member(request, "ignore")
+    if not isinstance(ignore, bool):
+        return JSONResponse({"detail": 'body must be {"ignore": true or false}'}, 400)
+    state.ignore_process_id = ignore
+    return JSONResponse({"ignore": ignore})
 
 
 @router.post("/reset")
@@ -68,4 +83,5 @@ def reset(state: State) -> dict[str, Any]:
     state.faults.clear()
     state.counters.reset()
     state.job_status = state.config.job_status
+    state.ignore_process_id = False
     return {"faults": [], "counters": state.counters.snapshot(), "job_status": state.job_status}

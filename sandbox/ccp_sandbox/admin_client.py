@@ -87,8 +87,14 @@ class SandboxAdmin:
         """Answer job statuses as OGC's statusInfo (``"ogc"``) or CCP's documented jobStatus (``"ccp"``)."""
         self._call("PUT", "/job-status", {"style": style})
 
+    def ignore_process_id(self, ignore: bool = True) -> None:
+        """Make ``GET /jobs`` list every Method's jobs whatever its ``processID`` filter asks (a server that
+        does not filter), or honour the filter again."""
+        self._call("PUT", "/ignore-process-id", {"ignore": ignore})
+
     def reset(self) -> None:
-        """Clear faults and counters and restore the configured job-status style (tokens and jobs stay)."""
+        """Clear faults and counters, restore the configured job-status style and honour ``processID``
+        again (tokens and jobs stay)."""
         self._call("POST", "/reset")
 
     # -- counters -----------------------------------------------------------------------------

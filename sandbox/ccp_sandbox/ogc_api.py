@@ -155,7 +155,7 @@ def jobs(
         job
         for job in state.jobs.visible(who.context, who.user)
         if (not wanted_status or job.status in wanted_status)
-        and (not wanted_process or job.method.id in wanted_process)
+        and (not wanted_process or state.ignore_process_id or job.method.id in wanted_process)
     ]
     page, links = _page(request, selected, limit, offset)
     return {"jobs": [job.status_info(base_url(request), state.job_status) for job in page], "links": links}

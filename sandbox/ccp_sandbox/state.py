@@ -26,6 +26,8 @@ class SandboxState:
     counters: Counters = field(default_factory=Counters)
     #: The job-status style in force: the configured one, until the admin API switches it.
     job_status: str = "ogc"
+    #: ``GET /jobs`` lists every Method's jobs whatever ``processID`` asks, as some servers do (admin API).
+    ignore_process_id: bool = False
 
     def __post_init__(self) -> None:
         self.job_status = self.config.job_status

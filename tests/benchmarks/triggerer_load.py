@@ -1,20 +1,19 @@
 """Benchmark: many ``CCPJobTrigger`` s in one event loop, the way the triggerer runs them.
 
     python tests/benchmarks/triggerer_load.py [--triggers 1000] [--interval 1] [--duration 60] [--warmup S]
-        [--modes bare-per-client,bare-aiohttp,trigger-httpx,trigger-aiohttp] [--gc-freeze] [--profile DIR]
+        [--modes bare-per-client,bare-aiohttp,trigger] [--gc-freeze] [--profile DIR]
 
 Each mode runs in a fresh child process against the fast fake CCP (``fake_ccp.py``, its own
 process), with the same number of pollers, the same interval and the same spread of polls (first
 poll anywhere in the first interval, each wait jittered by 10%), so that only the client differs:
 
-- ``trigger-httpx`` / ``trigger-aiohttp``: ``CCPJobTrigger.run()`` for every job (the provider, as the
-  triggerer runs it) with the async hook's httpx or aiohttp transport (``[ccp] async_http_client``), plus
-  a worker thread calling the sync ``CCPHook`` once a second, so both kinds of caller share the tokens;
+- ``trigger``: ``CCPJobTrigger.run()`` for every job (the provider as installed, as the triggerer runs
+  it: aiohttp), plus a worker thread calling the sync ``CCPHook`` once a second, so both kinds of caller
+  share the tokens;
 - ``bare-per-client``: a bare loop per job with its own ``httpx.AsyncClient`` (the baseline);
 - ``bare-shared``: a bare loop per job, all sharing one ``httpx.AsyncClient`` with default limits;
-- ``bare-lifo``: the httpx transport's design, bare: 20 clients of one connection each, lent LIFO;
 - ``bare-aiohttp``: a bare loop per job, all sharing one ``aiohttp.ClientSession`` whose connector holds
-  at most 50 connections kept alive 120 s (the provider's pool bounds): the floor of the aiohttp transport.
+  at most 50 connections kept alive 120 s (the provider's pool bounds): the floor of the provider's client.
 
 After a warm-up (``--warmup``, default two intervals) it measures for ``--duration`` seconds: CPU per
 poll (process CPU over polls answered by the server) and its ratio to the first mode's, the fake
@@ -61,9 +60,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_ccp import FakeServer, cpu_seconds
 
-MODES = ("trigger-httpx", "trigger-aiohttp", "bare-per-client", "bare-shared", "bare-lifo", "bare-aiohttp")
-#: The async hook's transport in each trigger mode (``[ccp] async_http_client``).
-TRANSPORTS = {"trigger-httpx": "httpx", "trigger-aiohttp": "aiohttp"}
+MODES = ("trigger", "bare-per-client", "bare-shared", "bare-aiohttp")
+#: The modes that run the provider's triggers.
+TRANSPORTS = frozenset({"trigger"})
 CONN_ID = "ccp_bench"
 
 
@@ -82,28 +81,6 @@ async def bare_poller(client: Any, url: str, interval: float) -> None:
         response = await client.get(url, headers={"Authorization": "Bearer bench", "Accept": "application/json"})
         json.loads(response.content)["status"]
         await asyncio.sleep(spread(interval))
-
-
-class OneConnectionClients:
-    """The design the provider uses, bare: up to N clients of one connection each, lent last-in first-out."""
-
-    def __init__(self, size: int) -> None:
-        import httpx
-
-        self.idle: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
-        for _ in range(size):
-            self.idle.put_nowait(httpx.AsyncClient(limits=httpx.Limits(max_connections=1, keepalive_expiry=120)))
-
-    async def get(self, url: str, headers: dict[str, str]) -> Any:
-        client = await self.idle.get()
-        try:
-            return await client.get(url, headers=headers)
-        finally:
-            self.idle.put_nowait(client)
-
-    async def aclose(self) -> None:
-        while not self.idle.empty():
-            await self.idle.get_nowait().aclose()
 
 
 class AiohttpClients:
@@ -206,7 +183,6 @@ async def child(mode: str, args: argparse.Namespace, server_url: str) -> dict[st
     stop, sync_calls = threading.Event(), [0]
     shared: Any = {
         "bare-shared": httpx.AsyncClient,
-        "bare-lifo": lambda: OneConnectionClients(20),
         "bare-aiohttp": lambda: AiohttpClients(50),
     }.get(mode, lambda: None)()
     tasks = [asyncio.create_task(ticker(lags))]
@@ -314,7 +290,6 @@ def run_mode(mode: str, args: argparse.Namespace, server: FakeServer, work: Path
     env = os.environ | {
         f"AIRFLOW_CONN_{CONN_ID.upper()}": server.connection_json(),
         "AIRFLOW_HOME": str(work / "airflow-home"),
-        "AIRFLOW__CCP__ASYNC_HTTP_CLIENT": TRANSPORTS.get(mode, "httpx"),
     }
     command = [sys.executable, __file__, "--child", mode, server.url, *sys.argv[1:]]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -367,7 +342,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=None, help="seconds before measuring (default 2 intervals)")
     parser.add_argument("--token-lifetime", type=float, default=30.0)
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up, in every mode")
-    parser.add_argument("--modes", default="bare-per-client,bare-aiohttp,trigger-httpx,trigger-aiohttp")
+    parser.add_argument("--modes", default="bare-per-client,bare-aiohttp,trigger")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the measured window of each mode into DIR/MODE.txt")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()

@@ -62,10 +62,3 @@ def make_conn(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer, keycloak:
 @pytest.fixture
 def clock() -> ShiftedClock:
     return ShiftedClock()
-
-
-@pytest.fixture(params=["httpx", "aiohttp"])
-def async_http_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test once with each transport of the async hook (``[ccp] async_http_client``)."""
-    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", request.param)
-    return str(request.param)

@@ -760,13 +760,8 @@ def _requests_sent(env: Env, case: Case) -> int:
 
 
 def _params() -> list[Any]:
-    """Each case in each of its modes; deferred, once with each transport of the async hook."""
-    return [
-        pytest.param(case, mode, client, id=f"{case.name}-{mode}" + (f"-{client}" if client != "httpx" else ""))
-        for case in CASES
-        for mode in case.modes
-        for client in (("httpx", "aiohttp") if mode == DEFERRED else ("httpx",))
-    ]
+    """Each case in each of its modes."""
+    return [pytest.param(case, mode, id=f"{case.name}-{mode}") for case in CASES for mode in case.modes]
 
 
 @pytest.fixture(scope="module")
@@ -781,18 +776,16 @@ def front_server() -> Iterator[HTTPServer]:
 
 
 @pytest.mark.usefixtures("sandbox_conn")
-@pytest.mark.parametrize(("case", "mode", "client"), _params())
+@pytest.mark.parametrize(("case", "mode"), _params())
 def test_fault(
     case: Case,
     mode: str,
-    client: str,
     sandbox: SandboxServer,
     tmp_path: Path,
     monkeypatch,
     task_log,
     front_server: HTTPServer,
 ) -> None:
-    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", client)
     front_server.clear()
     env = Env(sandbox, tmp_path, mode, monkeypatch, front_server)
     figures = Figures(case.name, case.group, mode)

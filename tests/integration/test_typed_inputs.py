@@ -16,7 +16,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from airflow_provider_ccp import protocol
+from airflow_provider_ccp import operations
 from airflow_provider_ccp.exceptions import CCPError, CCPInputError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
@@ -245,12 +245,12 @@ def test_the_operator_fails_in_one_line_before_sending_a_value_it_cannot_convert
 )
 def test_typed_values(schema, value, sent):
     description = {"inputs": {"x": {"schema": schema}}}
-    assert protocol.typed_inputs({"x": value}, description) == {"x": sent}
+    assert operations.typed_inputs({"x": value}, description) == {"x": sent}
 
 
 def test_a_multi_valued_input_types_each_item():
     description = {"inputs": [{"id": "n", "maxOccurs": "unbounded", "schema": {"type": "integer"}}]}
-    assert protocol.typed_inputs({"n": ["1", 2]}, description) == {"n": [1, 2]}
+    assert operations.typed_inputs({"n": ["1", 2]}, description) == {"n": [1, 2]}
 
 
 # --------------------------------------------------------------------------- value types (issue 19)

@@ -17,7 +17,8 @@ import pytest
 from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.auth import Grant, TokenAnswer, TokenRequest, TokenState
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError, is_final
+from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError
+from airflow_provider_ccp.retries import is_final
 
 CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
 TOKEN_URL = "https://accounts.example.org/auth/realms/d4science/protocol/openid-connect/token"

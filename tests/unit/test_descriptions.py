@@ -15,7 +15,7 @@ import jsonschema
 import pendulum
 import pytest
 
-from airflow_provider_ccp import protocol
+from airflow_provider_ccp import operations, protocol
 from airflow_provider_ccp.descriptions import (
     MethodInput,
     input_value_to_string,
@@ -183,7 +183,7 @@ def test_typed_values_refused_in_one_line(schema, value, message):
 
 
 def test_the_typed_body_refuses_what_the_string_body_refuses():
-    for encode in (protocol.string_inputs, lambda inputs: protocol.typed_inputs(inputs, {"inputs": {}})):
+    for encode in (protocol.string_inputs, lambda inputs: operations.typed_inputs(inputs, {"inputs": {}})):
         with pytest.raises(CCPInputError, match=r"'blob'.*bytes"):
             encode({"blob": b"\x00"})
 
@@ -268,7 +268,7 @@ def test_a_wrong_type_is_refused_by_the_form_and_by_the_operator():
 def test_the_typed_body_reads_the_same_multiple_as_the_form():
     tags = method_inputs(DESCRIPTION)["tags"]
     assert param_schema(tags)["type"] == ["null", "array"]
-    assert protocol.typed_inputs({"tags": ("a", "b")}, DESCRIPTION) == {"tags": ["a", "b"]}
+    assert operations.typed_inputs({"tags": ("a", "b")}, DESCRIPTION) == {"tags": ["a", "b"]}
 
 
 def test_param_schema_bounds_follow_the_method():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pendulum
 import pytest
 
-from airflow_provider_ccp import exchange
+from airflow_provider_ccp import exchange, retries
 from airflow_provider_ccp.exceptions import CCPProtocolError, CCPTrustError
 
 BASE = "https://ccp.example.org"
@@ -16,18 +16,18 @@ class TestRetryAfter:
         ("value", "expected"), [(None, None), ("", None), ("2", 2.0), (" 7 ", 7.0), ("9999", 60.0), ("-3", 0.0)]
     )
     def test_retry_after_seconds(self, value, expected):
-        assert exchange.retry_after_seconds(value, cap=60.0) == expected
+        assert retries.retry_after_seconds(value, cap=60.0) == expected
 
     def test_retry_after_http_date(self):
         date = pendulum.now("UTC").add(seconds=30).format("ddd, DD MMM YYYY HH:mm:ss [GMT]")
-        assert 25 <= exchange.retry_after_seconds(date, cap=60.0) <= 30
-        assert exchange.retry_after_seconds("not a date", cap=60.0) is None
+        assert 25 <= retries.retry_after_seconds(date, cap=60.0) <= 30
+        assert retries.retry_after_seconds("not a date", cap=60.0) is None
 
 
 class TestRetryPolicy:
     """The one retry policy of both hooks: which answers are retried, how long to wait, when to stop."""
 
-    policy = exchange.RetryPolicy(limit=3, delay=1.0, delay_max=3.0, retry_after_cap=10.0, total_seconds=20.0)
+    policy = retries.RetryPolicy(limit=3, delay=1.0, delay_max=3.0, retry_after_cap=10.0, total_seconds=20.0)
 
     def wait(self, answer: exchange.Answer, retry: int = 1, elapsed: float = 0.0, *, idempotent: bool = True):
         return self.policy.wait(retry, elapsed, answer, idempotent=idempotent)
@@ -64,7 +64,7 @@ class TestRetryPolicy:
 
     def test_bad_arguments_are_refused(self):
         with pytest.raises(ValueError, match="retry_limit must be >= 0"):
-            exchange.RetryPolicy(limit=-1)
+            retries.RetryPolicy(limit=-1)
 
 
 URL = f"{BASE}/jobs/j1"
@@ -93,7 +93,7 @@ class TestExchange:
             return steps, done.value
 
     def exchange(self, method="GET", **kwargs):
-        return exchange.exchange(exchange.RetryPolicy(limit=2, delay=0.0), method, URL, lambda: 0.0, **kwargs)
+        return exchange.exchange(retries.RetryPolicy(limit=2, delay=0.0), method, URL, lambda: 0.0, **kwargs)
 
     def test_a_get_follows_a_redirect_on_its_origin(self):
         moved = exchange.Answer(307, location="/jobs/j2")

@@ -14,7 +14,6 @@ import pytest
 import airflow_provider_ccp
 from airflow_provider_ccp import get_provider_info as get_provider_info_module
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.connection import EXTRA_FIELDS
 from airflow_provider_ccp.get_provider_info import DOCS_URL, get_provider_info
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
@@ -40,7 +39,17 @@ def test_the_connection_type():
     (conn_type,) = get_provider_info()["connection-types"]
     assert conn_type["connection-type"] == "ccp"
     assert conn_type["hook-class-name"] == "airflow_provider_ccp.hooks.ccp.CCPHook"
-    assert set(conn_type["conn-fields"]) == set(EXTRA_FIELDS)
+    assert set(conn_type["conn-fields"]) == {
+        "keycloak_url",
+        "client_id",
+        "client_secret",
+        "context",
+        "auth_flow",
+        "verify",
+        "timeout",
+        "ui_url",
+        "server",
+    }
     assert conn_type["conn-fields"]["client_secret"]["schema"]["format"] == "password"
     for spec in conn_type["conn-fields"].values():
         assert spec["label"]

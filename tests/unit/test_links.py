@@ -7,7 +7,9 @@ from unittest.mock import MagicMock
 import pytest
 
 from airflow_provider_ccp import links
+from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.get_provider_info import get_provider_info
+from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 from airflow_provider_ccp.links import CCPExecutionLink
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 
@@ -39,3 +41,20 @@ def test_link_is_named_and_registered():
     assert CCPExecutionLink.name == "CCP execution"
     assert "airflow_provider_ccp.links.CCPExecutionLink" in get_provider_info()["extra-links"]
     assert any(isinstance(link, CCPExecutionLink) for link in CCPExecuteMethodOperator.operator_extra_links)
+
+
+@pytest.mark.parametrize(
+    ("ui_url", "expected"),
+    [
+        (None, "https://ccp.example.org/ogc/jobs/j%2F1"),
+        ("https://ui.example.org/", "https://ui.example.org/executions/j%2F1"),
+    ],
+)
+async def test_both_hooks_build_the_link_one_way(ui_url, expected):
+    # CCP's UI when the connection names one, else the job's statusInfo URL; an id stays one segment.
+    settings = CCPConnectionSettings.from_fields(
+        host="https://ccp.example.org/ogc", login=None, password=None, extra={"auth_flow": "none", "ui_url": ui_url}
+    )
+    assert links.execution_link(settings, "j/1") == expected
+    assert CCPHook(settings=settings).execution_link("j/1") == expected
+    assert await CCPAsyncHook(settings=settings).execution_link("j/1") == expected

@@ -7,7 +7,7 @@ import logging
 import pendulum
 import pytest
 
-from airflow_provider_ccp import protocol
+from airflow_provider_ccp import operations, protocol
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
@@ -64,10 +64,6 @@ class TestUrls:
         assert protocol.job_url(BASE, "...") == f"{BASE}/jobs/..."
         assert protocol.process_url(BASE, ".hidden") == f"{BASE}/processes/.hidden"
 
-    def test_ui_link_only_when_configured(self):
-        assert protocol.ui_execution_url(None, "j") is None
-        assert protocol.ui_execution_url("https://ui.example.org/", "j") == "https://ui.example.org/executions/j"
-
     def test_context_encoding_is_slash_as_percent_2f(self):
         assert protocol.encode_context("/a.b/C D/E") == "%2Fa.b%2FC%20D%2FE"
 
@@ -111,7 +107,7 @@ class TestUrls:
 
 class TestExecuteBody:
     def test_values_go_out_as_strings(self):
-        body = protocol.execute_body(
+        body = operations.execute_body(
             {"n": 3, "x": 1.5, "flag": True, "off": False, "s": "text", "many": ["a", 2], "obj": {"b": 1, "a": 2}},
             outputs=protocol.value_outputs(["stdout"]),
         )
@@ -130,13 +126,13 @@ class TestExecuteBody:
         }
 
     def test_outputs_left_out_when_not_given(self):
-        assert protocol.execute_body({"ccpimage": "bash"}) == {"inputs": {"ccpimage": "bash"}, "response": "raw"}
+        assert operations.execute_body({"ccpimage": "bash"}) == {"inputs": {"ccpimage": "bash"}, "response": "raw"}
 
 
 class TestJobIdFromSubmission:
     @pytest.mark.parametrize("key", ["jobID", "jobId"])
     def test_from_body(self, key):
-        assert protocol.job_id_from_submission({key: "abc"}, "https://x/jobs/other") == "abc"
+        assert operations.job_id_from_submission({key: "abc"}, "https://x/jobs/other") == "abc"
 
     @pytest.mark.parametrize(
         "location",
@@ -149,28 +145,28 @@ class TestJobIdFromSubmission:
         ],
     )
     def test_from_location(self, location):
-        assert protocol.job_id_from_submission({}, location) == "abc"
-        assert protocol.job_id_from_submission(None, location) == "abc"
+        assert operations.job_id_from_submission({}, location) == "abc"
+        assert operations.job_id_from_submission(None, location) == "abc"
 
     def test_never_from_another_field(self):
         """A process description's or a results document's ``id`` names no job."""
-        assert protocol.job_id_from_submission({"id": "word-count", "status": "x"}, None) is None
-        assert protocol.job_id_from_submission({"id": "word-count"}, "https://x/jobs/j-7") == "j-7"
+        assert operations.job_id_from_submission({"id": "word-count", "status": "x"}, None) is None
+        assert operations.job_id_from_submission({"id": "word-count"}, "https://x/jobs/j-7") == "j-7"
 
 
 class TestReadSubmission:
     def test_a_status_info_answer(self):
-        info = protocol.read_submission(201, b'{"jobID": "j1", "status": "accepted"}', None, "application/json")
+        info = operations.read_submission(201, b'{"jobID": "j1", "status": "accepted"}', None, "application/json")
         assert (info.job_id, info.status) == ("j1", "accepted")
 
     def test_a_bare_201_with_a_location_has_no_status_yet(self):
-        info = protocol.read_submission(201, b"", "https://x/jobs/j2", None)
+        info = operations.read_submission(201, b"", "https://x/jobs/j2", None)
         assert isinstance(info, protocol.StatusInfo)
         assert (info.job_id, info.status) == ("j2", "")
 
     def test_a_200_results_document_is_a_sync_answer_not_a_job_named_after_the_process(self):
         body = b'{"id": "word-count", "count": {"value": 3}}'
-        answer = protocol.read_submission(200, body, None, "application/json; charset=utf-8")
+        answer = operations.read_submission(200, body, None, "application/json; charset=utf-8")
         assert answer == protocol.SyncResults(body, "application/json")
         assert answer.file_name == "results.json"
 
@@ -188,21 +184,21 @@ class TestReadSubmission:
     def test_a_200_that_is_not_a_json_results_document_is_no_run(self, body, media, shown):
         # A proxy's login page answered with 200 would otherwise be taken for the Method's results.
         with pytest.raises(CCPProtocolError) as raised:
-            protocol.read_submission(200, body, None, media)
+            operations.read_submission(200, body, None, media)
         assert str(raised.value) == (
             f"The execution POST was answered HTTP 200 with {shown}: neither a job (statusInfo or Location) "
             "nor a JSON results document, so nothing says the Method ran"
         )
 
     def test_a_200_results_document_of_a_json_media_type(self):
-        answer = protocol.read_submission(200, b'{"sum": 5}', None, "application/geo+json")
+        answer = operations.read_submission(200, b'{"sum": 5}', None, "application/geo+json")
         assert answer == protocol.SyncResults(b'{"sum": 5}', "application/geo+json")
         assert answer.file_name == "results.json"
 
     @pytest.mark.parametrize("status", [201, 202])
     def test_an_accepted_answer_naming_no_job(self, status):
         with pytest.raises(CCPProtocolError, match=rf"HTTP {status}\) but the answer names no job"):
-            protocol.read_submission(status, b'{"id": "word-count", "status": "accepted"}', None, "application/json")
+            operations.read_submission(status, b'{"id": "word-count", "status": "accepted"}', None, "application/json")
 
 
 class TestStatusModel:
@@ -324,7 +320,7 @@ class TestErrors:
         assert error.http_status == 404
         assert error.method_id == "m-9"
         assert error.url == f"{BASE}/processes/m-9"
-        assert error.error_type == protocol.OGC_EXCEPTION_PREFIX + "no-such-process"
+        assert error.error_type == "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/no-such-process"
         assert error.title == "No such process"
         assert error.detail == "Method m-9 is not visible in this context"
         # The server's reason first, short; where on the second line.

@@ -55,3 +55,20 @@ def test_the_main_class_comes_first_and_internal_constants_stay_out(name, main):
     assert exported[0] == main
     assert "STATE_KEY" not in exported
     assert "LOGGED_FILES" not in exported
+
+
+def test_the_package_offers_what_dag_authors_import_and_loads_it_on_first_use():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, airflow_provider_ccp as p; "
+        "assert 'airflow_provider_ccp.hooks.ccp' not in sys.modules; "
+        "from airflow_provider_ccp import CCPHook, CCPExecuteMethodOperator, CCPError, StatusInfo; "
+        "from airflow_provider_ccp.hooks.ccp import CCPHook as H; assert CCPHook is H"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    for name in ("CCPAsyncHook", "CCPJobSensor", "CCPJobTrigger", "ccp_task", "CCPJobFailedError", "StoredOutputs"):
+        assert name in airflow_provider_ccp.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = airflow_provider_ccp.nothing

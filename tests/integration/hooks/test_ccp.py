@@ -17,7 +17,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from airflow_provider_ccp import auth, exchange
+from airflow_provider_ccp import auth, retries
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
@@ -285,8 +285,8 @@ class TestUnauthorized:
 class TestRetries:
     def test_the_hook_takes_its_policy_from_its_arguments(self):
         hook = CCPHook("ccp_default", retry_limit=2, retry_delay=0.25)
-        assert hook.retry == exchange.RetryPolicy(limit=2, delay=0.25)
-        assert CCPHook().retry == exchange.DEFAULT_RETRY
+        assert hook.retry == retries.RetryPolicy(limit=2, delay=0.25)
+        assert CCPHook().retry == retries.DEFAULT_RETRY
 
     @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
     def test_get_is_retried_until_it_succeeds(self, make_conn, httpserver, status):
@@ -330,7 +330,7 @@ class TestRetries:
         httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=429, headers={"Retry-After": "3600"})
         serve_job(httpserver)
         CCPHook(conn, retry_delay=FAST, clock=retry_sleeps).get_job("j1")
-        assert retry_sleeps.waits == [exchange.DEFAULT_RETRY.retry_after_cap]
+        assert retry_sleeps.waits == [retries.DEFAULT_RETRY.retry_after_cap]
 
     def test_retries_are_bounded(self, make_conn, httpserver, retry_sleeps):
         conn = make_conn(auth_flow="none", login=None, secret="")
@@ -338,7 +338,7 @@ class TestRetries:
         with pytest.raises(CCPError) as raised:
             CCPHook(conn, retry_delay=FAST, clock=retry_sleeps).get_job("j1")
         assert raised.value.http_status == 503
-        policy = exchange.DEFAULT_RETRY
+        policy = retries.DEFAULT_RETRY
         assert len(ccp_requests(httpserver)) == policy.limit + 1
         # A wait before every retry: exponential backoff with jitter, never above its maximum (plus the jitter).
         assert len(retry_sleeps.waits) == policy.limit
@@ -429,7 +429,7 @@ class TestRetries:
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn.upper()}", json.dumps(document))
         with pytest.raises(CCPError, match=f"Could not reach CCP at http://127.0.0.1:{port}/jobs/j1: ConnectionError"):
             CCPHook(conn, retry_delay=FAST, clock=retry_sleeps).get_job("j1")
-        assert len(retry_sleeps.waits) == exchange.DEFAULT_RETRY.limit
+        assert len(retry_sleeps.waits) == retries.DEFAULT_RETRY.limit
 
     def test_the_token_endpoint_is_retried(self, make_conn, keycloak, httpserver):
         from tests.integration.doubles import TOKEN_PATH

@@ -1,14 +1,13 @@
-"""CCPAsyncHook (httpx) against real HTTP on loopback: same wire format, one refresh for many callers."""
+"""CCPAsyncHook (aiohttp) against real HTTP on loopback: same wire format, one refresh for many callers."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import os
-import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +28,6 @@ from tests.integration.doubles import (
     ccp_requests,
     status_body,
 )
-
-pytestmark = pytest.mark.usefixtures("async_http_client")
 
 
 def serve_job(httpserver: HTTPServer, job_id: str = "j1", status: str = "running") -> None:
@@ -280,12 +277,10 @@ async def test_the_clients_are_closed_on_exit(make_conn):
     assert hook._pool is None
 
 
-async def test_no_secret_in_logs_and_all_are_masked(
-    make_conn, keycloak, httpserver, password, caplog, capfd, async_http_client
-):
+async def test_no_secret_in_logs_and_all_are_masked(make_conn, keycloak, httpserver, password, caplog, capfd):
     from airflow.sdk._shared.secrets_masker import redact
 
-    for name in ("", "httpx", "httpcore", "aiohttp", "airflow", "airflow_provider_ccp"):
+    for name in ("", "aiohttp", "airflow", "airflow_provider_ccp"):
         caplog.set_level(logging.DEBUG, logger=name)
     serve_job(httpserver)
     httpserver.expect_oneshot_request("/jobs/j1").respond_with_data("", status=401)
@@ -296,8 +291,6 @@ async def test_no_secret_in_logs_and_all_are_masked(
     assert len(issued) == 6
     captured = capfd.readouterr()
     logs = "\n".join((caplog.text, captured.out, captured.err))
-    if async_http_client == "httpx":  # aiohttp logs nothing of a request, even at DEBUG
-        assert any(r.name.startswith("httpcore") and r.levelno == logging.DEBUG for r in caplog.records)
     assert "CCP answered 401" in logs
     for secret in (password, *issued):
         assert secret not in logs
@@ -311,14 +304,8 @@ async def test_clients_share_one_ssl_context(make_conn):
     second_conn = make_conn("ccp_second", auth_flow="none", login=None, secret="")
     async with CCPAsyncHook(first_conn) as first, CCPAsyncHook(second_conn) as second:
         assert first._pool is not second._pool
-        contexts = {context for hook in (first, second) for context in ssl_contexts(hook._pool.clients)}
+        contexts = {id(hook._pool.clients._session.connector._ssl) for hook in (first, second)}
     assert len(contexts) == 1
-
-
-def ssl_contexts(clients: object) -> set[int]:
-    if isinstance(clients, _pool._Clients):
-        return {id(client._transport._pool._ssl_context) for client in clients._all}
-    return {id(clients._session.connector._ssl)}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kind", ["file", "folder", "off"])
@@ -505,7 +492,7 @@ async def test_an_async_hook_given_ready_settings_reads_no_connection(httpserver
         assert await hook.get_settings() is settings
 
 
-# ---------------------------------------------------------------------- [ccp] async_http_client
+# ---------------------------------------------------------------------- proxies, the retired [ccp] async_http_client
 
 
 async def test_proxies_come_from_the_environment(make_conn, monkeypatch, httpserver):
@@ -525,25 +512,20 @@ async def test_proxies_come_from_the_environment(make_conn, monkeypatch, httpser
     assert [request.headers.get("Host") for request in httpserver.log[0][:1]] == ["ccp.example.invalid"]
 
 
-@pytest.mark.parametrize(
-    ("setting", "expected"),
-    [("bogus", "async_http_client is 'bogus'; expected one of auto, httpx, aiohttp"), ("aiohttp", "not installed")],
-)
-async def test_a_transport_that_cannot_be_had_is_one_clear_error(make_conn, monkeypatch, setting, expected):
-    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", setting)
-    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as where the extra is not installed
-    monkeypatch.delitem(sys.modules, "airflow_provider_ccp.hooks._aiohttp", raising=False)
-    with pytest.raises(CCPConfigError, match=re.escape(expected)):
-        async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")):
-            pass
-
-
-@pytest.mark.parametrize("installed", [True, False])
-async def test_auto_takes_aiohttp_when_it_is_installed(make_conn, monkeypatch, httpserver, installed):
-    monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", "auto")
-    if not installed:
-        monkeypatch.setitem(sys.modules, "aiohttp", None)
+@pytest.mark.parametrize("setting", ["httpx", "aiohttp", "auto", None])
+async def test_the_retired_client_setting_is_said_gone_once(make_conn, monkeypatch, httpserver, caplog, setting):
+    # Whatever it names, aiohttp answers; a deployment that still sets it is told once per process.
+    if setting is not None:
+        monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", setting)
+    monkeypatch.setattr(_pool, "_warn_once", functools.cache(_pool._warn_once.__wrapped__))
     serve_job(httpserver)
-    async with CCPAsyncHook(make_conn(auth_flow="none", login=None, secret="")) as hook:
-        assert (await hook.get_job("j1")).status == "running"
-        assert isinstance(hook._pool.clients, _pool._Clients) is not installed
+    conn = make_conn(auth_flow="none", login=None, secret="")
+    for _ in range(2):
+        async with CCPAsyncHook(conn) as hook:
+            assert (await hook.get_job("j1")).status == "running"
+            assert isinstance(hook._pool.clients, _pool.Session)
+    said = [record for record in caplog.records if "async_http_client" in record.getMessage()]
+    assert len(said) == (0 if setting is None else 1)
+    if said:
+        assert said[0].levelno == logging.WARNING
+        assert "always uses aiohttp" in said[0].getMessage()

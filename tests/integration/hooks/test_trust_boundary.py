@@ -1,7 +1,7 @@
 """The trust boundary of both hooks against hostile servers on loopback: origins, redirects, bounds.
 
-Each case runs through the worker hook (requests) and the triggerer hook, with each of its transports
-(httpx, aiohttp), where both make the call: all must behave the same, by the rules of
+Each case runs through the worker hook (requests) and the triggerer hook (aiohttp), where both make
+the call: both must behave the same, by the rules of
 ``airflow_provider_ccp.exchange``.
 """
 
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import certifi
 import pytest
@@ -39,15 +37,14 @@ from tests.task_helpers import task_log
 
 __all__ = ["task_log"]  # a fixture, used by name
 
-#: The worker hook, and the triggerer hook with each transport of ``[ccp] async_http_client``.
-HOOKS = ("sync", "httpx", "aiohttp")
+#: The worker hook and the triggerer hook.
+HOOKS = ("sync", "async")
 FAST = 0.01
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
 def call(kind: str, conn_id: str, name: str, *args: Any, **hook_kwargs: Any) -> Any:
-    """``hook.name(*args)`` on the worker hook or, in a fresh event loop, on the triggerer hook with the
-    transport ``kind`` names."""
+    """``hook.name(*args)`` on the worker hook or, in a fresh event loop, on the triggerer hook."""
     hook_kwargs.setdefault("retry_delay", FAST)
     if kind == "sync":
         return getattr(CCPHook(conn_id, **hook_kwargs), name)(*args)
@@ -56,8 +53,7 @@ def call(kind: str, conn_id: str, name: str, *args: Any, **hook_kwargs: Any) -> 
         async with CCPAsyncHook(conn_id, **hook_kwargs) as hook:
             return await getattr(hook, name)(*args)
 
-    with mock.patch.dict(os.environ, {"AIRFLOW__CCP__ASYNC_HTTP_CLIENT": kind}):
-        return asyncio.run(run())
+    return asyncio.run(run())
 
 
 def other_origin(httpserver: HTTPServer) -> str:

@@ -20,12 +20,10 @@ from airflow_provider_ccp.exceptions import (
     CCPJobFailedError,
     CCPNotFoundError,
     CCPTrustError,
-    as_final,
-    is_final,
-    is_transient,
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
+from airflow_provider_ccp.retries import as_final, is_final, is_transient
 from airflow_provider_ccp.waiting import JobWatch, job_event
 from tests.integration.operators.test_ccp import operator as operator_under_test
 from tests.task_helpers import finished_job, make_context, task_log

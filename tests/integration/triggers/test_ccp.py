@@ -10,14 +10,13 @@ import time
 import pytest
 
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
-from airflow_provider_ccp.exchange import RetryPolicy
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.triggers import ccp as triggers_module
 from airflow_provider_ccp.triggers.ccp import POLL_JITTER, CCPJobTrigger, first_poll_delay, jittered
 from airflow_provider_ccp.waiting import (
     FIRST_POLL_SECONDS,
-    MAX_CONSECUTIVE_FAILURES,
     RAMP,
     JobWatch,
     job_event,
@@ -26,7 +25,7 @@ from airflow_provider_ccp.waiting import (
 from tests.integration.doubles import RealWaits, SteppingClock
 from tests.task_helpers import finished_job
 
-pytestmark = pytest.mark.usefixtures("sandbox_conn", "async_http_client")
+pytestmark = pytest.mark.usefixtures("sandbox_conn")
 
 
 def submit(method_id: str, **inputs: str) -> str:
@@ -150,7 +149,7 @@ async def test_bursts_of_5xx_are_ridden_out(sandbox):
     job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
     # The hook retries each poll once; the failures that outlast it come back to the trigger, which polls again.
     sandbox.admin.fail_next(r"^/jobs/", 503, count=3, method="GET")
-    sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES, method="GET")
+    sandbox.admin.fail_next(r"^/jobs/", 500, count=DEFAULT_RETRY.poll_failures, method="GET")
 
     [event] = await all_events(trigger_for(job_id, poll_interval=0.05, retry_limit=1))
 
@@ -159,7 +158,7 @@ async def test_bursts_of_5xx_are_ridden_out(sandbox):
 
 async def test_endless_errors_end_in_one_error_event(sandbox):
     job_id = finished_job("word-count", {"text": "a", "mode": "words"}).job_id
-    sandbox.admin.fail_next(r"^/jobs/", 500, count=MAX_CONSECUTIVE_FAILURES + 1, method="GET")
+    sandbox.admin.fail_next(r"^/jobs/", 500, count=DEFAULT_RETRY.poll_failures + 1, method="GET")
 
     [event] = await all_events(trigger_for(job_id, poll_interval=0.05, retry_limit=0))
 

@@ -214,7 +214,7 @@ async def test_a_malformed_entry_in_the_listing_hides_no_execution(make_conn, ht
     await events.aclose()
 
     assert event.payload["job_id"] == "j-after"
-    assert "Skipped an entry of CCP's job listing that is not a job" in task_log()
+    assert "Skipped an entry of CCP's jobs listing that it cannot read" in task_log()
 
 
 async def test_both_hooks_list_the_jobs_beside_a_malformed_entry(make_conn, httpserver):
