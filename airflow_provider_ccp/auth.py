@@ -1,7 +1,7 @@
 """D4Science token flows and the per-process token cache, with no network I/O.
 
 A flow is a generator that yields ``TokenRequest`` objects and receives ``TokenAnswer`` objects
-(the sans-IO style of h11): the sync hook drives it with requests, the async hook with httpx,
+(the sans-IO style of h11): the sync hook drives it with requests, the async hook with aiohttp,
 and both share one ``TokenCache`` so that a process holds one token per set of credentials.
 The flows are the D4Science ways of getting a context-bound token (ccp-api.md §2.3).
 """

@@ -64,7 +64,7 @@ def _verify(value: Any) -> bool | str:
     if text.lower() in ("false", "0", "no"):
         return False
     if not os.path.exists(os.path.expanduser(text)):
-        # Else requests and httpx fail at the first call, reported as if CCP could not be reached.
+        # Else requests and aiohttp fail at the first call, reported as if CCP could not be reached.
         raise CCPConfigError(
             f"Connection extra 'verify' is {text!r}, which does not exist; expected true, false or the path "
             "of a CA bundle file (or folder) on the machine running the task and the triggerer"

@@ -1,6 +1,6 @@
 """How both hooks exchange requests with a server, with no I/O: the retry policy, the steps of one
 request (``exchange``), the drivers of sans-IO flows (``drive``/``adrive``, for token flows too) and
-the trust boundary. The worker hook (requests) and the triggerer hook (httpx) only perform what this
+the trust boundary. The worker hook (requests) and the triggerer hook (aiohttp) only perform what this
 module decides, so they cannot disagree (docs/connection.md, "Retries" and "Trust boundary"):
 
 - **Origins.** A URL the provider follows (a page's ``rel=next`` link, a redirect) must have the

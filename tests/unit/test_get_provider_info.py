@@ -47,6 +47,7 @@ def test_the_connection_type():
         "auth_flow",
         "verify",
         "timeout",
+        "min_download_rate",
         "ui_url",
         "server",
     }
