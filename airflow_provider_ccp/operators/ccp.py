@@ -3,7 +3,7 @@
 The life of a try: prepare (check the inputs against the Method's description); submit, or
 reattach to the execution an earlier try left for the same request (``submission.Submitter``);
 wait (in the triggerer when deferrable, else on the worker); complete in ``execute_complete``,
-which both modes share. See docs/operators.md.
+which both modes share, with its steps in ``operators/_completion.py``. See docs/operators.md.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import Asset
 
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.archives import ExtractionLimits
@@ -37,15 +35,18 @@ from airflow_provider_ccp.inputs import (
 )
 from airflow_provider_ccp.links import CCPExecutionLink
 from airflow_provider_ccp.masking import redact
+from airflow_provider_ccp.operators._completion import (
+    emit_asset_events,
+    final_status,
+    log_outputs,
+    output_target,
+    report_failure,
+)
 from airflow_provider_ccp.outputs import (
-    fetch_tails,
-    local_outputs_warning,
-    log_tails,
     store_outputs,
     store_results,
-    task_output_path,
 )
-from airflow_provider_ccp.protocol import StatusInfo, SyncResults
+from airflow_provider_ccp.protocol import SyncResults
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, fail_without_retry
 from airflow_provider_ccp.submission import (
     ExecutionRequest,
@@ -67,7 +68,6 @@ from airflow_provider_ccp.waiting import (
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
-    from airflow.sdk import ObjectStoragePath
     from airflow.sdk.definitions.context import Context
 
 __all__ = ["CCPExecuteMethodOperator"]
@@ -77,8 +77,6 @@ FINISHED_EVENTS = frozenset({EventStatus.SUCCESS, EventStatus.FAILED})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
 #: (which can dismiss the job) always fires first; Airflow's timeout kills the trigger silently.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
-#: Output files named one per line in the task log; a huge archive gets a count for the rest.
-LOGGED_FILES = 20
 #: The longest reason on a failure's first line; the task log has CCP's whole message (cut at 2,000).
 REASON_CHARS = 500
 
@@ -362,7 +360,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         if event["status"] == EventStatus.FAILED:
             if event["message"] == WITHHELD:  # the trigger had no secrets to hide: read CCP's words here
                 event = {**event, "message": redact(self.hook.get_job(job_id).message, self._secret_values())}
-            self._report_failure(job_id, event)
+            report_failure(self.hook, job_id, event, self.log_lines, self.log)
             raise CCPJobFailedError(self._failure_message(job_id, event), job_id=job_id, method_id=self.method_id)
         if event["status"] == EventStatus.TIMEOUT:
             self._dismiss(job_id)
@@ -372,8 +370,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         raise as_final(error) if event.get("final") else error
 
     def _succeed(self, context: Context, job_id: str) -> dict[str, Any]:
-        info = self._final_status(job_id)
-        target = self._output_target(context)
+        info = final_status(self.hook, job_id, self.log)
+        target = output_target(context, self.output_path, self.executor, self.log)
         stored = store_outputs(
             self.hook,
             job_id,
@@ -383,12 +381,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             limits=self.limits,
             secret_inputs=self._secret_inputs_sent(),
         )
-        log_tails(stored.tails, self.log)
-        self.log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
-        for item in stored.files[:LOGGED_FILES]:
-            self.log.info("  %s (%s bytes)", item["path"], item["size"])
-        if len(stored.files) > LOGGED_FILES:
-            self.log.info("  ... and %d more (the manifest lists them all)", len(stored.files) - LOGGED_FILES)
+        log_outputs(stored, target, job_id, self.log)
         times = info.to_dict()
         return self._deliver(
             context, job_id, info.status, info.message, times, stored.for_xcom(), self.hook.execution_link(job_id)
@@ -397,19 +390,12 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     def _finish_synchronous(self, context: Context, results: SyncResults) -> dict[str, Any]:
         """The server ran the execution while answering the POST (OGC sync execute): the results it
         answered with are the outputs, stored as a job's ``results.json`` would be (docs/operators.md)."""
-        target = self._output_target(context)
+        target = output_target(context, self.output_path, self.executor, self.log)
         stored = store_results(results, target, secret_inputs=self._secret_inputs_sent())
         message = "run synchronously: the server answered the execution request with its results, and no job"
         self.log.info("Method %s was %s; saved as %s", self.method_id, message, stored.archive)
         times = dict.fromkeys(("created", "started", "finished", "duration_seconds"))
         return self._deliver(context, None, "successful", message, times, stored.for_xcom(), None)
-
-    def _output_target(self, context: Context) -> ObjectStoragePath:
-        ti = context["ti"]
-        warning = local_outputs_warning(self.output_path, self.executor)
-        if warning:
-            self.log.warning(warning)
-        return task_output_path(self.output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
 
     def _deliver(
         self,
@@ -431,20 +417,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             **files,
             "execution_url": execution_url,
         }
-        self._emit_asset_events(context, manifest)
+        emit_asset_events(self.outlets, context, manifest)
         return manifest
-
-    def _emit_asset_events(self, context: Context, manifest: Mapping[str, Any]) -> None:
-        """Say which execution changed each outlet Asset, so that a DAG scheduled on it can find the files."""
-        extra = {
-            "ccp_job_id": manifest["job_id"],
-            "ccp_method_id": manifest["method_id"],
-            "execution_url": manifest["execution_url"],
-            "files": [item["uri"] for item in manifest["files"] if item.get("uri")],
-        }
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra.update(extra)
 
     def _secret_values(self) -> tuple[str, ...]:
         """The secret inputs' values, hidden in the job's messages (CCP may echo one in a failure).
@@ -468,36 +442,12 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             )
             return True
 
-    def _final_status(self, job_id: str) -> StatusInfo:
-        """The job's statusInfo, with the times CCP's jobStatus leaves out (``finished``) taken from
-        the execution record when it has them. The record's shape is undocumented: best effort."""
-        info = self.hook.get_job(job_id)
-        try:
-            record = self.hook.get_execution(job_id)
-        except CCPError as err:
-            self.log.warning("Could not read the execution record of CCP job %s: %s", job_id, err)
-            return info
-        times = {key: record[key] for key in ("created", "started", "finished") if record.get(key)}
-        return StatusInfo.from_json(times | {key: value for key, value in info.raw.items() if value})
-
     def _failure_message(self, job_id: str, event: Mapping[str, Any]) -> str:
         """CCP's reason on the first line, short enough for the log viewer; which job, and where, below."""
         # Cut here, not by the exception as a whole: the job and its link must stay on the second line.
         reason = cut(" ".join(str(event["message"] or "").split()), REASON_CHARS) or "CCP gave no reason"
         where = f"Method {self.method_id!r}, job {job_id}: {self.hook.execution_link(job_id)}"
         return f"The CCP execution {event['job_status'] or 'failed'}: {reason}\n{where}"
-
-    def _report_failure(self, job_id: str, event: Mapping[str, Any]) -> None:
-        """Put CCP's message and the stderr/stdout tails in the task log (best effort) before failing."""
-        self.log.error("CCP job %s ended %s: %s", job_id, event["job_status"], event["message"])
-        if not self.log_lines:
-            return
-        try:
-            tails = fetch_tails(self.hook, job_id, self.log_lines)
-        except Exception as err:  # whatever goes wrong here, the task must fail with CCPJobFailedError
-            self.log.warning("Could not fetch the logs of CCP job %s: %s", job_id, err)
-            return
-        log_tails(tails, self.log, level=logging.ERROR)
 
     # ------------------------------------------------------------------ OpenLineage (optional extra)
 

@@ -482,7 +482,8 @@ def test_failure_logs_the_stderr_tail_and_raises_with_the_job_id(sandbox, tmp_pa
 
 
 def test_an_unexpected_error_fetching_the_logs_still_raises_the_job_failure(sandbox, tmp_path, mocker, task_log):
-    mocker.patch.object(operator_module, "fetch_tails", side_effect=ValueError("not what anyone expected"))
+    unexpected = ValueError("not what anyone expected")
+    mocker.patch("airflow_provider_ccp.operators._completion.fetch_tails", side_effect=unexpected)
 
     with pytest.raises(CCPJobFailedError):
         operator(tmp_path).execute_complete(make_context(), event=job_event("failed", "job-1", "failed", "boom"))
