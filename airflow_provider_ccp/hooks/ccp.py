@@ -23,7 +23,7 @@ import requests
 from airflow_provider_ccp import auth, exchange, execution_records, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind
+from airflow_provider_ccp.connection import CCPConnectionSettings, ServerKind, known_connection
 from airflow_provider_ccp.descriptions import is_ccp_description
 from airflow_provider_ccp.exceptions import (
     CCPError,
@@ -82,7 +82,10 @@ class CCPHook(CCPHookBase):
 
     @cached_property
     def settings(self) -> CCPConnectionSettings:
-        settings = self._given_settings or CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
+        settings = self._given_settings
+        if settings is None:
+            with known_connection(self.ccp_conn_id):
+                settings = CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
         auth.mask(*settings.secrets)
         return settings
 
@@ -395,7 +398,8 @@ class CCPAsyncHook(CCPHookBase):
             self._settings = self._given_settings
             await auth.amask(*self._settings.secrets)
         if self._settings is None:
-            conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
+            with known_connection(self.ccp_conn_id):
+                conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
             self._settings = CCPConnectionSettings.from_connection(conn, self._extra)
             await auth.amask(*self._settings.secrets)
         return self._settings

@@ -236,12 +236,14 @@ async def test_a_short_jitter_never_splits_the_wait_until_not_before(sandbox):
     assert clock.waits == [0.0, pytest.approx(30.0)]  # polled at once, held, asked again when the hold ends
 
 
-async def test_a_broken_connection_is_an_error_event(monkeypatch):
+async def test_an_unknown_connection_ends_the_wait_with_a_final_event(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_CCP_DEFAULT")
 
     [event] = await all_events(trigger_for("job-1"))
 
     assert event["status"] == "error"
+    assert "Connection 'ccp_default' (ccp_conn_id) is not defined" in event["message"]
+    assert event.get("final") is True  # a retry would meet the same missing connection
 
 
 @pytest.mark.parametrize(
