@@ -530,6 +530,13 @@ CASES: list[Case] = [
         reads_description=True,
     ),
     Case(
+        "a list for a single-valued input",
+        "bad input",
+        expect=r"^Invalid inputs for Method 'word-count': text: a list of 2 values, but the Method's input takes one",
+        operator={"inputs": {"text": ["one two", "three"], "mode": "words"}},
+        reads_description=True,
+    ),
+    Case(
         "extra is not JSON",
         "bad input",
         # Airflow 3.1 refuses to load such a connection at all ("isn't defined"); the provider names the
