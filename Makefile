@@ -72,7 +72,7 @@ demo: $(VENV)/.installed
 airflow: $(VENV)/.installed
 	$(VENV)/bin/python -m scripts.airflow_local
 
-# The benchmarks of tests/benchmarks/ (not part of `make test`, about 14 minutes): each prints its figures next to
+# The benchmarks of tests/benchmarks/ (not part of `make test`, about 25 minutes): each prints its figures next to
 # a baseline measured in the same run (tests/benchmarks/README.md). BENCH_ARGS is added to both triggerer runs,
 # e.g. BENCH_ARGS="--duration 10 --warmup 5" for a short one, or "--gc-freeze", or "--profile /tmp/profiles".
 BENCH_ARGS ?=
@@ -86,6 +86,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python tests/benchmarks/submission_roundtrips.py
 	$(VENV)/bin/python tests/benchmarks/execution_listing.py
 	$(VENV)/bin/python tests/benchmarks/cli_startup.py
+	$(VENV)/bin/python tests/benchmarks/masker_lifecycles.py
 
 # The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it,
 # and so does any internal link of the built site that leads nowhere (scripts/check_links.py; offline).

@@ -35,6 +35,7 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks._base import CCPHookBase, PageWalk, bearer, settle, token_answer, verify_setting
 from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_clients
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
+from airflow_provider_ccp.masking import HELD
 from airflow_provider_ccp.protocol import DismissResult, StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
@@ -478,8 +479,9 @@ class CCPAsyncHook(CCPHookBase):
             return token
         async with state.async_lock(), auth.holding(state.lock):
             grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
-            held = state.secrets()
-        await auth.amask(*held)
+            before, state.masked = state.masked, state.secrets()
+        # Renewed tokens replace the old ones in the masker: a triggerer renews for weeks.
+        await HELD.replace(before, state.masked)
         return grant.access_token
 
     async def _request(

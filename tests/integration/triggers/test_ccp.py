@@ -264,6 +264,25 @@ async def test_a_connection_that_cannot_work_ends_the_wait_with_a_final_event(ma
     assert event.get("final") is True  # execute_complete fails the task without retries
 
 
+async def test_a_finished_trigger_takes_its_secrets_back_from_the_masker(sandbox):
+    from airflow.sdk._shared.secrets_masker import _secrets_masker, redact
+
+    job_id = submit("word-count", text="a", mode="words")
+    masker = _secrets_masker()
+    before = set(masker.patterns)
+    keys = [f"api-key-{n}-{time.monotonic_ns()}" for n in range(20)]
+
+    # Twenty triggers at once, each with its own secret input and one shared by all.
+    runs = [all_events(trigger_for(job_id, secrets=[key, "shared-secret-value"])) for key in keys]
+    events = await asyncio.gather(*runs)
+    await asyncio.sleep(0)  # the values released in one turn of the loop are forgotten in the next
+
+    assert {event["status"] for [event] in events} == {"success"}
+    # A triggerer runs for weeks: what finished triggers registered must not pile up in it.
+    assert set(masker.patterns) == before
+    assert redact(keys[0]) == keys[0]
+
+
 async def test_on_kill_dismisses_the_job(sandbox):
     sandbox.admin.hold_jobs("word-count")
     job_id = submit("word-count", text="a", mode="words")
