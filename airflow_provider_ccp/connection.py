@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
+from airflow_provider_ccp.connection_fields import TOKEN_ENDPOINT_FIELD, ServerKind, form_fields, missing_labels
 from airflow_provider_ccp.exceptions import CCPConfigError
-from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD, ServerKind
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
 __all__ = [
@@ -35,17 +35,8 @@ DEFAULT_TIMEOUT = 60.0
 #: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
 
-EXTRA_FIELDS = (
-    TOKEN_ENDPOINT_FIELD,
-    "client_id",
-    "client_secret",
-    "context",
-    "auth_flow",
-    "verify",
-    "timeout",
-    "ui_url",
-    "server",
-)
+#: The extras of the connection form (``connection_fields.FIELDS`` declares every field).
+EXTRA_FIELDS = tuple(form_fields())
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
@@ -256,13 +247,9 @@ class CCPConnectionSettings:
     def check(self) -> None:
         """Fail early, naming the missing field, instead of at the first token request."""
         needs = AUTH_FLOW_NEEDS[self.auth_flow]
-        labels = {
-            "client_id": "extra 'client_id'",
-            "client_secret": "extra 'client_secret'",
-            "context": "extra 'context' (the VRE path, e.g. /d4science.research-infrastructures.eu/D4OS/Blue-CloudLab)",
-            "user": "login (the D4Science user)",
-            "secret": f"password ({needs.password})" if needs.password else "password",
-        }
+        labels = missing_labels()
+        if needs.password:
+            labels["secret"] += f" ({needs.password})"
         missing = [labels[name] for name in needs.fields if not getattr(self, name)]
         if missing:
             raise CCPConfigError(f"The CCP connection (auth_flow={self.auth_flow}) needs: {'; '.join(missing)}")
