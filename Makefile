@@ -72,7 +72,7 @@ demo: $(VENV)/.installed
 airflow: $(VENV)/.installed
 	$(VENV)/bin/python -m scripts.airflow_local
 
-# The benchmarks of tests/benchmarks/ (not part of `make test`, about 25 minutes): each prints its figures next to
+# The benchmarks of tests/benchmarks/ (not part of `make test`, about 35 minutes): each prints its figures next to
 # a baseline measured in the same run (tests/benchmarks/README.md). BENCH_ARGS is added to both triggerer runs,
 # e.g. BENCH_ARGS="--duration 10 --warmup 5" for a short one, or "--gc-freeze", or "--profile /tmp/profiles".
 BENCH_ARGS ?=

@@ -2,7 +2,7 @@
 
 Not a pytest module; run it by hand or with ``make bench``:
 
-    python tests/benchmarks/masker_lifecycles.py [--lifecycles 100000] [--concurrent 100] [--keep 5000]
+    python tests/benchmarks/masker_lifecycles.py [--lifecycles 100000] [--concurrent 100] [--keep 2000]
 
 Each lifecycle is a trigger made, run to its one event and dropped: one poll of the fast fake CCP
 (``fake_ccp.py``, its own process) for a running job whose deadline has passed, so the event is a timeout.
@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lifecycles", type=int, default=100_000)
     parser.add_argument("--concurrent", type=int, default=100)
-    parser.add_argument("--keep", type=int, default=5_000, help="lifecycles of the run that never forgets (0: none)")
+    parser.add_argument("--keep", type=int, default=2_000, help="lifecycles of the run that never forgets (0: none)")
     parser.add_argument("--child", choices=["secrets", "nothing", "keep"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -145,8 +145,15 @@ def main() -> None:
     with FakeServer(token_lifetime=2.0) as server:
         runs = [("secrets", args.lifecycles), ("nothing", args.lifecycles)]
         runs += [("keep", args.keep)] if args.keep else []
+        results = {}
         for mode, count in runs:
-            report(mode, run(mode, count, args.concurrent, server))
+            results[mode] = run(mode, count, args.concurrent, server)
+            report(mode, results[mode])
+        # What the secrets cost in memory, the baseline's own growth (caches filling up) set aside.
+        extra = [
+            row["rss_mib"] - base["rss_mib"] for row, base in zip(results["secrets"], results["nothing"], strict=True)
+        ]
+        print(f"\nRSS of secrets minus nothing at each checkpoint (MiB): {', '.join(f'{mib:+.1f}' for mib in extra)}")
         print(f"\nfake CCP: {json.dumps(server.stats())}")
 
 
