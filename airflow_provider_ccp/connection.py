@@ -31,6 +31,8 @@ __all__ = [
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
 DEFAULT_TIMEOUT = 60.0
+#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
+POOL_CONNECTIONS = 50
 
 #: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
@@ -85,6 +87,18 @@ def _timeout(value: Any) -> float:
     if not math.isfinite(timeout) or timeout <= 0:
         raise CCPConfigError(f"Connection extra 'timeout' is {value!r}; expected a positive number of seconds")
     return timeout
+
+
+def _pool_size(value: Any) -> int:
+    if value is None:
+        return POOL_CONNECTIONS
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1 or str(size) != str(value).strip():
+        raise CCPConfigError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
+    return size
 
 
 def _server(value: Any) -> ServerKind:
@@ -191,6 +205,8 @@ class CCPConnectionSettings:
     ui_url: str | None = None
     #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.
     server: ServerKind = ServerKind.AUTO
+    #: The triggerer's pool size for this connection: checked with the rest, before a task sends anything.
+    max_connections: int = POOL_CONNECTIONS
 
     @classmethod
     def from_fields(
@@ -227,6 +243,7 @@ class CCPConnectionSettings:
                 else None
             ),
             server=_server(_extra(extra, "server")),
+            max_connections=_pool_size(_extra(extra, "max_connections")),
         )
         settings.check()
         return settings

@@ -23,8 +23,6 @@ from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPConfigError
 
-#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
-POOL_CONNECTIONS = 50
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
 USER_AGENT = (("User-Agent", "airflow-provider-ccp"),)
@@ -56,17 +54,6 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
             return ssl.create_default_context(capath=verify)
         return ssl.create_default_context(cafile=verify)
     return httpx.create_ssl_context(verify=verify)
-
-
-def _pool_size(extra: Mapping[str, Any]) -> int:
-    value = extra.get("max_connections", POOL_CONNECTIONS)
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        size = 0
-    if size < 1 or str(size) != str(value).strip():
-        raise CCPConfigError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
-    return size
 
 
 class Response(Protocol):
@@ -207,7 +194,7 @@ def _httpx_clients(settings: CCPConnectionSettings, size: int, verify: ssl.SSLCo
 async def open_clients(settings: CCPConnectionSettings, extra: Mapping[str, Any], verify: bool | str) -> Clients:
     """The transport ``[ccp] async_http_client`` names, with the connection's ``max_connections``, trusting
     ``verify`` (the CA setting as both hooks read it)."""
-    size = _pool_size(extra)
+    size = settings.max_connections
     context = await asyncio.to_thread(_ssl_context, verify)
     if async_http_client() == AIOHTTP:
         try:

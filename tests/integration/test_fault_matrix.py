@@ -563,6 +563,13 @@ CASES: list[Case] = [
         operator={"ccp_conn_id": "ccp_nowhere"},
     ),
     Case(
+        "max_connections many",
+        "bad input",
+        # Read by the triggerer's pool only, yet checked with the rest: a deferrable task refuses it before submitting.
+        expect=r"^Connection extra 'max_connections' is 'many'; expected a whole number of at least 1$",
+        arrange=lambda env: env.bad_connection(extra=env.sandbox.connection()["extra"] | {"max_connections": "many"}),
+    ),
+    Case(
         "timeout nan",
         "bad input",
         expect=r"^Connection extra 'timeout' is 'nan'",
