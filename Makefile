@@ -72,7 +72,7 @@ demo: $(VENV)/.installed
 airflow: $(VENV)/.installed
 	$(VENV)/bin/python -m scripts.airflow_local
 
-# The benchmarks of tests/benchmarks/ (not part of `make test`, about 19 minutes): each prints its figures next to
+# The benchmarks of tests/benchmarks/ (not part of `make test`, about 40 minutes): each prints its figures next to
 # a baseline measured in the same run (tests/benchmarks/README.md). BENCH_ARGS is added to both triggerer runs,
 # e.g. BENCH_ARGS="--duration 10 --warmup 5" for a short one, or "--gc-freeze", or "--profile /tmp/profiles".
 BENCH_ARGS ?=
@@ -88,6 +88,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python tests/benchmarks/execution_listing.py
 	$(VENV)/bin/python tests/benchmarks/cli_startup.py
 	PYTHONPATH=. $(VENV)/bin/python tests/benchmarks/task_latency.py
+	$(VENV)/bin/python tests/benchmarks/masker_lifecycles.py
 
 # The documentation site in docs/_build/html; any warning (a broken link between pages, a bad docstring) fails it,
 # and so does any internal link of the built site that leads nowhere (scripts/check_links.py; offline).

@@ -111,6 +111,8 @@ class TokenState:
     _async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
+    #: The tokens registered with the masker for this state (``masking.HELD``): renewed ones replace them.
+    masked: tuple[str, ...] = field(default=(), repr=False)
 
     def usable_token(self, now: float) -> str | None:
         grant = self.context

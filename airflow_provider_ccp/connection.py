@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
+from airflow_provider_ccp.connection_fields import TOKEN_ENDPOINT_FIELD, ServerKind, missing_labels
 from airflow_provider_ccp.exceptions import CCPConfigError
-from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD, ServerKind
+from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
 __all__ = [
     "CCPConnectionSettings",
+    "known_connection",
     "ServerKind",
     "DEFAULT_HOST",
     "DEFAULT_TOKEN_URL",
@@ -31,6 +34,8 @@ DEFAULT_TIMEOUT = 60.0
 #: Bytes per second a download must average over each ``timeout`` window: far below any working
 #: network, far above a server that drips its answer to keep a worker busy.
 DEFAULT_MIN_DOWNLOAD_RATE = 1024.0
+#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
+POOL_CONNECTIONS = 50
 
 #: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
@@ -94,6 +99,18 @@ def _min_download_rate(value: Any) -> float:
     return _number("min_download_rate", value, DEFAULT_MIN_DOWNLOAD_RATE, expected, zero=True)
 
 
+def _pool_size(value: Any) -> int:
+    if value is None:
+        return POOL_CONNECTIONS
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1 or str(size) != str(value).strip():
+        raise CCPConfigError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
+    return size
+
+
 def _server(value: Any) -> ServerKind:
     kind = str(value or ServerKind.AUTO).strip().lower()
     try:
@@ -116,6 +133,29 @@ def _extra_document(text: str | None) -> None:
         raise CCPConfigError(f"Connection field 'extra' is a JSON {type(document).__name__}; expected a JSON object")
 
 
+def _unknown_connection(conn_id: str) -> CCPConfigError:
+    """Airflow found no connection ``conn_id``; or (3.1) one was defined whose ``extra`` it refused to load,
+    which the environment variable tells, when the connection is defined there."""
+    extra = None
+    with contextlib.suppress(ValueError, AttributeError):  # not there, or a URI: nothing more to tell
+        extra = json.loads(os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "")).get("extra")
+    _extra_document(extra if isinstance(extra, str) else None)
+    return CCPConfigError(
+        f"Connection {conn_id!r} (ccp_conn_id) is not defined; expected the id of a ccp connection made in "
+        f"Admin > Connections, as AIRFLOW_CONN_{conn_id.upper()} or in a secrets backend"
+    )
+
+
+@contextlib.contextmanager
+def known_connection(conn_id: str) -> Iterator[None]:
+    """Around reading the connection ``conn_id``: Airflow's "isn't defined" (which any retry would meet
+    again) becomes a ``CCPConfigError`` that names the id."""
+    try:
+        yield
+    except AirflowNotFoundException:
+        raise _unknown_connection(conn_id) from None
+
+
 def _without_credentials(field_name: str, url: str) -> str:
     """Refuse a URL with user info (``https://user:password@host``), never repeating it: the password
     would be in every message naming the URL. The connection has fields for credentials."""
@@ -128,17 +168,24 @@ def _without_credentials(field_name: str, url: str) -> str:
 
 
 def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
+    host = (host or "").strip().rstrip("/")
     if not host:
-        return DEFAULT_HOST
-    host = host.strip().rstrip("/")
+        # No default: a CCP the task never named would be called, and its "cannot reach" retried.
+        raise CCPConfigError(f"Connection field 'host' is empty; expected the CCP URL, e.g. {DEFAULT_HOST}")
+    named = host
     if "://" not in host:
         host = f"{schema or 'https'}://{host}"
     parts = urlsplit(_without_credentials("field 'host'", host))
+    if not schema and "://" not in named:
+        # Guessing https for "ccp.example.org:8080" meets a plain-HTTP port with TLS: an SSL error, retried.
+        raise CCPConfigError(
+            f"Connection field 'host' is {named!r}, without a scheme; expected an http:// or https:// URL, "
+            f"e.g. {DEFAULT_HOST}"
+        )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         # Else requests answers "InvalidSchema" at the first call, which reads like a network failure.
         raise CCPConfigError(
-            f"Connection field 'host' is {host!r}; expected an http:// or https:// URL (a host without a "
-            f"scheme gets the connection's schema field, else https://), e.g. {DEFAULT_HOST}"
+            f"Connection field 'host' is {host!r}; expected an http:// or https:// URL, e.g. {DEFAULT_HOST}"
         )
     if parts.query or parts.fragment or host.endswith(("?", "#")):
         raise CCPConfigError(
@@ -170,6 +217,8 @@ class CCPConnectionSettings:
     ui_url: str | None = None
     #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.
     server: ServerKind = ServerKind.AUTO
+    #: The triggerer's pool size for this connection: checked with the rest, before a task sends anything.
+    max_connections: int = POOL_CONNECTIONS
 
     @classmethod
     def from_fields(
@@ -207,6 +256,7 @@ class CCPConnectionSettings:
                 else None
             ),
             server=_server(_extra(extra, "server")),
+            max_connections=_pool_size(_extra(extra, "max_connections")),
         )
         settings.check()
         return settings
@@ -227,13 +277,9 @@ class CCPConnectionSettings:
     def check(self) -> None:
         """Fail early, naming the missing field, instead of at the first token request."""
         needs = AUTH_FLOW_NEEDS[self.auth_flow]
-        labels = {
-            "client_id": "extra 'client_id'",
-            "client_secret": "extra 'client_secret'",
-            "context": "extra 'context' (the VRE path, e.g. /d4science.research-infrastructures.eu/D4OS/Blue-CloudLab)",
-            "user": "login (the D4Science user)",
-            "secret": f"password ({needs.password})" if needs.password else "password",
-        }
+        labels = missing_labels()
+        if needs.password:
+            labels["secret"] += f" ({needs.password})"
         missing = [labels[name] for name in needs.fields if not getattr(self, name)]
         if missing:
             raise CCPConfigError(f"The CCP connection (auth_flow={self.auth_flow}) needs: {'; '.join(missing)}")

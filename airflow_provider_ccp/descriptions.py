@@ -248,8 +248,18 @@ def input_value_to_string(name: str, value: Any) -> str:
         return str(value)
     if isinstance(value, list | tuple):
         # Multi-valued inputs travel comma-joined, as CCP's own clients send them.
-        return ",".join(input_value_to_string(name, item) for item in value)
+        return ",".join(_list_item(name, position, item) for position, item in enumerate(value, 1))
     return json.dumps(json_value(name, value), sort_keys=True)
+
+
+def _list_item(name: str, position: int, item: Any) -> str:
+    text = input_value_to_string(name, item)
+    if "," in text:  # the item is not shown: it may be a secret input's
+        raise CCPInputError(
+            f"Input {name!r}: item {position} of its list holds a comma, which CCP reads as a separator between "
+            "values; expected items without commas"
+        )
+    return text
 
 
 def json_value(name: str, value: Any) -> Any:

@@ -1,18 +1,25 @@
 """What Airflow's provider discovery reads (entry point group ``apache_airflow_provider``).
 
-The connection form is declared here once for every Airflow line: 3.2+ reads ``conn-fields`` from the
-provider info, 3.1 asks the hook (``CCPHook.get_ui_field_behaviour`` / ``get_connection_form_widgets``).
+The connection form, made here for every Airflow line from the fields ``connection_fields`` declares: 3.2+
+reads ``conn-fields`` from the provider info, 3.1 asks the hook (``CCPHook.get_ui_field_behaviour`` /
+``get_connection_form_widgets``).
 Nothing Airflow is imported at module level: discovery may run while Airflow is still importing itself.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from airflow_provider_ccp import __version__
-from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
+from airflow_provider_ccp.connection_fields import (
+    DOCS_URL,
+    TOKEN_ENDPOINT_FIELD,
+    ServerKind,
+    form_fields,
+    placeholders,
+    relabeling,
+)
 
 __all__ = [
     "get_provider_info",
@@ -29,112 +36,11 @@ _HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
 #: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
 DEFAULT_CONN_ID = "ccp_default"
 
-#: Where the documentation lives once the package is installed (the repository's docs/ folder).
-DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/connection.md"
-#: The extra holding the Keycloak token endpoint. Its old name, ``token_url``, contains "token", so
-#: Airflow's secrets masker hid the one URL a user needs to read in forms, the API and error messages.
-TOKEN_ENDPOINT_FIELD = "keycloak_url"
-
-
-class ServerKind(StrEnum):
-    """What a connection's server is (extra ``server``); ``auto`` tells CCP from other OGC API - Processes
-    servers per Method. Defined here because provider discovery reads it before Airflow is imported."""
-
-    AUTO = "auto"
-    CCP = "ccp"
-    OGC = "ogc"
-
-
-#: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info).
-#: ``examples`` is what Airflow's form shows as suggestions (its placeholders apply to standard fields only).
-CONN_FIELDS: dict[str, dict[str, Any]] = {
-    "auth_flow": {
-        "label": "Auth flow",
-        "description": (
-            "How the token is obtained. password_uma (default): user + password, then a UMA ticket for the "
-            "context; client_credentials: a service account (client id + secret); refresh_token / token: "
-            f"the Password field holds an offline or bearer token; none: an open server. Details: {DOCS_URL}"
-        ),
-        "schema": {"type": "string", "enum": [flow.value for flow in AuthFlow], "default": DEFAULT_AUTH_FLOW.value},
-    },
-    "context": {
-        "label": "Context (VRE)",
-        "description": "The D4Science VRE path whose token CCP accepts, starting with '/'.",
-        "schema": {
-            "type": ["string", "null"],
-            "examples": ["/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"],
-        },
-    },
-    "client_id": {
-        "label": "Client ID",
-        "description": "Keycloak client: the VRE gateway (e.g. blue-cloud.d4science.org) or a service account.",
-        "schema": {"type": ["string", "null"], "examples": ["blue-cloud.d4science.org"]},
-    },
-    "client_secret": {
-        "label": "Client secret",
-        "description": "Only for auth_flow=client_credentials (service accounts).",
-        "schema": {"type": ["string", "null"], "format": "password"},
-    },
-    TOKEN_ENDPOINT_FIELD: {
-        "label": "Token URL (Keycloak)",
-        "description": (
-            "D4Science Keycloak token endpoint; empty: production "
-            "(https://accounts.d4science.org/...). Older connections may name this extra token_url."
-        ),
-        "schema": {
-            "type": ["string", "null"],
-            "examples": [
-                "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
-                "https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
-            ],
-        },
-    },
-    "ui_url": {
-        "label": "CCP web UI URL",
-        "description": 'Base of the "CCP execution" links to an execution in CCP\'s web UI; empty: the API URL.',
-        "schema": {"type": ["string", "null"], "examples": ["https://ccp.cloud.d4science.org/ui"]},
-    },
-    "server": {
-        "label": "Server",
-        "description": (
-            "auto (default): CCP when the inputs or the Method name ccpimage; ccp: every input value as a string; "
-            "ogc: another OGC API - Processes server, inputs sent as the types their schemas declare."
-        ),
-        "schema": {"type": "string", "enum": [kind.value for kind in ServerKind], "default": ServerKind.AUTO.value},
-    },
-    "timeout": {
-        "label": "Timeout (s)",
-        "description": "HTTP timeout per request, in seconds; empty: 60.",
-        "schema": {"type": ["number", "null"], "examples": [60]},
-    },
-    "min_download_rate": {
-        "label": "Minimum download rate (bytes/s)",
-        "description": (
-            "An output download must average this many bytes per second over each timeout window, "
-            "else it fails; empty: 1024; 0: any progress within each timeout."
-        ),
-        "schema": {"type": ["number", "null"], "examples": [1024]},
-    },
-    "verify": {
-        "label": "Verify TLS",
-        "description": "true (default), false, or the path of a CA bundle file.",
-        "schema": {"type": ["string", "null"], "examples": ["true", "false"]},
-    },
-}
-
-_PLACEHOLDERS = {
-    "host": "https://ccp.cloud.d4science.org",
-    "login": "your D4Science user",
-    "password": "password (or refresh/bearer token, by auth flow)",
-    "context": "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab",
-    "client_id": "blue-cloud.d4science.org",
-    "auth_flow": DEFAULT_AUTH_FLOW.value,
-    TOKEN_ENDPOINT_FIELD: "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
-    "ui_url": "https://ccp.cloud.d4science.org/ui",
-    "timeout": "60",
-    "min_download_rate": "1024",
-    "verify": "true",
-}
+#: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info), from the
+#: one declaration of the connection's fields. ``examples`` is what Airflow's form shows as suggestions (its
+#: placeholders apply to standard fields only).
+CONN_FIELDS: dict[str, dict[str, Any]] = form_fields()
+_PLACEHOLDERS = placeholders()
 
 
 #: The Airflow releases whose Test button (in the connection list) cannot test a connection saved without a port:
@@ -156,12 +62,12 @@ def ui_field_behaviour() -> dict[str, Any]:
     # CCP's URL carries the port (Host holds the whole URL), so the form hides Port; except on the
     # releases whose Test button needs a port stored, where it asks for 0 ("no port" to the provider).
     needs_port = _installed_airflow() in TEST_BUTTON_NEEDS_A_PORT
-    relabeling = {"host": "CCP URL", "login": "D4Science user", "password": "Password / token"}
+    labels = relabeling()
     if needs_port:
-        relabeling["port"] = "Port: enter 0 (the URL carries the port; this Airflow's Test button needs a number)"
+        labels["port"] = "Port: enter 0 (the URL carries the port; this Airflow's Test button needs a number)"
     return {
         "hidden_fields": ["schema"] if needs_port else ["schema", "port"],
-        "relabeling": relabeling,
+        "relabeling": labels,
         "placeholders": _PLACEHOLDERS,
     }
 

@@ -17,6 +17,7 @@ from airflow_provider_ccp.descriptions import (
     MethodInput,
     input_value_to_string,
     is_ccp_description,
+    json_value,
     method_inputs,
     output_ids,
     raw_inputs,
@@ -67,6 +68,11 @@ class InputSpec:
         return self.declared.secret
 
     @property
+    def takes_a_list(self) -> bool:
+        """Several values (``maxOccurs`` over 1), or one value that is an array."""
+        return self.declared.multiple or self.declared.type == "array"
+
+    @property
     def default_value(self) -> Any:
         """The declared default as the description gives it (``default`` is its string form)."""
         return self.declared.default
@@ -106,9 +112,13 @@ _CHECKED_TYPES = frozenset({"integer", "number", "boolean"})
 
 
 def _value_problem(name: str, value: Any, spec: InputSpec | None) -> str | None:
-    """What is wrong with a value, as one clause: its Python type, its declared type or its enum."""
+    """What is wrong with a value, as one clause: its Python type, a list for one value, its declared type
+    or its enum."""
+    if spec is not None and isinstance(value, list | tuple) and not spec.takes_a_list:
+        # Sent anyway, CCP would get the items comma-joined as one value the user never wrote.
+        return f"{name}: a list of {len(value)} values, but the Method's input takes one value (maxOccurs 1)"
     try:
-        input_value_to_string(name, value)
+        json_value(name, value)  # the types any server takes; how CCP's strings join lists is checked when sent
         if spec is not None and spec.declared.type in _CHECKED_TYPES:
             spec.declared.typed(value)
     except CCPInputError as error:

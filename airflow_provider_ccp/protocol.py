@@ -385,9 +385,9 @@ def error_from_response(
 ) -> CCPError:
     """Map an HTTP error answer to the exception hierarchy, reading an OGC exception body if any.
 
-    The message's first line is the server's reason and the status, what a user reads in the log
-    viewer to know what to change; the second says where (URL, Method, job). An HTML or empty
-    body is reported by its status line rather than as a JSON decoding error.
+    The message is one line (task logs and Airflow's failure summary show only the first): the
+    server's reason and the status first, what a user reads to know what to change, then where (URL,
+    Method, job). An HTML or empty body is reported by its status line rather than as a JSON decoding error.
     """
     document = _error_document(body) or {}
     error_type = str(document.get("type") or "") or None
@@ -401,7 +401,7 @@ def error_from_response(
     heading = title if title and title.strip().lower() != reason.strip().lower() else None
     words = "; ".join(" ".join(part.split()) for part in (heading, detail) if part)
     first = f"{words} ({summary})" if words else summary
-    message = f"{first}\nfrom {url}" + (f" ({subject})" if subject else "")
+    message = f"{first} from {url}" + (f" ({subject})" if subject else "")
     error_class: type[CCPError] = CCPError
     if status_code in (401, 403):
         error_class = CCPAuthError

@@ -6,6 +6,7 @@ flags below rather than on ``airflow.__version__`` themselves, as Airflow's own 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
@@ -103,6 +104,29 @@ async def amask_secret(secret: str) -> None:
         _secrets_masker().add_mask(secret)
 
 
+def _local_masker() -> Any:
+    # The masker airflow.sdk.log registers with on every line from 3.1 to 3.3.
+    from airflow.sdk._shared.secrets_masker import _secrets_masker
+
+    return _secrets_masker()
+
+
+def is_masked(secret: str) -> bool:
+    """Whether this process's masker hides ``secret`` already."""
+    return re.escape(secret) in _local_masker().patterns
+
+
+def forget_secrets(secrets: Iterable[str]) -> None:
+    """Take ``secrets`` back from this process's masker. Airflow has no call for it (3.1 to 3.3); its
+    ``patterns`` and ``replacer`` are public attributes, set here the way its ``add_mask`` sets them.
+
+    A supervisor process told of the secrets (3.3's triggerer) keeps them: no message takes one back.
+    """
+    masker = _local_masker()
+    masker.patterns.difference_update(re.escape(secret) for secret in secrets)
+    masker.replacer = re.compile("|".join(masker.patterns)) if masker.patterns else None
+
+
 class RenderedFieldsOperator(BaseOperator):
     """A ``BaseOperator`` whose ``after_rendering()`` runs once its templates are rendered, before Airflow
     sends the rendered fields to the API server (Rendered Templates) and before ``execute``.
@@ -156,6 +180,8 @@ __all__ = [
     "XCom",
     "amask_secret",
     "conf",
+    "forget_secrets",
+    "is_masked",
     "get_base_airflow_version_tuple",
     "mask_secret",
     "read_async_connection",

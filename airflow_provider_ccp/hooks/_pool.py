@@ -27,10 +27,7 @@ import yarl
 
 from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.exceptions import CCPConfigError
 
-#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
-POOL_CONNECTIONS = 50
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
 USER_AGENT = {"User-Agent": "airflow-provider-ccp"}
@@ -70,17 +67,6 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
     if isinstance(verify, str) and os.path.isdir(verify):  # a c_rehash'ed folder
         return ssl.create_default_context(capath=verify)
     return ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
-
-
-def _pool_size(extra: Mapping[str, Any]) -> int:
-    value = extra.get("max_connections", POOL_CONNECTIONS)
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        size = 0
-    if size < 1 or str(size) != str(value).strip():
-        raise CCPConfigError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
-    return size
 
 
 @functools.lru_cache(maxsize=PARSED_URLS)
@@ -179,11 +165,11 @@ async def _read_capped(content: aiohttp.StreamReader, url: str) -> bytes:
     return bytes(body)
 
 
-async def open_session(settings: CCPConnectionSettings, extra: Mapping[str, Any], verify: bool | str) -> Session:
+async def open_session(settings: CCPConnectionSettings, verify: bool | str) -> Session:
     """A session with the connection's ``max_connections``, trusting ``verify`` (the CA setting as both hooks
     read it)."""
     warn_retired_setting()
-    size = _pool_size(extra)
+    size = settings.max_connections
     context = await asyncio.to_thread(_ssl_context, verify)
     connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=context)
     # To connect and between two reads; Session.send bounds the whole request too.

@@ -23,7 +23,7 @@ import requests
 from airflow_provider_ccp import auth, exchange, execution_records, links, masking, operations, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.auth_flows import AuthFlow
-from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.connection import CCPConnectionSettings, known_connection
 from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobTimeoutError,
@@ -34,6 +34,7 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks._base import CCPHookBase, bearer, settle, token_answer, verify_setting
 from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
+from airflow_provider_ccp.masking import HELD
 from airflow_provider_ccp.operations import DismissResult
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
@@ -84,7 +85,10 @@ class CCPHook(CCPHookBase):
 
     @cached_property
     def settings(self) -> CCPConnectionSettings:
-        settings = self._given_settings or CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
+        settings = self._given_settings
+        if settings is None:
+            with known_connection(self.ccp_conn_id):
+                settings = CCPConnectionSettings.from_connection(self.get_connection(self.ccp_conn_id))
         masking.mask(*settings.secrets)
         return settings
 
@@ -354,7 +358,6 @@ class CCPAsyncHook(CCPHookBase):
         # Hooks share a pool by connection id; hooks given their own settings share it only with their twins.
         given = self._given_settings
         self._pool_key = ccp_conn_id if given is None else f"{ccp_conn_id}\x00{hash(given)}"
-        self._extra: Mapping[str, Any] = {}
         self._pool: _Pool | None = None
         self._shared = False
         #: The last statusInfo read and its bytes: a trigger's polls mostly get the same answer, parsed once.
@@ -364,8 +367,9 @@ class CCPAsyncHook(CCPHookBase):
         if self._settings is None:
             settings = self._given_settings
             if settings is None:
-                conn, self._extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
-                settings = CCPConnectionSettings.from_connection(conn, self._extra)
+                with known_connection(self.ccp_conn_id):
+                    conn, extra = await version_compat.read_async_connection(self.ccp_conn_id, self)
+                settings = CCPConnectionSettings.from_connection(conn, extra)
             await masking.amask(*settings.secrets)
             self._settings = settings
         return self._settings
@@ -392,7 +396,7 @@ class CCPAsyncHook(CCPHookBase):
 
     async def _open_pool(self) -> _Pool:
         settings = await self.get_settings()
-        clients = await open_session(settings, self._extra, verify_setting(settings.verify))
+        clients = await open_session(settings, verify_setting(settings.verify))
         return _Pool(settings, clients, auth.TOKEN_CACHE.state(settings))
 
     async def _get_pool(self) -> _Pool:
@@ -444,8 +448,9 @@ class CCPAsyncHook(CCPHookBase):
             return token
         async with state.async_lock(), auth.holding(state.lock):
             grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
-            held = state.secrets()
-        await masking.amask(*held)
+            before, state.masked = state.masked, state.secrets()
+        # Renewed tokens replace the old ones in the masker: a triggerer renews for weeks.
+        await HELD.replace(before, state.masked)
         return grant.access_token
 
     async def _request(

@@ -443,11 +443,12 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             return True
 
     def _failure_message(self, job_id: str, event: Mapping[str, Any]) -> str:
-        """CCP's reason on the first line, short enough for the log viewer; which job, and where, below."""
-        # Cut here, not by the exception as a whole: the job and its link must stay on the second line.
+        """One line (task logs and Airflow's failure summary show only the first): CCP's reason, short enough
+        for the log viewer, then which job and where."""
+        # Cut here, not by the exception as a whole: the job and its link must stay on the line.
         reason = cut(" ".join(str(event["message"] or "").split()), REASON_CHARS) or "CCP gave no reason"
         where = f"Method {self.method_id!r}, job {job_id}: {self.hook.execution_link(job_id)}"
-        return f"The CCP execution {event['job_status'] or 'failed'}: {reason}\n{where}"
+        return f"The CCP execution {event['job_status'] or 'failed'}: {reason} ({where})"
 
     # ------------------------------------------------------------------ OpenLineage (optional extra)
 

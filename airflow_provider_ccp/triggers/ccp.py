@@ -27,7 +27,7 @@ from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.execution_events import EVENTS_PER_POLL, MAX_REMEMBERED, ListingReading, Reported
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
-from airflow_provider_ccp.masking import amask, redact
+from airflow_provider_ccp.masking import HELD, redact
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.retries import DEFAULT_RETRY
 from airflow_provider_ccp.version_compat import trigger_runs_inline, watcher_state_store, watchers_keep_state
@@ -141,13 +141,14 @@ class CCPJobTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        await amask(*self.secrets)
-        try:
-            event = await self._wait()
-        except Exception as err:  # a broken connection definition, a bug: fail the task, never hang it
-            self.log.exception("Stopped following CCP job %s", self.job_id)
-            text = redact(str(err), self.secrets)
-            event = error_event(self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}", err)
+        # Masked while the wait runs, forgotten after it (the event hides them): a triggerer lives for weeks.
+        async with HELD.holding(self.secrets):
+            try:
+                event = await self._wait()
+            except Exception as err:  # a broken connection definition, a bug: fail the task, never hang it
+                self.log.exception("Stopped following CCP job %s", self.job_id)
+                text = redact(str(err), self.secrets)
+                event = error_event(self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}", err)
         yield TriggerEvent(event)
 
     def _hook(self) -> CCPAsyncHook:

@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 # line prints only its own output (--verbose turns logging back up once arguments are parsed).
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
-from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
+from airflow_provider_ccp.connection_fields import FIELDS
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
@@ -60,23 +60,10 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
         default=default(DEFAULT_CONN_ID),
         help=f"Airflow connection to use (and to name in a generated DAG); default: {DEFAULT_CONN_ID}",
     )
-    flags = {
-        "--url": "CCP base URL: connect with the flags below instead of an Airflow connection",
-        "--user": "D4Science user (with --url)",
-        "--password": "password or token (with --url); better: env CCP_PASSWORD, or the prompt",
-        "--token-url": "Keycloak token endpoint (with --url)",
-        "--client-id": "Keycloak client id (with --url)",
-        "--client-secret": "service-account secret (with --url); better: env CCP_CLIENT_SECRET",
-        "--context": "D4Science context, e.g. /d4science.research-infrastructures.eu/D4OS/Lab (with --url)",
-    }
-    for flag, text in flags.items():
-        group.add_argument(flag, default=default(None), help=text)
-    group.add_argument(
-        "--auth-flow",
-        choices=[flow.value for flow in AuthFlow],
-        default=default(None),
-        help=f"how to get a token (with --url); default {DEFAULT_AUTH_FLOW}",
-    )
+    # The connection's fields that have a flag (connection_fields), the one with a long list of choices last.
+    for spec in sorted((spec for spec in FIELDS if spec.flag), key=lambda spec: bool(spec.choices)):
+        choices = list(spec.choices) or None
+        group.add_argument(str(spec.flag), default=default(None), help=spec.flag_help, choices=choices)
     return parser
 
 

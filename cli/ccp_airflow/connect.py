@@ -14,9 +14,9 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.connection_fields import FIELDS, flag_names
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.exchange import Answer
-from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.hooks._requests import DeadlineAdapter
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.retries import RetryPolicy
@@ -115,13 +115,7 @@ def _secret(value: str | None, env: str, prompt: str, ask: bool) -> str | None:
 
 
 #: How the connection's field names read on the command line, for errors in ``--url`` mode.
-FLAG_NAMES = (
-    ("extra 'client_id'", "--client-id"),
-    ("extra 'client_secret'", f"--client-secret (or {CLIENT_SECRET_ENV})"),
-    ("extra 'context'", "--context"),
-    ("Connection extra 'context'", "--context"),
-    ("login", "--user"),
-)
+FLAG_NAMES = flag_names()
 PASSWORD_SOURCES = f"{PASSWORD_ENV}, the prompt, or --password"
 
 
@@ -149,8 +143,8 @@ def settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
 
 
 def _settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
-    extra = {name: getattr(args, name) for name in ("client_id", "context", "auth_flow")}
-    extra[TOKEN_ENDPOINT_FIELD] = args.token_url
+    # The extras the command line has flags for; the client secret may come from elsewhere (below).
+    extra = {spec.key: getattr(args, str(spec.dest)) for spec in FIELDS if spec.flag and spec.extra}
     # Prompt only for what the flow needs (argparse has already refused an unknown flow).
     needed = AUTH_FLOW_NEEDS[AuthFlow(args.auth_flow or DEFAULT_AUTH_FLOW)].fields
     extra["client_secret"] = _secret(

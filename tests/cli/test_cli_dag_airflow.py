@@ -98,25 +98,28 @@ def _airflow_env(home: Path, dags: Path, connection: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def word_count_dag(ccp_sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, Any]], str]:
-    """Runs the word-count DAG ``ccp-airflow dag`` writes with a run conf, in an Airflow of its own."""
-    folder = tmp_path_factory.mktemp("word-count-dag")
+def generated_dag(
+    ccp_sandbox: Any, folder: Path, method_id: str, dag_id: str
+) -> Callable[[dict[str, Any], dict[str, str] | None], str]:
+    """Runs the DAG ``ccp-airflow dag`` writes for ``method_id`` with a run conf, in an Airflow of its own."""
     dags = folder / "dags"
     dags.mkdir()
     env = _airflow_env(folder / "home", dags, ccp_sandbox.connection_json())
-    target = dags / "ccp_word_count.py"
+    target = dags / f"{dag_id}.py"
     written = subprocess.run(
-        [BIN / "ccp-airflow", "dag", "word-count", "-o", str(target)], env=env, capture_output=True, text=True
+        [BIN / "ccp-airflow", "dag", method_id, "--dag-id", dag_id, "-o", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert written.returncode == 0, written.stderr[-2000:]
     migrate = subprocess.run([BIN / "airflow", "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, migrate.stderr[-2000:]
 
-    def run(conf: dict[str, Any]) -> str:
+    def run(conf: dict[str, Any], more_env: dict[str, str] | None = None) -> str:
         done = subprocess.run(
-            [sys.executable, "-c", RUN_DAG, str(dags), "ccp_word_count", json.dumps(conf)],
-            env=env,
+            [sys.executable, "-c", RUN_DAG, str(dags), dag_id, json.dumps(conf)],
+            env=env | (more_env or {}),
             capture_output=True,
             text=True,
             timeout=500,
@@ -126,17 +129,22 @@ def word_count_dag(ccp_sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -
     return run
 
 
-def new_request(hook: CCPHook, before: set[str]) -> dict[str, Any]:
-    """The inputs of the one execution of word-count created since ``before``."""
-    (job_id,) = word_count_jobs(hook) - before
+@pytest.fixture(scope="module")
+def word_count_dag(ccp_sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
+    return generated_dag(ccp_sandbox, tmp_path_factory.mktemp("word-count-dag"), "word-count", "ccp_word_count")
+
+
+def new_request(hook: CCPHook, before: set[str], method_id: str = "word-count") -> dict[str, Any]:
+    """The inputs of the one execution of ``method_id`` created since ``before``."""
+    (job_id,) = word_count_jobs(hook, method_id) - before
     sent = hook.get_execution(job_id)["request"]["inputs"]
     # ccpnote carries the submission's marker, by which a lost answer is looked up (docs/operators.md).
     assert sent.pop("ccpnote").startswith("[airflow-submission:")
     return dict(sent)
 
 
-def word_count_jobs(hook: CCPHook) -> set[str]:
-    return {job.job_id for job in hook.list_jobs(method_id="word-count")}
+def word_count_jobs(hook: CCPHook, method_id: str = "word-count") -> set[str]:
+    return {job.job_id for job in hook.list_jobs(method_id=method_id)}
 
 
 @pytest.mark.dagtest
@@ -166,3 +174,24 @@ def test_generated_dag_optional_fields_left_empty_are_not_given(sandbox_conn: st
     assert "REFUSED=" in output, output[-4000:]
     assert "ccpreplicas" in output.split("REFUSED=")[1]
     assert word_count_jobs(hook) == before
+
+
+@pytest.mark.dagtest
+@pytest.mark.timeout(600)
+def test_generated_dag_leaves_an_optional_secret_out_while_its_variable_is_unset(
+    ccp_sandbox: Any, sandbox_conn: str, tmp_path: Path
+) -> None:
+    # hello's api_key is an optional secret: the DAG reads it from a Variable, "" when the Variable is unset.
+    hello_dag = generated_dag(ccp_sandbox, tmp_path, "hello", "ccp_hello")
+    hook = CCPHook(sandbox_conn)
+    before = word_count_jobs(hook, "hello")
+    output = hello_dag({"name": "ada"})
+    assert "DAGRUN_STATE=success" in output, output[-4000:]
+    # Not sent at all: CCP would get an empty key, which a Method may take for a real (wrong) one.
+    assert new_request(hook, before, "hello") == {"ccpimage": "bash", "ccpreplicas": "1", "name": "ada"}
+
+    before = word_count_jobs(hook, "hello")
+    output = hello_dag({"name": "ada"}, {"AIRFLOW_VAR_CCP_HELLO_API_KEY_SECRET": "key-from-a-variable"})
+    assert "DAGRUN_STATE=success" in output, output[-4000:]
+    assert new_request(hook, before, "hello")["api_key"] == "key-from-a-variable"
+    assert "key-from-a-variable" not in output  # masked in the task log

@@ -77,6 +77,24 @@ def test_url_mode_errors_name_flags(capsys: pytest.CaptureFixture[str], monkeypa
     assert "login" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--url", "127.0.0.1:9"], "--url is '127.0.0.1:9', without a scheme; expected an http:// or https:// URL"),
+        (["--url", "http://127.0.0.1:9", "--token-url", "https://u:p@accounts.example.org/t"], "--token-url holds"),
+        (["--url", "http://127.0.0.1:9", "--context", "vre"], "--context is 'vre'; expected a VRE path"),
+    ],
+)
+def test_url_mode_names_the_flag_of_a_wrong_value(
+    capsys: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
+    # The flags and the words for them come from the one declaration of the connection's fields.
+    code, _, err = run(capsys, *flags, "--auth-flow", "none", "methods", "list")
+    assert code == 1
+    assert named in err
+    assert "Connection" not in err
+
+
 def test_describe_without_outputs_prints_no_empty_table(
     sandbox_conn: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:

@@ -110,12 +110,15 @@ def test_bad_inputs_fail_the_task_without_waiting_for_retries(airflow_env, sandb
 
 
 #: Connection mistakes no retry can mend, one task each (issue 19): the connection's fields changed so.
-CONFIG_MISTAKES = {
+CONFIG_MISTAKES: dict[str, dict | None] = {
     "wrong_password": {"password": "not-the-password"},
     "unknown_auth_flow": {"extra": {"auth_flow": "kerberos"}},
     "verify_missing": {"extra": {"verify": "/nonexistent/ca.pem"}},
     "timeout_nan": {"extra": {"timeout": "nan"}},
     "host_not_http": {"host": "ftp://127.0.0.1:9"},
+    "no_host": {"host": ""},
+    "host_without_scheme": {"host": "127.0.0.1:9"},
+    "unknown_conn_id": None,  # no connection of that id at all
 }
 
 CONFIG_MISTAKES_DAG = """
@@ -148,6 +151,7 @@ def test_config_mistakes_fail_the_task_at_once_with_nothing_submitted(airflow_en
     connections = {
         f"AIRFLOW_CONN_CCP_{name.upper()}": mistaken_connection(sandbox, changes)
         for name, changes in CONFIG_MISTAKES.items()
+        if changes is not None
     }
     source = CONFIG_MISTAKES_DAG.format(names=list(CONFIG_MISTAKES))
 

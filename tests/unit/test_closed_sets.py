@@ -49,14 +49,16 @@ def test_events_carry_plain_strings_and_old_events_still_read():
 @pytest.mark.parametrize("stored", ["ogc", " OGC ", ServerKind.OGC])
 def test_a_stored_server_extra_reads_as_its_member(stored):
     settings = CCPConnectionSettings.from_fields(
-        host=None, login=None, password=None, extra={"auth_flow": "none", "server": stored}
+        host="https://ccp.example.org", login=None, password=None, extra={"auth_flow": "none", "server": stored}
     )
     assert settings.server is ServerKind.OGC
 
 
 def test_an_unknown_server_extra_names_the_valid_ones():
     with pytest.raises(CCPError, match=r"'pygeoapi'; expected one of auto, ccp, ogc$"):
-        CCPConnectionSettings.from_fields(host=None, login=None, password=None, extra={"server": "pygeoapi"})
+        CCPConnectionSettings.from_fields(
+            host="https://ccp.example.org", login=None, password=None, extra={"server": "pygeoapi"}
+        )
 
 
 def test_the_connection_form_offers_the_plain_values():

@@ -12,13 +12,13 @@ from airflow_provider_ccp.connection import (
     DEFAULT_TOKEN_URL,
     CCPConnectionSettings,
 )
-from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exceptions import CCPConfigError, CCPError
 
 CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
 USER_EXTRA = {"client_id": "blue-cloud.d4science.org", "context": CONTEXT}
 
 
-def settings(host=None, login="alice", password="pw", schema=None, port=None, **extra) -> CCPConnectionSettings:
+def settings(host=DEFAULT_HOST, login="alice", password="pw", schema=None, port=None, **extra) -> CCPConnectionSettings:
     return CCPConnectionSettings.from_fields(
         host=host, login=login, password=password, extra=extra, schema=schema, port=port
     )
@@ -79,7 +79,7 @@ def test_verify(value, expected):
 @pytest.mark.parametrize(
     ("host", "schema", "port", "expected"),
     [
-        ("ccp.example.org", None, None, "https://ccp.example.org"),
+        ("ccp.example.org", "https", None, "https://ccp.example.org"),
         ("ccp.example.org", "http", 8080, "http://ccp.example.org:8080"),
         ("http://127.0.0.1:8765/", None, None, "http://127.0.0.1:8765"),
         ("http://127.0.0.1:8765", None, 9999, "http://127.0.0.1:8765"),
@@ -88,6 +88,27 @@ def test_verify(value, expected):
 )
 def test_base_url(host, schema, port, expected):
     assert settings(host=host, schema=schema, port=port, **USER_EXTRA).base_url == expected
+
+
+@pytest.mark.parametrize("host", [None, "", "  ", "/"])
+def test_no_host_is_refused_naming_the_field(host):
+    # A default CCP would be called instead, and "cannot reach it" retried until the task ran out of tries.
+    with pytest.raises(CCPConfigError) as raised:
+        settings(host=host, **USER_EXTRA)
+    assert str(raised.value) == (
+        "Connection field 'host' is empty; expected the CCP URL, e.g. https://ccp.cloud.d4science.org"
+    )
+
+
+@pytest.mark.parametrize("host", ["ccp.example.org", "127.0.0.1:8080", "localhost:8080/ccp"])
+def test_a_host_without_a_scheme_is_refused_naming_the_field(host):
+    # https guessed for a plain-HTTP port meets an SSL error, which a retry meets again.
+    with pytest.raises(CCPConfigError) as raised:
+        settings(host=host, **USER_EXTRA)
+    assert str(raised.value) == (
+        f"Connection field 'host' is {host!r}, without a scheme; expected an http:// or https:// URL, "
+        "e.g. https://ccp.cloud.d4science.org"
+    )
 
 
 @pytest.mark.parametrize("timeout", ["soon", "0", -1, "nan", float("nan"), "inf", float("-inf"), "-5"])
@@ -227,7 +248,7 @@ def test_a_verify_path_that_exists_is_kept(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "host", ["https://ccp.example.org/?x=1", "https://ccp.example.org#top", "ccp.example.org?", "h#"]
+    "host", ["https://ccp.example.org/?x=1", "https://ccp.example.org#top", "https://ccp.example.org?", "http://h#"]
 )
 def test_a_host_with_a_query_or_fragment_is_named(host):
     with pytest.raises(CCPError, match=r"^Connection field 'host' is .*without a query string or fragment"):
@@ -238,7 +259,7 @@ def test_a_host_with_a_query_or_fragment_is_named(host):
     ("field", "fields", "named"),
     [
         ("host", {"host": "https://u:pw-in-url@ccp.example.org"}, "field 'host'"),
-        ("host", {"host": "u:pw-in-url@ccp.example.org"}, "field 'host'"),  # no scheme: https is added
+        ("host", {"host": "u:pw-in-url@ccp.example.org"}, "field 'host'"),  # no scheme: refused for the password
         ("host", {"host": "https://only-a-user@ccp.example.org"}, "field 'host'"),
         ("keycloak_url", {"keycloak_url": "https://u:pw-in-url@accounts.example.org/token"}, "extra 'keycloak_url'"),
         ("ui_url", {"ui_url": "https://u:pw-in-url@ui.example.org"}, "extra 'ui_url'"),
@@ -257,7 +278,7 @@ class _Conn:
     """The fields of an ``airflow.sdk.Connection`` that ``from_connection`` reads."""
 
     def __init__(self, extra: str) -> None:
-        self.host, self.login, self.password, self.schema, self.port = None, "alice", "pw", None, None
+        self.host, self.login, self.password, self.schema, self.port = DEFAULT_HOST, "alice", "pw", None, None
         self.extra = extra
 
     @property

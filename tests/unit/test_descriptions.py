@@ -241,6 +241,48 @@ def test_an_empty_optional_field_is_not_given_and_the_default_is_sent():
     assert sent == {"ccpimage": "bash", "ccpreplicas": "1", "mode": "words", "text": "t"}
 
 
+LISTS = {
+    "inputs": {
+        "one": {"schema": {"type": "string"}},
+        "key": {"schema": {"type": "string", "format": "secret"}},
+        "several": {"maxOccurs": 3, "schema": {"type": "string"}},
+        "array": {"schema": {"type": "array", "items": {"type": "string"}}},
+    }
+}
+
+
+@pytest.mark.parametrize("name", ["one", "key"])
+def test_a_list_for_a_single_valued_input_is_refused_naming_it(name):
+    # It used to be sent comma-joined: one value the DAG author never wrote.
+    given = {"one": "a", "key": "s3cr3t-1", "several": ["a"], "array": ["a"]} | {name: ["s3cr3t-1", "s3cr3t-2"]}
+    with pytest.raises(CCPInputError) as raised:
+        prepare_inputs("m", LISTS, given)
+    message = str(raised.value)
+    assert message.startswith(
+        f"Invalid inputs for Method 'm': {name}: a list of 2 values, but the Method's input takes one value "
+        "(maxOccurs 1). The Method accepts: "
+    )
+    assert "s3cr3t" not in message
+    assert "\n" not in message
+
+
+def test_lists_go_to_inputs_that_take_several_values_or_an_array():
+    given = {"one": "a", "key": "s3cr3t-1", "several": ["a", "b"], "array": ("c", "d")}
+    assert prepare_inputs("m", LISTS, given) == given
+
+
+@pytest.mark.parametrize("items", [["a", "b,c"], ["a", ["b", "c"]]])
+def test_a_list_item_holding_a_comma_is_refused_where_ccp_would_split_it(items):
+    with pytest.raises(CCPInputError) as raised:
+        protocol.string_inputs({"several": items})
+    assert str(raised.value) == (
+        "Input 'several': item 2 of its list holds a comma, which CCP reads as a separator between values; "
+        "expected items without commas"
+    )
+    # Another OGC server gets a JSON array, where a comma is only a character.
+    assert protocol.typed_inputs({"several": ["a", "b,c"]}, LISTS) == {"several": ["a", "b,c"]}
+
+
 def test_an_optional_secret_left_empty_is_not_given():
     description = {
         "inputs": {

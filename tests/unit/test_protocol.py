@@ -323,9 +323,9 @@ class TestErrors:
         assert error.error_type == "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/no-such-process"
         assert error.title == "No such process"
         assert error.detail == "Method m-9 is not visible in this context"
-        # The server's reason first, short; where on the second line.
+        # One line, the server's reason first, then where: logs and the UI's failure summary show the first line.
         assert str(error) == (
-            "No such process; Method m-9 is not visible in this context (HTTP 404 Not Found)\n"
+            "No such process; Method m-9 is not visible in this context (HTTP 404 Not Found) "
             f"from {BASE}/processes/m-9 (Method 'm-9')"
         )
 
@@ -333,15 +333,15 @@ class TestErrors:
         body = b'{"title": "Bad input", "detail": "Input \'ccpreplicas\' must be\\n an integer"}'
         url = f"{BASE}/processes/m/execution"
         error = protocol.error_from_response(400, "Bad Request", body, url=url, method_id="m", job_id="j")
-        first, where = str(error).split("\n")
-        assert first == "Bad input; Input 'ccpreplicas' must be an integer (HTTP 400 Bad Request)"
-        assert where == f"from {url} (Method 'm', job 'j')"
+        assert str(error) == (
+            f"Bad input; Input 'ccpreplicas' must be an integer (HTTP 400 Bad Request) from {url} (Method 'm', job 'j')"
+        )
 
     @pytest.mark.parametrize("body", [b"", b"<html><body><h1>502 Bad Gateway</h1></body></html>", b"[1, 2]", b"{"])
     def test_non_ogc_body_is_reported_by_status_line(self, body):
         error = protocol.error_from_response(502, "Bad Gateway", body, url=f"{BASE}/jobs/j", job_id="j")
         assert type(error) is CCPError
-        assert str(error) == f"HTTP 502 Bad Gateway\nfrom {BASE}/jobs/j (job 'j')"
+        assert str(error) == f"HTTP 502 Bad Gateway from {BASE}/jobs/j (job 'j')"
         assert error.error_type is None
         assert error.title is None
         assert error.detail is None

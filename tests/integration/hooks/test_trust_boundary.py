@@ -210,7 +210,7 @@ def test_an_error_answer_nested_too_deep_is_reported_by_its_status_line(open_con
     httpserver.expect_request("/jobs/j1", method="GET").respond_with_data(
         DEEP, status=400, content_type="application/json"
     )
-    with pytest.raises(CCPError, match=r"^HTTP 400 BAD REQUEST\nfrom .*/jobs/j1 \(job 'j1'\)$"):
+    with pytest.raises(CCPError, match=r"^HTTP 400 BAD REQUEST from .*/jobs/j1 \(job 'j1'\)$"):
         call(kind, open_conn, "get_job", "j1")
 
 

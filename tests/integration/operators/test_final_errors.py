@@ -172,11 +172,12 @@ def test_an_input_ccp_refuses_fails_with_its_reason_first_under_a_short_tracebac
     # "0" is a whole number (the local check passes); the sandbox, like CCP, wants 1 or more.
     with pytest.raises(CCPError) as raised:
         operator(tmp_path, inputs={"text": "a", "ccpreplicas": "0"}).execute(make_context())
-    first, where = str(raised.value).split("\n")
+    # One line, which task logs and the UI's failure summary show whole: the reason first, then where.
+    first, where = str(raised.value).rsplit(" from ", 1)
     assert first.startswith("Input 'ccpreplicas' must be an integer from 1")
     assert first.endswith("(HTTP 400 Bad Request)")
     assert len(first) < 120
-    assert where.startswith(f"from {sandbox.url}/processes/word-count/execution (Method 'word-count')")
+    assert where == f"{sandbox.url}/processes/word-count/execution (Method 'word-count')"
     assert isinstance(raised.value, AirflowFailException)
     assert provider_frames(raised.value) == ["wrapper"]
     assert raised.value.__cause__ is None
@@ -188,9 +189,10 @@ def test_a_failed_execution_says_why_first(sandbox, tmp_path):
     task = operator(tmp_path, method_id="fail", log_lines=0)
     with pytest.raises(CCPJobFailedError) as raised:
         task.execute_complete(make_context(), event=job_event("failed", job.job_id, job.status, job.message))
-    first, where = str(raised.value).split("\n")
-    assert first == f"The CCP execution failed: {' '.join(job.message.split())}"
-    assert where == f"Method 'fail', job {job.job_id}: {sandbox.url}/ui/executions/{job.job_id}"  # CCP's UI
+    assert str(raised.value) == (
+        f"The CCP execution failed: {' '.join(job.message.split())} "
+        f"(Method 'fail', job {job.job_id}: {sandbox.url}/ui/executions/{job.job_id})"  # CCP's UI
+    )
     assert provider_frames(raised.value) == ["wrapper"]
 
 

@@ -305,12 +305,14 @@ async def test_inside_the_tasks_own_process_an_end_is_not_held(sandbox):
     assert sandbox.admin.requests_to("GET", "/jobs/{job_id}") == 1
 
 
-async def test_a_broken_connection_is_an_error_event(monkeypatch):
+async def test_an_unknown_connection_ends_the_wait_with_a_final_event(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_CCP_DEFAULT")
 
     [event] = await all_events(trigger_for("job-1"))
 
     assert event["status"] == "error"
+    assert "Connection 'ccp_default' (ccp_conn_id) is not defined" in event["message"]
+    assert event.get("final") is True  # a retry would meet the same missing connection
 
 
 @pytest.mark.parametrize(
@@ -329,6 +331,25 @@ async def test_a_connection_that_cannot_work_ends_the_wait_with_a_final_event(ma
     assert event["status"] == "error"
     assert expected in event["message"]
     assert event.get("final") is True  # execute_complete fails the task without retries
+
+
+async def test_a_finished_trigger_takes_its_secrets_back_from_the_masker(sandbox):
+    from airflow.sdk._shared.secrets_masker import _secrets_masker, redact
+
+    job_id = submit("word-count", text="a", mode="words")
+    masker = _secrets_masker()
+    before = set(masker.patterns)
+    keys = [f"api-key-{n}-{time.monotonic_ns()}" for n in range(20)]
+
+    # Twenty triggers at once, each with its own secret input and one shared by all.
+    runs = [all_events(trigger_for(job_id, secrets=[key, "shared-secret-value"])) for key in keys]
+    events = await asyncio.gather(*runs)
+    await asyncio.sleep(0)  # the values released in one turn of the loop are forgotten in the next
+
+    assert {event["status"] for [event] in events} == {"success"}
+    # A triggerer runs for weeks: what finished triggers registered must not pile up in it.
+    assert set(masker.patterns) == before
+    assert redact(keys[0]) == keys[0]
 
 
 async def test_on_kill_dismisses_the_job(sandbox):

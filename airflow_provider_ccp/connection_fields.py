@@ -1,0 +1,258 @@
+"""The fields of the ``ccp`` connection, declared once (docs/connection.md describes them).
+
+The connection form (``get_provider_info``: ``conn-fields``, labels, placeholders; the 3.1 widgets), the
+validation's names for a missing or wrong field (``connection``) and the command line's connection flags
+(``cli``) are all read from ``FIELDS``. No imports beyond the standard library and the auth flows: provider
+discovery reads this before Airflow has finished importing itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
+
+__all__ = [
+    "ConnectionField",
+    "FIELDS",
+    "ServerKind",
+    "DOCS_URL",
+    "TOKEN_ENDPOINT_FIELD",
+    "STANDARD_FIELDS",
+    "form_fields",
+    "placeholders",
+    "relabeling",
+    "missing_labels",
+    "flag_names",
+]
+
+#: Where the documentation lives once the package is installed (the repository's docs/ folder).
+DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/connection.md"
+#: The extra holding the Keycloak token endpoint. Its old name, ``token_url``, contains "token", so
+#: Airflow's secrets masker hid the one URL a user needs to read in forms, the API and error messages.
+TOKEN_ENDPOINT_FIELD = "keycloak_url"
+#: The fields every Airflow connection has (the others are extras).
+STANDARD_FIELDS = frozenset({"host", "login", "password", "schema", "port"})
+
+
+class ServerKind(StrEnum):
+    """What a connection's server is (extra ``server``); ``auto`` tells CCP from other OGC API - Processes
+    servers per Method. Defined here because provider discovery reads it before Airflow is imported."""
+
+    AUTO = "auto"
+    CCP = "ccp"
+    OGC = "ogc"
+
+
+@dataclass(frozen=True)
+class ConnectionField:
+    """One field: where Airflow stores it, how the form shows it, how errors and the command line name it."""
+
+    #: The Airflow field (``host``, ``login``, ``password``) or the extra's name.
+    key: str
+    #: The form's label: an extra's own, or the relabeling of a standard field.
+    label: str
+    #: An extra's help text and JSON schema in the form (Airflow >= 3.2 ``conn-fields``); none: not in the form.
+    description: str = ""
+    schema: dict[str, Any] | None = None
+    placeholder: str | None = None
+    #: The ``CCPConnectionSettings`` attribute a flow may need, and how a "needs:" message names it.
+    setting: str | None = None
+    needed_as: str | None = None
+    #: The command line's flag for it (with ``--url``), its help, and how the flag reads in an error.
+    flag: str | None = None
+    flag_help: str = ""
+    flag_words: str | None = None
+    choices: tuple[str, ...] = field(default=())
+
+    @property
+    def extra(self) -> bool:
+        return self.key not in STANDARD_FIELDS
+
+    @property
+    def named(self) -> str:
+        """How the validation's messages name it: ``field 'host'``, ``extra 'timeout'``, ``login``."""
+        return f"extra {self.key!r}" if self.extra else self.key
+
+    @property
+    def dest(self) -> str | None:
+        """The argparse attribute of its flag."""
+        return self.flag.removeprefix("--").replace("-", "_") if self.flag else None
+
+
+CONTEXT_EXAMPLE = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
+TOKEN_ENDPOINT = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
+
+FIELDS: tuple[ConnectionField, ...] = (
+    ConnectionField(
+        "host",
+        "CCP URL",
+        placeholder="https://ccp.cloud.d4science.org",
+        flag="--url",
+        flag_help="CCP base URL: connect with the flags below instead of an Airflow connection",
+    ),
+    ConnectionField(
+        "login",
+        "D4Science user",
+        placeholder="your D4Science user",
+        setting="user",
+        needed_as="login (the D4Science user)",
+        flag="--user",
+        flag_help="D4Science user (with --url)",
+    ),
+    ConnectionField(
+        "password",
+        "Password / token",
+        placeholder="password (or refresh/bearer token, by auth flow)",
+        setting="secret",
+        needed_as="password",
+        flag="--password",
+        flag_help="password or token (with --url); better: env CCP_PASSWORD, or the prompt",
+    ),
+    ConnectionField(
+        "auth_flow",
+        "Auth flow",
+        description=(
+            "How the token is obtained. password_uma (default): user + password, then a UMA ticket for the "
+            "context; client_credentials: a service account (client id + secret); refresh_token / token: "
+            f"the Password field holds an offline or bearer token; none: an open server. Details: {DOCS_URL}"
+        ),
+        schema={"type": "string", "enum": [flow.value for flow in AuthFlow], "default": DEFAULT_AUTH_FLOW.value},
+        placeholder=DEFAULT_AUTH_FLOW.value,
+        flag="--auth-flow",
+        flag_help=f"how to get a token (with --url); default {DEFAULT_AUTH_FLOW}",
+        choices=tuple(flow.value for flow in AuthFlow),
+    ),
+    ConnectionField(
+        "context",
+        "Context (VRE)",
+        description="The D4Science VRE path whose token CCP accepts, starting with '/'.",
+        schema={"type": ["string", "null"], "examples": [CONTEXT_EXAMPLE]},
+        placeholder=CONTEXT_EXAMPLE,
+        setting="context",
+        needed_as=f"extra 'context' (the VRE path, e.g. {CONTEXT_EXAMPLE})",
+        flag="--context",
+        flag_help="D4Science context, e.g. /d4science.research-infrastructures.eu/D4OS/Lab (with --url)",
+    ),
+    ConnectionField(
+        "client_id",
+        "Client ID",
+        description="Keycloak client: the VRE gateway (e.g. blue-cloud.d4science.org) or a service account.",
+        schema={"type": ["string", "null"], "examples": ["blue-cloud.d4science.org"]},
+        placeholder="blue-cloud.d4science.org",
+        setting="client_id",
+        needed_as="extra 'client_id'",
+        flag="--client-id",
+        flag_help="Keycloak client id (with --url)",
+    ),
+    ConnectionField(
+        "client_secret",
+        "Client secret",
+        description="Only for auth_flow=client_credentials (service accounts).",
+        schema={"type": ["string", "null"], "format": "password"},
+        setting="client_secret",
+        needed_as="extra 'client_secret'",
+        flag="--client-secret",
+        flag_help="service-account secret (with --url); better: env CCP_CLIENT_SECRET",
+        flag_words="--client-secret (or CCP_CLIENT_SECRET)",
+    ),
+    ConnectionField(
+        TOKEN_ENDPOINT_FIELD,
+        "Token URL (Keycloak)",
+        description=(
+            "D4Science Keycloak token endpoint; empty: production "
+            "(https://accounts.d4science.org/...). Older connections may name this extra token_url."
+        ),
+        schema={
+            "type": ["string", "null"],
+            "examples": [
+                TOKEN_ENDPOINT,
+                "https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
+            ],
+        },
+        placeholder=TOKEN_ENDPOINT,
+        flag="--token-url",
+        flag_help="Keycloak token endpoint (with --url)",
+    ),
+    ConnectionField(
+        "ui_url",
+        "CCP web UI URL",
+        description='Base of the "CCP execution" links to an execution in CCP\'s web UI; empty: the API URL.',
+        schema={"type": ["string", "null"], "examples": ["https://ccp.cloud.d4science.org/ui"]},
+        placeholder="https://ccp.cloud.d4science.org/ui",
+    ),
+    ConnectionField(
+        "server",
+        "Server",
+        description=(
+            "auto (default): CCP when the inputs or the Method name ccpimage; ccp: every input value as a string; "
+            "ogc: another OGC API - Processes server, inputs sent as the types their schemas declare."
+        ),
+        schema={"type": "string", "enum": [kind.value for kind in ServerKind], "default": ServerKind.AUTO.value},
+    ),
+    ConnectionField(
+        "timeout",
+        "Timeout (s)",
+        description="HTTP timeout per request, in seconds; empty: 60.",
+        schema={"type": ["number", "null"], "examples": [60]},
+        placeholder="60",
+    ),
+    ConnectionField(
+        "min_download_rate",
+        "Minimum download rate (bytes/s)",
+        description=(
+            "An output download must average this many bytes per second over each timeout window, "
+            "else it fails; empty: 1024; 0: any progress within each timeout."
+        ),
+        schema={"type": ["number", "null"], "examples": [1024]},
+        placeholder="1024",
+    ),
+    ConnectionField(
+        "verify",
+        "Verify TLS",
+        description="true (default), false, or the path of a CA bundle file.",
+        schema={"type": ["string", "null"], "examples": ["true", "false"]},
+        placeholder="true",
+    ),
+    # Read by the triggerer's pool only (docs/connection.md, "Connection pool"); set in the Extra JSON.
+    ConnectionField("max_connections", "Max connections"),
+)
+
+
+def form_fields() -> dict[str, dict[str, Any]]:
+    """The extras of the connection form, as Airflow >= 3.2 reads them (``conn-fields``)."""
+    return {
+        spec.key: {"label": spec.label, "description": spec.description, "schema": spec.schema}
+        for spec in FIELDS
+        if spec.extra and spec.schema is not None
+    }
+
+
+def placeholders() -> dict[str, str]:
+    return {spec.key: spec.placeholder for spec in FIELDS if spec.placeholder is not None}
+
+
+def relabeling() -> dict[str, str]:
+    """The standard fields' labels in the form."""
+    return {spec.key: spec.label for spec in FIELDS if not spec.extra}
+
+
+def missing_labels() -> dict[str, str]:
+    """How a "needs:" message names each setting a flow may need, by ``CCPConnectionSettings`` attribute."""
+    return {spec.setting: spec.needed_as for spec in FIELDS if spec.setting and spec.needed_as}
+
+
+def flag_names() -> tuple[tuple[str, str], ...]:
+    """How the validation's names for the fields read on the command line (``--url`` mode)."""
+    names: list[tuple[str, str]] = []
+    for spec in FIELDS:
+        if spec.flag is None or spec.key == "password":  # the password has sources of its own to name
+            continue
+        words = spec.flag_words or spec.flag
+        names += [
+            (spec.named, words),
+            (f"Connection {spec.named}" if spec.extra else f"Connection field {spec.key!r}", words),
+        ]
+    return tuple(names)
