@@ -280,7 +280,7 @@ def test_a_list_item_holding_a_comma_is_refused_where_ccp_would_split_it(items):
         "expected items without commas"
     )
     # Another OGC server gets a JSON array, where a comma is only a character.
-    assert protocol.typed_inputs({"several": ["a", "b,c"]}, LISTS) == {"several": ["a", "b,c"]}
+    assert operations.typed_inputs({"several": ["a", "b,c"]}, LISTS) == {"several": ["a", "b,c"]}
 
 
 def test_an_optional_secret_left_empty_is_not_given():

@@ -150,7 +150,7 @@ def test_reading_the_provider_info_imports_nothing_of_airflow():
 
 
 def test_the_form_the_cli_and_the_docs_read_one_declaration_of_the_fields():
-    from airflow_provider_ccp.cli import build_parser
+    from ccp_airflow import build_parser
     from airflow_provider_ccp.connection_fields import FIELDS
 
     declared = {spec.key for spec in FIELDS}
