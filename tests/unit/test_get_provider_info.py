@@ -150,8 +150,8 @@ def test_reading_the_provider_info_imports_nothing_of_airflow():
 
 
 def test_the_form_the_cli_and_the_docs_read_one_declaration_of_the_fields():
-    from ccp_airflow import build_parser
     from airflow_provider_ccp.connection_fields import FIELDS
+    from ccp_airflow import build_parser
 
     declared = {spec.key for spec in FIELDS}
     (conn_type,) = get_provider_info()["connection-types"]
