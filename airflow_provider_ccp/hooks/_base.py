@@ -33,6 +33,20 @@ class CCPHookBase(BaseHook):
     conn_type = "ccp"
     hook_name = "D4Science CCP"
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form on Airflow 3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
+        from airflow_provider_ccp.get_provider_info import ui_field_behaviour
+
+        return ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields of the connection form on Airflow 3.1, where wtforms is installed."""
+        from airflow_provider_ccp.get_provider_info import connection_form_widgets
+
+        return connection_form_widgets()
+
     def __init__(
         self,
         ccp_conn_id: str = default_conn_name,

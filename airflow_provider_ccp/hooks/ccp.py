@@ -69,20 +69,6 @@ class CCPHook(CCPHookBase):
         ``ccp_conn_id`` (which then only names it).
     """
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form on Airflow 3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
-        from airflow_provider_ccp.get_provider_info import ui_field_behaviour
-
-        return ui_field_behaviour()
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra fields of the connection form on Airflow 3.1, where wtforms is installed."""
-        from airflow_provider_ccp.get_provider_info import connection_form_widgets
-
-        return connection_form_widgets()
-
     @cached_property
     def settings(self) -> CCPConnectionSettings:
         settings = self._given_settings
