@@ -49,7 +49,7 @@ floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m airflow version
 	$(FLOOR_VENV)/bin/python -m pytest --durations=15 -m "not ($(AIRFLOW_PROCESS_TESTS))" $(PYTEST_ARGS)
 
-# Two lanes side by side: the Airflow-process tests (14 min on CI), and the rest of the 3.3 suite then the floor
+# Two lanes side by side: the Airflow-process tests (17 min on CI), and the rest of the 3.3 suite then the floor
 # suite (5 + 4 min, the floor's venv included in the wait).
 test: lint
 	$(VENV)/bin/python -m airflow version
