@@ -341,7 +341,14 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         clock = self.hook.clock
         secrets = self._secret_values()
         watch = JobWatch(
-            job_id, float(self.poll_interval), end_time, self.log, secrets=secrets, clock=clock, since=clock.time()
+            job_id,
+            float(self.poll_interval),
+            end_time,
+            self.log,
+            secrets=secrets,
+            clock=clock,
+            policy=self.hook.retry,
+            since=clock.time(),
         )
         return follow(partial(self.hook.get_job, job_id), watch)
 

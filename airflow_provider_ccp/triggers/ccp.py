@@ -157,18 +157,19 @@ class CCPJobTrigger(BaseTrigger):
     async def _wait(self) -> dict[str, Any]:
         clock = self.clock
         not_before = None if trigger_runs_inline() else self.not_before
-        watch = JobWatch(
-            self.job_id,
-            self.poll_interval,
-            self.end_time,
-            self.log,
-            not_before,
-            secrets=self.secrets,
-            clock=clock,
-            withhold=self.withhold_messages,
-            since=self.since,
-        )
         async with self._hook() as hook:
+            watch = JobWatch(
+                self.job_id,
+                self.poll_interval,
+                self.end_time,
+                self.log,
+                not_before,
+                secrets=self.secrets,
+                clock=clock,
+                policy=hook.retry,  # the hook's policy, so retry_limit/retry_delay rule the polls too
+                withhold=self.withhold_messages,
+                since=self.since,
+            )
             await clock.asleep(first_poll_delay(watch.next_delay()))
             while True:
                 try:
