@@ -38,12 +38,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LOCAL_PROTOCOLS = frozenset({"file", "local"})
 #: CCP's captured streams: ``stdout.<n>.txt`` in ``output.zip``, ``outputs_stdout.<n>.txt`` in archives.
 STD_STREAM = re.compile(r"(?:^|/)(?:outputs_)?(?:stdout|stderr)[^/]*\.txt$")
 #: Files CCP writes with the execution's input values in them (the rendered script, the environment).
 INPUT_FILES = frozenset({"ccp-entrypoint.sh", "ccpenv"})
-COPY_CHUNK = 1024 * 1024
 #: What zipfile raises when a member's data is damaged or unreadable (bad CRC, broken deflate stream,
 #: truncated member, unknown compression, a password needed: RuntimeError); none of them is an OSError.
 #: RecursionError (a RuntimeError too) is the folder creation of a path deeper than ``MAX_ENTRY_DEPTH``
@@ -58,8 +56,6 @@ RATIO_CHECK_FLOOR = 64 * 1024 * 1024
 MAX_ENTRY_DEPTH = 200
 #: Longest entry name extracted, in UTF-8 bytes: object stores cap keys at 1,024, file systems at 4,096.
 NAME_MAX = 1024
-#: The general purpose flag bit zipfile reads as "encrypted, password required".
-ENCRYPTED_FLAG = 0x1
 
 
 @dataclass(frozen=True)
@@ -74,26 +70,18 @@ class ExtractionLimits:
         """Raise before anything is written; zipfile never yields more than a member's declared size."""
         total = sum(info.file_size for info in infos)
         packed = sum(info.compress_size for info in infos)
-        if self.max_entries is not None and len(infos) > self.max_entries:
-            self._fail(archive, f"has {len(infos)} entries", "max_extract_entries", self.max_entries)
-        if self.max_bytes is not None and total > self.max_bytes:
-            self._fail(archive, f"expands to {total} bytes", "max_extract_bytes", self.max_bytes)
-        if self.max_ratio is not None and total > RATIO_CHECK_FLOOR and total > self.max_ratio * max(packed, 1):
-            ratio = total / max(packed, 1)
-            self._fail(
-                archive,
-                f"expands {ratio:.0f} times ({packed} to {total} bytes)",
-                "max_compression_ratio",
-                self.max_ratio,
-            )
-
-    @staticmethod
-    def _fail(archive: Path, what: str, argument: str, limit: float) -> None:
-        raise CCPOutputLimitError(
-            f"The outputs archive {archive.name} {what}, over the limit {argument}={limit:g}: nothing was "
-            f"extracted. If the outputs are expected, raise the operator's {argument} (None lifts it) "
-            "or set extract=False to keep only the archive"
-        )
+        ratio = total / max(packed, 1) if total > RATIO_CHECK_FLOOR else 0.0
+        for argument, limit, value, what in (
+            ("max_extract_entries", self.max_entries, len(infos), f"has {len(infos)} entries"),
+            ("max_extract_bytes", self.max_bytes, total, f"expands to {total} bytes"),
+            ("max_compression_ratio", self.max_ratio, ratio, f"expands {ratio:.0f} times ({packed} to {total} bytes)"),
+        ):
+            if limit is not None and value > limit:
+                raise CCPOutputLimitError(
+                    f"The outputs archive {archive.name} {what}, over the limit {argument}={limit:g}: nothing was "
+                    f"extracted. If the outputs are expected, raise the operator's {argument} (None lifts it) "
+                    "or set extract=False to keep only the archive"
+                )
 
 
 def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
@@ -116,20 +104,15 @@ def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def unreadable_reason(info: zipfile.ZipInfo) -> str | None:
-    """Why an entry cannot be read at all (the whole archive is refused), or None."""
-    if info.flag_bits & ENCRYPTED_FLAG:
-        return "is encrypted (a password-protected zip)"
-    depth = len(PurePosixPath(info.filename.replace("\\", "/")).parts) - (0 if _is_dir(info) else 1)
-    if depth > MAX_ENTRY_DEPTH:
-        return f"lies {depth} folders deep, more than the {MAX_ENTRY_DEPTH} extracted"
-    return None
-
-
 def check_readable(archive: Path, infos: Iterable[zipfile.ZipInfo]) -> None:
     """Raise ``CCPDownloadError`` naming the first entry the provider cannot read, before anything is written."""
     for info in infos:
-        reason = unreadable_reason(info)
+        depth = len(PurePosixPath(info.filename.replace("\\", "/")).parts) - (0 if _is_dir(info) else 1)
+        reason = None
+        if info.flag_bits & 0x1:  # the general purpose flag bit zipfile reads as "password required"
+            reason = "is encrypted (a password-protected zip)"
+        elif depth > MAX_ENTRY_DEPTH:
+            reason = f"lies {depth} folders deep, more than the {MAX_ENTRY_DEPTH} extracted"
         if reason is not None:
             raise CCPDownloadError(
                 f"The outputs archive {archive.name} cannot be extracted: its entry {info.filename[:100]!r} "
@@ -177,11 +160,11 @@ def copy_stream(source: Any, target: ObjectStoragePath, *, private: bool = False
         # Owner-only from the first byte: chmod after writing would leave a window.
         fd = os.open(target.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, COPY_CHUNK)
-        return
-    with target.open("wb") as out:
-        shutil.copyfileobj(source, out, COPY_CHUNK)
+        out = os.fdopen(fd, "wb")
+    else:
+        out = target.open("wb")
+    with out:
+        shutil.copyfileobj(source, out, 1024 * 1024)
 
 
 def extract_archive(
@@ -259,11 +242,7 @@ def read_tails(archive: Path, lines: int) -> dict[str, list[str]]:
                 continue
             check_readable(archive, [info])
             if info.file_size > TAIL_READ_LIMIT:
-                log.info(
-                    "Not reading the tail of %s: %d bytes is more than the tail reader reads",
-                    info.filename,
-                    info.file_size,
-                )
+                log.info("Not reading the tail of %s: %d bytes is more than it reads", info.filename, info.file_size)
                 continue
             with zf.open(info) as member:
                 last: deque[str] = deque(maxlen=lines)
@@ -288,4 +267,4 @@ def open_zip(archive: Path) -> Iterator[zipfile.ZipFile]:
 
 def is_local(path: ObjectStoragePath) -> bool:
     """Whether ``path`` is on this machine's file system, where files have modes and folders can be renamed."""
-    return path.protocol in LOCAL_PROTOCOLS
+    return path.protocol in ("file", "local")

@@ -48,17 +48,13 @@ __all__ = [
     "StoredOutputs",
     "store_outputs",
     "store_results",
+    "extract_replacing",
     "fetch_tails",
     "log_tails",
     "task_output_path",
     "local_outputs_warning",
-    "configured_output_root",
-    "default_output_root",
     "storage_path",
-    "path_segment",
-    "executor_name",
     "EXTRACT_DIR",
-    "MANIFEST_NAME",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,23 +68,17 @@ LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecut
 XCOM_LIST_LIMIT = 100
 #: Longest path segment written: file systems allow 255 bytes, and the staging names add a few.
 SEGMENT_MAX = 200
-#: A task folder's staging and swapped-out siblings: ``.<folder>.ccp-staging-<random>`` and ``.ccp-old-``.
-STAGING_KINDS = ("staging", "old")
 
 
 def configured_output_root() -> str | None:
     """``[ccp] output_path`` (``AIRFLOW__CCP__OUTPUT_PATH``), or None when it is unset or empty."""
-    value = conf.get("ccp", "output_path", fallback=None)
-    return value.strip() or None if value else None
+    return (conf.get("ccp", "output_path", fallback=None) or "").strip() or None
 
 
 def default_output_root() -> str:
     """``[ccp] output_path``, else ``$AIRFLOW_HOME/ccp-outputs``; read when the task runs, not at parse time."""
-    configured = configured_output_root()
-    if configured:
-        return configured
     home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return os.path.join(os.path.expandvars(home), "ccp-outputs")
+    return configured_output_root() or os.path.join(os.path.expandvars(home), "ccp-outputs")
 
 
 def executor_name(task_executor: str | None) -> str:
@@ -136,16 +126,14 @@ def path_segment(value: Any) -> str:
     distinct ids get distinct names and none starts with the dot the staging folders use; the empty
     id becomes ``%``, which no encoding produces; a very long one is cut and suffixed by its hash.
     """
-    text = str(value)
-    if not text:
+    raw = str(value).encode("utf-8", "surrogatepass")
+    if not raw:
         return "%"
-    encoded = "".join(
-        chr(byte) if chr(byte) in _SEGMENT_SAFE else f"%{byte:02X}" for byte in text.encode("utf-8", "surrogatepass")
-    )
+    encoded = "".join(chr(byte) if chr(byte) in _SEGMENT_SAFE else f"%{byte:02X}" for byte in raw)
     if encoded.startswith("."):
         encoded = "%2E" + encoded[1:]
     if len(encoded) > SEGMENT_MAX:
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        digest = hashlib.sha256(raw).hexdigest()[:16]
         encoded = f"{encoded[: SEGMENT_MAX - 17]}%{digest}"
     return encoded
 
@@ -196,24 +184,26 @@ def _sibling(target: ObjectStoragePath, kind: str) -> ObjectStoragePath:
 
 
 def _remove(path: ObjectStoragePath) -> None:
-    """Best effort: cleaning up must never hide the error that made it necessary."""
-    if is_local(path):
-        _discard(Path(path.path))
-        return
+    """Best effort, as cleaning up must never hide the error that made it necessary. A local link or file
+    goes as itself (never what it points to), a folder whole."""
     with suppress(OSError):
-        if path.exists():
-            path.fs.rm(path.path, recursive=True)
+        if not is_local(path):
+            if path.exists():
+                path.fs.rm(path.path, recursive=True)
+        elif os.path.islink(path.path) or not os.path.isdir(path.path):
+            os.unlink(path.path)
+        else:
+            shutil.rmtree(path.path)
 
 
 def _clear_leftovers(target: ObjectStoragePath) -> None:
     """Staging folders a killed try left beside the task's folder; nothing else is touched."""
-    parent = target.parent
-    if not parent.exists():
+    if not target.parent.exists():
         return
     # Exactly the names _sibling makes: a prefix would also match the staging folder of a task
     # whose id starts with this one's followed by ".ccp-".
-    own = re.compile(rf"\.{re.escape(target.name)}\.ccp-(?:{'|'.join(STAGING_KINDS)})-[0-9a-f]{{8}}")
-    for entry in parent.iterdir():
+    own = re.compile(rf"\.{re.escape(target.name)}\.ccp-(?:staging|old)-[0-9a-f]{{8}}")
+    for entry in target.parent.iterdir():
         if own.fullmatch(entry.name):
             _remove(entry)
 
@@ -229,28 +219,31 @@ def _swap(staging: ObjectStoragePath, target: ObjectStoragePath) -> None:
             target.fs.mv(source, target.path.rstrip("/") + "/" + source.removeprefix(prefix))
         _remove(staging)
         return
-    live, new = Path(target.path), Path(staging.path)
-    previous = Path(_sibling(target, "old").path)
-    had_outputs = os.path.lexists(live)  # a dangling link is still in the way
+    previous = _sibling(target, "old")
+    had_outputs = os.path.lexists(target.path)  # a dangling link is still in the way
     if had_outputs:
-        os.rename(live, previous)
+        os.rename(target.path, previous.path)
     try:
-        os.rename(new, live)
+        os.rename(staging.path, target.path)
     except OSError:
         if had_outputs:
-            os.rename(previous, live)
+            os.rename(previous.path, target.path)
         raise
     if had_outputs:
-        _discard(previous)
+        _remove(previous)
 
 
-def _discard(path: Path) -> None:
-    """Remove what was at a target: a link or a file as itself (never what it points to), a folder whole."""
-    with suppress(OSError):
-        if path.is_symlink() or not path.is_dir():
-            path.unlink()
-        else:
-            shutil.rmtree(path)
+@contextmanager
+def _staged(target: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
+    """A fresh staging folder's name beside ``target``, swapped in when the block ends well, else removed."""
+    _clear_leftovers(target)
+    staging = _sibling(target, "staging")
+    try:
+        yield staging
+        _swap(staging, target)
+    except BaseException:
+        _remove(staging)
+        raise
 
 
 @contextmanager
@@ -281,13 +274,13 @@ def store_outputs(
     extracted and a local ``output.zip``, which still holds them, is made owner-only.
     """
     fetch = functools.partial(hook.download_outputs, job_id)
-    return _store(fetch, target, extract, log_lines, limits, secret_inputs)
+    return _store(fetch, target, extract=extract, log_lines=log_lines, limits=limits, secret_inputs=secret_inputs)
 
 
 def store_results(results: SyncResults, target: ObjectStoragePath, *, secret_inputs: bool = False) -> StoredOutputs:
     """Put the results a server answered a sync execution with into ``target``, as ``store_outputs`` would
     put a job's ``results.json`` (and its ``manifest.json``)."""
-    return _store(functools.partial(_write_results, results), target, False, 0, None, secret_inputs)
+    return _store(functools.partial(_write_results, results), target, secret_inputs=secret_inputs)
 
 
 def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
@@ -298,19 +291,6 @@ def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
     return DownloadedOutputs(
         path=path, size=len(results.body), url="the answer to the execution request", kind=OutputsKind.JSON
     )
-
-
-@contextmanager
-def _staged(target: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
-    """A fresh staging folder's name beside ``target``, swapped in when the block ends well, else removed."""
-    _clear_leftovers(target)
-    staging = _sibling(target, "staging")
-    try:
-        yield staging
-        _swap(staging, target)
-    except BaseException:
-        _remove(staging)
-        raise
 
 
 def extract_replacing(
@@ -326,53 +306,41 @@ def extract_replacing(
 def _store(
     fetch: Callable[[Path], DownloadedOutputs],
     target: ObjectStoragePath,
-    extract: bool,
-    log_lines: int,
-    limits: ExtractionLimits | None,
-    secret_inputs: bool,
+    *,
+    extract: bool = False,
+    log_lines: int = 0,
+    limits: ExtractionLimits | None = None,
+    secret_inputs: bool = False,
 ) -> StoredOutputs:
+    """Fill a staging folder (the download, extracted files, manifest.json), every URI naming its place under
+    ``target``, then swap it in."""
     with _staged(target) as staging, _download_folder(staging) as folder:
-        downloaded = fetch(folder)
-        log.info("Downloaded %s (%d bytes) from %s", downloaded.path.name, downloaded.size, downloaded.url)
-        stored = _stage(
-            downloaded.path, downloaded.kind == OutputsKind.ZIP, staging, target, extract, limits, secret_inputs
-        )
-        stored.tails = read_tails(downloaded.path, log_lines) if downloaded.kind == OutputsKind.ZIP else {}
-    return stored
-
-
-def _stage(
-    download: Path,
-    is_zip: bool,
-    staging: ObjectStoragePath,
-    target: ObjectStoragePath,
-    extract: bool,
-    limits: ExtractionLimits | None,
-    secret_inputs: bool,
-) -> StoredOutputs:
-    """Fill ``staging`` (archive, extracted files, manifest.json), every URI naming its place under ``target``."""
-    archive = staging / download.name
-    if not is_local(staging):
-        with download.open("rb") as source:
-            copy_stream(source, archive)
-    elif secret_inputs:
-        os.chmod(download, 0o600)
-    stored = StoredOutputs(archive=str(target / download.name), manifest=str(target / MANIFEST_NAME))
-    if is_zip and extract:
-        stored.files, stored.refused = extract_archive(
-            download,
-            staging / EXTRACT_DIR,
-            limits=limits,
-            published=target / EXTRACT_DIR,
-            withhold_inputs=secret_inputs,
-        )
-    elif is_zip:
-        stored.files = list_archive(download)
-    if is_zip and secret_inputs:
-        with open_zip(download) as zf:
-            stored.withheld = [name for name in zf.namelist() if carries_inputs(name)]
-    with (staging / MANIFEST_NAME).open("w") as out:
-        json.dump(stored.listing(), out, indent=1)
+        download = fetch(folder)
+        name = download.path.name
+        log.info("Downloaded %s (%d bytes) from %s", name, download.size, download.url)
+        if not is_local(staging):
+            with download.path.open("rb") as source:
+                copy_stream(source, staging / name)
+        elif secret_inputs:
+            os.chmod(download.path, 0o600)
+        stored = StoredOutputs(archive=str(target / name), manifest=str(target / MANIFEST_NAME))
+        if download.kind == OutputsKind.ZIP:
+            if extract:
+                stored.files, stored.refused = extract_archive(
+                    download.path,
+                    staging / EXTRACT_DIR,
+                    limits=limits,
+                    published=target / EXTRACT_DIR,
+                    withhold_inputs=secret_inputs,
+                )
+            else:
+                stored.files = list_archive(download.path)
+            if secret_inputs:
+                with open_zip(download.path) as zf:
+                    stored.withheld = [entry for entry in zf.namelist() if carries_inputs(entry)]
+            stored.tails = read_tails(download.path, log_lines)
+        with (staging / MANIFEST_NAME).open("w") as out:
+            json.dump(stored.listing(), out, indent=1)
     return stored
 
 
@@ -386,6 +354,5 @@ def fetch_tails(hook: CCPHook, job_id: str, lines: int) -> dict[str, list[str]]:
 def log_tails(tails: dict[str, list[str]], logger: logging.Logger | Any, *, level: int = logging.INFO) -> None:
     """Copy the tails into the task log, one block per non-empty file."""
     for name, lines in tails.items():
-        if not lines:
-            continue
-        logger.log(level, "----- last %d line(s) of %s -----\n%s", len(lines), name, "\n".join(lines))
+        if lines:
+            logger.log(level, "----- last %d line(s) of %s -----\n%s", len(lines), name, "\n".join(lines))
