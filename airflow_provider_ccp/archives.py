@@ -27,14 +27,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_ccp.exceptions import CCPDownloadError, CCPOutputLimitError
 
-__all__ = [
-    "ExtractionLimits",
-    "extract_archive",
-    "list_archive",
-    "read_tails",
-    "unsafe_reason",
-    "carries_inputs",
-]
+__all__ = ["ExtractionLimits", "extract_archive", "list_archive", "read_tails", "unsafe_reason", "carries_inputs"]
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,10 +130,9 @@ class ListingReading:
             entry = heapq.heapreplace(self._new, entry)
         self._keep(_epoch(entry[2], "created"))
 
-    def new_executions(self) -> Iterator[StatusInfo]:
+    def new_executions(self) -> list[StatusInfo]:
         """The new executions to report now, oldest first (by ``finished``, else ``created``), by id at a tie."""
-        for _, _, job in sorted(self._new, key=lambda entry: (-entry[0], entry[1])):
-            yield job
+        return [job for _, _, job in sorted(self._new, key=lambda entry: (-entry[0], entry[1]))]
 
     def settled(self, reported: Reported) -> tuple[Reported, bool]:
         """``reported`` (the record after this listing's events) with the floor raised as far as it may go

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import pendulum
-
 from airflow_provider_ccp.exceptions import CCPTrustError
 from airflow_provider_ccp.protocol import StatusInfo
 
@@ -55,18 +53,11 @@ def checked_record(record: Any, *, url: str, job_id: str) -> dict[str, Any]:
 
 def record_method_id(record: Mapping[str, Any]) -> str | None:
     """The Method of an execution record: ``method`` (an object with ``id``, or the id), else the statusInfo's."""
-    method = record.get("method")
+    method, status = record.get("method"), record.get("status")
     if isinstance(method, Mapping):
         method = method.get("id")
-    status = record.get("status")
-    for candidate in (
-        method,
-        record.get("processID"),
-        status.get("processID") if isinstance(status, Mapping) else None,
-    ):
-        if candidate:
-            return str(candidate)
-    return None
+    found = method or record.get("processID") or (status.get("processID") if isinstance(status, Mapping) else None)
+    return str(found) if found else None
 
 
 def record_status(record: Mapping[str, Any]) -> StatusInfo:
@@ -84,16 +75,10 @@ def record_status(record: Mapping[str, Any]) -> StatusInfo:
 
 def newest_first(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Execution records by creation time, newest first; those without a readable time keep their order, last."""
-    dated: list[tuple[pendulum.DateTime, dict[str, Any]]] = []
-    undated: list[dict[str, Any]] = []
-    for record in records:
-        created = record_status(record).created
-        if created is None:
-            undated.append(dict(record))
-        else:
-            dated.append((created, dict(record)))
-    dated.sort(key=lambda item: item[0], reverse=True)  # stable: records created at once keep their order
-    return [record for _, record in dated] + undated
+    listed = [(record_status(record).created, dict(record)) for record in records]
+    # Stable even reversed: records created at once, and the undated ones (sorted last), keep their order.
+    listed.sort(key=lambda item: (item[0] is not None, item[0]), reverse=True)
+    return [record for _, record in listed]
 
 
 def record_carries_marker(record: Mapping[str, Any], marker: str) -> bool:

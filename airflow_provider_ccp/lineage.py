@@ -16,14 +16,12 @@ from attrs import define
 from openlineage.client.facet_v2 import JobFacet, RunFacet, external_query_run
 from openlineage.client.generated.base import InputDataset, OutputDataset
 
-from airflow_provider_ccp.inputs import declared_inputs
+from airflow_provider_ccp.inputs import public_inputs
 
 __all__ = ["method_lineage", "execution_lineage", "CCPMethodJobFacet", "CCPExecutionRunFacet", "dataset_name"]
 
 #: Where the two custom facets below are described (OpenLineage asks every facet for a schema URL).
 FACET_DOCS = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/main/docs/operators.md#openlineage"
-#: ``ExternalQueryRunFacet.source``: the system that ran the job, as BigQuery's facet says "bigquery".
-SOURCE = "ccp"
 #: Schemes whose URIs name a dataset; any other input value (a number, a word) is not one.
 DATASET_SCHEMES = frozenset({"http", "https", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "wasbs", "hdfs", "file"})
 #: Object stores name their objects without the leading slash (OpenLineage's dataset naming).
@@ -74,19 +72,12 @@ def _datasets(uris: Iterable[Any], kind: type[InputDataset] | type[OutputDataset
 
 
 def _input_uris(description: Mapping[str, Any] | None, inputs: Mapping[str, Any] | None) -> list[Any]:
-    """Values of the inputs the description does not mark secret, lists flattened.
-
-    Without a description nothing says which inputs are secret, so none is reported.
-    """
+    """Values of the inputs the description does not mark secret, lists flattened; without a description
+    nothing says which inputs are secret, so none is reported."""
     if description is None or not inputs:
         return []
-    specs = declared_inputs(description)
-    values: list[Any] = []
-    for name, value in inputs.items():
-        if name in specs and specs[name].secret:
-            continue
-        values.extend(value if isinstance(value, list | tuple) else [value])
-    return values
+    values = public_inputs(description, inputs).values()
+    return [item for value in values for item in (value if isinstance(value, list | tuple) else [value])]
 
 
 def method_lineage(
@@ -117,9 +108,8 @@ def execution_lineage(
     lineage = method_lineage(method_id, description, inputs)
     if job_id is None:
         return lineage
-    lineage.run_facets["externalQuery"] = external_query_run.ExternalQueryRunFacet(
-        externalQueryId=job_id, source=SOURCE
-    )
+    # ``source`` names the system that ran the job, as BigQuery's facet says "bigquery".
+    lineage.run_facets["externalQuery"] = external_query_run.ExternalQueryRunFacet(externalQueryId=job_id, source="ccp")
     lineage.run_facets["ccp_execution"] = CCPExecutionRunFacet(
         jobId=job_id, methodId=method_id, executionUrl=execution_url
     )

@@ -9,17 +9,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
-from airflow_provider_ccp.waiting import (
-    EventStatus,
-    JobWatch,
-    configured_min_defer_seconds,
-    terminal_event,
-    validate_event,
-)
+from airflow_provider_ccp.waiting import EventStatus, JobWatch, configured_min_defer_seconds, validate_event
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -75,11 +68,11 @@ class CCPJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         info = self.hook.get_job(self.job_id)
-        self.log.info("CCP job %s is %s: %s", info.job_id, info.status, info.message)
-        self._watch.check_word(info.status)
-        if info.terminal:
-            self._raise_if_failed(terminal_event(info))
-        return PokeReturnValue(is_done=info.terminal, xcom_value=info.to_dict() if info.terminal else None)
+        # The operator's waiting rules: a new status logged once, an unknown status word warned about once.
+        event = self._watch.on_status(info)
+        if event is not None:
+            self._raise_if_failed(event)
+        return PokeReturnValue(is_done=event is not None, xcom_value=None if event is None else info.to_dict())
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -109,8 +102,7 @@ class CCPJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(event["message"])
         if event["status"] == EventStatus.ERROR:
             raise CCPError(event["message"], job_id=event["job_id"])
-        info: StatusInfo = self.hook.get_job(str(event["job_id"]))
-        return info.to_dict()
+        return self.hook.get_job(str(event["job_id"])).to_dict()
 
     def _raise_if_failed(self, event: dict[str, Any]) -> None:
         if event["status"] == EventStatus.FAILED:
