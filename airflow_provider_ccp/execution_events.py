@@ -55,12 +55,10 @@ class Reported:
 
     @classmethod
     def from_json(cls, value: Any) -> Reported | None:
-        if not isinstance(value, Mapping) or value.get("version") != STATE_VERSION:
-            return None
-        floor, ids = value.get("floor"), value.get("ids")
+        ids = value.get("ids") if isinstance(value, Mapping) and value.get("version") == STATE_VERSION else None
         if not isinstance(ids, Mapping):
             return None
-        return cls(_number(floor), {str(job_id): _number(created) for job_id, created in ids.items()})
+        return cls(_number(value.get("floor")), {str(job_id): _number(created) for job_id, created in ids.items()})
 
     def to_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "floor": self.floor, "ids": dict(self.ids)}
@@ -144,7 +142,10 @@ class ListingReading:
         if self._newest is not None:
             limit = min(self._newest - FLOOR_MARGIN.total_seconds(), held if held is not None else math.inf)
             floor = limit if floor is None else max(floor, limit)
-        kept = {job_id: t for job_id, t in ids.items() if _stays(job_id, t, floor, self._undated)}
+        # An id with no created time stays while CCP lists it: nothing else bounds it.
+        kept = {
+            job: t for job, t in ids.items() if (job in self._undated if t is None else floor is None or t >= floor)
+        }
         floor = _cap(kept, floor)
         return Reported(floor, kept), held is not None and floor is not None and floor > held
 
@@ -154,12 +155,6 @@ class ListingReading:
         unreported = (_epoch(job, "created") for _, _, job in self._new if job.job_id not in noted)
         held = [t for t in (self._keep_from, *unreported) if t is not None]
         return min(held) if held else None
-
-
-def _stays(job_id: str, created: float | None, floor: float | None, undated_listed: set[str]) -> bool:
-    if created is None:
-        return job_id in undated_listed  # nothing bounds it but CCP's listing
-    return floor is None or created >= floor
 
 
 def _cap(ids: dict[str, float | None], floor: float | None) -> float | None:

@@ -27,21 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_ccp.archives import (
-    ExtractionLimits,
-    carries_inputs,
-    copy_stream,
-    extract_archive,
-    is_local,
-    list_archive,
-    open_zip,
-    read_tails,
-)
-from airflow_provider_ccp.hooks.ccp import OutputsKind
+from airflow_provider_ccp import archives
+from airflow_provider_ccp.archives import ExtractionLimits, is_local
+from airflow_provider_ccp.hooks.ccp import DownloadedOutputs, OutputsKind
 from airflow_provider_ccp.version_compat import conf
 
 if TYPE_CHECKING:
-    from airflow_provider_ccp.hooks.ccp import CCPHook, DownloadedOutputs
+    from airflow_provider_ccp.hooks.ccp import CCPHook
     from airflow_provider_ccp.protocol import SyncResults
 
 __all__ = [
@@ -284,8 +276,6 @@ def store_results(results: SyncResults, target: ObjectStoragePath, *, secret_inp
 
 
 def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
-    from airflow_provider_ccp.hooks.ccp import DownloadedOutputs
-
     path = folder / results.file_name
     path.write_bytes(results.body)
     return DownloadedOutputs(
@@ -300,7 +290,7 @@ def extract_replacing(
     through a link (or into a folder) already at ``target``, and a failure leaves ``target`` as it was."""
     with _staged(target) as staging:
         staging.mkdir(parents=True)
-        return extract_archive(archive, staging, limits=limits, published=target)
+        return archives.extract_archive(archive, staging, limits=limits, published=target)
 
 
 def _store(
@@ -320,13 +310,13 @@ def _store(
         log.info("Downloaded %s (%d bytes) from %s", name, download.size, download.url)
         if not is_local(staging):
             with download.path.open("rb") as source:
-                copy_stream(source, staging / name)
+                archives.copy_stream(source, staging / name)
         elif secret_inputs:
             os.chmod(download.path, 0o600)
         stored = StoredOutputs(archive=str(target / name), manifest=str(target / MANIFEST_NAME))
         if download.kind == OutputsKind.ZIP:
             if extract:
-                stored.files, stored.refused = extract_archive(
+                stored.files, stored.refused = archives.extract_archive(
                     download.path,
                     staging / EXTRACT_DIR,
                     limits=limits,
@@ -334,11 +324,11 @@ def _store(
                     withhold_inputs=secret_inputs,
                 )
             else:
-                stored.files = list_archive(download.path)
+                stored.files = archives.list_archive(download.path)
             if secret_inputs:
-                with open_zip(download.path) as zf:
-                    stored.withheld = [entry for entry in zf.namelist() if carries_inputs(entry)]
-            stored.tails = read_tails(download.path, log_lines)
+                with archives.open_zip(download.path) as zf:
+                    stored.withheld = [entry for entry in zf.namelist() if archives.carries_inputs(entry)]
+            stored.tails = archives.read_tails(download.path, log_lines)
         with (staging / MANIFEST_NAME).open("w") as out:
             json.dump(stored.listing(), out, indent=1)
     return stored
@@ -348,7 +338,7 @@ def fetch_tails(hook: CCPHook, job_id: str, lines: int) -> dict[str, list[str]]:
     """The stdout/stderr tails of a job, from a throw-away download of its outputs."""
     with tempfile.TemporaryDirectory(prefix="ccp-logs-") as folder:
         downloaded = hook.download_outputs(job_id, folder)
-        return read_tails(downloaded.path, lines) if downloaded.kind == OutputsKind.ZIP else {}
+        return archives.read_tails(downloaded.path, lines) if downloaded.kind == OutputsKind.ZIP else {}
 
 
 def log_tails(tails: dict[str, list[str]], logger: logging.Logger | Any, *, level: int = logging.INFO) -> None:

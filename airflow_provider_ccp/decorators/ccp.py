@@ -69,12 +69,7 @@ class _CCPDecoratedOperator(DecoratedOperator, CCPExecuteMethodOperator):
         return super().execute(context)
 
     def defer(
-        self,
-        *,
-        trigger: BaseTrigger,
-        method_name: str,
-        kwargs: dict[str, Any] | None = None,
-        timeout: Any = None,
+        self, *, trigger: BaseTrigger, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None
     ) -> NoReturn:
         kwargs = {**(kwargs or {}), RESUME_KEY: self._inputs_to_resume()}
         super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
@@ -93,10 +88,8 @@ class _CCPDecoratedOperator(DecoratedOperator, CCPExecuteMethodOperator):
 
 
 def ccp_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
-    """``@task.ccp(method_id=..., ...)``: the function returns the Method's inputs (a dict).
-
-    Takes ``CCPExecuteMethodOperator``'s arguments except ``inputs``; the task returns its manifest.
-    """
+    """``@task.ccp(method_id=..., ...)``: the function returns the Method's inputs (a dict). Takes
+    ``CCPExecuteMethodOperator``'s arguments except ``inputs``; the task returns its manifest."""
     # The XComs are the manifest's, never inferred from the function's return annotation.
     kwargs.setdefault("multiple_outputs", kwargs.get("wait_for_completion", True))
     return task_decorator_factory(

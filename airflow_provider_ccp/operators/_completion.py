@@ -1,9 +1,6 @@
 """The end of a try, deferred or not: the job's final status, where its outputs go, what the task log
-says about them or about a failed execution, and the asset events that point at them.
-
-Private to ``airflow_provider_ccp.operators``: ``CCPExecuteMethodOperator.execute_complete``
-(``operators/ccp.py``) decides how a try ends and keeps the task's state; these functions take what
-they need as arguments.
+says about them or about a failed execution, and the asset events that point at them. The operator's
+``execute_complete`` decides how a try ends and keeps the task's state; these take what they need.
 """
 
 from __future__ import annotations
@@ -24,8 +21,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_ccp.hooks.ccp import CCPHook
     from airflow_provider_ccp.outputs import StoredOutputs
-
-__all__ = ["final_status", "output_target", "log_outputs", "emit_asset_events", "report_failure"]
 
 #: Output files named one per line in the task log; a huge archive gets a count for the rest.
 LOGGED_FILES = 20
