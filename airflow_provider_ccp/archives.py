@@ -168,12 +168,9 @@ def extract_archive(
     published: ObjectStoragePath | None = None,
     withhold_inputs: bool = False,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Write every safe entry of ``archive`` under ``target``; return (files, refused entries).
-
-    The archive must stay within ``limits`` (checked before anything is written). Files are listed
-    with their URI under ``published`` (default ``target``), where ``store_outputs`` moves them.
-    ``ccp-entrypoint.sh`` and ``ccpenv`` are written owner-only, or skipped when ``withhold_inputs``.
-    """
+    """Write every safe entry of an archive within ``limits`` under ``target``; return (files, refused
+    entries). Files are listed with their URI under ``published`` (default ``target``), where they are moved
+    to. ``ccp-entrypoint.sh`` and ``ccpenv`` are written owner-only, or skipped when ``withhold_inputs``."""
     files: list[dict[str, Any]] = []
     refused: list[str] = []
     extracted = _Extracted()
@@ -238,10 +235,8 @@ def read_tails(archive: Path, lines: int) -> dict[str, list[str]]:
                 log.info("Not reading the tail of %s: %d bytes is more than it reads", info.filename, info.file_size)
                 continue
             with zf.open(info) as member:
-                last: deque[str] = deque(maxlen=lines)
-                for raw in member:
-                    last.append(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-            tails[info.filename] = list(last)
+                last = deque(member, maxlen=lines)
+            tails[info.filename] = [raw.decode("utf-8", errors="replace").rstrip("\r\n") for raw in last]
     return tails
 
 

@@ -64,10 +64,8 @@ class Reported:
         return {"version": STATE_VERSION, "floor": self.floor, "ids": dict(self.ids)}
 
     def knows(self, job: StatusInfo) -> bool:
-        if job.job_id in self.ids:
-            return True
         created = _epoch(job, "created")
-        return created is not None and self.floor is not None and created < self.floor
+        return job.job_id in self.ids or (created is not None and self.floor is not None and created < self.floor)
 
     def noting(self, job: StatusInfo) -> Reported:
         return Reported(self.floor, {**self.ids, job.job_id: _epoch(job, "created")})

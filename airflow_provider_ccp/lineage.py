@@ -85,11 +85,8 @@ def method_lineage(
 ) -> OperatorLineage:
     """What is known when the task starts: the Method and the datasets its inputs point at."""
     described = description or {}
-    facet = CCPMethodJobFacet(
-        methodId=method_id,
-        version=str(described["version"]) if described.get("version") else None,
-        title=str(described["title"]) if described.get("title") else None,
-    )
+    version, title = (str(described[key]) if described.get(key) else None for key in ("version", "title"))
+    facet = CCPMethodJobFacet(methodId=method_id, version=version, title=title)
     return OperatorLineage(
         inputs=_datasets(_input_uris(description, inputs), InputDataset),
         job_facets={"ccp_method": facet},

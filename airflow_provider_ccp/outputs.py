@@ -41,8 +41,6 @@ __all__ = [
     "store_outputs",
     "store_results",
     "extract_replacing",
-    "fetch_tails",
-    "log_tails",
     "task_output_path",
     "local_outputs_warning",
     "storage_path",
@@ -82,10 +80,8 @@ def executor_name(task_executor: str | None) -> str:
 
 
 def local_outputs_warning(output_path: str | None, task_executor: str | None) -> str | None:
-    """Why outputs in the local default folder will not reach downstream tasks, or None when they will.
-
-    Only the default warns: an explicit local ``output_path`` may well be a shared mount.
-    """
+    """Why outputs in the local default folder will not reach downstream tasks, or None when they will (only
+    the default warns: an explicit local ``output_path`` may well be a shared mount)."""
     if output_path or configured_output_root():
         return None
     executor = executor_name(task_executor)
@@ -102,9 +98,8 @@ def local_outputs_warning(output_path: str | None, task_executor: str | None) ->
 
 def storage_path(location: str) -> ObjectStoragePath:
     """A URI (``s3://bucket/prefix``, ``file:///data``) as is; a plain path becomes an absolute ``file://`` URI."""
-    if "://" in location:
-        return ObjectStoragePath(location)
-    return ObjectStoragePath("file://" + os.path.abspath(os.path.expanduser(location)))
+    uri = location if "://" in location else "file://" + os.path.abspath(os.path.expanduser(location))
+    return ObjectStoragePath(uri)
 
 
 # Airflow run ids hold ":" and "+" (manual__2025-01-01T00:00:00+00:00): kept as they are, like letters.
@@ -113,11 +108,9 @@ _SEGMENT_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 def path_segment(value: Any) -> str:
     """One folder name for any Airflow id, never ``.``, ``..``, empty, hidden or more than one level.
-
-    Percent-encodes every byte outside a safe set (``/``, ``\\``, NUL, ``%`` ...) and a leading dot, so
-    distinct ids get distinct names and none starts with the dot the staging folders use; the empty
-    id becomes ``%``, which no encoding produces; a very long one is cut and suffixed by its hash.
-    """
+    Percent-encodes every byte outside a safe set (``/``, ``\\``, NUL, ``%`` ...) and a leading dot, so distinct
+    ids get distinct names and none starts with the dot the staging folders use; the empty id becomes ``%``,
+    which no encoding produces; a very long one is cut and suffixed by its hash."""
     raw = str(value).encode("utf-8", "surrogatepass")
     if not raw:
         return "%"
@@ -332,17 +325,3 @@ def _store(
         with (staging / MANIFEST_NAME).open("w") as out:
             json.dump(stored.listing(), out, indent=1)
     return stored
-
-
-def fetch_tails(hook: CCPHook, job_id: str, lines: int) -> dict[str, list[str]]:
-    """The stdout/stderr tails of a job, from a throw-away download of its outputs."""
-    with tempfile.TemporaryDirectory(prefix="ccp-logs-") as folder:
-        downloaded = hook.download_outputs(job_id, folder)
-        return archives.read_tails(downloaded.path, lines) if downloaded.kind == OutputsKind.ZIP else {}
-
-
-def log_tails(tails: dict[str, list[str]], logger: logging.Logger | Any, *, level: int = logging.INFO) -> None:
-    """Copy the tails into the task log, one block per non-empty file."""
-    for name, lines in tails.items():
-        if lines:
-            logger.log(level, "----- last %d line(s) of %s -----\n%s", len(lines), name, "\n".join(lines))

@@ -6,13 +6,16 @@ says about them or about a failed execution, and the asset events that point at 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
 
+from airflow_provider_ccp.archives import read_tails
 from airflow_provider_ccp.exceptions import CCPError
-from airflow_provider_ccp.outputs import fetch_tails, local_outputs_warning, log_tails, task_output_path
+from airflow_provider_ccp.hooks.ccp import OutputsKind
+from airflow_provider_ccp.outputs import local_outputs_warning, task_output_path
 from airflow_provider_ccp.protocol import StatusInfo
 
 if TYPE_CHECKING:
@@ -50,7 +53,7 @@ def output_target(context: Context, output_path: str | None, executor: str | Non
 
 def log_outputs(stored: StoredOutputs, target: ObjectStoragePath, job_id: str, log: Any) -> None:
     """The stdout/stderr tails, then the files stored under ``target``: the first ``LOGGED_FILES`` by name."""
-    log_tails(stored.tails, log)
+    _log_tails(stored.tails, log, logging.INFO)
     log.info("CCP job %s: %d file(s) under %s", job_id, len(stored.files), target)
     for item in stored.files[:LOGGED_FILES]:
         log.info("  %s (%s bytes)", item["path"], item["size"])
@@ -81,4 +84,17 @@ def report_failure(hook: CCPHook, job_id: str, event: Mapping[str, Any], log_lin
     except Exception as err:  # whatever goes wrong here, the task must fail with CCPJobFailedError
         log.warning("Could not fetch the logs of CCP job %s: %s", job_id, err)
         return
-    log_tails(tails, log, level=logging.ERROR)
+    _log_tails(tails, log, logging.ERROR)
+
+
+def fetch_tails(hook: CCPHook, job_id: str, lines: int) -> dict[str, list[str]]:
+    """The stdout/stderr tails of a job, from a throw-away download of its outputs."""
+    with tempfile.TemporaryDirectory(prefix="ccp-logs-") as folder:
+        downloaded = hook.download_outputs(job_id, folder)
+        return read_tails(downloaded.path, lines) if downloaded.kind == OutputsKind.ZIP else {}
+
+
+def _log_tails(tails: dict[str, list[str]], log: Any, level: int) -> None:
+    for name, lines in tails.items():
+        if lines:  # one block per non-empty file
+            log.log(level, "----- last %d line(s) of %s -----\n%s", len(lines), name, "\n".join(lines))

@@ -27,8 +27,7 @@ class CCPJobSensor(BaseSensorOperator):
     It never dismisses the job: the sensor only watches an execution it does not own.
 
     :param job_id: the CCP job (execution) id, e.g. ``submit.output["job_id"]`` of a
-        ``CCPExecuteMethodOperator`` with ``wait_for_completion=False``.
-        Templated.
+        ``CCPExecuteMethodOperator`` with ``wait_for_completion=False``. Templated.
     :param ccp_conn_id: the ``ccp`` connection. Templated.
     :param deferrable: wait in the triggerer (polling every ``poke_interval`` seconds until ``timeout``).
     :param ccp_retry_limit: retries of one request to CCP (the hooks' retry policy, docs/connection.md).
