@@ -1,10 +1,9 @@
-"""What is inside an ``output.zip`` and which of it may be written: the entry checks, the size limits,
-extraction through ``ObjectStoragePath``, listing, and the tails of CCP's stdout/stderr files.
+"""What is inside an ``output.zip`` and which of it may be written: the entry checks, the size limits, extraction
+through ``ObjectStoragePath``, listing, and the tails of CCP's stdout/stderr files.
 
-An entry must stay inside the output folder (no absolute path, no ``..``, no link, no clash with an
-earlier entry) and the archive within ``ExtractionLimits``; an archive the provider cannot read is
-refused whole, before anything is written. ``airflow_provider_ccp.outputs`` decides where the
-extracted files go and swaps them in.
+An entry must stay inside the output folder (no absolute path, no ``..``, no link, no clash with an earlier entry) and
+the archive within ``ExtractionLimits``; an archive the provider cannot read is refused whole, before anything is
+written. ``airflow_provider_ccp.outputs`` decides where the extracted files go and swaps them in.
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CCPExecutionLink", "execution_link", "XCOM_JOB_ID", "XCOM_JOB_URL", "LEGACY_XCOM_JOB_URL"]
 
-#: XComs the operator pushes right after submitting, before it waits or defers. They carry the
-#: manifest's own key names, so the manifest's keys (``multiple_outputs``) rewrite them instead of
-#: adding a second copy under another name.
+#: XComs the operator pushes right after submitting, before it waits or defers. They carry the manifest's own key
+#: names, so the manifest's keys (``multiple_outputs``) rewrite them instead of adding a second copy under another name.
 XCOM_JOB_ID = "job_id"
 XCOM_JOB_URL = "execution_url"
 #: What versions up to 0.1.0 pushed: the link of a task they ran still works.

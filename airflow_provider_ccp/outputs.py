@@ -1,11 +1,10 @@
 """Where a finished execution's outputs land, and how they get there safely.
 
 ``output.zip`` is streamed to local disk by the hook, its entries are checked and extracted by
-``airflow_provider_ccp.archives`` through ``ObjectStoragePath``, so the same code serves a local
-folder, ``file://`` or ``s3://``. Everything is written to a staging folder beside the task's folder
-and swapped in only when complete, with a ``manifest.json`` listing it: a reader sees the old outputs
-or the new ones, never a mix. Only paths, URIs and sizes leave this module: file content never goes
-into XCom.
+``airflow_provider_ccp.archives`` through ``ObjectStoragePath``, so the same code serves a local folder, ``file://``
+or ``s3://``. Everything is written to a staging folder beside the task's folder and swapped in only when complete,
+with a ``manifest.json`` listing it: a reader sees the old outputs or the new ones, never a mix. Only paths, URIs and
+sizes leave this module: file content never goes into XCom.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ reattach). See docs/operators.md, "TaskFlow".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.common.compat.sdk import (
@@ -45,17 +45,10 @@ class _CCPDecoratedOperator(DecoratedOperator, CCPExecuteMethodOperator):
     #: Rendered Templates then show the inputs the function returned (secret ones masked).
     overwrite_rtif_after_execution: bool = True
 
-    def __init__(
-        self,
-        *,
-        python_callable: Callable[..., Any],
-        op_args: Collection[Any] | None = None,
-        op_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         if kwargs.get("inputs") is not None:
             raise TypeError("@task.ccp takes the Method's inputs from the function's return value, not inputs=")
-        super().__init__(python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
+        super().__init__(**kwargs)
 
     @fail_without_retry
     def execute(self, context: Context) -> Any:

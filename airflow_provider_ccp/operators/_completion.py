@@ -1,7 +1,6 @@
-"""The end of a try, deferred or not: the job's final status, where its outputs go, what the task log
-says about them or about a failed execution, and the asset events that point at them. The operator's
-``execute_complete`` decides how a try ends and keeps the task's state; these take what they need.
-"""
+"""The end of a try, deferred or not: the job's final status, where its outputs go, what the task log says about them
+or about a failed execution, and the asset events that point at them. The operator's ``execute_complete`` decides how
+a try ends and keeps the task's state; these take what they need."""
 
 from __future__ import annotations
 
