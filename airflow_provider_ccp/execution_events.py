@@ -134,7 +134,7 @@ class ListingReading:
         """``reported`` (the record after this listing's events) with the floor raised as far as it may go
         and what lies below it forgotten; also whether the ``MAX_REMEMBERED`` cap raised the floor past an
         execution that may still end or is still to be reported (it will not be reported)."""
-        ids = {**self._past, **reported.ids} if self.first else dict(reported.ids)
+        ids = {**self._past, **reported.ids}  # only a first start has a past
         floor = reported.floor
         held = self._held(ids)
         if self._newest is not None:

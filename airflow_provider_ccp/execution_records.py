@@ -85,10 +85,8 @@ def record_carries_marker(record: Mapping[str, Any], marker: str) -> bool:
     """Whether an execution record's request (top-level ``request`` or CCP's ``metadata/request.json``)
     has ``marker`` in its ``ccpnote`` input, sent as a plain string or as an OGC ``{"value": ...}``."""
     metadata = record.get("metadata")
-    requests = [record.get("request")]
-    if isinstance(metadata, Mapping):
-        requests += [metadata.get("request"), metadata.get("request.json")]
-    for request in requests:
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    for request in (record.get("request"), metadata.get("request"), metadata.get("request.json")):
         inputs = request.get("inputs") if isinstance(request, Mapping) else None
         note = inputs.get(MARKER_INPUT) if isinstance(inputs, Mapping) else None
         if isinstance(note, Mapping):
