@@ -45,10 +45,8 @@ def _epoch(job: StatusInfo, name: str) -> float | None:
 
 @dataclass(frozen=True)
 class Reported:
-    """The executions dealt with (reported, or ended before the watcher started): JSON-serializable.
-
-    ``ids`` maps a job id to its ``created`` time (epoch seconds), or None when CCP gave none.
-    """
+    """The executions dealt with (reported, or ended before the watcher started), JSON-serializable: ``ids`` maps a
+    job id to its ``created`` time (epoch seconds), or None when CCP gave none."""
 
     floor: float | None = None
     ids: Mapping[str, float | None] = field(default_factory=dict)
@@ -76,12 +74,10 @@ def _number(value: Any) -> float | None:
 
 
 class ListingReading:
-    """One whole listing of a Method's jobs read against the record: the new ended executions (the
-    oldest ``EVENTS_PER_POLL`` of them), and how far the record may forget afterwards.
-
-    ``reported`` None is the watcher's first start: what has ended is the past, except the executions
-    created at or after ``since`` (a deliberate backfill), which are new.
-    """
+    """One whole listing of a Method's jobs read against the record: the new ended executions (the oldest
+    ``EVENTS_PER_POLL`` of them), and how far the record may forget afterwards. ``reported`` None is the watcher's
+    first start: what has ended is the past, except the executions created at or after ``since`` (a deliberate
+    backfill), which are new."""
 
     def __init__(
         self, reported: Reported | None, statuses: frozenset[str], since: pendulum.DateTime | None = None

@@ -32,11 +32,8 @@ def execution_link(settings: CCPConnectionSettings, job_id: str) -> str:
 
 
 class CCPExecutionLink(BaseOperatorLink):
-    """Reads the ``execution_url`` XCom; an empty link (never an error) until the job is submitted.
-
-    Airflow evaluates links when a try ends, deferral included, so the button works while the
-    task waits in the triggerer.
-    """
+    """Reads the ``execution_url`` XCom; an empty link (never an error) until the job is submitted. Airflow evaluates
+    links when a try ends, deferral included, so the button works while the task waits in the triggerer."""
 
     name = "CCP execution"
 

@@ -252,11 +252,9 @@ def store_outputs(
     secret_inputs: bool = False,
 ) -> StoredOutputs:
     """Download the job's outputs into ``target`` (``output.zip``, ``manifest.json`` and, when ``extract``,
-    ``output/``), replacing an earlier try's only once everything is downloaded and extracted.
-
-    ``secret_inputs`` (a secret input was sent): ``ccp-entrypoint.sh`` and ``ccpenv`` are not
-    extracted and a local ``output.zip``, which still holds them, is made owner-only.
-    """
+    ``output/``), replacing an earlier try's only once everything is downloaded and extracted. With ``secret_inputs``
+    (a secret input was sent), ``ccp-entrypoint.sh`` and ``ccpenv`` are not extracted and a local ``output.zip``,
+    which still holds them, is made owner-only."""
     fetch = functools.partial(hook.download_outputs, job_id)
     return _store(fetch, target, extract=extract, log_lines=log_lines, limits=limits, secret_inputs=secret_inputs)
 

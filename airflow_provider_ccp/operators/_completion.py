@@ -44,8 +44,7 @@ def final_status(hook: CCPHook, job_id: str, log: Any) -> StatusInfo:
 def output_target(context: Context, output_path: str | None, executor: str | None, log: Any) -> ObjectStoragePath:
     """The task's outputs folder under ``output_path``, with a warning when other machines cannot read it."""
     ti = context["ti"]
-    warning = local_outputs_warning(output_path, executor)
-    if warning:
+    if warning := local_outputs_warning(output_path, executor):
         log.warning(warning)
     return task_output_path(output_path, ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
 
