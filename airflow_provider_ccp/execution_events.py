@@ -132,7 +132,10 @@ class ListingReading:
         execution that may still end or is still to be reported (it will not be reported)."""
         ids = {**self._past, **reported.ids}  # only a first start has a past
         floor = reported.floor
-        held = self._held(ids)
+        # The oldest creation time the floor may not pass: of an execution that may still end, or is still to be
+        # reported (the backfill's start, or one of this listing's pick that the record does not note).
+        unreported = (_epoch(job, "created") for _, _, job in self._new if job.job_id not in ids)
+        held = min((t for t in (self._keep_from, *unreported) if t is not None), default=None)
         if self._newest is not None:
             limit = min(self._newest - FLOOR_MARGIN.total_seconds(), held if held is not None else math.inf)
             floor = limit if floor is None else max(floor, limit)
@@ -142,13 +145,6 @@ class ListingReading:
         }
         floor = _cap(kept, floor)
         return Reported(floor, kept), held is not None and floor is not None and floor > held
-
-    def _held(self, noted: Mapping[str, float | None]) -> float | None:
-        """The oldest creation time the floor may not pass: of an execution that may still end, or is still
-        to be reported (the backfill's start, or one of this listing's pick that was not ``noted``)."""
-        unreported = (_epoch(job, "created") for _, _, job in self._new if job.job_id not in noted)
-        held = [t for t in (self._keep_from, *unreported) if t is not None]
-        return min(held) if held else None
 
 
 def _cap(ids: dict[str, float | None], floor: float | None) -> float | None:

@@ -70,7 +70,7 @@ class CCPJobSensor(BaseSensorOperator):
         # The operator's waiting rules: a new status logged once, an unknown status word warned about once.
         event = self._watch.on_status(info)
         if event is not None:
-            self._raise_if_failed(event)
+            self._raise_unless_successful(event)
         return PokeReturnValue(is_done=event is not None, xcom_value=None if event is None else info.to_dict())
 
     def execute(self, context: Context) -> Any:
@@ -96,15 +96,14 @@ class CCPJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         event = validate_event(event)
-        self._raise_if_failed(event)
-        if event["status"] == EventStatus.TIMEOUT:
-            raise AirflowSensorTimeout(event["message"])
-        if event["status"] == EventStatus.ERROR:
-            raise CCPError(event["message"], job_id=event["job_id"])
+        self._raise_unless_successful(event)
         return self.hook.get_job(str(event["job_id"])).to_dict()
 
-    def _raise_if_failed(self, event: dict[str, Any]) -> None:
-        if event["status"] == EventStatus.FAILED:
-            raise CCPJobFailedError(
-                f"CCP job {event['job_id']} ended {event['job_status']}: {event['message']}", job_id=event["job_id"]
-            )
+    def _raise_unless_successful(self, event: dict[str, Any]) -> None:
+        status, job_id, message = event["status"], event["job_id"], event["message"]
+        if status == EventStatus.FAILED:
+            raise CCPJobFailedError(f"CCP job {job_id} ended {event['job_status']}: {message}", job_id=job_id)
+        if status == EventStatus.TIMEOUT:
+            raise AirflowSensorTimeout(message)
+        if status == EventStatus.ERROR:
+            raise CCPError(message, job_id=job_id)
