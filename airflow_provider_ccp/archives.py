@@ -79,8 +79,7 @@ class ExtractionLimits:
 def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     """Why an archive entry must not be extracted, or None when it stays inside the folder."""
     name = info.filename.replace("\\", "/")
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
+    if stat.S_ISLNK(info.external_attr >> 16):
         return "is a symbolic link"
     if "\x00" in info.orig_filename:  # zipfile cuts ``filename`` at the NUL: "a\0b.txt" would become "a"
         return "has a NUL byte in its name"

@@ -12,9 +12,10 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.sensors.ccp import CCPJobSensor
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import MIN_DEFER_SECONDS, job_event
-from tests.task_helpers import finished_job, make_context, run_deferrable
+from tests.task_helpers import finished_job, make_context, run_deferrable, task_log
 
 pytestmark = pytest.mark.usefixtures("sandbox_conn")
+__all__ = ["task_log"]  # a fixture, used by name
 
 
 def sensor(job_id: str, **kwargs) -> CCPJobSensor:
@@ -39,6 +40,17 @@ def test_poke_keeps_waiting_while_the_job_runs(sandbox):
     sandbox.admin.hold_jobs("word-count")
 
     assert not sensor(held_job()).poke(make_context()).is_done
+
+
+def test_poke_mode_logs_a_status_once_while_it_lasts(sandbox, task_log):
+    sandbox.admin.hold_jobs("word-count")
+    job_id = held_job()
+    waiting = sensor(job_id)
+
+    for _ in range(3):
+        waiting.poke(make_context())
+
+    assert task_log().count(f"CCP job {job_id} is ") == 1
 
 
 def test_poke_fails_at_once_on_a_failed_job(sandbox):
