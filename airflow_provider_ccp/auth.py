@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.connection_fields import AuthFlow
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError
 from airflow_provider_ccp.exchange import load_json
 from airflow_provider_ccp.protocol import encode_context
@@ -29,7 +29,6 @@ __all__ = [
     "TOKEN_CACHE",
     "TokenCache",
     "TokenState",
-    "TokenFlow",
     "TokenRequest",
     "TokenAnswer",
     "Grant",
@@ -38,17 +37,13 @@ __all__ = [
     "uma_request",
     "refresh_request",
     "read_grant",
-    "static_grant",
     "holding",
-    "UMA_GRANT",
     "CONTEXT_HEADER",
-    "FORM_HEADERS",
     "REFRESH_LEAD_SECONDS",
 ]
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 CONTEXT_HEADER = "X-D4Science-Context"
-FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 #: Refresh this long before ``expires_in`` runs out (at most), so a call never carries a dying token.
 REFRESH_LEAD_SECONDS = 60.0
 
@@ -129,14 +124,8 @@ class TokenState:
 
     def secrets(self) -> tuple[str, ...]:
         """Every token this state holds, for Airflow's secrets masker."""
-        grants = (self.login, self.context)
-        return tuple(
-            secret
-            for grant in grants
-            if grant is not None
-            for secret in (grant.access_token, grant.refresh_token)
-            if secret
-        )
+        grants = [grant for grant in (self.login, self.context) if grant is not None]
+        return tuple(token for grant in grants for token in (grant.access_token, grant.refresh_token) if token)
 
     def reject(self, token: str) -> None:
         """CCP answered 401 to ``token``: stop using it, but keep its refresh token for a cheap renewal."""
@@ -190,9 +179,6 @@ TOKEN_CACHE = TokenCache()
 TokenFlow = Generator[TokenRequest, TokenAnswer, Grant]
 
 
-# --------------------------------------------------------------------------- requests of each flow
-
-
 def _client_fields(settings: CCPConnectionSettings) -> dict[str, str]:
     data = {"client_id": settings.client_id or ""}
     if settings.client_secret:
@@ -200,28 +186,29 @@ def _client_fields(settings: CCPConnectionSettings) -> dict[str, str]:
     return data
 
 
-def _basic_auth(settings: CCPConnectionSettings) -> dict[str, str]:
-    pair = f"{settings.client_id}:{settings.client_secret}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+def _form_headers(settings: CCPConnectionSettings, *, context_header: bool) -> dict[str, str]:
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    if context_header:
+        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
+    return headers
 
 
 def password_request(settings: CCPConnectionSettings) -> TokenRequest:
     data = {"grant_type": "password", **_client_fields(settings)}
     data |= {"username": settings.user or "", "password": settings.secret or ""}
-    headers = dict(FORM_HEADERS)
     if settings.auth_flow == AuthFlow.PASSWORD_SCOPE:
         data["scope"] = f"d4s-context:{settings.context}"
-    if settings.auth_flow == AuthFlow.CONTEXT_HEADER:
-        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
+    headers = _form_headers(settings, context_header=settings.auth_flow == AuthFlow.CONTEXT_HEADER)
     return TokenRequest(settings.token_url, data, headers, "password")
 
 
 def uma_request(settings: CCPConnectionSettings, login_token: str | None) -> TokenRequest:
     """The UMA ticket grant: with the login token as Bearer, or as the service account (Basic)."""
     data = {"grant_type": UMA_GRANT, "audience": encode_context(settings.context or "")}
-    headers = dict(FORM_HEADERS)
+    headers = _form_headers(settings, context_header=False)
     if login_token is None:
-        headers |= _basic_auth(settings)
+        pair = f"{settings.client_id}:{settings.client_secret}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     else:
         headers["Authorization"] = f"Bearer {login_token}"
     return TokenRequest(settings.token_url, data, headers, "uma-ticket")
@@ -229,13 +216,9 @@ def uma_request(settings: CCPConnectionSettings, login_token: str | None) -> Tok
 
 def refresh_request(settings: CCPConnectionSettings, refresh_token: str, *, context_header: bool) -> TokenRequest:
     data = {"grant_type": "refresh_token", **_client_fields(settings), "refresh_token": refresh_token}
-    headers = dict(FORM_HEADERS)
-    if context_header:
-        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
-    return TokenRequest(settings.token_url, data, headers, "refresh_token")
-
-
-# --------------------------------------------------------------------------- reading answers
+    return TokenRequest(
+        settings.token_url, data, _form_headers(settings, context_header=context_header), "refresh_token"
+    )
 
 
 def _describe(settings: CCPConnectionSettings) -> str:
@@ -256,8 +239,8 @@ def _refusal(request: TokenRequest, status: int) -> type[CCPError]:
 def read_grant(settings: CCPConnectionSettings, request: TokenRequest, answer: TokenAnswer, now: float) -> Grant:
     """Turn a token endpoint answer into a ``Grant``, or raise an error naming who asked (never secrets)."""
     try:
-        document = load_json(answer.body) if answer.body else {}
-    except ValueError:
+        document = load_json(answer.body)
+    except ValueError:  # empty, or not JSON
         document = {}
     if not isinstance(document, Mapping):
         document = {}
@@ -290,9 +273,6 @@ def static_grant(token: str, now: float) -> Grant:
     except (IndexError, ValueError, KeyError, TypeError):
         expires_at = None
     return Grant(access_token=token, expires_at=expires_at)
-
-
-# --------------------------------------------------------------------------- the flows
 
 
 def _ask(settings: CCPConnectionSettings, request: TokenRequest, now: float) -> TokenFlow:

@@ -12,18 +12,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from airflow_provider_ccp import __version__
-from airflow_provider_ccp.connection_fields import (
-    DOCS_URL,
-    TOKEN_ENDPOINT_FIELD,
-    ServerKind,
-    form_fields,
-    placeholders,
-    relabeling,
-)
+from airflow_provider_ccp.connection_fields import DOCS_URL, FIELDS, TOKEN_ENDPOINT_FIELD
 
 __all__ = [
     "get_provider_info",
-    "ServerKind",
     "ui_field_behaviour",
     "connection_form_widgets",
     "CONN_FIELDS",
@@ -36,11 +28,13 @@ _HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
 #: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
 DEFAULT_CONN_ID = "ccp_default"
 
-#: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info), from the
-#: one declaration of the connection's fields. ``examples`` is what Airflow's form shows as suggestions (its
-#: placeholders apply to standard fields only).
-CONN_FIELDS: dict[str, dict[str, Any]] = form_fields()
-_PLACEHOLDERS = placeholders()
+#: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info).
+#: ``examples`` is what Airflow's form shows as suggestions (its placeholders apply to standard fields only).
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    spec.key: {"label": spec.label, "description": spec.description, "schema": spec.schema}
+    for spec in FIELDS
+    if spec.extra and spec.schema is not None
+}
 
 
 #: The Airflow releases whose Test button (in the connection list) cannot test a connection saved without a port:
@@ -62,13 +56,13 @@ def ui_field_behaviour() -> dict[str, Any]:
     # CCP's URL carries the port (Host holds the whole URL), so the form hides Port; except on the
     # releases whose Test button needs a port stored, where it asks for 0 ("no port" to the provider).
     needs_port = _installed_airflow() in TEST_BUTTON_NEEDS_A_PORT
-    labels = relabeling()
+    labels = {spec.key: spec.label for spec in FIELDS if not spec.extra}
     if needs_port:
         labels["port"] = "Port: enter 0 (the URL carries the port; this Airflow's Test button needs a number)"
     return {
         "hidden_fields": ["schema"] if needs_port else ["schema", "port"],
         "relabeling": labels,
-        "placeholders": _PLACEHOLDERS,
+        "placeholders": {spec.key: spec.placeholder for spec in FIELDS if spec.placeholder is not None},
     }
 
 
@@ -142,11 +136,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "ccp",
                 "hook-class-name": _HOOK,
                 "hook-name": "D4Science CCP",
-                "ui-field-behaviour": {
-                    "hidden-fields": ui_field_behaviour()["hidden_fields"],
-                    "relabeling": ui_field_behaviour()["relabeling"],
-                    "placeholders": _PLACEHOLDERS,
-                },
+                "ui-field-behaviour": {key.replace("_", "-"): value for key, value in ui_field_behaviour().items()},
                 "conn-fields": CONN_FIELDS,
             }
         ],

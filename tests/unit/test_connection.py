@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, AuthFlow
 from airflow_provider_ccp.connection import (
     DEFAULT_HOST,
     DEFAULT_MIN_DOWNLOAD_RATE,
@@ -12,6 +11,7 @@ from airflow_provider_ccp.connection import (
     DEFAULT_TOKEN_URL,
     CCPConnectionSettings,
 )
+from airflow_provider_ccp.connection_fields import AUTH_FLOW_NEEDS, AuthFlow
 from airflow_provider_ccp.exceptions import CCPConfigError, CCPError
 
 CONTEXT = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
