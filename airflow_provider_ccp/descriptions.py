@@ -2,21 +2,9 @@
 
 The operator's check of the inputs (``inputs.py``), the trigger form of a generated DAG
 (``ccp_airflow.dag_template``) and the typed execute body for servers that are not CCP (``protocol``)
-all read a Method's inputs here, so the form cannot promise what the operator refuses.
-
-The readings (docs/operators.md, "Inputs"):
-
-- ``minOccurs`` is 1 when left out (OGC); ``maxOccurs`` is 1 when left out, ``"unbounded"`` or a
-  number; an input takes several values when it is unbounded or more than 1.
-- An input is *required* (must be given) when ``minOccurs`` > 0 and its schema has no default: OGC
-  lets a client leave out an input with a default, and the server then behaves as if the default
-  was given. A ``null`` default is no default.
-- An input is *secret* when its ``schema.format`` is ``secret`` (CCP) or ``password`` (OGC/JSON schema).
-- CCP sends every value as a string, and declares ``ccpreplicas`` and ``ccpmaxtime`` as strings;
-  their values are whole numbers from 1, so they are read as integers (unless their default is not).
-- An input value is read the same way everywhere: ``None`` means "not given"; a date, time or
-  datetime is its ISO 8601 text; a ``Decimal`` is the number it holds; ``bytes`` and sets are
-  refused (no single obvious text, no order), as is any other type.
+all read a Method's inputs here, so the form cannot promise what the operator refuses. The readings
+(occurrences, required, secret, CCP's count inputs, how each Python value is read) are those of
+docs/operators.md, "Inputs".
 """
 
 from __future__ import annotations
@@ -112,7 +100,6 @@ class MethodInput:
 
     @property
     def default(self) -> Any:
-        """The schema's default, None when there is none."""
         return self.schema.get("default")
 
     @property
@@ -307,10 +294,8 @@ def _boolean(value: Any) -> bool:
 def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(value)
-        return int(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
     return int(value)
 
 

@@ -1,9 +1,6 @@
-"""What Airflow's provider discovery reads (entry point group ``apache_airflow_provider``).
-
-The connection form, made here for every Airflow line from the fields ``connection_fields`` declares: 3.2+
-reads ``conn-fields`` from the provider info, 3.1 asks the hook (``CCPHook.get_ui_field_behaviour`` /
-``get_connection_form_widgets``).
-Nothing Airflow is imported at module level: discovery may run while Airflow is still importing itself.
+"""What Airflow's provider discovery reads (entry point group ``apache_airflow_provider``), and the connection
+form from ``connection_fields.FIELDS``: 3.2+ reads ``conn-fields`` here, 3.1 asks the hook. Nothing of Airflow is
+imported: discovery may run while Airflow is still importing itself.
 """
 
 from __future__ import annotations
@@ -126,10 +123,10 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.hooks.ccp"]}],
-        "operators": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.operators.ccp"]}],
-        "sensors": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.sensors.ccp"]}],
-        "triggers": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.triggers.ccp"]}],
+        **{
+            kind: [{"integration-name": "D4Science CCP", "python-modules": [f"airflow_provider_ccp.{kind}.ccp"]}]
+            for kind in ("hooks", "operators", "sensors", "triggers")
+        },
         "task-decorators": [{"class-name": "airflow_provider_ccp.decorators.ccp.ccp_task", "name": "ccp"}],
         "connection-types": [
             {

@@ -4,7 +4,6 @@ and forgetting them once nothing uses them.
 Passwords, client secrets, tokens and secret inputs are registered (``mask``, ``amask``) as soon as
 the provider holds them, so that no log line or rendered field shows them; text a server sent back,
 which may echo what it was sent, is ``redact``-ed before it reaches an event, an exception or a log.
-The Airflow-version difference of registering is ``version_compat``'s.
 
 A triggerer runs for weeks: each trigger registers its secret inputs, and each token renewal new tokens.
 Airflow's masker keeps every value it was given for the life of the process, in one regular expression
@@ -28,18 +27,16 @@ __all__ = ["mask", "amask", "redact", "HeldSecrets", "HELD"]
 
 def mask(*secrets: str | None) -> None:
     """Register secrets with Airflow's masker, so no log line or rendered field shows them."""
-    for secret in secrets:
-        if secret:
-            with contextlib.suppress(Exception):  # masking must never break a call
-                version_compat.mask_secret(secret)
+    for secret in filter(None, secrets):
+        with contextlib.suppress(Exception):  # masking must never break a call
+            version_compat.mask_secret(secret)
 
 
 async def amask(*secrets: str | None) -> None:
     """``mask`` for the event loop: the sync supervisor call would block the triggerer."""
-    for secret in secrets:
-        if secret:
-            with contextlib.suppress(Exception):
-                await version_compat.amask_secret(secret)
+    for secret in filter(None, secrets):
+        with contextlib.suppress(Exception):
+            await version_compat.amask_secret(secret)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -65,9 +62,7 @@ class HeldSecrets:
         return len(self._holders)
 
     async def hold(self, secrets: Iterable[str]) -> None:
-        for secret in secrets:
-            if not secret:
-                continue
+        for secret in filter(None, secrets):
             first = not self._holders[secret]
             self._holders[secret] += 1  # before the await: a release meanwhile must see this holder
             if not first:

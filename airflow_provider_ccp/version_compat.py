@@ -43,14 +43,10 @@ AIRFLOW_V_3_3_PLUS: bool = get_base_airflow_version_tuple() >= (3, 3, 0)
 #: The first Airflow with ``task_state_store``, which lets a retry reattach to the execution of an
 #: earlier try (docs/operators.md, "Retries").
 REATTACH_SINCE = (3, 3)
-
-
 #: The first Airflow whose event triggers get a state store per watched asset (``asset_state_store``),
 #: where ``CCPExecutionEventTrigger`` keeps its record of reported executions across triggerer restarts,
 #: and share one poll between sibling watchers (``shared_stream_key``).
 WATCHER_STATE_SINCE = (3, 3)
-
-
 #: The first Airflow known to keep trigger arguments out of its REST API (apache/airflow#67868, checked in
 #: 3.3.2; earlier 3.3 releases are treated as older ones). Before it, ``GET .../taskInstances/...`` shows a
 #: deferred task's trigger arguments in clear, so a trigger must not carry secret input values there.
@@ -67,9 +63,7 @@ def watchers_keep_state() -> bool:
 
 def watcher_state_store(trigger: Any) -> Any | None:
     """The asset state store the triggerer gave an event trigger (Airflow >= 3.3), else None."""
-    if not watchers_keep_state():
-        return None
-    return trigger.asset_state_store
+    return trigger.asset_state_store if watchers_keep_state() else None
 
 
 def trigger_runs_inline() -> bool:
@@ -99,9 +93,7 @@ async def amask_secret(secret: str) -> None:
 
         await sdk_amask_secret(secret)
     else:
-        from airflow.sdk._shared.secrets_masker import _secrets_masker
-
-        _secrets_masker().add_mask(secret)
+        _local_masker().add_mask(secret)
 
 
 def _local_masker() -> Any:
@@ -166,7 +158,6 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "REATTACH_SINCE",
     "WATCHER_STATE_SINCE",
-    "TRIGGER_KWARGS_HIDDEN_SINCE",
     "trigger_kwargs_hidden",
     "trigger_runs_inline",
     "AirflowFailException",
