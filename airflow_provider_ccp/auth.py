@@ -110,17 +110,13 @@ class TokenState:
     masked: tuple[str, ...] = field(default=(), repr=False)
 
     def usable_token(self, now: float) -> str | None:
-        grant = self.context
-        return grant.access_token if grant is not None and grant.usable(now) else None
+        return self.context.access_token if self.context is not None and self.context.usable(now) else None
 
     def async_lock(self) -> asyncio.Lock:
         """One asyncio lock per event loop: concurrent coroutines wait for a single token request."""
         loop = asyncio.get_running_loop()
         with self._async_guard:
-            lock = self._async_locks.get(loop)
-            if lock is None:
-                lock = self._async_locks[loop] = asyncio.Lock()
-            return lock
+            return self._async_locks.setdefault(loop, asyncio.Lock())
 
     def secrets(self) -> tuple[str, ...]:
         """Every token this state holds, for Airflow's secrets masker."""

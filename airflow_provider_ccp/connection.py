@@ -13,33 +13,12 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_ccp.connection_fields import (
-    AUTH_FLOW_NEEDS,
-    CONTEXT_EXAMPLE,
-    DEFAULT_AUTH_FLOW,
-    DEFAULT_HOST,
-    DEFAULT_MIN_DOWNLOAD_RATE,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TOKEN_URL,
-    FIELDS,
-    LEGACY_TOKEN_ENDPOINT_FIELD,
-    POOL_CONNECTIONS,
-    TOKEN_ENDPOINT_FIELD,
-    AuthFlow,
-    ServerKind,
-)
+from airflow_provider_ccp import connection_fields as declared
+from airflow_provider_ccp.connection_fields import AuthFlow, ServerKind
 from airflow_provider_ccp.exceptions import CCPConfigError
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
-__all__ = [
-    "CCPConnectionSettings",
-    "known_connection",
-    "ServerKind",
-    "DEFAULT_HOST",
-    "DEFAULT_TOKEN_URL",
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_MIN_DOWNLOAD_RATE",
-]
+__all__ = ["CCPConnectionSettings", "known_connection", "ServerKind"]
 
 Choice = TypeVar("Choice", bound=StrEnum)
 
@@ -52,7 +31,8 @@ def _extra(extra: Mapping[str, Any], name: str) -> Any:
     return None if value == "" else value
 
 
-def _choice(name: str, value: Any, kind: type[Choice], default: str) -> Choice:
+def _choice(extra: Mapping[str, Any], name: str, kind: type[Choice], default: str) -> Choice:
+    value = _extra(extra, name)
     try:
         return kind(str(value or default).strip().lower())
     except ValueError:
@@ -76,8 +56,9 @@ def _verify(value: Any) -> bool | str:
     return os.path.expanduser(text)  # a CA bundle path
 
 
-def _number(name: str, value: Any, default: float, expected: str, *, zero: bool = False) -> float:
+def _number(extra: Mapping[str, Any], name: str, default: float, expected: str, *, zero: bool = False) -> float:
     """A finite number above 0 (or 0 too, when ``zero``), ``default`` when the extra is unset."""
+    value = _extra(extra, name)
     if value is None:
         return default
     try:
@@ -91,7 +72,7 @@ def _number(name: str, value: Any, default: float, expected: str, *, zero: bool 
 
 def _pool_size(value: Any) -> int:
     if value is None:
-        return POOL_CONNECTIONS
+        return declared.POOL_CONNECTIONS
     try:
         size = int(value)
     except (TypeError, ValueError):
@@ -144,7 +125,7 @@ def _without_credentials(field_name: str, url: str) -> str:
 
 
 def _host_error(problem: str, expected: str = "an http:// or https:// URL") -> CCPConfigError:
-    return CCPConfigError(f"Connection field 'host' {problem}; expected {expected}, e.g. {DEFAULT_HOST}")
+    return CCPConfigError(f"Connection field 'host' {problem}; expected {expected}, e.g. {declared.DEFAULT_HOST}")
 
 
 def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
@@ -183,14 +164,14 @@ class CCPConnectionSettings:
     secret: str | None = field(repr=False)  # password, refresh token or bearer token, by auth_flow
     client_secret: str | None = field(repr=False)
     verify: bool | str = True
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = declared.DEFAULT_TIMEOUT
     #: A download's body must average this many bytes per second over each ``timeout`` window.
-    min_download_rate: float = DEFAULT_MIN_DOWNLOAD_RATE
+    min_download_rate: float = declared.DEFAULT_MIN_DOWNLOAD_RATE
     ui_url: str | None = None
     #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.
     server: ServerKind = ServerKind.AUTO
     #: The triggerer's pool size for this connection: checked with the rest, before a task sends anything.
-    max_connections: int = POOL_CONNECTIONS
+    max_connections: int = declared.POOL_CONNECTIONS
 
     @classmethod
     def from_fields(
@@ -203,28 +184,30 @@ class CCPConnectionSettings:
         schema: str | None = None,
         port: int | None = None,
     ) -> CCPConnectionSettings:
-        token_url = _extra(extra, TOKEN_ENDPOINT_FIELD) or _extra(extra, LEGACY_TOKEN_ENDPOINT_FIELD)
+        token_url = _extra(extra, declared.TOKEN_ENDPOINT_FIELD) or _extra(extra, declared.LEGACY_TOKEN_ENDPOINT_FIELD)
         ui_url = _extra(extra, "ui_url")
         settings = cls(
             base_url=_base_url(host, schema, port),
-            token_url=_without_credentials(f"extra {TOKEN_ENDPOINT_FIELD!r}", str(token_url or DEFAULT_TOKEN_URL)),
-            auth_flow=_choice("auth_flow", _extra(extra, "auth_flow"), AuthFlow, DEFAULT_AUTH_FLOW),
+            token_url=_without_credentials(
+                f"extra {declared.TOKEN_ENDPOINT_FIELD!r}", str(token_url or declared.DEFAULT_TOKEN_URL)
+            ),
+            auth_flow=_choice(extra, "auth_flow", AuthFlow, declared.DEFAULT_AUTH_FLOW),
             client_id=_extra(extra, "client_id"),
             context=_extra(extra, "context"),
             user=login or None,
             secret=password or None,
             client_secret=_extra(extra, "client_secret"),
             verify=_verify(_extra(extra, "verify")),
-            timeout=_number("timeout", _extra(extra, "timeout"), DEFAULT_TIMEOUT, "a positive number of seconds"),
+            timeout=_number(extra, "timeout", declared.DEFAULT_TIMEOUT, "a positive number of seconds"),
             min_download_rate=_number(
+                extra,
                 "min_download_rate",
-                _extra(extra, "min_download_rate"),
-                DEFAULT_MIN_DOWNLOAD_RATE,
+                declared.DEFAULT_MIN_DOWNLOAD_RATE,
                 "a number of bytes per second, 0 or more (0: any byte within each timeout will do)",
                 zero=True,
             ),
             ui_url=_without_credentials("extra 'ui_url'", str(ui_url).rstrip("/")) if ui_url else None,
-            server=_choice("server", _extra(extra, "server"), ServerKind, ServerKind.AUTO),
+            server=_choice(extra, "server", ServerKind, ServerKind.AUTO),
             max_connections=_pool_size(_extra(extra, "max_connections")),
         )
         settings.check()
@@ -245,8 +228,8 @@ class CCPConnectionSettings:
 
     def check(self) -> None:
         """Fail early, naming the missing field, instead of at the first token request."""
-        needs = AUTH_FLOW_NEEDS[self.auth_flow]
-        labels = {spec.setting: spec.needed_as for spec in FIELDS if spec.setting and spec.needed_as}
+        needs = declared.AUTH_FLOW_NEEDS[self.auth_flow]
+        labels = {spec.setting: spec.needed_as for spec in declared.FIELDS if spec.setting and spec.needed_as}
         if needs.password:
             labels["secret"] += f" ({needs.password})"
         missing = [labels[name] for name in needs.fields if not getattr(self, name)]
@@ -255,7 +238,7 @@ class CCPConnectionSettings:
         if self.context is not None and not self.context.startswith("/"):
             raise CCPConfigError(
                 f"Connection extra 'context' is {self.context!r}; expected a VRE path starting with '/', "
-                f"e.g. {CONTEXT_EXAMPLE}"
+                f"e.g. {declared.CONTEXT_EXAMPLE}"
             )
 
     @property

@@ -30,7 +30,6 @@ DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/ma
 #: Airflow's secrets masker hid the one URL a user needs to read in forms, the API and error messages.
 TOKEN_ENDPOINT_FIELD = "keycloak_url"
 LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
-STANDARD_FIELDS = frozenset({"host", "login", "password", "schema", "port"})
 
 DEFAULT_HOST = "https://ccp.cloud.d4science.org"
 DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
@@ -113,7 +112,7 @@ class ConnectionField:
 
     @property
     def extra(self) -> bool:
-        return self.key not in STANDARD_FIELDS
+        return self.key not in ("host", "login", "password", "schema", "port")
 
     @property
     def named(self) -> str:

@@ -21,7 +21,6 @@ __all__ = [
     "TOKEN_ENDPOINT_FIELD",
 ]
 
-_HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
 #: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
 DEFAULT_CONN_ID = "ccp_default"
 
@@ -131,7 +130,7 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": [
             {
                 "connection-type": "ccp",
-                "hook-class-name": _HOOK,
+                "hook-class-name": "airflow_provider_ccp.hooks.ccp.CCPHook",
                 "hook-name": "D4Science CCP",
                 "ui-field-behaviour": {key.replace("_", "-"): value for key, value in ui_field_behaviour().items()},
                 "conn-fields": CONN_FIELDS,
