@@ -276,31 +276,27 @@ def _ask(settings: CCPConnectionSettings, request: TokenRequest, now: float) -> 
     return read_grant(settings, request, answer, now)
 
 
-def _try_refresh(
+def _refreshed(
     settings: CCPConnectionSettings, grant: Grant | None, now: float, *, context_header: bool
-) -> TokenFlow:
-    """Renew ``grant`` with its refresh token; a refused refresh (revoked, expired) returns the grant unusable."""
-    if grant is None or not grant.refreshable(now) or grant.refresh_token is None:
-        return Grant(access_token="", expires_at=float("-inf"))
+) -> Generator[TokenRequest, TokenAnswer, Grant | None]:
+    """``grant`` renewed with its refresh token; None without one, or when the refresh is refused (revoked,
+    expired)."""
+    if grant is None or grant.refresh_token is None or not grant.refreshable(now):
+        return None
+    request = refresh_request(settings, grant.refresh_token, context_header=context_header)
     try:
-        return (
-            yield from _ask(
-                settings, refresh_request(settings, grant.refresh_token, context_header=context_header), now
-            )
-        )
+        return (yield from _ask(settings, request, now))
     except CCPAuthError:
-        return Grant(access_token="", expires_at=float("-inf"))
+        return None
 
 
 def _login(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
     """The user's (or service account's) login token that the UMA grant exchanges."""
     if state.login is not None and state.login.usable(now):
         return state.login
-    grant = yield from _try_refresh(settings, state.login, now, context_header=False)
-    if not grant.usable(now):
-        grant = yield from _ask(settings, password_request(settings), now)
-    state.login = grant
-    return grant
+    grant = yield from _refreshed(settings, state.login, now, context_header=False)
+    state.login = grant or (yield from _ask(settings, password_request(settings), now))
+    return state.login
 
 
 def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
@@ -323,8 +319,8 @@ def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: 
         return (yield from _ask(settings, uma_request(settings, None), now))
     if flow == AuthFlow.REFRESH_TOKEN:
         offline = Grant(access_token="", expires_at=None, refresh_token=settings.secret)
-        grant = yield from _try_refresh(settings, offline, now, context_header=True)
-        if not grant.usable(now):
+        grant = yield from _refreshed(settings, offline, now, context_header=True)
+        if grant is None:
             raise CCPCredentialsError(
                 f"The refresh token in the connection's password field was refused by {_describe(settings)}; "
                 "it may have expired or been revoked: store a new offline token",
@@ -347,8 +343,6 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
             url=settings.base_url,
         )
     context_header = settings.auth_flow in (AuthFlow.REFRESH_TOKEN, AuthFlow.CONTEXT_HEADER)
-    grant = yield from _try_refresh(settings, state.context, now, context_header=context_header)
-    if not grant.usable(now):
-        grant = yield from _new_context_grant(settings, state, now)
-    state.context = grant
-    return grant
+    grant = yield from _refreshed(settings, state.context, now, context_header=context_header)
+    state.context = grant or (yield from _new_context_grant(settings, state, now))
+    return state.context

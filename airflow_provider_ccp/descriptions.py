@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -196,9 +196,6 @@ def is_ccp_description(description: Mapping[str, Any]) -> bool:
     return "ccpimage" in raw_inputs(description)
 
 
-# --------------------------------------------------------------------------- values
-
-
 def _refused(name: str, value: Any, expected: str) -> CCPInputError:
     return CCPInputError(f"Input {name!r} has a value of type {type(value).__name__}; expected {expected}")
 
@@ -227,11 +224,9 @@ def input_value_to_string(name: str, value: Any) -> str:
     if isinstance(value, Decimal) and value.is_finite():
         return str(value)  # as written: Decimal("1.10") is "1.10"
     value = _plain(name, value)
-    if isinstance(value, str):
-        return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, list | tuple):
         # Multi-valued inputs travel comma-joined, as CCP's own clients send them.
@@ -261,19 +256,14 @@ def json_value(name: str, value: Any) -> Any:
 
 def _typed_value(name: str, value: Any, schema: Mapping[str, Any]) -> Any:
     kind = schema_type(schema)
-    if isinstance(value, Mapping) and kind != "object" and ("value" in value or "href" in value):
-        return json_value(name, value)  # a qualified value or a link: the server reads it itself
-    if kind is None:
+    qualified = isinstance(value, Mapping) and kind != "object" and ("value" in value or "href" in value)
+    if kind is None or qualified:  # a qualified value or a link: the server reads it itself
         return json_value(name, value)
     if kind == "string":
         return input_value_to_string(name, value)
     value = _plain(name, value)
-    if kind == "boolean":
-        return _boolean(value)
-    if kind == "integer":
-        return _integer(value)
-    if kind == "number":
-        return _number(value)
+    if kind in _SCALARS:
+        return _SCALARS[kind](value)
     parsed = json.loads(value) if isinstance(value, str) else value
     if kind == "object" and isinstance(parsed, Mapping):
         return json_value(name, parsed)
@@ -310,3 +300,6 @@ def _number(value: Any) -> int | float:
     if not math.isfinite(value):
         raise ValueError(value)
     return value
+
+
+_SCALARS: dict[str, Callable[[Any], Any]] = {"boolean": _boolean, "integer": _integer, "number": _number}
