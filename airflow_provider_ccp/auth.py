@@ -1,9 +1,7 @@
-"""D4Science token flows and the per-process token cache, with no network I/O.
+"""D4Science's ways of getting a context-bound token (ccp-api.md §2.3) and the per-process token cache.
 
-A flow is a generator that yields ``TokenRequest`` objects and receives ``TokenAnswer`` objects
-(the sans-IO style of h11): the sync hook drives it with requests, the async hook with aiohttp,
-and both share one ``TokenCache`` so that a process holds one token per set of credentials.
-The flows are the D4Science ways of getting a context-bound token (ccp-api.md §2.3).
+A flow is a generator that yields ``TokenRequest`` and receives ``TokenAnswer`` (sans-IO, as h11): the sync
+hook drives it with requests, the async hook with aiohttp, and both share one ``TokenCache``.
 """
 
 from __future__ import annotations
@@ -155,19 +153,14 @@ class TokenCache:
 
     def __init__(self) -> None:
         self._states: dict[str, TokenState] = {}
-        self._guard = threading.Lock()
 
     def state(self, settings: CCPConnectionSettings) -> TokenState:
         key = settings.cache_key
-        state = self._states.get(key)
-        if state is None:
-            with self._guard:
-                state = self._states.setdefault(key, TokenState())
-        return state
+        # setdefault is atomic: threads asking at once all get the one state that was stored.
+        return self._states.get(key) or self._states.setdefault(key, TokenState())
 
     def clear(self) -> None:
-        with self._guard:
-            self._states.clear()
+        self._states.clear()
 
 
 TOKEN_CACHE = TokenCache()

@@ -1,16 +1,11 @@
-"""Keeping secrets out of sight: registering them with Airflow's masker, hiding them in a server's words,
-and forgetting them once nothing uses them.
+"""Keeping secrets out of sight: registered with Airflow's masker (``mask``, ``amask``) as soon as the provider
+holds them, hidden in a server's words (``redact``: a server may echo what it was sent), and forgotten once
+nothing uses them.
 
-Passwords, client secrets, tokens and secret inputs are registered (``mask``, ``amask``) as soon as
-the provider holds them, so that no log line or rendered field shows them; text a server sent back,
-which may echo what it was sent, is ``redact``-ed before it reaches an event, an exception or a log.
-
-A triggerer runs for weeks: each trigger registers its secret inputs, and each token renewal new tokens.
-Airflow's masker keeps every value it was given for the life of the process, in one regular expression
-rebuilt at each new value and run over every redacted string, so registering and never forgetting grows
-both without bound. ``HELD`` counts the holders of each value, registers a value at its first holder and
-takes it back from this process's masker at its last (docs/deployment.md, "Secrets in a long-lived
-triggerer").
+A triggerer runs for weeks, and Airflow's masker keeps every value it was given for the life of the process, in
+one regular expression rebuilt at each new value and run over every redacted string. ``HELD`` counts the holders
+of each value and takes it back from this process's masker at its last (docs/deployment.md, "Secrets in a
+long-lived triggerer").
 """
 
 from __future__ import annotations

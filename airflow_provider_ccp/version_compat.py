@@ -1,7 +1,5 @@
-"""Every difference between the Airflow lines the provider supports (3.1 to 3.3), in one place.
-
-Modules import Airflow names that moved between lines from here, and branch on the ``AIRFLOW_V_*``
-flags below rather than on ``airflow.__version__`` themselves, as Airflow's own providers do.
+"""Every difference between the Airflow lines the provider supports (3.1 to 3.3), in one place: modules import
+Airflow names that moved between lines from here, and branch on the flags below, as Airflow's own providers do.
 """
 
 from __future__ import annotations
@@ -109,25 +107,18 @@ def is_masked(secret: str) -> bool:
 
 
 def forget_secrets(secrets: Iterable[str]) -> None:
-    """Take ``secrets`` back from this process's masker. Airflow has no call for it (3.1 to 3.3); its
-    ``patterns`` and ``replacer`` are public attributes, set here the way its ``add_mask`` sets them.
-
-    A supervisor process told of the secrets (3.3's triggerer) keeps them: no message takes one back.
-    """
+    """Take ``secrets`` back from this process's masker, setting its public ``patterns`` and ``replacer`` the way
+    ``add_mask`` does: Airflow has no call for it (3.1 to 3.3), and no message takes one back from a supervisor."""
     masker = _local_masker()
     masker.patterns.difference_update(re.escape(secret) for secret in secrets)
     masker.replacer = re.compile("|".join(masker.patterns)) if masker.patterns else None
 
 
 class RenderedFieldsOperator(BaseOperator):
-    """A ``BaseOperator`` whose ``after_rendering()`` runs once its templates are rendered, before Airflow
-    sends the rendered fields to the API server (Rendered Templates) and before ``execute``.
-
-    Airflow has no public hook there. ``render_template_fields`` is public, but a mapped task
-    (``expand``) renders through the unmapped task's private ``_do_render_template_fields`` instead,
-    on every line from 3.1 to 3.3; that is the one overridden (tests/integration/operators/test_ccp.py renders
-    plain and mapped tasks on each line).
-    """
+    """A ``BaseOperator`` whose ``after_rendering()`` runs once its templates are rendered, before Airflow sends
+    the rendered fields to the API server and before ``execute``. Airflow has no public hook there: a mapped task
+    renders through the private ``_do_render_template_fields``, not the public ``render_template_fields``, on every
+    line from 3.1 to 3.3 (tests/integration/operators/test_ccp.py renders plain and mapped tasks on each line)."""
 
     def _do_render_template_fields(
         self,
