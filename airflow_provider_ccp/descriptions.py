@@ -167,14 +167,16 @@ def _ccp_refined(input_id: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**schema, "type": "integer", "minimum": 1}
 
 
-def raw_inputs(description: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The input descriptions by id: OGC 1.0 (a map by id) or the older list form."""
-    raw = description.get("inputs") or {}
+def _by_id(raw: Any) -> dict[str, Any]:
+    """A description's inputs or outputs by id: OGC 1.0 (a map by id) or the older list form."""
     if isinstance(raw, Mapping):
-        return {str(name): spec for name, spec in raw.items() if isinstance(spec, Mapping)}
-    if not isinstance(raw, list):
-        return {}
-    return {str(spec["id"]): spec for spec in raw if isinstance(spec, Mapping) and spec.get("id")}
+        return {str(name): spec for name, spec in raw.items()}
+    items = raw if isinstance(raw, list) else []
+    return {str(spec["id"]): spec for spec in items if isinstance(spec, Mapping) and spec.get("id")}
+
+
+def raw_inputs(description: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {name: spec for name, spec in _by_id(description.get("inputs")).items() if isinstance(spec, Mapping)}
 
 
 def method_inputs(description: Mapping[str, Any]) -> dict[str, MethodInput]:
@@ -183,12 +185,7 @@ def method_inputs(description: Mapping[str, Any]) -> dict[str, MethodInput]:
 
 
 def output_ids(description: Mapping[str, Any]) -> list[str]:
-    raw = description.get("outputs") or {}
-    if isinstance(raw, Mapping):
-        return [str(name) for name in raw]
-    if not isinstance(raw, list):
-        return []
-    return [str(spec["id"]) for spec in raw if isinstance(spec, Mapping) and spec.get("id")]
+    return list(_by_id(description.get("outputs")))
 
 
 def is_ccp_description(description: Mapping[str, Any]) -> bool:
