@@ -165,7 +165,6 @@ class CCPConnectionSettings:
     client_secret: str | None = field(repr=False)
     verify: bool | str = True
     timeout: float = declared.DEFAULT_TIMEOUT
-    #: A download's body must average this many bytes per second over each ``timeout`` window.
     min_download_rate: float = declared.DEFAULT_MIN_DOWNLOAD_RATE
     ui_url: str | None = None
     #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.

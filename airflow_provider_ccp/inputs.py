@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 
-#: The inputs a description declares, by id.
 declared_inputs = method_inputs
 
 
