@@ -21,6 +21,10 @@ __all__ = [
     "ServerKind",
     "DOCS_URL",
     "TOKEN_ENDPOINT_FIELD",
+    "DEFAULT_HOST",
+    "DEFAULT_TOKEN_URL",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_MIN_DOWNLOAD_RATE",
     "flag_names",
 ]
 
