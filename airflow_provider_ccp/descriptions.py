@@ -133,10 +133,6 @@ class MethodInput:
     def multiple(self) -> bool:
         return self.max_occurs is None or self.max_occurs > 1
 
-    def shown(self, value: Any) -> str:
-        """How a message may show ``value``: never a secret's."""
-        return "a value" if self.secret else repr(value)
-
     def typed(self, value: Any) -> Any:
         """``value`` as the JSON type the schema declares (each item of several); a string is read as
         that type (``"4"`` is 4 for an integer). Raises ``CCPInputError`` naming the input otherwise."""
@@ -148,9 +144,9 @@ class MethodInput:
         except CCPInputError:
             raise  # a ValueError too, already naming the input and what was expected
         except (TypeError, ValueError, ArithmeticError):
+            shown = "a value" if self.secret else repr(value)  # never a secret's
             raise CCPInputError(
-                f"Input {self.id!r}: {self.shown(value)} is not {_A_TYPE[str(kind)]}, "
-                "which is what the Method's schema declares"
+                f"Input {self.id!r}: {shown} is not {_A_TYPE[str(kind)]}, which is what the Method's schema declares"
             ) from None
 
 
