@@ -83,14 +83,13 @@ class HeldSecrets:
                 self._forget_soon(secret)
 
     def _forget_soon(self, secret: str) -> None:
-        if not self._forgetting:
+        first = not self._forgetting
+        self._forgetting.add(secret)
+        if first:
             try:
                 asyncio.get_running_loop().call_soon(self._forget)
             except RuntimeError:  # no event loop: now
-                self._forgetting.add(secret)
                 self._forget()
-                return
-        self._forgetting.add(secret)
 
     def _forget(self) -> None:
         forgotten, self._forgetting = self._forgetting, set()
