@@ -1,9 +1,8 @@
 """Apache Airflow provider for the D4Science Cloud Computing Platform (CCP).
 
-``__all__`` is what DAG authors import: ``from airflow_provider_ccp import CCPExecuteMethodOperator``.
-Each name is loaded on first use (PEP 562), so importing the package itself still imports nothing else:
-the build (hatch) and the CLI read the version, and Airflow's provider discovery calls
-``airflow_provider_ccp.get_provider_info:get_provider_info``.
+``__all__`` is what DAG authors import (``from airflow_provider_ccp import CCPExecuteMethodOperator``), each
+name loaded on first use (PEP 562): importing the package imports nothing else, for the build, the CLI and
+Airflow's provider discovery.
 """
 
 from __future__ import annotations

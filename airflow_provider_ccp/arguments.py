@@ -1,9 +1,6 @@
-"""The one check of the numbers the operator, the sensor, the trigger and the hook take.
-
-A NaN or an infinity compares false with everything, so ``poll_interval <= 0`` lets it through and
-the task fails only once it runs (after it has submitted); a poll interval of a millisecond
-hammers CCP. Every numeric argument is therefore checked when the task is built (at DAG parsing),
-naming the argument and the accepted range, and nothing is sent.
+"""The one check of the numbers the operator, the sensor, the trigger and the hook take, when the task is
+built: a NaN compares false with everything (``poll_interval <= 0`` lets it through, and the task fails once it
+has submitted), and a poll interval of a millisecond hammers CCP.
 """
 
 from __future__ import annotations

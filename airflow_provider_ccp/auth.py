@@ -1,9 +1,7 @@
-"""D4Science token flows and the per-process token cache, with no network I/O.
+"""D4Science's ways of getting a context-bound token (ccp-api.md §2.3) and the per-process token cache.
 
-A flow is a generator that yields ``TokenRequest`` objects and receives ``TokenAnswer`` objects
-(the sans-IO style of h11): the sync hook drives it with requests, the async hook with aiohttp,
-and both share one ``TokenCache`` so that a process holds one token per set of credentials.
-The flows are the D4Science ways of getting a context-bound token (ccp-api.md §2.3).
+A flow is a generator that yields ``TokenRequest`` and receives ``TokenAnswer`` (sans-IO, as h11): the sync
+hook drives it with requests, the async hook with aiohttp, and both share one ``TokenCache``.
 """
 
 from __future__ import annotations
@@ -19,8 +17,8 @@ from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.connection_fields import AuthFlow
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, CCPError
 from airflow_provider_ccp.exchange import load_json
 from airflow_provider_ccp.protocol import encode_context
@@ -29,7 +27,6 @@ __all__ = [
     "TOKEN_CACHE",
     "TokenCache",
     "TokenState",
-    "TokenFlow",
     "TokenRequest",
     "TokenAnswer",
     "Grant",
@@ -38,17 +35,13 @@ __all__ = [
     "uma_request",
     "refresh_request",
     "read_grant",
-    "static_grant",
     "holding",
-    "UMA_GRANT",
     "CONTEXT_HEADER",
-    "FORM_HEADERS",
     "REFRESH_LEAD_SECONDS",
 ]
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 CONTEXT_HEADER = "X-D4Science-Context"
-FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 #: Refresh this long before ``expires_in`` runs out (at most), so a call never carries a dying token.
 REFRESH_LEAD_SECONDS = 60.0
 
@@ -115,28 +108,18 @@ class TokenState:
     masked: tuple[str, ...] = field(default=(), repr=False)
 
     def usable_token(self, now: float) -> str | None:
-        grant = self.context
-        return grant.access_token if grant is not None and grant.usable(now) else None
+        return self.context.access_token if self.context is not None and self.context.usable(now) else None
 
     def async_lock(self) -> asyncio.Lock:
         """One asyncio lock per event loop: concurrent coroutines wait for a single token request."""
         loop = asyncio.get_running_loop()
         with self._async_guard:
-            lock = self._async_locks.get(loop)
-            if lock is None:
-                lock = self._async_locks[loop] = asyncio.Lock()
-            return lock
+            return self._async_locks.setdefault(loop, asyncio.Lock())
 
     def secrets(self) -> tuple[str, ...]:
         """Every token this state holds, for Airflow's secrets masker."""
-        grants = (self.login, self.context)
-        return tuple(
-            secret
-            for grant in grants
-            if grant is not None
-            for secret in (grant.access_token, grant.refresh_token)
-            if secret
-        )
+        grants = [grant for grant in (self.login, self.context) if grant is not None]
+        return tuple(token for grant in grants for token in (grant.access_token, grant.refresh_token) if token)
 
     def reject(self, token: str) -> None:
         """CCP answered 401 to ``token``: stop using it, but keep its refresh token for a cheap renewal."""
@@ -170,27 +153,19 @@ class TokenCache:
 
     def __init__(self) -> None:
         self._states: dict[str, TokenState] = {}
-        self._guard = threading.Lock()
 
     def state(self, settings: CCPConnectionSettings) -> TokenState:
         key = settings.cache_key
-        state = self._states.get(key)
-        if state is None:
-            with self._guard:
-                state = self._states.setdefault(key, TokenState())
-        return state
+        # setdefault is atomic: threads asking at once all get the one state that was stored.
+        return self._states.get(key) or self._states.setdefault(key, TokenState())
 
     def clear(self) -> None:
-        with self._guard:
-            self._states.clear()
+        self._states.clear()
 
 
 TOKEN_CACHE = TokenCache()
 
 TokenFlow = Generator[TokenRequest, TokenAnswer, Grant]
-
-
-# --------------------------------------------------------------------------- requests of each flow
 
 
 def _client_fields(settings: CCPConnectionSettings) -> dict[str, str]:
@@ -200,28 +175,29 @@ def _client_fields(settings: CCPConnectionSettings) -> dict[str, str]:
     return data
 
 
-def _basic_auth(settings: CCPConnectionSettings) -> dict[str, str]:
-    pair = f"{settings.client_id}:{settings.client_secret}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+def _form_headers(settings: CCPConnectionSettings, *, context_header: bool) -> dict[str, str]:
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    if context_header:
+        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
+    return headers
 
 
 def password_request(settings: CCPConnectionSettings) -> TokenRequest:
     data = {"grant_type": "password", **_client_fields(settings)}
     data |= {"username": settings.user or "", "password": settings.secret or ""}
-    headers = dict(FORM_HEADERS)
     if settings.auth_flow == AuthFlow.PASSWORD_SCOPE:
         data["scope"] = f"d4s-context:{settings.context}"
-    if settings.auth_flow == AuthFlow.CONTEXT_HEADER:
-        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
+    headers = _form_headers(settings, context_header=settings.auth_flow == AuthFlow.CONTEXT_HEADER)
     return TokenRequest(settings.token_url, data, headers, "password")
 
 
 def uma_request(settings: CCPConnectionSettings, login_token: str | None) -> TokenRequest:
     """The UMA ticket grant: with the login token as Bearer, or as the service account (Basic)."""
     data = {"grant_type": UMA_GRANT, "audience": encode_context(settings.context or "")}
-    headers = dict(FORM_HEADERS)
+    headers = _form_headers(settings, context_header=False)
     if login_token is None:
-        headers |= _basic_auth(settings)
+        pair = f"{settings.client_id}:{settings.client_secret}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     else:
         headers["Authorization"] = f"Bearer {login_token}"
     return TokenRequest(settings.token_url, data, headers, "uma-ticket")
@@ -229,13 +205,9 @@ def uma_request(settings: CCPConnectionSettings, login_token: str | None) -> Tok
 
 def refresh_request(settings: CCPConnectionSettings, refresh_token: str, *, context_header: bool) -> TokenRequest:
     data = {"grant_type": "refresh_token", **_client_fields(settings), "refresh_token": refresh_token}
-    headers = dict(FORM_HEADERS)
-    if context_header:
-        headers[CONTEXT_HEADER] = encode_context(settings.context or "")
-    return TokenRequest(settings.token_url, data, headers, "refresh_token")
-
-
-# --------------------------------------------------------------------------- reading answers
+    return TokenRequest(
+        settings.token_url, data, _form_headers(settings, context_header=context_header), "refresh_token"
+    )
 
 
 def _describe(settings: CCPConnectionSettings) -> str:
@@ -256,8 +228,8 @@ def _refusal(request: TokenRequest, status: int) -> type[CCPError]:
 def read_grant(settings: CCPConnectionSettings, request: TokenRequest, answer: TokenAnswer, now: float) -> Grant:
     """Turn a token endpoint answer into a ``Grant``, or raise an error naming who asked (never secrets)."""
     try:
-        document = load_json(answer.body) if answer.body else {}
-    except ValueError:
+        document = load_json(answer.body)
+    except ValueError:  # empty, or not JSON
         document = {}
     if not isinstance(document, Mapping):
         document = {}
@@ -292,39 +264,32 @@ def static_grant(token: str, now: float) -> Grant:
     return Grant(access_token=token, expires_at=expires_at)
 
 
-# --------------------------------------------------------------------------- the flows
-
-
 def _ask(settings: CCPConnectionSettings, request: TokenRequest, now: float) -> TokenFlow:
     answer = yield request
     return read_grant(settings, request, answer, now)
 
 
-def _try_refresh(
+def _refreshed(
     settings: CCPConnectionSettings, grant: Grant | None, now: float, *, context_header: bool
-) -> TokenFlow:
-    """Renew ``grant`` with its refresh token; a refused refresh (revoked, expired) returns the grant unusable."""
-    if grant is None or not grant.refreshable(now) or grant.refresh_token is None:
-        return Grant(access_token="", expires_at=float("-inf"))
+) -> Generator[TokenRequest, TokenAnswer, Grant | None]:
+    """``grant`` renewed with its refresh token; None without one, or when the refresh is refused (revoked,
+    expired)."""
+    if grant is None or grant.refresh_token is None or not grant.refreshable(now):
+        return None
+    request = refresh_request(settings, grant.refresh_token, context_header=context_header)
     try:
-        return (
-            yield from _ask(
-                settings, refresh_request(settings, grant.refresh_token, context_header=context_header), now
-            )
-        )
+        return (yield from _ask(settings, request, now))
     except CCPAuthError:
-        return Grant(access_token="", expires_at=float("-inf"))
+        return None
 
 
 def _login(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
     """The user's (or service account's) login token that the UMA grant exchanges."""
     if state.login is not None and state.login.usable(now):
         return state.login
-    grant = yield from _try_refresh(settings, state.login, now, context_header=False)
-    if not grant.usable(now):
-        grant = yield from _ask(settings, password_request(settings), now)
-    state.login = grant
-    return grant
+    grant = yield from _refreshed(settings, state.login, now, context_header=False)
+    state.login = grant or (yield from _ask(settings, password_request(settings), now))
+    return state.login
 
 
 def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: float) -> TokenFlow:
@@ -347,8 +312,8 @@ def _new_context_grant(settings: CCPConnectionSettings, state: TokenState, now: 
         return (yield from _ask(settings, uma_request(settings, None), now))
     if flow == AuthFlow.REFRESH_TOKEN:
         offline = Grant(access_token="", expires_at=None, refresh_token=settings.secret)
-        grant = yield from _try_refresh(settings, offline, now, context_header=True)
-        if not grant.usable(now):
+        grant = yield from _refreshed(settings, offline, now, context_header=True)
+        if grant is None:
             raise CCPCredentialsError(
                 f"The refresh token in the connection's password field was refused by {_describe(settings)}; "
                 "it may have expired or been revoked: store a new offline token",
@@ -371,8 +336,6 @@ def acquire(settings: CCPConnectionSettings, state: TokenState, now: float) -> T
             url=settings.base_url,
         )
     context_header = settings.auth_flow in (AuthFlow.REFRESH_TOKEN, AuthFlow.CONTEXT_HEADER)
-    grant = yield from _try_refresh(settings, state.context, now, context_header=context_header)
-    if not grant.usable(now):
-        grant = yield from _new_context_grant(settings, state, now)
-    state.context = grant
-    return grant
+    grant = yield from _refreshed(settings, state.context, now, context_header=context_header)
+    state.context = grant or (yield from _new_context_grant(settings, state, now))
+    return state.context

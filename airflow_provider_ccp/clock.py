@@ -10,11 +10,7 @@ __all__ = ["Clock", "SYSTEM_CLOCK"]
 
 class Clock:
     """Wall-clock time (deadlines that cross processes), monotonic time (token lifetimes, retry budgets)
-    and the waits, sync and async.
-
-    The hooks, the operator (through its hook), the submission lookup, ``JobWatch`` and the trigger
-    read time only here. Tests pass a clock of their own (shifted, or recording the waits).
-    """
+    and the waits, sync and async: everything in the provider reads time only here."""
 
     monotonic = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)

@@ -9,36 +9,18 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
-from airflow_provider_ccp.connection_fields import TOKEN_ENDPOINT_FIELD, ServerKind, missing_labels
+from airflow_provider_ccp import connection_fields as declared
+from airflow_provider_ccp.connection_fields import AuthFlow, ServerKind
 from airflow_provider_ccp.exceptions import CCPConfigError
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
 
-__all__ = [
-    "CCPConnectionSettings",
-    "known_connection",
-    "ServerKind",
-    "DEFAULT_HOST",
-    "DEFAULT_TOKEN_URL",
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_MIN_DOWNLOAD_RATE",
-    "LEGACY_TOKEN_ENDPOINT_FIELD",
-]
+__all__ = ["CCPConnectionSettings", "known_connection", "ServerKind"]
 
-DEFAULT_HOST = "https://ccp.cloud.d4science.org"
-DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
-DEFAULT_TIMEOUT = 60.0
-#: Bytes per second a download must average over each ``timeout`` window: far below any working
-#: network, far above a server that drips its answer to keep a worker busy.
-DEFAULT_MIN_DOWNLOAD_RATE = 1024.0
-#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
-POOL_CONNECTIONS = 50
-
-#: The extra's name before it was renamed (Airflow masks any field whose name contains "token").
-LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
+Choice = TypeVar("Choice", bound=StrEnum)
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
@@ -49,20 +31,17 @@ def _extra(extra: Mapping[str, Any], name: str) -> Any:
     return None if value == "" else value
 
 
-def _auth_flow(value: Any) -> AuthFlow:
-    text = str(value or DEFAULT_AUTH_FLOW).strip().lower()
+def _choice(extra: Mapping[str, Any], name: str, kind: type[Choice], default: str) -> Choice:
+    value = _extra(extra, name)
     try:
-        return AuthFlow(text)
+        return kind(str(value or default).strip().lower())
     except ValueError:
-        expected = ", ".join(flow.value for flow in AuthFlow)
-        raise CCPConfigError(f"Connection extra 'auth_flow' is {text!r}; expected one of {expected}") from None
+        raise CCPConfigError(f"Connection extra {name!r} is {value!r}; expected one of {', '.join(kind)}") from None
 
 
 def _verify(value: Any) -> bool | str:
-    if value is None:
-        return True
-    if isinstance(value, bool):
-        return value
+    if value is None or isinstance(value, bool):
+        return value is not False  # unset: verify
     text = str(value).strip()
     if text.lower() in ("true", "1", "yes"):
         return True
@@ -77,8 +56,9 @@ def _verify(value: Any) -> bool | str:
     return os.path.expanduser(text)  # a CA bundle path
 
 
-def _number(name: str, value: Any, default: float, expected: str, *, zero: bool = False) -> float:
+def _number(extra: Mapping[str, Any], name: str, default: float, expected: str, *, zero: bool = False) -> float:
     """A finite number above 0 (or 0 too, when ``zero``), ``default`` when the extra is unset."""
+    value = _extra(extra, name)
     if value is None:
         return default
     try:
@@ -90,18 +70,9 @@ def _number(name: str, value: Any, default: float, expected: str, *, zero: bool 
     return number
 
 
-def _timeout(value: Any) -> float:
-    return _number("timeout", value, DEFAULT_TIMEOUT, "a positive number of seconds")
-
-
-def _min_download_rate(value: Any) -> float:
-    expected = "a number of bytes per second, 0 or more (0: any byte within each timeout will do)"
-    return _number("min_download_rate", value, DEFAULT_MIN_DOWNLOAD_RATE, expected, zero=True)
-
-
 def _pool_size(value: Any) -> int:
     if value is None:
-        return POOL_CONNECTIONS
+        return declared.POOL_CONNECTIONS
     try:
         size = int(value)
     except (TypeError, ValueError):
@@ -109,15 +80,6 @@ def _pool_size(value: Any) -> int:
     if size < 1 or str(size) != str(value).strip():
         raise CCPConfigError(f"Connection extra 'max_connections' is {value!r}; expected a whole number of at least 1")
     return size
-
-
-def _server(value: Any) -> ServerKind:
-    kind = str(value or ServerKind.AUTO).strip().lower()
-    try:
-        return ServerKind(kind)
-    except ValueError:
-        expected = ", ".join(ServerKind)
-        raise CCPConfigError(f"Connection extra 'server' is {value!r}; expected one of {expected}") from None
 
 
 def _extra_document(text: str | None) -> None:
@@ -133,19 +95,6 @@ def _extra_document(text: str | None) -> None:
         raise CCPConfigError(f"Connection field 'extra' is a JSON {type(document).__name__}; expected a JSON object")
 
 
-def _unknown_connection(conn_id: str) -> CCPConfigError:
-    """Airflow found no connection ``conn_id``; or (3.1) one was defined whose ``extra`` it refused to load,
-    which the environment variable tells, when the connection is defined there."""
-    extra = None
-    with contextlib.suppress(ValueError, AttributeError):  # not there, or a URI: nothing more to tell
-        extra = json.loads(os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "")).get("extra")
-    _extra_document(extra if isinstance(extra, str) else None)
-    return CCPConfigError(
-        f"Connection {conn_id!r} (ccp_conn_id) is not defined; expected the id of a ccp connection made in "
-        f"Admin > Connections, as AIRFLOW_CONN_{conn_id.upper()} or in a secrets backend"
-    )
-
-
 @contextlib.contextmanager
 def known_connection(conn_id: str) -> Iterator[None]:
     """Around reading the connection ``conn_id``: Airflow's "isn't defined" (which any retry would meet
@@ -153,7 +102,15 @@ def known_connection(conn_id: str) -> Iterator[None]:
     try:
         yield
     except AirflowNotFoundException:
-        raise _unknown_connection(conn_id) from None
+        # Airflow 3.1 also says so of a connection whose ``extra`` it refused to load: the variable tells.
+        extra = None
+        with contextlib.suppress(ValueError, AttributeError):  # not there, or a URI: nothing more to tell
+            extra = json.loads(os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "")).get("extra")
+        _extra_document(extra if isinstance(extra, str) else None)
+        raise CCPConfigError(
+            f"Connection {conn_id!r} (ccp_conn_id) is not defined; expected the id of a ccp connection made in "
+            f"Admin > Connections, as AIRFLOW_CONN_{conn_id.upper()} or in a secrets backend"
+        ) from None
 
 
 def _without_credentials(field_name: str, url: str) -> str:
@@ -167,31 +124,27 @@ def _without_credentials(field_name: str, url: str) -> str:
     return url
 
 
+def _host_error(problem: str, expected: str = "an http:// or https:// URL") -> CCPConfigError:
+    return CCPConfigError(f"Connection field 'host' {problem}; expected {expected}, e.g. {declared.DEFAULT_HOST}")
+
+
 def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     host = (host or "").strip().rstrip("/")
     if not host:
         # No default: a CCP the task never named would be called, and its "cannot reach" retried.
-        raise CCPConfigError(f"Connection field 'host' is empty; expected the CCP URL, e.g. {DEFAULT_HOST}")
+        raise _host_error("is empty", "the CCP URL")
     named = host
     if "://" not in host:
         host = f"{schema or 'https'}://{host}"
     parts = urlsplit(_without_credentials("field 'host'", host))
     if not schema and "://" not in named:
         # Guessing https for "ccp.example.org:8080" meets a plain-HTTP port with TLS: an SSL error, retried.
-        raise CCPConfigError(
-            f"Connection field 'host' is {named!r}, without a scheme; expected an http:// or https:// URL, "
-            f"e.g. {DEFAULT_HOST}"
-        )
+        raise _host_error(f"is {named!r}, without a scheme")
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         # Else requests answers "InvalidSchema" at the first call, which reads like a network failure.
-        raise CCPConfigError(
-            f"Connection field 'host' is {host!r}; expected an http:// or https:// URL, e.g. {DEFAULT_HOST}"
-        )
+        raise _host_error(f"is {host!r}")
     if parts.query or parts.fragment or host.endswith(("?", "#")):
-        raise CCPConfigError(
-            f"Connection field 'host' is {host!r}; expected the CCP URL without a query string or fragment, "
-            f"e.g. {DEFAULT_HOST}"
-        )
+        raise _host_error(f"is {host!r}", "the CCP URL without a query string or fragment")
     if port and parts.port is None:
         # The port belongs to the authority: a host given with a path (https://x.org/ccp) keeps its path.
         host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
@@ -211,14 +164,13 @@ class CCPConnectionSettings:
     secret: str | None = field(repr=False)  # password, refresh token or bearer token, by auth_flow
     client_secret: str | None = field(repr=False)
     verify: bool | str = True
-    timeout: float = DEFAULT_TIMEOUT
-    #: A download's body must average this many bytes per second over each ``timeout`` window.
-    min_download_rate: float = DEFAULT_MIN_DOWNLOAD_RATE
+    timeout: float = declared.DEFAULT_TIMEOUT
+    min_download_rate: float = declared.DEFAULT_MIN_DOWNLOAD_RATE
     ui_url: str | None = None
     #: ``ccp`` sends every input value as a string; ``ogc`` as its schema's type; ``auto`` decides per Method.
     server: ServerKind = ServerKind.AUTO
     #: The triggerer's pool size for this connection: checked with the rest, before a task sends anything.
-    max_connections: int = POOL_CONNECTIONS
+    max_connections: int = declared.POOL_CONNECTIONS
 
     @classmethod
     def from_fields(
@@ -231,31 +183,30 @@ class CCPConnectionSettings:
         schema: str | None = None,
         port: int | None = None,
     ) -> CCPConnectionSettings:
+        token_url = _extra(extra, declared.TOKEN_ENDPOINT_FIELD) or _extra(extra, declared.LEGACY_TOKEN_ENDPOINT_FIELD)
+        ui_url = _extra(extra, "ui_url")
         settings = cls(
             base_url=_base_url(host, schema, port),
             token_url=_without_credentials(
-                f"extra {TOKEN_ENDPOINT_FIELD!r}",
-                str(
-                    _extra(extra, TOKEN_ENDPOINT_FIELD)
-                    or _extra(extra, LEGACY_TOKEN_ENDPOINT_FIELD)
-                    or DEFAULT_TOKEN_URL
-                ),
+                f"extra {declared.TOKEN_ENDPOINT_FIELD!r}", str(token_url or declared.DEFAULT_TOKEN_URL)
             ),
-            auth_flow=_auth_flow(_extra(extra, "auth_flow")),
+            auth_flow=_choice(extra, "auth_flow", AuthFlow, declared.DEFAULT_AUTH_FLOW),
             client_id=_extra(extra, "client_id"),
             context=_extra(extra, "context"),
             user=login or None,
             secret=password or None,
             client_secret=_extra(extra, "client_secret"),
             verify=_verify(_extra(extra, "verify")),
-            timeout=_timeout(_extra(extra, "timeout")),
-            min_download_rate=_min_download_rate(_extra(extra, "min_download_rate")),
-            ui_url=(
-                _without_credentials("extra 'ui_url'", str(_extra(extra, "ui_url")).rstrip("/"))
-                if _extra(extra, "ui_url")
-                else None
+            timeout=_number(extra, "timeout", declared.DEFAULT_TIMEOUT, "a positive number of seconds"),
+            min_download_rate=_number(
+                extra,
+                "min_download_rate",
+                declared.DEFAULT_MIN_DOWNLOAD_RATE,
+                "a number of bytes per second, 0 or more (0: any byte within each timeout will do)",
+                zero=True,
             ),
-            server=_server(_extra(extra, "server")),
+            ui_url=_without_credentials("extra 'ui_url'", str(ui_url).rstrip("/")) if ui_url else None,
+            server=_choice(extra, "server", ServerKind, ServerKind.AUTO),
             max_connections=_pool_size(_extra(extra, "max_connections")),
         )
         settings.check()
@@ -276,8 +227,8 @@ class CCPConnectionSettings:
 
     def check(self) -> None:
         """Fail early, naming the missing field, instead of at the first token request."""
-        needs = AUTH_FLOW_NEEDS[self.auth_flow]
-        labels = missing_labels()
+        needs = declared.AUTH_FLOW_NEEDS[self.auth_flow]
+        labels = {spec.setting: spec.needed_as for spec in declared.FIELDS if spec.setting and spec.needed_as}
         if needs.password:
             labels["secret"] += f" ({needs.password})"
         missing = [labels[name] for name in needs.fields if not getattr(self, name)]
@@ -286,7 +237,7 @@ class CCPConnectionSettings:
         if self.context is not None and not self.context.startswith("/"):
             raise CCPConfigError(
                 f"Connection extra 'context' is {self.context!r}; expected a VRE path starting with '/', "
-                "e.g. /d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
+                f"e.g. {declared.CONTEXT_EXAMPLE}"
             )
 
     @property
@@ -299,10 +250,10 @@ class CCPConnectionSettings:
         parts = (
             self.token_url,
             self.auth_flow,
-            self.client_id or "",
-            self.user or "",
-            self.context or "",
-            self.secret or "",
-            self.client_secret or "",
+            self.client_id,
+            self.user,
+            self.context,
+            self.secret,
+            self.client_secret,
         )
-        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+        return hashlib.sha256("\x00".join(part or "" for part in parts).encode()).hexdigest()

@@ -1,30 +1,30 @@
-"""The fields of the ``ccp`` connection, declared once (docs/connection.md describes them).
+"""The fields of the ``ccp`` connection and its auth flows, declared once (docs/connection.md describes them).
 
-The connection form (``get_provider_info``: ``conn-fields``, labels, placeholders; the 3.1 widgets), the
-validation's names for a missing or wrong field (``connection``) and the command line's connection flags
-(``cli``) are all read from ``FIELDS``. No imports beyond the standard library and the auth flows: provider
-discovery reads this before Airflow has finished importing itself.
+The connection form (``get_provider_info``), the validation and its names for a missing or wrong field
+(``connection``) and the command line's connection flags (``cli``) all read ``FIELDS``. Standard library only:
+provider discovery reads this before Airflow has finished importing itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_ccp.auth_flows import DEFAULT_AUTH_FLOW, AuthFlow
-
 __all__ = [
     "ConnectionField",
     "FIELDS",
+    "AuthFlow",
+    "DEFAULT_AUTH_FLOW",
+    "AUTH_FLOW_NEEDS",
     "ServerKind",
     "DOCS_URL",
     "TOKEN_ENDPOINT_FIELD",
-    "STANDARD_FIELDS",
-    "form_fields",
-    "placeholders",
-    "relabeling",
-    "missing_labels",
+    "DEFAULT_HOST",
+    "DEFAULT_TOKEN_URL",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_MIN_DOWNLOAD_RATE",
     "flag_names",
 ]
 
@@ -33,13 +33,60 @@ DOCS_URL = "https://github.com/airflow-provider-ccp/airflow-provider-ccp/blob/ma
 #: The extra holding the Keycloak token endpoint. Its old name, ``token_url``, contains "token", so
 #: Airflow's secrets masker hid the one URL a user needs to read in forms, the API and error messages.
 TOKEN_ENDPOINT_FIELD = "keycloak_url"
-#: The fields every Airflow connection has (the others are extras).
-STANDARD_FIELDS = frozenset({"host", "login", "password", "schema", "port"})
+LEGACY_TOKEN_ENDPOINT_FIELD = "token_url"
+
+DEFAULT_HOST = "https://ccp.cloud.d4science.org"
+DEFAULT_TOKEN_URL = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
+DEFAULT_TIMEOUT = 60.0
+#: Bytes per second a download must average over each ``timeout`` window: far below any working
+#: network, far above a server that drips its answer to keep a worker busy.
+DEFAULT_MIN_DOWNLOAD_RATE = 1024.0
+#: Connections one triggerer opens to one CCP connection, shared by all its triggers (extra ``max_connections``).
+POOL_CONNECTIONS = 50
+CONTEXT_EXAMPLE = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
+
+
+class AuthFlow(StrEnum):
+    """The extra ``auth_flow`` (docs/connection.md, "Auth flows"). A ``str`` enum: a stored string compares
+    equal to its member, so connections saved before the enum existed keep working."""
+
+    PASSWORD_UMA = "password_uma"
+    PASSWORD_SCOPE = "password_scope"
+    CONTEXT_HEADER = "context_header"
+    CLIENT_CREDENTIALS = "client_credentials"
+    REFRESH_TOKEN = "refresh_token"
+    TOKEN = "token"
+    NONE = "none"
+
+
+DEFAULT_AUTH_FLOW = AuthFlow.PASSWORD_UMA
+
+
+@dataclass(frozen=True)
+class FlowNeeds:
+    #: ``CCPConnectionSettings`` attribute names (``secret`` is the Password field).
+    fields: tuple[str, ...]
+    #: What the Password field holds, when it is not the user's password.
+    password: str = ""
+
+
+_USER_FLOW = FlowNeeds(("client_id", "context", "user", "secret"))
+
+#: What each flow needs from the connection; the connection's validation reads it.
+AUTH_FLOW_NEEDS: Mapping[AuthFlow, FlowNeeds] = {
+    AuthFlow.PASSWORD_UMA: _USER_FLOW,
+    AuthFlow.PASSWORD_SCOPE: _USER_FLOW,
+    AuthFlow.CONTEXT_HEADER: _USER_FLOW,
+    AuthFlow.CLIENT_CREDENTIALS: FlowNeeds(("client_id", "client_secret", "context")),
+    AuthFlow.REFRESH_TOKEN: FlowNeeds(("client_id", "context", "secret"), "the offline/refresh token"),
+    AuthFlow.TOKEN: FlowNeeds(("secret",), "the bearer token"),
+    AuthFlow.NONE: FlowNeeds(()),
+}
 
 
 class ServerKind(StrEnum):
     """What a connection's server is (extra ``server``); ``auto`` tells CCP from other OGC API - Processes
-    servers per Method. Defined here because provider discovery reads it before Airflow is imported."""
+    servers per Method."""
 
     AUTO = "auto"
     CCP = "ccp"
@@ -69,7 +116,7 @@ class ConnectionField:
 
     @property
     def extra(self) -> bool:
-        return self.key not in STANDARD_FIELDS
+        return self.key not in ("host", "login", "password", "schema", "port")
 
     @property
     def named(self) -> str:
@@ -82,14 +129,11 @@ class ConnectionField:
         return self.flag.removeprefix("--").replace("-", "_") if self.flag else None
 
 
-CONTEXT_EXAMPLE = "/d4science.research-infrastructures.eu/D4OS/Blue-CloudLab"
-TOKEN_ENDPOINT = "https://accounts.d4science.org/auth/realms/d4science/protocol/openid-connect/token"
-
 FIELDS: tuple[ConnectionField, ...] = (
     ConnectionField(
         "host",
         "CCP URL",
-        placeholder="https://ccp.cloud.d4science.org",
+        placeholder=DEFAULT_HOST,
         flag="--url",
         flag_help="CCP base URL: connect with the flags below instead of an Airflow connection",
     ),
@@ -168,11 +212,11 @@ FIELDS: tuple[ConnectionField, ...] = (
         schema={
             "type": ["string", "null"],
             "examples": [
-                TOKEN_ENDPOINT,
+                DEFAULT_TOKEN_URL,
                 "https://accounts.dev.d4science.org/auth/realms/d4science/protocol/openid-connect/token",
             ],
         },
-        placeholder=TOKEN_ENDPOINT,
+        placeholder=DEFAULT_TOKEN_URL,
         flag="--token-url",
         flag_help="Keycloak token endpoint (with --url)",
     ),
@@ -195,19 +239,19 @@ FIELDS: tuple[ConnectionField, ...] = (
     ConnectionField(
         "timeout",
         "Timeout (s)",
-        description="HTTP timeout per request, in seconds; empty: 60.",
+        description=f"HTTP timeout per request, in seconds; empty: {DEFAULT_TIMEOUT:g}.",
         schema={"type": ["number", "null"], "examples": [60]},
-        placeholder="60",
+        placeholder=f"{DEFAULT_TIMEOUT:g}",
     ),
     ConnectionField(
         "min_download_rate",
         "Minimum download rate (bytes/s)",
         description=(
             "An output download must average this many bytes per second over each timeout window, "
-            "else it fails; empty: 1024; 0: any progress within each timeout."
+            f"else it fails; empty: {DEFAULT_MIN_DOWNLOAD_RATE:g}; 0: any progress within each timeout."
         ),
         schema={"type": ["number", "null"], "examples": [1024]},
-        placeholder="1024",
+        placeholder=f"{DEFAULT_MIN_DOWNLOAD_RATE:g}",
     ),
     ConnectionField(
         "verify",
@@ -219,29 +263,6 @@ FIELDS: tuple[ConnectionField, ...] = (
     # Read by the triggerer's pool only (docs/connection.md, "Connection pool"); set in the Extra JSON.
     ConnectionField("max_connections", "Max connections"),
 )
-
-
-def form_fields() -> dict[str, dict[str, Any]]:
-    """The extras of the connection form, as Airflow >= 3.2 reads them (``conn-fields``)."""
-    return {
-        spec.key: {"label": spec.label, "description": spec.description, "schema": spec.schema}
-        for spec in FIELDS
-        if spec.extra and spec.schema is not None
-    }
-
-
-def placeholders() -> dict[str, str]:
-    return {spec.key: spec.placeholder for spec in FIELDS if spec.placeholder is not None}
-
-
-def relabeling() -> dict[str, str]:
-    """The standard fields' labels in the form."""
-    return {spec.key: spec.label for spec in FIELDS if not spec.extra}
-
-
-def missing_labels() -> dict[str, str]:
-    """How a "needs:" message names each setting a flow may need, by ``CCPConnectionSettings`` attribute."""
-    return {spec.setting: spec.needed_as for spec in FIELDS if spec.setting and spec.needed_as}
 
 
 def flag_names() -> tuple[tuple[str, str], ...]:

@@ -2,28 +2,16 @@
 
 The operator's check of the inputs (``inputs.py``), the trigger form of a generated DAG
 (``ccp_airflow.dag_template``) and the typed execute body for servers that are not CCP (``protocol``)
-all read a Method's inputs here, so the form cannot promise what the operator refuses.
-
-The readings (docs/operators.md, "Inputs"):
-
-- ``minOccurs`` is 1 when left out (OGC); ``maxOccurs`` is 1 when left out, ``"unbounded"`` or a
-  number; an input takes several values when it is unbounded or more than 1.
-- An input is *required* (must be given) when ``minOccurs`` > 0 and its schema has no default: OGC
-  lets a client leave out an input with a default, and the server then behaves as if the default
-  was given. A ``null`` default is no default.
-- An input is *secret* when its ``schema.format`` is ``secret`` (CCP) or ``password`` (OGC/JSON schema).
-- CCP sends every value as a string, and declares ``ccpreplicas`` and ``ccpmaxtime`` as strings;
-  their values are whole numbers from 1, so they are read as integers (unless their default is not).
-- An input value is read the same way everywhere: ``None`` means "not given"; a date, time or
-  datetime is its ISO 8601 text; a ``Decimal`` is the number it holds; ``bytes`` and sets are
-  refused (no single obvious text, no order), as is any other type.
+all read a Method's inputs here, so the form cannot promise what the operator refuses. The readings
+(occurrences, required, secret, CCP's count inputs, how each Python value is read) are those of
+docs/operators.md, "Inputs".
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -112,7 +100,6 @@ class MethodInput:
 
     @property
     def default(self) -> Any:
-        """The schema's default, None when there is none."""
         return self.schema.get("default")
 
     @property
@@ -146,10 +133,6 @@ class MethodInput:
     def multiple(self) -> bool:
         return self.max_occurs is None or self.max_occurs > 1
 
-    def shown(self, value: Any) -> str:
-        """How a message may show ``value``: never a secret's."""
-        return "a value" if self.secret else repr(value)
-
     def typed(self, value: Any) -> Any:
         """``value`` as the JSON type the schema declares (each item of several); a string is read as
         that type (``"4"`` is 4 for an integer). Raises ``CCPInputError`` naming the input otherwise."""
@@ -161,9 +144,9 @@ class MethodInput:
         except CCPInputError:
             raise  # a ValueError too, already naming the input and what was expected
         except (TypeError, ValueError, ArithmeticError):
+            shown = "a value" if self.secret else repr(value)  # never a secret's
             raise CCPInputError(
-                f"Input {self.id!r}: {self.shown(value)} is not {_A_TYPE[str(kind)]}, "
-                "which is what the Method's schema declares"
+                f"Input {self.id!r}: {shown} is not {_A_TYPE[str(kind)]}, which is what the Method's schema declares"
             ) from None
 
 
@@ -180,14 +163,16 @@ def _ccp_refined(input_id: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**schema, "type": "integer", "minimum": 1}
 
 
-def raw_inputs(description: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The input descriptions by id: OGC 1.0 (a map by id) or the older list form."""
-    raw = description.get("inputs") or {}
+def _by_id(raw: Any) -> dict[str, Any]:
+    """A description's inputs or outputs by id: OGC 1.0 (a map by id) or the older list form."""
     if isinstance(raw, Mapping):
-        return {str(name): spec for name, spec in raw.items() if isinstance(spec, Mapping)}
-    if not isinstance(raw, list):
-        return {}
-    return {str(spec["id"]): spec for spec in raw if isinstance(spec, Mapping) and spec.get("id")}
+        return {str(name): spec for name, spec in raw.items()}
+    items = raw if isinstance(raw, list) else []
+    return {str(spec["id"]): spec for spec in items if isinstance(spec, Mapping) and spec.get("id")}
+
+
+def raw_inputs(description: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {name: spec for name, spec in _by_id(description.get("inputs")).items() if isinstance(spec, Mapping)}
 
 
 def method_inputs(description: Mapping[str, Any]) -> dict[str, MethodInput]:
@@ -196,20 +181,12 @@ def method_inputs(description: Mapping[str, Any]) -> dict[str, MethodInput]:
 
 
 def output_ids(description: Mapping[str, Any]) -> list[str]:
-    raw = description.get("outputs") or {}
-    if isinstance(raw, Mapping):
-        return [str(name) for name in raw]
-    if not isinstance(raw, list):
-        return []
-    return [str(spec["id"]) for spec in raw if isinstance(spec, Mapping) and spec.get("id")]
+    return list(_by_id(description.get("outputs")))
 
 
 def is_ccp_description(description: Mapping[str, Any]) -> bool:
     """CCP Methods declare the runtime image input; a plain OGC process does not."""
     return "ccpimage" in raw_inputs(description)
-
-
-# --------------------------------------------------------------------------- values
 
 
 def _refused(name: str, value: Any, expected: str) -> CCPInputError:
@@ -240,11 +217,9 @@ def input_value_to_string(name: str, value: Any) -> str:
     if isinstance(value, Decimal) and value.is_finite():
         return str(value)  # as written: Decimal("1.10") is "1.10"
     value = _plain(name, value)
-    if isinstance(value, str):
-        return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, list | tuple):
         # Multi-valued inputs travel comma-joined, as CCP's own clients send them.
@@ -274,19 +249,14 @@ def json_value(name: str, value: Any) -> Any:
 
 def _typed_value(name: str, value: Any, schema: Mapping[str, Any]) -> Any:
     kind = schema_type(schema)
-    if isinstance(value, Mapping) and kind != "object" and ("value" in value or "href" in value):
-        return json_value(name, value)  # a qualified value or a link: the server reads it itself
-    if kind is None:
+    qualified = isinstance(value, Mapping) and kind != "object" and ("value" in value or "href" in value)
+    if kind is None or qualified:  # a qualified value or a link: the server reads it itself
         return json_value(name, value)
     if kind == "string":
         return input_value_to_string(name, value)
     value = _plain(name, value)
-    if kind == "boolean":
-        return _boolean(value)
-    if kind == "integer":
-        return _integer(value)
-    if kind == "number":
-        return _number(value)
+    if kind in _SCALARS:
+        return _SCALARS[kind](value)
     parsed = json.loads(value) if isinstance(value, str) else value
     if kind == "object" and isinstance(parsed, Mapping):
         return json_value(name, parsed)
@@ -307,10 +277,8 @@ def _boolean(value: Any) -> bool:
 def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(value)
-        return int(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
     return int(value)
 
 
@@ -325,3 +293,6 @@ def _number(value: Any) -> int | float:
     if not math.isfinite(value):
         raise ValueError(value)
     return value
+
+
+_SCALARS: dict[str, Callable[[Any], Any]] = {"boolean": _boolean, "integer": _integer, "number": _number}

@@ -1,8 +1,6 @@
-"""The provider's exceptions: one small hierarchy, each carrying what a DAG author needs to act on it.
-
-Messages never contain secrets: they are built from URLs, ids, HTTP status lines and the
-server's own error words, never from request bodies or headers.
-"""
+"""The provider's exceptions, each carrying what a DAG author needs to act on it. Messages never contain
+secrets: they are built from URLs, ids, HTTP status lines and the server's own error words, never from request
+bodies or headers."""
 
 from __future__ import annotations
 
@@ -117,20 +115,14 @@ class CCPJobTimeoutError(CCPError):
 
 
 class CCPSubmissionLostError(CCPError):
-    """The answer to an execution POST was lost (no answer, or a 5xx from the execution URL itself).
-
-    The server, or a proxy in front of it, may have created the execution before the answer was
-    lost: look for it before submitting again (the operator does, docs/operators.md).
-    """
+    """The answer to an execution POST was lost (no answer, or a 5xx from the execution URL itself): the
+    server may have created the execution, so look for it before submitting again (the operator does)."""
 
 
 class CCPAmbiguousSubmissionError(CCPError, AirflowFailException):
-    """The execution POST may have started an execution, and looking it up could not tell which one.
-
-    The task fails without retrying, as a retry could pay for a second execution (unless it says
-    ``on_ambiguous_submit="resubmit"``, and then this is not raised): ``marker``
-    and ``submitted_at`` name what to look for in CCP's execution list before retrying by hand.
-    """
+    """The execution POST may have started an execution, and looking it up could not tell which one. The task
+    fails without retrying, as a retry could pay for a second execution (``on_ambiguous_submit="resubmit"``
+    retries instead): ``marker`` and ``submitted_at`` name what to look for in CCP's execution list."""
 
     def __init__(self, message: str, *, marker: str | None, submitted_at: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -1,9 +1,6 @@
-"""What Airflow's provider discovery reads (entry point group ``apache_airflow_provider``).
-
-The connection form, made here for every Airflow line from the fields ``connection_fields`` declares: 3.2+
-reads ``conn-fields`` from the provider info, 3.1 asks the hook (``CCPHook.get_ui_field_behaviour`` /
-``get_connection_form_widgets``).
-Nothing Airflow is imported at module level: discovery may run while Airflow is still importing itself.
+"""What Airflow's provider discovery reads (entry point group ``apache_airflow_provider``), and the connection
+form from ``connection_fields.FIELDS``: 3.2+ reads ``conn-fields`` here, 3.1 asks the hook. Nothing of Airflow is
+imported: discovery may run while Airflow is still importing itself.
 """
 
 from __future__ import annotations
@@ -12,18 +9,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from airflow_provider_ccp import __version__
-from airflow_provider_ccp.connection_fields import (
-    DOCS_URL,
-    TOKEN_ENDPOINT_FIELD,
-    ServerKind,
-    form_fields,
-    placeholders,
-    relabeling,
-)
+from airflow_provider_ccp.connection_fields import DOCS_URL, FIELDS, TOKEN_ENDPOINT_FIELD
 
 __all__ = [
     "get_provider_info",
-    "ServerKind",
     "ui_field_behaviour",
     "connection_form_widgets",
     "CONN_FIELDS",
@@ -32,15 +21,16 @@ __all__ = [
     "TOKEN_ENDPOINT_FIELD",
 ]
 
-_HOOK = "airflow_provider_ccp.hooks.ccp.CCPHook"
 #: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
 DEFAULT_CONN_ID = "ccp_default"
 
-#: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info), from the
-#: one declaration of the connection's fields. ``examples`` is what Airflow's form shows as suggestions (its
-#: placeholders apply to standard fields only).
-CONN_FIELDS: dict[str, dict[str, Any]] = form_fields()
-_PLACEHOLDERS = placeholders()
+#: Extra fields of the ``ccp`` connection form (Airflow >= 3.2 reads them from the provider info).
+#: ``examples`` is what Airflow's form shows as suggestions (its placeholders apply to standard fields only).
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    spec.key: {"label": spec.label, "description": spec.description, "schema": spec.schema}
+    for spec in FIELDS
+    if spec.extra and spec.schema is not None
+}
 
 
 #: The Airflow releases whose Test button (in the connection list) cannot test a connection saved without a port:
@@ -62,13 +52,13 @@ def ui_field_behaviour() -> dict[str, Any]:
     # CCP's URL carries the port (Host holds the whole URL), so the form hides Port; except on the
     # releases whose Test button needs a port stored, where it asks for 0 ("no port" to the provider).
     needs_port = _installed_airflow() in TEST_BUTTON_NEEDS_A_PORT
-    labels = relabeling()
+    labels = {spec.key: spec.label for spec in FIELDS if not spec.extra}
     if needs_port:
         labels["port"] = "Port: enter 0 (the URL carries the port; this Airflow's Test button needs a number)"
     return {
         "hidden_fields": ["schema"] if needs_port else ["schema", "port"],
         "relabeling": labels,
-        "placeholders": _PLACEHOLDERS,
+        "placeholders": {spec.key: spec.placeholder for spec in FIELDS if spec.placeholder is not None},
     }
 
 
@@ -132,21 +122,17 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.hooks.ccp"]}],
-        "operators": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.operators.ccp"]}],
-        "sensors": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.sensors.ccp"]}],
-        "triggers": [{"integration-name": "D4Science CCP", "python-modules": ["airflow_provider_ccp.triggers.ccp"]}],
+        **{
+            kind: [{"integration-name": "D4Science CCP", "python-modules": [f"airflow_provider_ccp.{kind}.ccp"]}]
+            for kind in ("hooks", "operators", "sensors", "triggers")
+        },
         "task-decorators": [{"class-name": "airflow_provider_ccp.decorators.ccp.ccp_task", "name": "ccp"}],
         "connection-types": [
             {
                 "connection-type": "ccp",
-                "hook-class-name": _HOOK,
+                "hook-class-name": "airflow_provider_ccp.hooks.ccp.CCPHook",
                 "hook-name": "D4Science CCP",
-                "ui-field-behaviour": {
-                    "hidden-fields": ui_field_behaviour()["hidden_fields"],
-                    "relabeling": ui_field_behaviour()["relabeling"],
-                    "placeholders": _PLACEHOLDERS,
-                },
+                "ui-field-behaviour": {key.replace("_", "-"): value for key, value in ui_field_behaviour().items()},
                 "conn-fields": CONN_FIELDS,
             }
         ],

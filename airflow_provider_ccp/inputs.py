@@ -8,7 +8,6 @@ every problem at once, together with what the Method accepts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_ccp import masking
@@ -26,7 +25,6 @@ from airflow_provider_ccp.exceptions import CCPInputError
 from airflow_provider_ccp.protocol import CCP_LOG_OUTPUTS, value_outputs
 
 __all__ = [
-    "InputSpec",
     "declared_inputs",
     "prepare_inputs",
     "check_mapping",
@@ -38,95 +36,57 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """One declared input, as the check and the masking need it: its enum and default as CCP's strings."""
-
-    declared: MethodInput
-    default: str | None
-    enum: tuple[str, ...]
-
-    @classmethod
-    def from_input(cls, declared: MethodInput) -> InputSpec:
-        name = declared.id
-        return cls(
-            declared=declared,
-            default=input_value_to_string(name, declared.default) if declared.has_default else None,
-            enum=tuple(input_value_to_string(name, item) for item in declared.enum),
-        )
-
-    @property
-    def name(self) -> str:
-        return self.declared.id
-
-    @property
-    def required(self) -> bool:
-        return self.declared.required
-
-    @property
-    def secret(self) -> bool:
-        return self.declared.secret
-
-    @property
-    def takes_a_list(self) -> bool:
-        """Several values (``maxOccurs`` over 1), or one value that is an array."""
-        return self.declared.multiple or self.declared.type == "array"
-
-    @property
-    def default_value(self) -> Any:
-        """The declared default as the description gives it (``default`` is its string form)."""
-        return self.declared.default
-
-    def describe(self) -> str:
-        notes = []
-        if self.required:
-            notes.append("required")
-        if self.enum:
-            notes.append("one of " + ", ".join(self.enum))
-        if self.default is not None and not self.secret:
-            notes.append(f"default {self.default!r}")
-        if self.secret:
-            notes.append("secret")
-        return f"{self.name} ({'; '.join(notes)})" if notes else self.name
+declared_inputs = method_inputs
 
 
-def declared_inputs(description: Mapping[str, Any]) -> dict[str, InputSpec]:
-    """The inputs of a process description: OGC 1.0 (a map by id) or the older list form."""
-    return {name: InputSpec.from_input(item) for name, item in method_inputs(description).items()}
+def _enum_texts(spec: MethodInput) -> tuple[str, ...]:
+    """The enum as the strings CCP compares a value with."""
+    return tuple(input_value_to_string(spec.id, item) for item in spec.enum)
 
 
-def _enum_problem(spec: InputSpec, value: Any) -> str | None:
+def _accepted(spec: MethodInput) -> str:
+    notes = ["required"] if spec.required else []
+    if spec.enum:
+        notes.append("one of " + ", ".join(_enum_texts(spec)))
+    if spec.has_default and not spec.secret:
+        notes.append(f"default {input_value_to_string(spec.id, spec.default)!r}")
+    if spec.secret:
+        notes.append("secret")
+    return f"{spec.id} ({'; '.join(notes)})" if notes else spec.id
+
+
+def _enum_problem(spec: MethodInput, value: Any) -> str | None:
     if not spec.enum:
         return None
+    enum = _enum_texts(spec)
     values = value if isinstance(value, list | tuple) else [value]
-    bad = [input_value_to_string(spec.name, item) for item in values]
-    bad = [item for item in bad if item not in spec.enum]
+    bad = [text for item in values if (text := input_value_to_string(spec.id, item)) not in enum]
     if not bad:
         return None
     shown = "a value" if spec.secret else ", ".join(repr(item) for item in bad)
-    return f"{spec.name}: {shown} is not one of {', '.join(spec.enum)}"
+    return f"{spec.id}: {shown} is not one of {', '.join(enum)}"
 
 
 #: Types a CCP string can be checked against before sending: CCP itself would refuse the value.
 _CHECKED_TYPES = frozenset({"integer", "number", "boolean"})
 
 
-def _value_problem(name: str, value: Any, spec: InputSpec | None) -> str | None:
+def _value_problem(name: str, value: Any, spec: MethodInput | None) -> str | None:
     """What is wrong with a value, as one clause: its Python type, a list for one value, its declared type
     or its enum."""
-    if spec is not None and isinstance(value, list | tuple) and not spec.takes_a_list:
+    if spec is not None and isinstance(value, list | tuple) and not (spec.multiple or spec.type == "array"):
         # Sent anyway, CCP would get the items comma-joined as one value the user never wrote.
         return f"{name}: a list of {len(value)} values, but the Method's input takes one value (maxOccurs 1)"
     try:
         json_value(name, value)  # the types any server takes; how CCP's strings join lists is checked when sent
-        if spec is not None and spec.declared.type in _CHECKED_TYPES:
-            spec.declared.typed(value)
+        if spec is not None and spec.type in _CHECKED_TYPES:
+            spec.typed(value)
     except CCPInputError as error:
         return str(error).removeprefix("Input ")
     return _enum_problem(spec, value) if spec is not None else None
 
 
-def _unset_secret(spec: InputSpec | None, value: Any) -> bool:
+def _unset_secret(spec: MethodInput | None, value: Any) -> bool:
     return spec is not None and spec.secret and not spec.required and value == ""
 
 
@@ -151,16 +111,16 @@ def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mappin
     ]
     problems += [p for name, value in given.items() if (p := _value_problem(name, value, specs.get(name)))]
     if problems:
-        accepted = [spec.describe() for spec in specs.values()]
+        accepted = [_accepted(spec) for spec in specs.values()]
         accepted += sorted(f"{name} (CCP)" for name in CCP_SYSTEM_INPUTS - specs.keys())
         raise CCPInputError(
             f"Invalid inputs for Method {method_id!r}: {'; '.join(problems)}. "
             f"The Method accepts: {', '.join(accepted)}",
             method_id=method_id,
         )
-    prepared = {name: spec.default_value for name, spec in specs.items() if spec.default is not None}
+    prepared = {name: spec.default for name, spec in specs.items() if spec.has_default}
     prepared.update(given)
-    _mask_secrets(specs, prepared)
+    _mask_secrets({name for name, spec in specs.items() if spec.secret}, prepared)
     return prepared
 
 
@@ -198,24 +158,23 @@ def mask_secret_inputs(description: Mapping[str, Any], values: Mapping[str, Any]
     The masker only rewrites strings, so a number or a mapping would show in clear: each becomes
     the string CCP receives anyway; a list stays a list (an enum checks its items) of strings.
     """
-    specs = declared_inputs(description)
-    shown = {name: _maskable(name, value) if _is_secret(specs, name) else value for name, value in values.items()}
-    _mask_secrets(specs, shown)
+    secret = _secret_names(description)
+    shown = {name: _maskable(name, value) if name in secret else value for name, value in values.items()}
+    _mask_secrets(secret, shown)
     return shown
 
 
 def secret_inputs_sent(description: Mapping[str, Any], values: Any) -> bool:
     """Whether any input the description marks secret has a value in ``values``."""
-    specs = declared_inputs(description)
-    return isinstance(values, Mapping) and any(_is_secret(specs, name) for name in values)
+    return isinstance(values, Mapping) and not _secret_names(description).isdisjoint(values)
 
 
 def secret_values(description: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
     """The values of the inputs the description marks secret, as CCP receives them (and may echo them)."""
-    specs = declared_inputs(description)
+    secret = _secret_names(description)
     found: list[str] = []
     for name, value in values.items():
-        if _is_secret(specs, name):
+        if name in secret:
             shown = _maskable(name, value)
             found += shown if isinstance(shown, list) else [shown]
     return found
@@ -223,12 +182,12 @@ def secret_values(description: Mapping[str, Any], values: Mapping[str, Any]) -> 
 
 def public_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """The values of every input the description does not mark secret."""
-    specs = declared_inputs(description)
-    return {name: value for name, value in values.items() if not _is_secret(specs, name)}
+    secret = _secret_names(description)
+    return {name: value for name, value in values.items() if name not in secret}
 
 
-def _is_secret(specs: Mapping[str, InputSpec], name: str) -> bool:
-    return name in specs and specs[name].secret
+def _secret_names(description: Mapping[str, Any]) -> set[str]:
+    return {name for name, spec in method_inputs(description).items() if spec.secret}
 
 
 def _maskable(name: str, value: Any) -> Any:
@@ -242,9 +201,9 @@ def _maskable(name: str, value: Any) -> Any:
         return value  # execute() refuses it; _mask_secrets hides how it shows meanwhile
 
 
-def _mask_secrets(specs: Mapping[str, InputSpec], values: Mapping[str, Any]) -> None:
+def _mask_secrets(secret: set[str], values: Mapping[str, Any]) -> None:
     # The string CCP receives, and each item of a list, which is how a rendered list shows it.
-    for name in (name for name in values if _is_secret(specs, name)):
+    for name in secret.intersection(values):
         value = values[name]
         items = value if isinstance(value, list | tuple) else []
         masking.mask(*(_shown_forms(name, item) for item in [value, *items]))

@@ -1,17 +1,11 @@
-"""Keeping secrets out of sight: registering them with Airflow's masker, hiding them in a server's words,
-and forgetting them once nothing uses them.
+"""Keeping secrets out of sight: registered with Airflow's masker (``mask``, ``amask``) as soon as the provider
+holds them, hidden in a server's words (``redact``: a server may echo what it was sent), and forgotten once
+nothing uses them.
 
-Passwords, client secrets, tokens and secret inputs are registered (``mask``, ``amask``) as soon as
-the provider holds them, so that no log line or rendered field shows them; text a server sent back,
-which may echo what it was sent, is ``redact``-ed before it reaches an event, an exception or a log.
-The Airflow-version difference of registering is ``version_compat``'s.
-
-A triggerer runs for weeks: each trigger registers its secret inputs, and each token renewal new tokens.
-Airflow's masker keeps every value it was given for the life of the process, in one regular expression
-rebuilt at each new value and run over every redacted string, so registering and never forgetting grows
-both without bound. ``HELD`` counts the holders of each value, registers a value at its first holder and
-takes it back from this process's masker at its last (docs/deployment.md, "Secrets in a long-lived
-triggerer").
+A triggerer runs for weeks, and Airflow's masker keeps every value it was given for the life of the process, in
+one regular expression rebuilt at each new value and run over every redacted string. ``HELD`` counts the holders
+of each value and takes it back from this process's masker at its last (docs/deployment.md, "Secrets in a
+long-lived triggerer").
 """
 
 from __future__ import annotations
@@ -28,18 +22,16 @@ __all__ = ["mask", "amask", "redact", "HeldSecrets", "HELD"]
 
 def mask(*secrets: str | None) -> None:
     """Register secrets with Airflow's masker, so no log line or rendered field shows them."""
-    for secret in secrets:
-        if secret:
-            with contextlib.suppress(Exception):  # masking must never break a call
-                version_compat.mask_secret(secret)
+    for secret in filter(None, secrets):
+        with contextlib.suppress(Exception):  # masking must never break a call
+            version_compat.mask_secret(secret)
 
 
 async def amask(*secrets: str | None) -> None:
     """``mask`` for the event loop: the sync supervisor call would block the triggerer."""
-    for secret in secrets:
-        if secret:
-            with contextlib.suppress(Exception):
-                await version_compat.amask_secret(secret)
+    for secret in filter(None, secrets):
+        with contextlib.suppress(Exception):
+            await version_compat.amask_secret(secret)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -65,9 +57,7 @@ class HeldSecrets:
         return len(self._holders)
 
     async def hold(self, secrets: Iterable[str]) -> None:
-        for secret in secrets:
-            if not secret:
-                continue
+        for secret in filter(None, secrets):
             first = not self._holders[secret]
             self._holders[secret] += 1  # before the await: a release meanwhile must see this holder
             if not first:
@@ -93,14 +83,13 @@ class HeldSecrets:
                 self._forget_soon(secret)
 
     def _forget_soon(self, secret: str) -> None:
-        if not self._forgetting:
+        first = not self._forgetting
+        self._forgetting.add(secret)
+        if first:
             try:
                 asyncio.get_running_loop().call_soon(self._forget)
             except RuntimeError:  # no event loop: now
-                self._forgetting.add(secret)
                 self._forget()
-                return
-        self._forgetting.add(secret)
 
     def _forget(self) -> None:
         forgotten, self._forgetting = self._forgetting, set()

@@ -1,7 +1,5 @@
-"""Every difference between the Airflow lines the provider supports (3.1 to 3.3), in one place.
-
-Modules import Airflow names that moved between lines from here, and branch on the ``AIRFLOW_V_*``
-flags below rather than on ``airflow.__version__`` themselves, as Airflow's own providers do.
+"""Every difference between the Airflow lines the provider supports (3.1 to 3.3), in one place: modules import
+Airflow names that moved between lines from here, and branch on the flags below, as Airflow's own providers do.
 """
 
 from __future__ import annotations
@@ -43,14 +41,10 @@ AIRFLOW_V_3_3_PLUS: bool = get_base_airflow_version_tuple() >= (3, 3, 0)
 #: The first Airflow with ``task_state_store``, which lets a retry reattach to the execution of an
 #: earlier try (docs/operators.md, "Retries").
 REATTACH_SINCE = (3, 3)
-
-
 #: The first Airflow whose event triggers get a state store per watched asset (``asset_state_store``),
 #: where ``CCPExecutionEventTrigger`` keeps its record of reported executions across triggerer restarts,
 #: and share one poll between sibling watchers (``shared_stream_key``).
 WATCHER_STATE_SINCE = (3, 3)
-
-
 #: The first Airflow known to keep trigger arguments out of its REST API (apache/airflow#67868, checked in
 #: 3.3.2; earlier 3.3 releases are treated as older ones). Before it, ``GET .../taskInstances/...`` shows a
 #: deferred task's trigger arguments in clear, so a trigger must not carry secret input values there.
@@ -67,9 +61,7 @@ def watchers_keep_state() -> bool:
 
 def watcher_state_store(trigger: Any) -> Any | None:
     """The asset state store the triggerer gave an event trigger (Airflow >= 3.3), else None."""
-    if not watchers_keep_state():
-        return None
-    return trigger.asset_state_store
+    return trigger.asset_state_store if watchers_keep_state() else None
 
 
 def trigger_runs_inline() -> bool:
@@ -99,9 +91,7 @@ async def amask_secret(secret: str) -> None:
 
         await sdk_amask_secret(secret)
     else:
-        from airflow.sdk._shared.secrets_masker import _secrets_masker
-
-        _secrets_masker().add_mask(secret)
+        _local_masker().add_mask(secret)
 
 
 def _local_masker() -> Any:
@@ -117,25 +107,18 @@ def is_masked(secret: str) -> bool:
 
 
 def forget_secrets(secrets: Iterable[str]) -> None:
-    """Take ``secrets`` back from this process's masker. Airflow has no call for it (3.1 to 3.3); its
-    ``patterns`` and ``replacer`` are public attributes, set here the way its ``add_mask`` sets them.
-
-    A supervisor process told of the secrets (3.3's triggerer) keeps them: no message takes one back.
-    """
+    """Take ``secrets`` back from this process's masker, setting its public ``patterns`` and ``replacer`` the way
+    ``add_mask`` does: Airflow has no call for it (3.1 to 3.3), and no message takes one back from a supervisor."""
     masker = _local_masker()
     masker.patterns.difference_update(re.escape(secret) for secret in secrets)
     masker.replacer = re.compile("|".join(masker.patterns)) if masker.patterns else None
 
 
 class RenderedFieldsOperator(BaseOperator):
-    """A ``BaseOperator`` whose ``after_rendering()`` runs once its templates are rendered, before Airflow
-    sends the rendered fields to the API server (Rendered Templates) and before ``execute``.
-
-    Airflow has no public hook there. ``render_template_fields`` is public, but a mapped task
-    (``expand``) renders through the unmapped task's private ``_do_render_template_fields`` instead,
-    on every line from 3.1 to 3.3; that is the one overridden (tests/integration/operators/test_ccp.py renders
-    plain and mapped tasks on each line).
-    """
+    """A ``BaseOperator`` whose ``after_rendering()`` runs once its templates are rendered, before Airflow sends
+    the rendered fields to the API server and before ``execute``. Airflow has no public hook there: a mapped task
+    renders through the private ``_do_render_template_fields``, not the public ``render_template_fields``, on every
+    line from 3.1 to 3.3 (tests/integration/operators/test_ccp.py renders plain and mapped tasks on each line)."""
 
     def _do_render_template_fields(
         self,
@@ -166,7 +149,6 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "REATTACH_SINCE",
     "WATCHER_STATE_SINCE",
-    "TRIGGER_KWARGS_HIDDEN_SINCE",
     "trigger_kwargs_hidden",
     "trigger_runs_inline",
     "AirflowFailException",

@@ -22,8 +22,8 @@ import requests
 
 from airflow_provider_ccp import auth, exchange, execution_records, links, masking, operations, protocol, version_compat
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
-from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings, known_connection
+from airflow_provider_ccp.connection_fields import AuthFlow
 from airflow_provider_ccp.exceptions import (
     CCPError,
     CCPJobTimeoutError,

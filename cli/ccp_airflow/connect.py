@@ -12,9 +12,8 @@ from typing import Any
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.connection_fields import FIELDS, flag_names
+from airflow_provider_ccp.connection_fields import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, FIELDS, AuthFlow, flag_names
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.exchange import Answer
 from airflow_provider_ccp.hooks._requests import DeadlineAdapter

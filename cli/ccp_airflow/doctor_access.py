@@ -12,8 +12,8 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from airflow_provider_ccp import auth
-from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.connection_fields import AuthFlow
 from airflow_provider_ccp.exceptions import CCPError, CCPTrustError
 from airflow_provider_ccp.hooks._requests import send
 from ccp_airflow import errors, verbose

@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from airflow_provider_ccp.auth_flows import AuthFlow
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.connection_fields import AuthFlow
 from airflow_provider_ccp.exceptions import CCPAuthError, CCPError, CCPNotFoundError
 from ccp_airflow.connect import PASSWORD_ENV, ConnectionNotFoundError
 from ccp_airflow.render import clean

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_ccp.auth_flows import AUTH_FLOW_NEEDS, AuthFlow
-from airflow_provider_ccp.connection import (
+from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.connection_fields import (
+    AUTH_FLOW_NEEDS,
     DEFAULT_HOST,
     DEFAULT_MIN_DOWNLOAD_RATE,
     DEFAULT_TIMEOUT,
     DEFAULT_TOKEN_URL,
-    CCPConnectionSettings,
+    AuthFlow,
 )
 from airflow_provider_ccp.exceptions import CCPConfigError, CCPError
 
