@@ -20,6 +20,7 @@ from airflow.providers.common.compat.sdk import (
     XCom,
     conf,
 )
+from airflow.triggers.base import StartTriggerArgs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -55,6 +56,15 @@ WATCHER_STATE_SINCE = (3, 3)
 #: 3.3.2; earlier 3.3 releases are treated as older ones). Before it, ``GET .../taskInstances/...`` shows a
 #: deferred task's trigger arguments in clear, so a trigger must not carry secret input values there.
 TRIGGER_KWARGS_HIDDEN_SINCE = (3, 3, 2)
+
+
+#: The first Airflow that renders a task's templated fields in the triggerer and lets its trigger read and
+#: write the task instance's XComs (``start_from_trigger``; docs/task-duration.md, *Start from the triggerer*).
+START_FROM_TRIGGER_SINCE = (3, 3)
+
+
+def can_start_from_trigger() -> bool:
+    return get_base_airflow_version_tuple() >= START_FROM_TRIGGER_SINCE
 
 
 def trigger_kwargs_hidden() -> bool:
@@ -168,6 +178,8 @@ __all__ = [
     "WATCHER_STATE_SINCE",
     "TRIGGER_KWARGS_HIDDEN_SINCE",
     "trigger_kwargs_hidden",
+    "START_FROM_TRIGGER_SINCE",
+    "can_start_from_trigger",
     "trigger_runs_inline",
     "AirflowFailException",
     "AirflowNotFoundException",
@@ -177,6 +189,7 @@ __all__ = [
     "BaseSensorOperator",
     "PokeReturnValue",
     "RenderedFieldsOperator",
+    "StartTriggerArgs",
     "XCom",
     "amask_secret",
     "conf",

@@ -24,16 +24,32 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.execution_events import EVENTS_PER_POLL, MAX_REMEMBERED, ListingReading, Reported
-from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
+from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
+from airflow_provider_ccp.inputs import secret_values, with_secret_inputs
 from airflow_provider_ccp.masking import HELD, redact
-from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.retries import DEFAULT_RETRY
+from airflow_provider_ccp.submission import (
+    ExecutionRequest,
+    OnAmbiguousSubmit,
+    Submitter,
+    XComRecord,
+    prepare_request,
+    stored_submission,
+)
 from airflow_provider_ccp.version_compat import trigger_runs_inline, watcher_state_store, watchers_keep_state
-from airflow_provider_ccp.waiting import JobWatch, error_event
+from airflow_provider_ccp.waiting import JobWatch, error_event, terminal_event
 
-__all__ = ["CCPJobTrigger", "CCPExecutionEventTrigger", "jittered", "first_poll_delay", "POLL_JITTER"]
+__all__ = [
+    "CCPJobTrigger",
+    "CCPStartTrigger",
+    "CCPExecutionEventTrigger",
+    "jittered",
+    "first_poll_delay",
+    "POLL_JITTER",
+]
 
 #: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
 POLL_JITTER = 0.1
@@ -146,9 +162,10 @@ class CCPJobTrigger(BaseTrigger):
             try:
                 event = await self._wait()
             except Exception as err:  # a broken connection definition, a bug: fail the task, never hang it
-                self.log.exception("Stopped following CCP job %s", self.job_id)
+                self.log.exception("Stopped following CCP job %s", self.job_id or "(none submitted)")
                 text = redact(str(err), self.secrets)
-                event = error_event(self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}", err)
+                message = f"Cannot follow CCP job {self.job_id}: {text}" if self.job_id else text
+                event = error_event(self.job_id, None, message, err)
         yield TriggerEvent(event)
 
     def _hook(self) -> CCPAsyncHook:
@@ -198,6 +215,111 @@ class CCPJobTrigger(BaseTrigger):
             self.log.warning("Could not dismiss CCP job %s", self.job_id, exc_info=True)
             return
         self.log.info("%s", result.message)
+
+
+class CCPStartTrigger(CCPJobTrigger):
+    """Starts a try in the triggerer (Airflow >= 3.3's ``start_from_trigger``): checks the request, submits
+    the execution, or reattaches to the one this try or an earlier one submitted, then waits as
+    ``CCPJobTrigger`` does; the task resumes on a worker only to hand the outputs over.
+
+    The submission is the worker's own (``submission.Submitter`` with the sync hook, on a thread so the
+    event loop never blocks), remembered in an XCom of the task instance (``XComRecord``) in place of the
+    task state store a trigger cannot reach: a triggerer restarted between the POST and its answer, or
+    after it, reattaches to the same job. ``method_id``, ``inputs``, ``outputs`` and ``request_members``
+    are the operator's templates, rendered by the triggerer: a secret input stays a template (a
+    Variable's, say) in the trigger's arguments and is masked once rendered. A request that cannot be
+    sent ends with a final error event naming the input, before anything is sent.
+
+    :param timeout: seconds after the submission at which the job is dismissed and the task fails.
+    :param secret_inputs: as the operator's.
+    :param on_ambiguous_submit: as the operator's.
+    """
+
+    def __init__(
+        self,
+        conn_id: str,
+        method_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        request_members: Mapping[str, Any] | None = None,
+        *,
+        secret_inputs: Collection[str] = (),
+        on_ambiguous_submit: str = "fail",
+        timeout: float | None = None,
+        poll_interval: float = 30.0,
+        cancel_on_kill: bool = True,
+        retry_limit: int = DEFAULT_RETRY.limit,
+        retry_delay: float = DEFAULT_RETRY.delay,
+    ) -> None:
+        super().__init__(conn_id, "", poll_interval, None, cancel_on_kill, None, retry_limit, retry_delay)
+        self.method_id = method_id
+        self.inputs = inputs
+        self.outputs = outputs
+        self.request_members = request_members
+        self.secret_inputs = tuple(secret_inputs)
+        self.on_ambiguous_submit = OnAmbiguousSubmit(on_ambiguous_submit)
+        self.timeout = check_number("timeout", timeout, minimum=0, exclusive=True, none_means="wait forever")
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("airflow_provider_ccp.triggers.ccp.CCPStartTrigger", self.start_kwargs())
+
+    def start_kwargs(self) -> dict[str, Any]:
+        """The trigger's arguments (``StartTriggerArgs.trigger_kwargs``): templates, never a rendered secret."""
+        return {
+            "conn_id": self.conn_id,
+            "method_id": self.method_id,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "request_members": self.request_members,
+            "secret_inputs": list(self.secret_inputs),
+            "on_ambiguous_submit": str(self.on_ambiguous_submit),
+            "timeout": self.timeout,
+            "poll_interval": self.poll_interval,
+            "cancel_on_kill": self.cancel_on_kill,
+            "retry_limit": self.retry_limit,
+            "retry_delay": self.retry_delay,
+        }
+
+    async def _wait(self) -> dict[str, Any]:
+        hook = CCPHook(ccp_conn_id=self.conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay)
+        request = await asyncio.to_thread(self._request, hook)
+        self.secrets = tuple(secret_values(request.description, request.inputs))
+        async with HELD.holding(self.secrets):
+            ti = self.task_instance
+            context = {"ti": ti, "task_state_store": XComRecord(ti)}
+            submitter = Submitter(
+                hook,
+                context,
+                request,
+                log=self.log,
+                on_ambiguous_submit=self.on_ambiguous_submit,
+                poll_interval=self.poll_interval,
+                on_job=self._track,
+                try_number=getattr(ti, "try_number", None),
+            )
+            job = await asyncio.to_thread(lambda: submitter.reattach() or submitter.submit())
+            if isinstance(job, SyncResults):
+                raise CCPProtocolError(
+                    f"The server ran Method {self.method_id!r} while answering its submission (no job): "
+                    "start_from_trigger cannot hand such results over; run this task without it"
+                )
+            if job.terminal:
+                return terminal_event(job, self.secrets)
+            self.since = self.clock.time()
+            submission = stored_submission(context)
+            if self.timeout is not None and submission and submission.submitted_at:
+                self.end_time = datetime.fromisoformat(submission.submitted_at).timestamp() + self.timeout
+            return await super()._wait()
+
+    def _request(self, hook: CCPHook) -> ExecutionRequest:
+        def describe() -> dict[str, Any]:
+            return with_secret_inputs(hook.get_method(self.method_id), self.secret_inputs)
+
+        return prepare_request(self.method_id, self.inputs, self.outputs, self.request_members, describe)
+
+    def _track(self, job_id: str, running: bool) -> None:
+        """The job, as soon as it is known: ``on_kill`` dismisses it."""
+        self.job_id = job_id
 
 
 #: Jobs asked for per page of a listing: 10,000 jobs take 10 requests (a page of CCP statuses is about
