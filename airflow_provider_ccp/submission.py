@@ -35,6 +35,7 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import check_mapping, default_outputs, prepare_inputs, public_inputs
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
+from airflow_provider_ccp.version_compat import XCom
 from airflow_provider_ccp.waiting import JobWatch, ride_out
 
 __all__ = [
@@ -159,20 +160,30 @@ class XComRecord:
     """The task state store of a try started in the triggerer, which cannot reach Airflow's: one XCom
     of the task instance (``RECORD_KEY``), which Airflow clears only when a worker starts a try, never
     when a trigger does or a task resumes (docs/task-duration.md, *Start from the triggerer*). Holds
-    the submission only; forgetting it stores None, an XCom every Airflow line can write."""
+    the submission only; forgetting it stores None, an XCom every Airflow line can write.
+
+    It pushes the job's XComs too (the ``ti`` of a trigger's ``Submitter``): in the triggerer, Airflow
+    3.3.2's ``RuntimeTaskInstance.xcom_push`` fails on the serialized task it holds there.
+    """
 
     RECORD_KEY = "ccp_submission"
 
     def __init__(self, ti: Any) -> None:
         self.ti = ti
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def _where(self) -> dict[str, Any]:
         ti = self.ti
-        value = ti.xcom_pull(task_ids=ti.task_id, key=self.RECORD_KEY, map_indexes=ti.map_index)
+        return {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        XCom.set(key, value, **self._where())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = XCom.get_one(key=self.RECORD_KEY, **self._where())
         return default if value is None else value
 
     def set(self, key: str, value: Any) -> None:
-        self.ti.xcom_push(key=self.RECORD_KEY, value=value)
+        self.xcom_push(self.RECORD_KEY, value)
 
     def delete(self, key: str) -> None:
         self.set(key, None)

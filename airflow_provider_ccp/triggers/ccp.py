@@ -286,7 +286,8 @@ class CCPStartTrigger(CCPJobTrigger):
         self.secrets = tuple(secret_values(request.description, request.inputs))
         async with HELD.holding(self.secrets):
             ti = self.task_instance
-            context = {"ti": ti, "task_state_store": XComRecord(ti)}
+            record = XComRecord(ti)
+            context = {"ti": record, "task_state_store": record}
             submitter = Submitter(
                 hook,
                 context,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from airflow_provider_ccp import submission
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from airflow_provider_ccp.submission import XComRecord
@@ -33,24 +34,47 @@ class KilledError(Exception):
     """What a task instance of a killed triggerer raises: the process is gone."""
 
 
+IDENTITY = {"dag_id": "ccp_tests", "task_id": "count", "run_id": "manual__1", "map_index": -1}
+
+
+class XComTable:
+    """The XComs of the one task instance of these tests, by key, as the API server keeps them (JSON).
+    Stands in for the SDK's ``XCom``, which needs a supervisor process to talk to."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def set(self, key: str, value: Any, **where: Any) -> None:
+        assert where == IDENTITY
+        self.values[key] = json.loads(json.dumps(value))
+
+    def get_one(self, *, key: str, **where: Any) -> Any:
+        assert where == IDENTITY
+        return self.values.get(key)
+
+
+@pytest.fixture
+def xcoms(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    table = XComTable()
+    monkeypatch.setattr(submission, "XCom", table)
+    return table.values
+
+
 class TriggererTI:
-    """The task instance a triggerer gives a trigger: its XComs live in ``xcoms``, shared by every
-    triggerer (and worker) of that task instance."""
+    """The task instance a triggerer gives a trigger. Once its triggerer is killed, nothing it does
+    reaches the XComs any more: reading its identity raises."""
 
     def __init__(self, xcoms: dict[str, Any], try_number: int = 1) -> None:
-        self.dag_id, self.run_id, self.task_id, self.map_index = "ccp_tests", "manual__1", "count", -1
         self.xcoms = xcoms
         self.try_number = try_number
         self.killed = False
 
-    def xcom_push(self, key: str, value: Any) -> None:
+    def __getattr__(self, name: str) -> Any:
+        if name not in IDENTITY:
+            raise AttributeError(name)
         if self.killed:
-            raise KilledError(key)
-        self.xcoms[key] = json.loads(json.dumps(value))  # what the XCom table keeps: JSON
-
-    def xcom_pull(self, task_ids: str, key: str, map_indexes: int) -> Any:
-        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
-        return self.xcoms.get(key)
+            raise KilledError(name)
+        return IDENTITY[name]
 
 
 def start_trigger(ti: TriggererTI, **kwargs: Any) -> CCPStartTrigger:
@@ -82,9 +106,8 @@ def run_until_killed(ti: TriggererTI, ready: Any, **kwargs: Any) -> None:
     asyncio.run(scenario())
 
 
-def test_a_triggerer_killed_between_the_post_and_its_answer_finds_the_execution(sandbox):
+def test_a_triggerer_killed_between_the_post_and_its_answer_finds_the_execution(sandbox, xcoms):
     sandbox.admin.add_latency(r"/execution$", 1.5, method="POST")
-    xcoms: dict[str, Any] = {}
 
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("marker") and not record.get("job_id"))
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms))))
@@ -95,8 +118,7 @@ def test_a_triggerer_killed_between_the_post_and_its_answer_finds_the_execution(
     assert xcoms[RECORD]["try_number"] == 1
 
 
-def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox):
-    xcoms: dict[str, Any] = {}
+def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcoms):
 
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), inputs={"seconds": "2"})))
@@ -106,8 +128,7 @@ def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox):
     assert sandbox.admin.executions_submitted("sleep") == 1
 
 
-def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_again(sandbox):
-    xcoms: dict[str, Any] = {}
+def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_again(sandbox, xcoms):
     inputs = {"message": "boom", "exit_code": "3"}
     first = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), method_id="fail", inputs=inputs)))
 
@@ -120,8 +141,7 @@ def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_a
     assert sandbox.admin.executions_submitted("fail") == 2
 
 
-def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox):
-    xcoms: dict[str, Any] = {}
+def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox, xcoms):
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
 
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms, try_number=2), inputs={"seconds": "2"})))
@@ -130,8 +150,7 @@ def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox)
     assert sandbox.admin.executions_submitted("sleep") == 1
 
 
-def test_success_hands_over_on_a_worker_and_a_cleared_task_then_submits_anew(sandbox, tmp_path):
-    xcoms: dict[str, Any] = {}
+def test_success_hands_over_on_a_worker_and_a_cleared_task_then_submits_anew(sandbox, tmp_path, xcoms):
     op = CCPExecuteMethodOperator(
         task_id="count",
         method_id="word-count",
@@ -141,7 +160,7 @@ def test_success_hands_over_on_a_worker_and_a_cleared_task_then_submits_anew(san
     )
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), method_id="word-count", inputs={"text": "a b"})))
     context = make_context()
-    context["ti"].xcom_push.side_effect = lambda key, value: xcoms.__setitem__(key, value)
+    context["ti"].run_id = IDENTITY["run_id"]
 
     manifest = op.execute_complete(context, event=event)
 
@@ -154,8 +173,7 @@ def test_success_hands_over_on_a_worker_and_a_cleared_task_then_submits_anew(san
     assert sandbox.admin.executions_submitted("word-count") == 2
 
 
-def test_bad_input_ends_the_try_with_one_final_line_and_nothing_sent(sandbox, tmp_path):
-    xcoms: dict[str, Any] = {}
+def test_bad_input_ends_the_try_with_one_final_line_and_nothing_sent(sandbox, tmp_path, xcoms):
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), inputs={"second": "1"})))
     op = CCPExecuteMethodOperator(task_id="t", method_id="sleep", output_path=str(tmp_path), start_from_trigger=True)
 
@@ -168,8 +186,8 @@ def test_bad_input_ends_the_try_with_one_final_line_and_nothing_sent(sandbox, tm
     assert RECORD not in xcoms
 
 
-def test_cancel_on_kill_dismisses_the_job(sandbox):
-    ti = TriggererTI({})
+def test_cancel_on_kill_dismisses_the_job(sandbox, xcoms):
+    ti = TriggererTI(xcoms)
     trigger = start_trigger(ti, inputs={"seconds": "30"})
 
     async def scenario() -> None:
@@ -183,7 +201,7 @@ def test_cancel_on_kill_dismisses_the_job(sandbox):
     assert status == "dismissed"
 
 
-def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbox, task_log, monkeypatch):
+def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbox, task_log, monkeypatch, xcoms):
     secret = "s3cr3t-value-77"
     monkeypatch.setenv("AIRFLOW_VAR_NAME", secret)
     op = CCPExecuteMethodOperator(
@@ -193,7 +211,6 @@ def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbo
         secret_inputs=["name"],
         start_from_trigger=True,
     )
-    xcoms: dict[str, Any] = {}
     trigger = start_trigger(TriggererTI(xcoms), method_id="hello", inputs={"name": secret}, secret_inputs=["name"])
 
     event = asyncio.run(first_event(trigger))
