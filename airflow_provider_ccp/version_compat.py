@@ -58,15 +58,6 @@ WATCHER_STATE_SINCE = (3, 3)
 TRIGGER_KWARGS_HIDDEN_SINCE = (3, 3, 2)
 
 
-#: The first Airflow that renders a task's templated fields in the triggerer and lets its trigger read and
-#: write the task instance's XComs (``start_from_trigger``; docs/task-duration.md, *Start from the triggerer*).
-START_FROM_TRIGGER_SINCE = (3, 3)
-
-
-def can_start_from_trigger() -> bool:
-    return get_base_airflow_version_tuple() >= START_FROM_TRIGGER_SINCE
-
-
 def trigger_kwargs_hidden() -> bool:
     return get_base_airflow_version_tuple() >= TRIGGER_KWARGS_HIDDEN_SINCE
 
@@ -178,8 +169,6 @@ __all__ = [
     "WATCHER_STATE_SINCE",
     "TRIGGER_KWARGS_HIDDEN_SINCE",
     "trigger_kwargs_hidden",
-    "START_FROM_TRIGGER_SINCE",
-    "can_start_from_trigger",
     "trigger_runs_inline",
     "AirflowFailException",
     "AirflowNotFoundException",

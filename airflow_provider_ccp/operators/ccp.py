@@ -55,9 +55,9 @@ from airflow_provider_ccp.submission import (
 )
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, CCPStartTrigger
 from airflow_provider_ccp.version_compat import (
+    AIRFLOW_V_3_3_PLUS,
     RenderedFieldsOperator,
     StartTriggerArgs,
-    can_start_from_trigger,
     conf,
     trigger_kwargs_hidden,
 )
@@ -230,8 +230,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     def _start_from_trigger(self) -> None:
         """Start tries in the triggerer; ``execute`` still runs where Airflow does not (``airflow dags test``)."""
-        if not can_start_from_trigger():
-            raise ValueError("start_from_trigger needs Airflow >= 3.3 (its trigger cannot remember a submission)")
+        if not AIRFLOW_V_3_3_PLUS:
+            raise ValueError("start_from_trigger needs Airflow >= 3.3 (it renders templates in the triggerer)")
         if not self.wait_for_completion:
             raise ValueError("start_from_trigger needs wait_for_completion=True")
         self.deferrable = self.start_from_trigger = True
@@ -250,12 +250,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             retry_delay=self.retry.delay,
         )
         timeout = None if self.timeout is None else timedelta(seconds=self.timeout) + DEFER_TIMEOUT_GRACE
-        self.start_trigger_args = StartTriggerArgs(
-            trigger_cls=trigger.serialize()[0],
-            next_method="execute_complete",
-            trigger_kwargs=trigger.start_kwargs(),
-            timeout=timeout,
-        )
+        classpath, kwargs = trigger.serialize()
+        self.start_trigger_args = StartTriggerArgs(classpath, "execute_complete", kwargs, timeout=timeout)
 
     @cached_property
     def hook(self) -> CCPHook:

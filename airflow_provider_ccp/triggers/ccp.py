@@ -205,6 +205,8 @@ class CCPJobTrigger(BaseTrigger):
         Not on a triggerer restart, redistribution or trigger timeout, and never from
         ``cleanup()``: the job must outlive the triggerer that watches it.
         """
+        if not self.job_id:  # a trigger that starts the try, killed before it submitted
+            return
         if not self.cancel_on_kill:
             self.log.info("Leaving CCP job %s running (cancel_on_kill=False)", self.job_id)
             return
@@ -218,21 +220,13 @@ class CCPJobTrigger(BaseTrigger):
 
 
 class CCPStartTrigger(CCPJobTrigger):
-    """Starts a try in the triggerer (Airflow >= 3.3's ``start_from_trigger``): checks the request, submits
-    the execution, or reattaches to the one this try or an earlier one submitted, then waits as
-    ``CCPJobTrigger`` does; the task resumes on a worker only to hand the outputs over.
-
-    The submission is the worker's own (``submission.Submitter`` with the sync hook, on a thread so the
-    event loop never blocks), remembered in an XCom of the task instance (``XComRecord``) in place of the
-    task state store a trigger cannot reach: a triggerer restarted between the POST and its answer, or
-    after it, reattaches to the same job. ``method_id``, ``inputs``, ``outputs`` and ``request_members``
-    are the operator's templates, rendered by the triggerer: a secret input stays a template (a
-    Variable's, say) in the trigger's arguments and is masked once rendered. A request that cannot be
-    sent ends with a final error event naming the input, before anything is sent.
+    """Starts a try in the triggerer (Airflow >= 3.3's ``start_from_trigger``): checks the request, then
+    submits or reattaches with the worker's own ``submission.Submitter`` (sync hook, on a thread), which
+    remembers the submission in an XCom of the task instance (``XComRecord``: a trigger cannot reach the
+    task state store), and waits as ``CCPJobTrigger`` does. ``method_id``, ``inputs``, ``outputs`` and
+    ``request_members`` are the operator's templates, rendered by the triggerer (docs/task-duration.md).
 
     :param timeout: seconds after the submission at which the job is dismissed and the task fails.
-    :param secret_inputs: as the operator's.
-    :param on_ambiguous_submit: as the operator's.
     """
 
     def __init__(
@@ -261,11 +255,8 @@ class CCPStartTrigger(CCPJobTrigger):
         self.timeout = check_number("timeout", timeout, minimum=0, exclusive=True, none_means="wait forever")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("airflow_provider_ccp.triggers.ccp.CCPStartTrigger", self.start_kwargs())
-
-    def start_kwargs(self) -> dict[str, Any]:
-        """The trigger's arguments (``StartTriggerArgs.trigger_kwargs``): templates, never a rendered secret."""
-        return {
+        """Also ``StartTriggerArgs.trigger_kwargs``: the templates, never a rendered secret."""
+        return "airflow_provider_ccp.triggers.ccp.CCPStartTrigger", {
             "conn_id": self.conn_id,
             "method_id": self.method_id,
             "inputs": self.inputs,
