@@ -18,6 +18,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_ccp import submission
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.operators import ccp as ccp_operator
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from airflow_provider_ccp.submission import XComRecord
 from airflow_provider_ccp.triggers.ccp import CCPStartTrigger
@@ -220,3 +221,12 @@ def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbo
     assert secret not in json.dumps(op.start_trigger_args.trigger_kwargs)
     assert secret not in json.dumps(xcoms)
     assert secret not in task_log()
+
+
+def test_start_from_trigger_is_refused_where_it_cannot_keep_its_guarantees(monkeypatch):
+    with pytest.raises(ValueError, match="start_from_trigger needs wait_for_completion=True"):
+        CCPExecuteMethodOperator(task_id="t", method_id="sleep", start_from_trigger=True, wait_for_completion=False)
+    monkeypatch.setattr(ccp_operator, "AIRFLOW_V_3_3_PLUS", False)
+    with pytest.raises(ValueError, match=r"start_from_trigger needs Airflow >= 3\.3"):
+        CCPExecuteMethodOperator(task_id="t", method_id="sleep", start_from_trigger=True)
+    assert CCPExecuteMethodOperator(task_id="t", method_id="sleep").start_trigger_args is None
