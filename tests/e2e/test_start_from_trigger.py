@@ -84,12 +84,16 @@ def test_a_triggerer_killed_around_the_submission_leaves_one_execution(stack: Lo
     dag_id = "ccp_e2e_start_sleep"
     stack.wait_for_dag(dag_id)
     if when == "before the answer":
-        admin.add_latency(r"/execution$", 8, method="POST")
+        # CCP creates the execution and the answer is lost; the trigger's lookup by the marker then hangs
+        # long enough to kill the triggerer while only the marker is recorded.
+        admin.lose_submission_answer("drop", method_id="sleep")
+        admin.add_latency(r"^/executions$", 8, method="GET")
     run_id = stack.trigger(dag_id, conf={"seconds": "8"})
     _wait_until_deferred(stack, dag_id, run_id, "sleep")
     if when == "before the answer":
-        posted = lambda: admin.requests_to("POST", "/processes/{process_id}/execution") >= 1  # noqa: E731
-        stack.wait_until("the POST to reach CCP", posted, timeout=120, interval=0.2)
+        looking = lambda: admin.requests_to("GET", "/executions") >= 1  # noqa: E731
+        stack.wait_until("the lookup of the lost answer", looking, timeout=120, interval=0.2)
+        assert admin.executions_submitted("sleep") == 1
     else:
         stack.wait_until("the job id to be recorded", lambda: _recorded_job(stack, run_id), timeout=120, interval=0.3)
 
@@ -99,3 +103,9 @@ def test_a_triggerer_killed_around_the_submission_leaves_one_execution(stack: Lo
 
     assert watch.run_state == "success", stack.failure_report(dag_id, run_id)
     assert admin.executions_submitted("sleep") == 1
+    log = stack.task_log(dag_id, run_id, "sleep")
+    if when == "before the answer":  # the restarted trigger found the execution by the submission's marker
+        assert "did not get the answer: looking for that execution" in log, log  # the new triggerer's
+        assert "created by the earlier try's submission" in log, log
+    else:
+        assert "Reattaching to CCP job" in log, log
