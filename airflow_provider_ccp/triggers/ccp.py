@@ -231,7 +231,7 @@ class CCPStartTrigger(CCPJobTrigger):
 
     def __init__(
         self,
-        conn_id: str,
+        ccp_conn_id: str,
         method_id: str,
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
@@ -245,7 +245,8 @@ class CCPStartTrigger(CCPJobTrigger):
         retry_limit: int = DEFAULT_RETRY.limit,
         retry_delay: float = DEFAULT_RETRY.delay,
     ) -> None:
-        super().__init__(conn_id, "", poll_interval, None, cancel_on_kill, None, retry_limit, retry_delay)
+        super().__init__(ccp_conn_id, "", poll_interval, None, cancel_on_kill, None, retry_limit, retry_delay)
+        self.ccp_conn_id = ccp_conn_id
         self.method_id = method_id
         self.inputs = inputs
         self.outputs = outputs
@@ -257,7 +258,7 @@ class CCPStartTrigger(CCPJobTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Also ``StartTriggerArgs.trigger_kwargs``: the templates, never a rendered secret."""
         return "airflow_provider_ccp.triggers.ccp.CCPStartTrigger", {
-            "conn_id": self.conn_id,
+            "ccp_conn_id": self.ccp_conn_id,
             "method_id": self.method_id,
             "inputs": self.inputs,
             "outputs": self.outputs,
@@ -272,6 +273,7 @@ class CCPStartTrigger(CCPJobTrigger):
         }
 
     async def _wait(self) -> dict[str, Any]:
+        self.conn_id = str(self.ccp_conn_id)  # as the triggerer rendered it
         hook = CCPHook(ccp_conn_id=self.conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay)
         request = await asyncio.to_thread(self._request, hook)
         self.secrets = tuple(secret_values(request.description, request.inputs))

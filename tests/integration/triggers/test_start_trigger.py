@@ -80,7 +80,7 @@ class TriggererTI:
 
 def start_trigger(ti: TriggererTI, **kwargs: Any) -> CCPStartTrigger:
     """The trigger as the triggerer builds it from ``start_trigger_args``, its templates rendered."""
-    arguments: dict[str, Any] = {"conn_id": "ccp_default", "method_id": "sleep", "inputs": {"seconds": "1"}}
+    arguments: dict[str, Any] = {"ccp_conn_id": "ccp_default", "method_id": "sleep", "inputs": {"seconds": "1"}}
     trigger = CCPStartTrigger(**(arguments | {"poll_interval": 0.2} | kwargs))
     trigger.task_instance = ti  # type: ignore[assignment]
     return trigger
