@@ -6,12 +6,16 @@ Reuses the stack of test_real_airflow.py (its module-scoped fixtures); run one t
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 
 import pendulum
 import pytest
 
+from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.submission import XComRecord
+from ccp_sandbox.testing import SandboxProcess
 from scripts.devstack import LocalAirflow, RunWatch
 from tests.e2e.test_real_airflow import admin, ccp, stack
 
@@ -109,3 +113,44 @@ def test_a_triggerer_killed_around_the_submission_leaves_one_execution(stack: Lo
         assert "created by the earlier try's submission" in log, log
     else:
         assert "Reattaching to CCP job" in log, log
+
+
+def test_marking_the_task_failed_while_its_trigger_waits_dismisses_the_execution(
+    stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ccp.admin.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
+    dag_id = "ccp_e2e_start_sleep"
+    stack.wait_for_dag(dag_id)
+    run_id = stack.trigger(dag_id, conf={"seconds": "120"})
+    stack.wait_until("the job id to be recorded", lambda: _recorded_job(stack, run_id), timeout=120, interval=0.3)
+    job_id = stack.xcom(dag_id, run_id, "sleep", key=RECORD)["job_id"]
+
+    stack.set_task_state(dag_id, run_id, "sleep", "failed")
+
+    hook = CCPHook(ccp_conn_id="ccp_e2e")
+    dismissed = lambda: hook.get_job(job_id).status == "dismissed"  # noqa: E731
+    stack.wait_until(f"CCP job {job_id} to be dismissed", dismissed, timeout=60)
+
+
+def test_a_secret_input_rendered_in_the_triggerer_reaches_no_log_xcom_or_rendered_field(  # type: ignore[no-untyped-def]
+    stack: LocalAirflow, admin
+) -> None:
+    secret = f"k3y-{secrets.token_hex(8)}"
+    dag_id = "ccp_e2e_start_secret"
+    stack.api("POST", "variables", json={"key": "ccp_e2e_key", "value": secret})
+    stack.wait_for_dag(dag_id)
+    run_id = stack.trigger(dag_id)
+    watch = stack.wait_for_run(dag_id, run_id)
+
+    assert watch.run_state == "success", stack.failure_report(dag_id, run_id)
+    assert admin.executions_submitted("hello") == 1
+    log = stack.task_log(dag_id, run_id, "hello")
+    assert "trigger" in log  # the trigger's part of the log is there
+    assert secret not in log
+    xcoms = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/hello/xcomEntries")["xcom_entries"]
+    values = [stack.xcom(dag_id, run_id, "hello", key=entry["key"]) for entry in xcoms]
+    assert RECORD in {entry["key"] for entry in xcoms}
+    assert secret not in json.dumps(values, default=str)
+    ti = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/hello")
+    assert secret not in json.dumps(ti, default=str)

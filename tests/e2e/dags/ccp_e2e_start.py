@@ -48,3 +48,19 @@ with DAG(
         start_from_trigger=True,
         poll_interval=1,
     )
+
+with DAG(
+    dag_id="ccp_e2e_start_secret",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+):
+    # api_key is a secret input (format: secret): it stays a template until the triggerer renders it.
+    CCPExecuteMethodOperator(
+        task_id="hello",
+        method_id="hello",
+        inputs={"name": "e2e", "api_key": "{{ var.value.ccp_e2e_key }}"},
+        start_from_trigger=True,
+        poll_interval=1,
+        retries=0,
+    )
