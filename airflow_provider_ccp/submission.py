@@ -157,14 +157,10 @@ def stored_submission(context: Mapping[str, Any]) -> Submission | None:
 
 
 class XComRecord:
-    """The task state store of a try started in the triggerer, which cannot reach Airflow's: one XCom
-    of the task instance (``RECORD_KEY``), which Airflow clears only when a worker starts a try, never
-    when a trigger does or a task resumes (docs/task-duration.md, *Start from the triggerer*). Holds
-    the submission only; forgetting it stores None, an XCom every Airflow line can write.
-
-    It pushes the job's XComs too (the ``ti`` of a trigger's ``Submitter``): in the triggerer, Airflow
-    3.3.2's ``RuntimeTaskInstance.xcom_push`` fails on the serialized task it holds there.
-    """
+    """The task state store of a try started in the triggerer (which cannot reach Airflow's): the XCom
+    ``RECORD_KEY``, which Airflow clears only when a worker starts a try; forgetting stores None. It is the
+    trigger's ``ti`` too: in the triggerer, Airflow 3.3.2's ``RuntimeTaskInstance.xcom_push`` fails on the
+    serialized task it holds (docs/task-duration.md, *Start from the triggerer*)."""
 
     RECORD_KEY = "ccp_submission"
 

@@ -13,6 +13,7 @@ here is their async twin, kept apart so that a poll costs no more than the reque
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 from collections.abc import AsyncIterator, Collection, Hashable, Mapping
 from datetime import datetime, timedelta
@@ -251,26 +252,14 @@ class CCPStartTrigger(CCPJobTrigger):
         self.inputs = inputs
         self.outputs = outputs
         self.request_members = request_members
-        self.secret_inputs = tuple(secret_inputs)
-        self.on_ambiguous_submit = OnAmbiguousSubmit(on_ambiguous_submit)
+        self.secret_inputs = list(secret_inputs)
+        self.on_ambiguous_submit = str(OnAmbiguousSubmit(on_ambiguous_submit))
         self.timeout = check_number("timeout", timeout, minimum=0, exclusive=True, none_means="wait forever")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Also ``StartTriggerArgs.trigger_kwargs``: the templates, never a rendered secret."""
-        return "airflow_provider_ccp.triggers.ccp.CCPStartTrigger", {
-            "ccp_conn_id": self.ccp_conn_id,
-            "method_id": self.method_id,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "request_members": self.request_members,
-            "secret_inputs": list(self.secret_inputs),
-            "on_ambiguous_submit": str(self.on_ambiguous_submit),
-            "timeout": self.timeout,
-            "poll_interval": self.poll_interval,
-            "cancel_on_kill": self.cancel_on_kill,
-            "retry_limit": self.retry_limit,
-            "retry_delay": self.retry_delay,
-        }
+        """Also ``StartTriggerArgs.trigger_kwargs``: each argument as given (templates, never a rendered secret)."""
+        names = inspect.signature(CCPStartTrigger).parameters
+        return "airflow_provider_ccp.triggers.ccp.CCPStartTrigger", {name: getattr(self, name) for name in names}
 
     async def _wait(self) -> dict[str, Any]:
         self.conn_id = str(self.ccp_conn_id)  # as the triggerer rendered it
@@ -286,9 +275,9 @@ class CCPStartTrigger(CCPJobTrigger):
                 context,
                 request,
                 log=self.log,
-                on_ambiguous_submit=self.on_ambiguous_submit,
+                on_ambiguous_submit=OnAmbiguousSubmit(self.on_ambiguous_submit),
                 poll_interval=self.poll_interval,
-                on_job=self._track,
+                on_job=lambda job_id, running: setattr(self, "job_id", job_id),  # for on_kill
                 try_number=getattr(ti, "try_number", None),
             )
             job = await asyncio.to_thread(lambda: submitter.reattach() or submitter.submit())
@@ -310,10 +299,6 @@ class CCPStartTrigger(CCPJobTrigger):
             return with_secret_inputs(hook.get_method(self.method_id), self.secret_inputs)
 
         return prepare_request(self.method_id, self.inputs, self.outputs, self.request_members, describe)
-
-    def _track(self, job_id: str, running: bool) -> None:
-        """The job, as soon as it is known: ``on_kill`` dismisses it."""
-        self.job_id = job_id
 
 
 #: Jobs asked for per page of a listing: 10,000 jobs take 10 requests (a page of CCP statuses is about
