@@ -32,9 +32,10 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.execution_records import MARKER_INPUT
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.inputs import public_inputs
+from airflow_provider_ccp.inputs import check_mapping, default_outputs, prepare_inputs, public_inputs
 from airflow_provider_ccp.links import XCOM_JOB_ID, XCOM_JOB_URL
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
+from airflow_provider_ccp.version_compat import XCom
 from airflow_provider_ccp.waiting import JobWatch, ride_out
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "new_marker",
     "note_with_marker",
     "jobs_created_between",
+    "XComRecord",
+    "prepare_request",
 ]
 
 #: ``task_state_store`` key holding the ``Submission`` of the try (Airflow >= 3.3): written before the
@@ -133,6 +136,8 @@ class Submission:
     marker: str | None = None
     #: When the POST was sent (ISO 8601, UTC).
     submitted_at: str | None = None
+    #: The try that sent it, where a record outlives a restart of that same try (``XComRecord``).
+    try_number: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -147,7 +152,55 @@ def stored_submission(context: Mapping[str, Any]) -> Submission | None:
     if not isinstance(value, Mapping) or not (value.get("job_id") or value.get("submitted_at")):
         return None
     fields = {key: str(value[key]) if value.get(key) else None for key in ("job_id", "marker", "submitted_at")}
-    return Submission(str(value["fingerprint"]) if value.get("fingerprint") else None, **fields)
+    try_number = int(value["try_number"]) if isinstance(value.get("try_number"), int) else None
+    return Submission(str(value["fingerprint"]) if value.get("fingerprint") else None, **fields, try_number=try_number)
+
+
+class XComRecord:
+    """The task state store of a try started in the triggerer (which cannot reach Airflow's): the XCom
+    ``RECORD_KEY``, which Airflow clears only when a worker starts a try; forgetting stores None. It is the
+    trigger's ``ti`` too: in the triggerer, Airflow 3.3.2's ``RuntimeTaskInstance.xcom_push`` fails on the
+    serialized task it holds (docs/task-duration.md, *Start from the triggerer*)."""
+
+    RECORD_KEY = "ccp_submission"
+
+    def __init__(self, ti: Any) -> None:
+        self.ti = ti
+
+    def _where(self) -> dict[str, Any]:
+        ti = self.ti
+        return {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        XCom.set(key, value, **self._where())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = XCom.get_one(key=self.RECORD_KEY, **self._where())
+        return default if value is None else value
+
+    def set(self, key: str, value: Any) -> None:
+        self.xcom_push(self.RECORD_KEY, value)
+
+    def delete(self, key: str) -> None:
+        self.set(key, None)
+
+
+def prepare_request(
+    method_id: str,
+    given: Any,
+    outputs: Mapping[str, Any] | None,
+    members: Mapping[str, Any] | None,
+    describe: Callable[[], Mapping[str, Any]],
+) -> ExecutionRequest:
+    """The request checked against the Method's description (``describe()``), before anything is sent;
+    a mistake raises one ``CCPInputError`` line naming the input."""
+    given = given if given is not None else {}
+    check_mapping(method_id, given)
+    protocol.request_members(members)
+    description = describe()
+    inputs = prepare_inputs(method_id, description, given)
+    outputs = outputs if outputs is not None else default_outputs(description)
+    return ExecutionRequest(method_id, description, inputs, outputs, members)
 
 
 class _Undecided(Exception):
@@ -170,6 +223,8 @@ class Submitter:
     :param poll_interval: seconds between the status requests that ride out transient errors.
     :param on_job: called with the job id, and whether the job may still be running, as soon as
         it is known (before anything that can fail): the operator's ``on_kill`` dismisses it.
+    :param try_number: the try, when the store outlives a restart of the same try (a trigger's): the
+        job that try submitted is then reattached to whatever its status, never submitted again.
     """
 
     def __init__(
@@ -182,6 +237,7 @@ class Submitter:
         on_ambiguous_submit: OnAmbiguousSubmit = OnAmbiguousSubmit.FAIL,
         poll_interval: float = 30.0,
         on_job: Callable[[str, bool], None] = lambda job_id, running: None,
+        try_number: int | None = None,
     ) -> None:
         self.hook = hook
         self.context = context
@@ -191,6 +247,7 @@ class Submitter:
         self.on_ambiguous_submit = on_ambiguous_submit
         self.poll_interval = float(poll_interval)
         self.on_job = on_job
+        self.try_number = try_number
 
     # ------------------------------------------------------------------ reattach
 
@@ -217,7 +274,7 @@ class Submitter:
         except CCPNotFoundError:
             self.log.warning("CCP job %s of an earlier try no longer exists: submitting a new execution", job_id)
             return None
-        if info.failed:
+        if info.failed and not (self.try_number and previous.try_number == self.try_number):
             self.log.warning("CCP job %s of an earlier try ended %s: submitting a new execution", job_id, info.status)
             return None
         self.log.info("Reattaching to CCP job %s (%s), submitted by an earlier try", info.job_id, info.status)
@@ -258,7 +315,7 @@ class Submitter:
             note = note_with_marker(inputs.get(MARKER_INPUT), marker)
             inputs = {**inputs, MARKER_INPUT: note}
         sent_at = pendulum.from_timestamp(self.hook.clock.time(), tz="UTC").isoformat()
-        submission = Submission(request.fingerprint(), marker=marker, submitted_at=sent_at)
+        submission = Submission(request.fingerprint(), marker=marker, submitted_at=sent_at, try_number=self.try_number)
         self._remember(submission)
         answer: StatusInfo | None = None
         try:

@@ -18,6 +18,7 @@ from airflow.providers.common.compat.sdk import (
     XCom,
     conf,
 )
+from airflow.triggers.base import StartTriggerArgs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -159,6 +160,7 @@ __all__ = [
     "BaseSensorOperator",
     "PokeReturnValue",
     "RenderedFieldsOperator",
+    "StartTriggerArgs",
     "XCom",
     "amask_secret",
     "conf",

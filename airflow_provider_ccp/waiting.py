@@ -104,12 +104,13 @@ def terminal_event(info: StatusInfo, secrets: Iterable[str] = ()) -> dict[str, A
 def validate_event(event: Any) -> dict[str, Any]:
     """Fail loudly on an event this provider did not produce, rather than treat it as success.
 
-    ``job_status`` and ``message`` may be None or empty, but must be there: they are read later.
+    ``job_status`` and ``message`` may be None or empty, but must be there: they are read later; so may
+    ``job_id`` in an error event (a trigger that starts the try stopped before submitting).
     """
     if (
         not isinstance(event, Mapping)
         or event.get("status") not in EVENT_STATUSES
-        or not event.get("job_id")
+        or not (event.get("job_id") or event["status"] == EventStatus.ERROR)
         or not EVENT_KEYS.issubset(event)
     ):
         raise CCPProtocolError(f"Unexpected event from CCPJobTrigger: {event!r}")

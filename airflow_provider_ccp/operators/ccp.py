@@ -14,7 +14,6 @@ from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ccp import protocol
 from airflow_provider_ccp.archives import ExtractionLimits
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import (
@@ -25,10 +24,7 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.inputs import (
-    check_mapping,
-    default_outputs,
     mask_secret_inputs,
-    prepare_inputs,
     secret_inputs_sent,
     secret_values,
     with_secret_inputs,
@@ -49,13 +45,22 @@ from airflow_provider_ccp.outputs import (
 from airflow_provider_ccp.protocol import SyncResults
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, fail_without_retry
 from airflow_provider_ccp.submission import (
+    STATE_KEY,
     ExecutionRequest,
     OnAmbiguousSubmit,
     Submitter,
+    XComRecord,
     forget_submission,
+    prepare_request,
 )
-from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
-from airflow_provider_ccp.version_compat import RenderedFieldsOperator, conf, trigger_kwargs_hidden
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, CCPStartTrigger
+from airflow_provider_ccp.version_compat import (
+    AIRFLOW_V_3_3_PLUS,
+    RenderedFieldsOperator,
+    StartTriggerArgs,
+    conf,
+    trigger_kwargs_hidden,
+)
 from airflow_provider_ccp.waiting import (
     WITHHELD,
     EventStatus,
@@ -121,6 +126,9 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     :param ccp_retry_limit: retries of one request to CCP, in the worker and the trigger (the hooks'
         retry policy, docs/connection.md "Retries"; ``retries`` is the task's own).
     :param ccp_retry_delay: seconds before the first of those retries, doubled for each next one.
+    :param start_from_trigger: (Airflow >= 3.3, deferrable, unmapped) submit from the triggerer instead
+        of a worker: no worker runs the task until its execution has ended (``CCPStartTrigger``;
+        docs/task-duration.md). Default False.
 
     Each ``Asset`` in ``outlets`` gets an asset event when the execution succeeds, whose ``extra``
     holds ``ccp_job_id``, ``ccp_method_id``, ``execution_url`` and the output ``files``' URIs.
@@ -168,6 +176,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         secret_inputs: Collection[str] = (),
         ccp_retry_limit: int = DEFAULT_RETRY.limit,
         ccp_retry_delay: float = DEFAULT_RETRY.delay,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         # The manifest's keys become XComs of their own too, so a TaskFlow task can take
@@ -216,6 +225,33 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         self._description: tuple[str, dict[str, Any]] | None = None
         #: What ``execute_complete`` delivered, for OpenLineage's completion facets.
         self._manifest: dict[str, Any] | None = None
+        if start_from_trigger:
+            self._start_from_trigger()
+
+    def _start_from_trigger(self) -> None:
+        """Start tries in the triggerer; ``execute`` still runs where Airflow does not (``airflow dags test``)."""
+        if not AIRFLOW_V_3_3_PLUS:
+            raise ValueError("start_from_trigger needs Airflow >= 3.3 (it renders templates in the triggerer)")
+        if not self.wait_for_completion:
+            raise ValueError("start_from_trigger needs wait_for_completion=True")
+        self.deferrable = self.start_from_trigger = True
+        trigger = CCPStartTrigger(
+            self.ccp_conn_id,
+            self.method_id,
+            self.inputs,
+            self.outputs,
+            self.request_members,
+            secret_inputs=self.secret_inputs,
+            on_ambiguous_submit=self.on_ambiguous_submit,
+            timeout=self.timeout,
+            poll_interval=self.poll_interval,
+            cancel_on_kill=self.cancel_on_kill,
+            retry_limit=self.retry.limit,
+            retry_delay=self.retry.delay,
+        )
+        timeout = None if self.timeout is None else timedelta(seconds=self.timeout) + DEFER_TIMEOUT_GRACE
+        classpath, kwargs = trigger.serialize()
+        self.start_trigger_args = StartTriggerArgs(classpath, "execute_complete", kwargs, timeout=timeout)
 
     @cached_property
     def hook(self) -> CCPHook:
@@ -276,13 +312,9 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     def _prepare(self) -> ExecutionRequest:
         """The request checked against the Method's description, before anything is sent."""
-        given = self.inputs if self.inputs is not None else {}
-        check_mapping(self.method_id, given)
-        protocol.request_members(self.request_members)
-        description = self._method_description()
-        inputs = prepare_inputs(self.method_id, description, given)
-        outputs = self.outputs if self.outputs is not None else default_outputs(description)
-        return ExecutionRequest(self.method_id, description, inputs, outputs, self.request_members)
+        return prepare_request(
+            self.method_id, self.inputs, self.outputs, self.request_members, self._method_description
+        )
 
     def _submitter(self, context: Context, request: ExecutionRequest) -> Submitter:
         return Submitter(
@@ -358,11 +390,14 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish the task from the trigger's event; after a deferral this runs in a new process."""
         event = validate_event(event)
-        job_id = self.job_id = str(event["job_id"])
+        job_id = str(event["job_id"])
+        self.job_id = job_id or None  # none when a trigger that starts the try stopped before submitting
         self._job_may_run = event["status"] not in FINISHED_EVENTS
         if event["status"] == EventStatus.SUCCESS:
             manifest = self._succeed(context, job_id)
             forget_submission(context)
+            if self.start_from_trigger:
+                XComRecord(context["ti"]).delete(STATE_KEY)
             return manifest
         if event["status"] == EventStatus.FAILED:
             if event["message"] == WITHHELD:  # the trigger had no secrets to hide: read CCP's words here
@@ -372,7 +407,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         if event["status"] == EventStatus.TIMEOUT:
             self._dismiss(job_id)
             raise CCPJobTimeoutError(event["message"], job_id=job_id, method_id=self.method_id)
-        error = CCPError(event["message"], job_id=job_id, method_id=self.method_id)
+        error = CCPError(event["message"], job_id=self.job_id, method_id=self.method_id)
         # The trigger met an error no retry heals (a refused redirect, a config mistake): no retry either.
         raise as_final(error) if event.get("final") else error
 

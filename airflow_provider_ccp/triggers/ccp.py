@@ -13,6 +13,7 @@ here is their async twin, kept apart so that a poll costs no more than the reque
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 from collections.abc import AsyncIterator, Collection, Hashable, Mapping
 from datetime import datetime, timedelta
@@ -24,16 +25,32 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 from airflow_provider_ccp import protocol
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_ccp.exceptions import CCPError
+from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.execution_events import EVENTS_PER_POLL, MAX_REMEMBERED, ListingReading, Reported
-from airflow_provider_ccp.hooks.ccp import CCPAsyncHook
+from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
+from airflow_provider_ccp.inputs import secret_values, with_secret_inputs
 from airflow_provider_ccp.masking import HELD, redact
-from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.retries import DEFAULT_RETRY
+from airflow_provider_ccp.submission import (
+    ExecutionRequest,
+    OnAmbiguousSubmit,
+    Submitter,
+    XComRecord,
+    prepare_request,
+    stored_submission,
+)
 from airflow_provider_ccp.version_compat import trigger_runs_inline, watcher_state_store, watchers_keep_state
-from airflow_provider_ccp.waiting import JobWatch, error_event
+from airflow_provider_ccp.waiting import JobWatch, error_event, terminal_event
 
-__all__ = ["CCPJobTrigger", "CCPExecutionEventTrigger", "jittered", "first_poll_delay", "POLL_JITTER"]
+__all__ = [
+    "CCPJobTrigger",
+    "CCPStartTrigger",
+    "CCPExecutionEventTrigger",
+    "jittered",
+    "first_poll_delay",
+    "POLL_JITTER",
+]
 
 #: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
 POLL_JITTER = 0.1
@@ -146,9 +163,10 @@ class CCPJobTrigger(BaseTrigger):
             try:
                 event = await self._wait()
             except Exception as err:  # a broken connection definition, a bug: fail the task, never hang it
-                self.log.exception("Stopped following CCP job %s", self.job_id)
+                self.log.exception("Stopped following CCP job %s", self.job_id or "(none submitted)")
                 text = redact(str(err), self.secrets)
-                event = error_event(self.job_id, None, f"Cannot follow CCP job {self.job_id}: {text}", err)
+                message = f"Cannot follow CCP job {self.job_id}: {text}" if self.job_id else text
+                event = error_event(self.job_id, None, message, err)
         yield TriggerEvent(event)
 
     def _hook(self) -> CCPAsyncHook:
@@ -188,6 +206,8 @@ class CCPJobTrigger(BaseTrigger):
         Not on a triggerer restart, redistribution or trigger timeout, and never from
         ``cleanup()``: the job must outlive the triggerer that watches it.
         """
+        if not self.job_id:  # a trigger that starts the try, killed before it submitted
+            return
         if not self.cancel_on_kill:
             self.log.info("Leaving CCP job %s running (cancel_on_kill=False)", self.job_id)
             return
@@ -198,6 +218,87 @@ class CCPJobTrigger(BaseTrigger):
             self.log.warning("Could not dismiss CCP job %s", self.job_id, exc_info=True)
             return
         self.log.info("%s", result.message)
+
+
+class CCPStartTrigger(CCPJobTrigger):
+    """Starts a try in the triggerer (Airflow >= 3.3's ``start_from_trigger``): checks the request, then
+    submits or reattaches with the worker's own ``submission.Submitter`` (sync hook, on a thread), which
+    remembers the submission in an XCom of the task instance (``XComRecord``: a trigger cannot reach the
+    task state store), and waits as ``CCPJobTrigger`` does. ``method_id``, ``inputs``, ``outputs`` and
+    ``request_members`` are the operator's templates, rendered by the triggerer (docs/task-duration.md).
+
+    :param timeout: seconds after the submission at which the job is dismissed and the task fails.
+    """
+
+    def __init__(
+        self,
+        ccp_conn_id: str,
+        method_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        request_members: Mapping[str, Any] | None = None,
+        *,
+        secret_inputs: Collection[str] = (),
+        on_ambiguous_submit: str = "fail",
+        timeout: float | None = None,
+        poll_interval: float = 30.0,
+        cancel_on_kill: bool = True,
+        retry_limit: int = DEFAULT_RETRY.limit,
+        retry_delay: float = DEFAULT_RETRY.delay,
+    ) -> None:
+        super().__init__(ccp_conn_id, "", poll_interval, None, cancel_on_kill, None, retry_limit, retry_delay)
+        self.ccp_conn_id = ccp_conn_id
+        self.method_id = method_id
+        self.inputs = inputs
+        self.outputs = outputs
+        self.request_members = request_members
+        self.secret_inputs = list(secret_inputs)
+        self.on_ambiguous_submit = str(OnAmbiguousSubmit(on_ambiguous_submit))
+        self.timeout = check_number("timeout", timeout, minimum=0, exclusive=True, none_means="wait forever")
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Also ``StartTriggerArgs.trigger_kwargs``: each argument as given (templates, never a rendered secret)."""
+        names = inspect.signature(CCPStartTrigger).parameters
+        return "airflow_provider_ccp.triggers.ccp.CCPStartTrigger", {name: getattr(self, name) for name in names}
+
+    async def _wait(self) -> dict[str, Any]:
+        self.conn_id = str(self.ccp_conn_id)  # as the triggerer rendered it
+        hook = CCPHook(ccp_conn_id=self.conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay)
+        request = await asyncio.to_thread(self._request, hook)
+        self.secrets = tuple(secret_values(request.description, request.inputs))
+        async with HELD.holding(self.secrets):
+            ti = self.task_instance
+            record = XComRecord(ti)
+            context = {"ti": record, "task_state_store": record}
+            submitter = Submitter(
+                hook,
+                context,
+                request,
+                log=self.log,
+                on_ambiguous_submit=OnAmbiguousSubmit(self.on_ambiguous_submit),
+                poll_interval=self.poll_interval,
+                on_job=lambda job_id, running: setattr(self, "job_id", job_id),  # for on_kill
+                try_number=getattr(ti, "try_number", None),
+            )
+            job = await asyncio.to_thread(lambda: submitter.reattach() or submitter.submit())
+            if isinstance(job, SyncResults):
+                raise CCPProtocolError(
+                    f"The server ran Method {self.method_id!r} while answering its submission (no job): "
+                    "start_from_trigger cannot hand such results over; run this task without it"
+                )
+            if job.terminal:
+                return terminal_event(job, self.secrets)
+            self.since = self.clock.time()
+            submission = stored_submission(context)
+            if self.timeout is not None and submission and submission.submitted_at:
+                self.end_time = datetime.fromisoformat(submission.submitted_at).timestamp() + self.timeout
+            return await super()._wait()
+
+    def _request(self, hook: CCPHook) -> ExecutionRequest:
+        def describe() -> dict[str, Any]:
+            return with_secret_inputs(hook.get_method(self.method_id), self.secret_inputs)
+
+        return prepare_request(self.method_id, self.inputs, self.outputs, self.request_members, describe)
 
 
 #: Jobs asked for per page of a listing: 10,000 jobs take 10 requests (a page of CCP statuses is about

@@ -21,7 +21,9 @@ medians of:
 ``--slots``: also start a real scheduler, triggerer and LocalExecutor (``scripts/devstack.py``), trigger
 each DAG once per run and count the seconds its task instance was ``running``, sampled every 0.2 s:
 the seconds a worker process held the task (a deferred task holds none); and the end of the work to
-the task's end there, where the ``min_defer_seconds`` hold applies.
+the task's end there, where the ``min_defer_seconds`` hold applies. With it comes a third task, the CCP
+task started from the triggerer (``start_from_trigger=True``), measured there only: ``airflow dags test``
+does not start tasks from the triggerer.
 """
 
 from __future__ import annotations
@@ -70,12 +72,18 @@ for seconds in {seconds!r}:
             task_id="work", method_id="sleep", inputs={{"seconds": str(seconds)}}, deferrable=True
         )
     globals()[dag.dag_id] = dag
+    with DAG(f"latency_start_{{seconds}}", schedule=None, start_date=START, catchup=False) as dag:
+        CCPExecuteMethodOperator(
+            task_id="work", method_id="sleep", inputs={{"seconds": str(seconds)}}, start_from_trigger=True
+        )
+    globals()[dag.dag_id] = dag
     with DAG(f"latency_python_{{seconds}}", schedule=None, start_date=START, catchup=False) as dag:
         PythonOperator(task_id="work", python_callable=nap, op_args=[seconds])
     globals()[dag.dag_id] = dag
 """
 
 LOGGED = re.compile(r"^(?P<at>\S+Z) \[\w+\s*\] (?P<what>Task started|\[DAG TEST\] end task)")
+KINDS = (("python", "PythonOperator"), ("ccp", "CCP deferrable"), ("start", "CCP from triggerer"))
 #: How often ``--slots`` samples the task instance's state.
 SAMPLE_SECONDS = 0.2
 TOKEN_ROUTE = TOKEN_PATH
@@ -188,8 +196,10 @@ def report(seconds: list[int], figures: dict[str, Figures], slots: bool) -> None
     header += f" {'polls':>6}"
     print(header + (f" {'worker s':>8} {'stack end->done s':>17}" if slots else ""))
     for second in seconds:
-        for kind, label in (("python", "PythonOperator"), ("ccp", "CCP deferrable")):
-            f = figures[f"latency_{kind}_{second}"]
+        for kind, label in KINDS:
+            f = figures.get(f"latency_{kind}_{second}")
+            if f is None:
+                continue
             line = f"{second:>8}s  {label:<18} {median(f.task)} {median(f.command):>9} {median(f.end_to_done):>11} "
             line += f"{median(f.requests):>8} {median(f.polls):>6}"
             print(line + (f" {median(f.slot_seconds):>8} {median(f.stack_end_to_done):>17}" if slots else ""))
@@ -212,7 +222,8 @@ def main() -> None:
     args = parser.parse_args()
     seconds = [0, 5, 60] if args.long else [0, 5]
     dag_ids = [f"latency_{kind}_{second}" for second in seconds for kind in ("python", "ccp")]
-    figures = {dag_id: Figures() for dag_id in dag_ids}
+    stack_dag_ids = [f"latency_{kind}_{second}" for second in seconds for kind, _ in KINDS]
+    figures = {dag_id: Figures() for dag_id in (stack_dag_ids if args.slots else dag_ids)}
     with tempfile.TemporaryDirectory(prefix="ccp-task-latency-") as folder:
         root = Path(folder)
         dags = root / "dags"
@@ -232,10 +243,10 @@ def main() -> None:
                 with stack:
                     stack.start()
                     stack.wait_healthy()
-                    for dag_id in dag_ids:
+                    for dag_id in stack_dag_ids:
                         stack.wait_for_dag(dag_id)
 
-                    each_run(args.runs, dag_ids, lambda dag_id: on_the_stack(stack, dag_id, figures[dag_id]))
+                    each_run(args.runs, stack_dag_ids, lambda dag_id: on_the_stack(stack, dag_id, figures[dag_id]))
     subprocess.run(["uptime"], check=False)
     report(seconds, figures, args.slots)
 
