@@ -27,25 +27,7 @@ from urllib.parse import urljoin, urlsplit
 from airflow_provider_ccp.exceptions import CCPProtocolError, CCPTrustError
 from airflow_provider_ccp.retries import RetryPolicy
 
-__all__ = [
-    "exchange",
-    "Answer",
-    "Step",
-    "NeedToken",
-    "Send",
-    "Renew",
-    "Exchange",
-    "drive",
-    "adrive",
-    "origin",
-    "followed_link",
-    "too_large",
-    "load_json",
-    "DeadlineExceeded",
-    "certificate_failure",
-    "certificate_error",
-    "MAX_ANSWER_BYTES",
-]
+__all__ = ["Answer", "exchange", "drive", "adrive", "followed_link", "load_json", "MAX_ANSWER_BYTES"]
 
 #: Redirects a GET may take, all on the same origin.
 MAX_REDIRECTS = 5
@@ -53,9 +35,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: The largest answer read into memory (statusInfo, lists, token, error, execution record, sync results).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-# --------------------------------------------------------------------------- origins
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -75,27 +54,16 @@ def origin_text(url: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else "")
 
 
-def same_origin(url: str, expected: str) -> bool:
-    return origin(url) == origin(expected)
-
-
-def checked_link(url: str, expected: str, what: str) -> str:
-    """``url`` when it has ``expected``'s origin, else a final error naming both origins."""
-    if same_origin(url, expected):
+def followed_link(href: Any, current_url: str, what: str) -> str:
+    """A link of an answer, made absolute against the URL it came from; another origin is a final error."""
+    url = urljoin(current_url, str(href))
+    if origin(url) == origin(current_url):
         return url
     raise CCPTrustError(
         f"Refused to follow {what} to {origin_text(url)}: the provider only follows URLs on "
-        f"{origin_text(expected)}, the origin it was configured with",
+        f"{origin_text(current_url)}, the origin it was configured with",
         url=origin_text(url),
     )
-
-
-def followed_link(href: Any, current_url: str, what: str) -> str:
-    """A link of an answer, made absolute against the URL it came from and checked against its origin."""
-    return checked_link(urljoin(current_url, str(href)), current_url, what)
-
-
-# --------------------------------------------------------------------------- redirects
 
 
 def redirect_target(method: str, url: str, status: int, location: str | None, followed: int) -> str:
@@ -103,7 +71,7 @@ def redirect_target(method: str, url: str, status: int, location: str | None, fo
     if not location:
         raise CCPProtocolError(f"HTTP {status} from {url} without a Location header", url=url, http_status=status)
     target = urljoin(url, location)
-    allowed = method.upper() == "GET" and same_origin(target, url)
+    allowed = method.upper() == "GET" and origin(target) == origin(url)
     if allowed and followed < MAX_REDIRECTS:
         return target
     why = (
@@ -119,11 +87,10 @@ def redirect_target(method: str, url: str, status: int, location: str | None, fo
     )
 
 
-# --------------------------------------------------------------------------- bounds
-
-
-def too_large(url: str, limit: int = MAX_ANSWER_BYTES) -> CCPTrustError:
-    return CCPTrustError(f"The answer from {url} is larger than {limit} bytes, the most the provider reads", url=url)
+def too_large(url: str) -> CCPTrustError:
+    return CCPTrustError(
+        f"The answer from {url} is larger than {MAX_ANSWER_BYTES} bytes, the most the provider reads", url=url
+    )
 
 
 def load_json(body: bytes | str) -> Any:
@@ -141,8 +108,19 @@ class DeadlineExceeded(Exception):
         super().__init__(f"no complete answer within the connection's timeout of {timeout:g} s")
 
 
-def certificate_failure(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is a TLS certificate that could not be verified."""
+def unanswered(error: BaseException, url: str, verify: bool | str, *, sent: bool) -> Answer:
+    """The ``Answer`` of a request whose transport failed; a certificate that could not be verified is final."""
+    if _certificate_failure(error):
+        setting = "the system's CA bundle" if verify is True else f"the CA bundle {verify!r}"
+        raise CCPTrustError(
+            f"certificate verify failed for {origin_text(url)}: its certificate is not signed by a CA in {setting}; "
+            "set the connection extra 'verify' to the path of the CA bundle that signs it",
+            url=url,
+        ) from None
+    return Answer(None, sent=sent, response=error)
+
+
+def _certificate_failure(error: BaseException) -> bool:
     seen: set[int] = set()
     pending: list[Any] = [error]
     while pending:
@@ -155,18 +133,6 @@ def certificate_failure(error: BaseException) -> bool:
         if isinstance(current, BaseException):
             pending += [current.__cause__, current.__context__, *current.args, getattr(current, "reason", None)]
     return False
-
-
-def certificate_error(url: str, verify: bool | str) -> CCPTrustError:
-    setting = "the system's CA bundle" if verify is True else f"the CA bundle {verify!r}"
-    return CCPTrustError(
-        f"certificate verify failed for {origin_text(url)}: its certificate is not signed by a CA in {setting}; "
-        "set the connection extra 'verify' to the path of the CA bundle that signs it",
-        url=url,
-    )
-
-
-# --------------------------------------------------------------------------- retries and the request exchange
 
 
 @dataclass(frozen=True)
@@ -201,16 +167,14 @@ class Send:
 
 @dataclass(frozen=True)
 class Renew:
-    """Step: CCP answered 401 to ``token``; drop it from the cache (``discarded`` is released)."""
+    """Step: CCP answered 401 to ``token``; drop it from the cache."""
 
     token: str = field(repr=False)
-    discarded: Answer
 
 
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
-    discarded: Answer
 
 
 Step = NeedToken | Send | Renew | Sleep
@@ -246,17 +210,14 @@ def exchange(
             continue
         if answer.status == 401 and token and not renewed:
             renewed = True
-            yield Renew(token, answer)
+            yield Renew(token)
             token = yield _NEED_TOKEN
             continue
         retry += 1
         seconds = policy.wait(retry, clock() - start, answer, idempotent=idempotent)
         if seconds is None:
             return answer
-        yield Sleep(seconds, answer)
-
-
-# --------------------------------------------------------------------------- driving a sans-IO flow
+        yield Sleep(seconds)
 
 
 _Ask = TypeVar("_Ask")

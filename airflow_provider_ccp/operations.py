@@ -21,29 +21,9 @@ from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.exchange import Answer, load_json
 from airflow_provider_ccp.protocol import StatusInfo, Submitted, SyncResults
 
-__all__ = [
-    "Call",
-    "Listing",
-    "PageWalk",
-    "submit",
-    "DismissResult",
-    "execute_body",
-    "typing_description",
-    "read_submission",
-    "submission_may_have_landed",
-    "get_method",
-    "methods",
-    "get_job",
-    "jobs",
-    "job_item",
-    "dismiss_job",
-    "executions",
-    "execution_marked",
-    "get_execution",
-]
+__all__ = ["Call", "Listing", "PageWalk", "DismissResult", "execute_body", "read_submission"]
 
 T = TypeVar("T")
-OK = frozenset({200})
 MAX_PAGES = 1000
 
 
@@ -54,7 +34,7 @@ class Call(Generic[T]):
     method: str
     url: str
     read: Callable[[Answer], T]
-    ok: frozenset[int] = OK
+    ok: frozenset[int] = frozenset({200})
     params: Mapping[str, Any] | None = None
     method_id: str | None = None
     job_id: str | None = None
@@ -70,8 +50,7 @@ class Call(Generic[T]):
 
 @dataclass(frozen=True)
 class Listing(Generic[T]):
-    """A paged list (``PageWalk``): ``params`` go with the first page,
-    ``pick`` reads each entry (None leaves it out; ``CCPProtocolError`` skips it with a warning)."""
+    """A paged list: ``pick`` reads each entry (None leaves it out; ``CCPProtocolError`` skips it with a warning)."""
 
     url: str
     key: str
@@ -107,8 +86,6 @@ class PageWalk(Generic[T]):
 
 
 def submit(base_url: str, method_id: str, body: Mapping[str, Any]) -> Call[Submitted]:
-    """The execution POST of ``body`` (``execute_body``) and its answer (``read_submission``)."""
-
     def read(answer: Answer) -> Submitted:
         headers = answer.response.headers
         return read_submission(answer.status or 0, answer.body, headers.get("Location"), headers.get("Content-Type"))
@@ -118,7 +95,6 @@ def submit(base_url: str, method_id: str, body: Mapping[str, Any]) -> Call[Submi
 
 
 def get_method(base_url: str, method_id: str) -> Call[dict[str, Any]]:
-    """The Method's description (CCP's method.json: inputs, outputs, scripts, ...)."""
     url = protocol.process_url(base_url, method_id)
 
     def read(answer: Answer) -> dict[str, Any]:
@@ -139,11 +115,6 @@ def get_job(base_url: str, job_id: str) -> Call[StatusInfo]:
     return Call("GET", url, lambda answer: protocol.read_status(answer.body, url=url, job_id=job_id), job_id=job_id)
 
 
-def job_item(item: Mapping[str, Any]) -> StatusInfo:
-    """A job of a ``GET /jobs`` listing; an entry with no jobID or status raises ``CCPProtocolError``."""
-    return StatusInfo.from_json(item)
-
-
 def jobs(
     base_url: str, method_id: str | None = None, status: str | None = None, limit: int = 100
 ) -> Listing[StatusInfo]:
@@ -156,17 +127,25 @@ def jobs(
         params["processID"] = method_id
 
     def pick(item: Mapping[str, Any]) -> StatusInfo | None:
-        job = job_item(item)
+        job = StatusInfo.from_json(item)
         return job if not method_id or job.process_id in (None, method_id) else None
 
     return Listing(protocol.jobs_url(base_url), "jobs", pick, params)
 
 
 def dismiss_job(base_url: str, job_id: str) -> Call[DismissResult]:
-    """OGC dismiss; 404/405/501 mean the server cannot, and are reported so."""
-
     def read(answer: Answer) -> DismissResult:
-        return dismiss_outcome(job_id, answer.status or 0, answer.body)
+        if answer.status in DISMISS_UNSUPPORTED_STATUSES:
+            message = f"The server cannot dismiss job {job_id} (HTTP {answer.status} to DELETE /jobs/{job_id})"
+            return DismissResult(supported=False, status=None, message=message)
+        try:
+            status: StatusInfo | None = StatusInfo.from_json(load_json(answer.body))
+        except (ValueError, CCPError):
+            status = None
+        if status is not None and status.job_id != job_id:
+            status = None  # an answer about another job says nothing about this one
+        word = status.status if status else "dismissed"
+        return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")
 
     return Call("DELETE", protocol.job_url(base_url, job_id), read, DISMISS_ANSWERS, job_id=job_id)
 
@@ -193,7 +172,6 @@ def execution_marked(base_url: str, marker: str) -> Listing[str]:
 
 
 def get_execution(base_url: str, job_id: str) -> Call[dict[str, Any]]:
-    """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""
     url = protocol.execution_url(base_url, job_id)
 
     def read(answer: Answer) -> dict[str, Any]:
@@ -208,7 +186,7 @@ SUBMIT_HEADERS = {"Prefer": "respond-async", "Accept": "application/json", "Cont
 SUBMIT_OK_STATUSES = frozenset({200, 201, 202})
 #: A server that cannot dismiss jobs answers one of these to ``DELETE /jobs/{id}``.
 DISMISS_UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
-#: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_outcome`` reads rather than raises.
+#: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_job`` reads rather than raises.
 DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
 
 
@@ -246,18 +224,13 @@ def typing_description(
     (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md). The
     description is read (``describe``) only when it decides and was not given.
     """
-    if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and names_ccp_input(inputs)):
+    if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and not CCP_SYSTEM_INPUTS.isdisjoint(inputs)):
         return None
     if description is None:
         description = describe()
     if kind == ServerKind.AUTO and is_ccp_description(description):
         return None
     return description
-
-
-def names_ccp_input(inputs: Mapping[str, Any]) -> bool:
-    """Inputs that only CCP knows (``ccpimage``, ``ccpnote``, ...) say the server is CCP."""
-    return any(name in CCP_SYSTEM_INPUTS for name in inputs)
 
 
 def typed_inputs(inputs: Mapping[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,26 +243,19 @@ def typed_inputs(inputs: Mapping[str, Any], description: Mapping[str, Any]) -> d
     }
 
 
-def job_id_from_location(location: str | None) -> str | None:
-    """The job a ``Location`` header names: the segment after ``jobs`` (``.../jobs/{id}[/results]``),
-    else the last one (where CCP puts it)."""
+def job_id_from_submission(body: Any, location: str | None) -> str | None:
+    """The job id of a new execution: the statusInfo's ``jobID``, else the ``Location`` segment after ``jobs``
+    (``.../jobs/{id}[/results]``), else its last one (where CCP puts it). Never another field: a sync results
+    document may hold an ``id`` (the process's, an output's), which names no job."""
+    if isinstance(body, Mapping):
+        for key in ("jobID", "jobId"):
+            if body.get(key):
+                return str(body[key])
     segments = [unquote(part) for part in urlsplit(location or "").path.split("/") if part]
     for index in range(len(segments) - 2, -1, -1):
         if segments[index] == "jobs":
             return segments[index + 1]
     return segments[-1] if segments else None
-
-
-def job_id_from_submission(body: Any, location: str | None) -> str | None:
-    """The job id of a new execution: the statusInfo's ``jobID``, else ``Location``; never another field.
-
-    A sync results document may hold an ``id`` (the process's, an output's): it names no job.
-    """
-    if isinstance(body, Mapping):
-        for key in ("jobID", "jobId"):
-            if body.get(key):
-                return str(body[key])
-    return job_id_from_location(location)
 
 
 def read_submission(status_code: int, body: bytes, location: str | None, media_type: str | None) -> Submitted:
@@ -340,20 +306,3 @@ class DismissResult:
     supported: bool
     status: StatusInfo | None
     message: str
-
-
-def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult:
-    if status_code in DISMISS_UNSUPPORTED_STATUSES:
-        return DismissResult(
-            supported=False,
-            status=None,
-            message=f"The server cannot dismiss job {job_id} (HTTP {status_code} to DELETE /jobs/{job_id})",
-        )
-    try:
-        status: StatusInfo | None = StatusInfo.from_json(load_json(body))
-    except (ValueError, CCPError):
-        status = None
-    if status is not None and status.job_id != job_id:
-        status = None  # an answer about another job says nothing about this one
-    word = status.status if status else "dismissed"
-    return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")

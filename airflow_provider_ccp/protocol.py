@@ -13,14 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import pendulum
 
-from airflow_provider_ccp.descriptions import (
-    input_value_to_string,
-)
+from airflow_provider_ccp.descriptions import input_value_to_string
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
@@ -32,42 +30,7 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.exchange import followed_link, load_json
 
-__all__ = [
-    "StatusInfo",
-    "SyncResults",
-    "Submitted",
-    "CCP_LOG_OUTPUTS",
-    "SUCCESS_STATUSES",
-    "FAILURE_STATUSES",
-    "JSON_HEADERS",
-    "OUTPUT_ZIP_HEADERS",
-    "RESULTS_HEADERS",
-    "method_segment",
-    "job_segment",
-    "api_url",
-    "processes_url",
-    "process_url",
-    "execution_request_url",
-    "jobs_url",
-    "job_url",
-    "job_results_url",
-    "executions_url",
-    "execution_url",
-    "output_zip_url",
-    "next_link",
-    "listed_items",
-    "encode_context",
-    "string_inputs",
-    "request_members",
-    "value_outputs",
-    "normalize_status",
-    "is_terminal",
-    "is_known",
-    "epoch_seconds",
-    "error_from_response",
-    "decode_json",
-    "read_status",
-]
+__all__ = ["StatusInfo", "SyncResults", "Submitted", "error_from_response", "read_status", "next_link"]
 
 #: Outputs CCP's execution form ("Output options") and the code it generates request besides the declared ones.
 CCP_LOG_OUTPUTS = ("stdout", "stderr")
@@ -84,15 +47,6 @@ JSON_HEADERS = {"Accept": "application/json"}
 OUTPUT_ZIP_HEADERS = {"Accept": "application/zip, */*", "Accept-Encoding": "identity"}
 RESULTS_HEADERS = JSON_HEADERS | {"Accept-Encoding": "identity"}
 
-
-# --------------------------------------------------------------------------- URLs
-
-
-def _segment(value: str) -> str:
-    """Quote one path segment, so an id can never add path levels or a query to a URL."""
-    return quote(str(value), safe="")
-
-
 #: Ids a URL cannot carry: quoted or not, the client resolves them to another path (``/jobs/..`` is ``/``).
 UNUSABLE_IDS = frozenset({"", ".", ".."})
 
@@ -106,7 +60,6 @@ def job_segment(job_id: str) -> str:
 
 
 def _checked_id(kind: str, value: str) -> str:
-    """Refuse, before any request, an id that would make the URL name another resource."""
     text = str(value)
     if text in UNUSABLE_IDS:
         raise CCPInputError(f"{kind} {text!r} is not usable: expected a name other than '', '.' and '..'")
@@ -114,7 +67,8 @@ def _checked_id(kind: str, value: str) -> str:
 
 
 def api_url(base_url: str, *segments: str) -> str:
-    return base_url.rstrip("/") + "/" + "/".join(_segment(s) for s in segments)
+    # Each segment quoted whole: an id can never add path levels or a query to a URL.
+    return base_url.rstrip("/") + "/" + "/".join(quote(str(s), safe="") for s in segments)
 
 
 def processes_url(base_url: str) -> str:
@@ -176,9 +130,6 @@ def encode_context(context: str) -> str:
     return quote(context, safe="")
 
 
-# --------------------------------------------------------------------------- execute request
-
-
 def string_inputs(inputs: Mapping[str, Any]) -> dict[str, str]:
     return {name: input_value_to_string(name, value) for name, value in inputs.items()}
 
@@ -217,13 +168,7 @@ class SyncResults:
 
     body: bytes = field(repr=False)
     media_type: str = "application/json"
-
-    @property
-    def file_name(self) -> str:
-        return "results.json"
-
-
-# --------------------------------------------------------------------------- job status
+    file_name: ClassVar[str] = "results.json"
 
 
 def normalize_status(word: Any) -> str:
@@ -240,8 +185,7 @@ def is_failure(status: str) -> bool:
 
 def is_terminal(status: str) -> bool:
     """Terminal means success or failure; an unknown word keeps the poll going (``JobWatch`` warns once)."""
-    word = normalize_status(status)
-    return word in SUCCESS_STATUSES or word in FAILURE_STATUSES
+    return is_success(status) or is_failure(status)
 
 
 def is_known(status: str) -> bool:
@@ -275,8 +219,6 @@ def epoch_seconds(value: Any) -> float | None:
 
 
 def _timestamp(name: str) -> cached_property[pendulum.DateTime | None]:
-    """A statusInfo timestamp, parsed from the raw document the first time it is read."""
-
     def parse(info: StatusInfo) -> pendulum.DateTime | None:
         return _parse_time(info.raw.get(name))
 
@@ -363,17 +305,6 @@ class StatusInfo:
 Submitted = StatusInfo | SyncResults
 
 
-# --------------------------------------------------------------------------- errors
-
-
-def _error_document(body: bytes) -> Mapping[str, Any] | None:
-    try:
-        document = load_json(body) if body else None
-    except ValueError:
-        return None
-    return document if isinstance(document, Mapping) else None
-
-
 def error_from_response(
     status_code: int,
     reason: str,
@@ -389,7 +320,11 @@ def error_from_response(
     server's reason and the status first, what a user reads to know what to change, then where (URL,
     Method, job). An HTML or empty body is reported by its status line rather than as a JSON decoding error.
     """
-    document = _error_document(body) or {}
+    try:
+        document = load_json(body)
+    except ValueError:  # an HTML or empty body
+        document = None
+    document = document if isinstance(document, Mapping) else {}
     error_type = str(document.get("type") or "") or None
     title = str(document.get("title") or "") or None
     detail = str(document.get("detail") or document.get("description") or "") or None
@@ -402,11 +337,7 @@ def error_from_response(
     words = "; ".join(" ".join(part.split()) for part in (heading, detail) if part)
     first = f"{words} ({summary})" if words else summary
     message = f"{first} from {url}" + (f" ({subject})" if subject else "")
-    error_class: type[CCPError] = CCPError
-    if status_code in (401, 403):
-        error_class = CCPAuthError
-    elif status_code == 404:
-        error_class = CCPNotFoundError
+    error_class = {401: CCPAuthError, 403: CCPAuthError, 404: CCPNotFoundError}.get(status_code, CCPError)
     return error_class(
         message,
         http_status=status_code,

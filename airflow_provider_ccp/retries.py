@@ -35,14 +35,7 @@ from airflow_provider_ccp.version_compat import AirflowFailException
 if TYPE_CHECKING:
     from airflow_provider_ccp.exchange import Answer
 
-__all__ = [
-    "RetryPolicy",
-    "DEFAULT_RETRY",
-    "is_final",
-    "is_transient",
-    "as_final",
-    "fail_without_retry",
-]
+__all__ = ["RetryPolicy", "DEFAULT_RETRY", "is_final", "is_transient", "as_final", "fail_without_retry"]
 
 #: Answers an idempotent request (GET, DELETE, a token grant) is resent on, by the hook itself.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -144,10 +137,8 @@ class RetryPolicy:
             seconds = self.backoff(retry)
         return seconds if elapsed + seconds <= self.total_seconds else None
 
-    @staticmethod
-    def transient(error: CCPError) -> bool:
-        """Whether a wait or a lookup rides ``error`` out (``is_transient``)."""
-        return is_transient(error)
+    #: Whether a wait or a lookup rides an error out.
+    transient = staticmethod(is_transient)
 
     def poll_delay(self, interval: float, failures: int) -> float:
         """The wait before the next poll after ``failures`` failed polls in a row."""
@@ -157,6 +148,7 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
 
 _FINAL_TYPES: dict[type[CCPError], type[CCPError]] = {}
 

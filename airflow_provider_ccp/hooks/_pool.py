@@ -75,17 +75,6 @@ def _parsed(url: str) -> yarl.URL:
     return yarl.URL(url)
 
 
-class Reply:
-    """An answer's status line and headers, as the hook reads them besides the body (``Answer.body``)."""
-
-    __slots__ = ("headers", "reason_phrase", "status_code")
-
-    def __init__(self, status_code: int, reason_phrase: str, headers: Mapping[str, str]) -> None:
-        self.status_code = status_code
-        self.reason_phrase = reason_phrase
-        self.headers = headers
-
-
 class Session:
     """One ``aiohttp.ClientSession`` whose connector holds up to ``size`` connections.
 
@@ -112,8 +101,7 @@ class Session:
         data: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> exchange.Answer:
-        """The answer (``body`` read, at most ``exchange.MAX_ANSWER_BYTES``), or ``Answer(None, sent=...,
-        response=error)`` when the transport failed; ``sent`` is False only when the request cannot have left."""
+        """The answer, its body read; ``sent`` is False only when the request cannot have left."""
         async with self._free:
             try:
                 async with asyncio.timeout(self._settings.timeout):
@@ -128,15 +116,11 @@ class Session:
                     ) as response:
                         body = await _read_capped(response.content, url)
             except aiohttp.ClientError as err:  # before TimeoutError: aiohttp's socket timeouts are both
-                if exchange.certificate_failure(err):
-                    raise exchange.certificate_error(url, self._settings.verify) from None
-                return exchange.Answer(None, sent=not isinstance(err, UNSENT), response=err)
+                return exchange.unanswered(err, url, self._settings.verify, sent=not isinstance(err, UNSENT))
             except TimeoutError:  # the whole request outlived the connection's timeout: it may have landed
-                return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(self._settings.timeout))
-        headers = response.headers
-        reply = Reply(response.status, response.reason or "", headers)
-        retry_after, location = headers.get("Retry-After"), headers.get("Location")
-        return exchange.Answer(response.status, retry_after, response=reply, body=body, location=location)
+                return exchange.Answer(None, response=exchange.DeadlineExceeded(self._settings.timeout))
+        retry_after, location = response.headers.get("Retry-After"), response.headers.get("Location")
+        return exchange.Answer(response.status, retry_after, response=response, body=body, location=location)
 
     def _proxy(self, url: str) -> str | None:
         end = url.find("/", url.find("://") + 3)
@@ -156,7 +140,6 @@ class Session:
 
 
 async def _read_capped(content: aiohttp.StreamReader, url: str) -> bytes:
-    """An answer's body, at most ``exchange.MAX_ANSWER_BYTES``: a larger one is refused, not read on."""
     body = bytearray()
     async for chunk in content.iter_any():
         body += chunk

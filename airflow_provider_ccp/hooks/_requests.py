@@ -30,16 +30,6 @@ from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPDownloadError
 from airflow_provider_ccp.hooks._base import verify_setting
 
-__all__ = [
-    "DOWNLOAD_CHUNK",
-    "Deadline",
-    "DeadlineAdapter",
-    "DownloadPace",
-    "new_session",
-    "send",
-    "stream_to_file",
-]
-
 DOWNLOAD_CHUNK = 1024 * 1024
 
 
@@ -247,10 +237,8 @@ def send(
                     response.close()
         except requests.RequestException as err:
             if deadline.expired:
-                return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(settings.timeout))
-            if exchange.certificate_failure(err):
-                raise exchange.certificate_error(url, settings.verify) from None
-            return exchange.Answer(None, sent=not before_sending(err), response=err)
+                return exchange.Answer(None, response=exchange.DeadlineExceeded(settings.timeout))
+            return exchange.unanswered(err, url, settings.verify, sent=not before_sending(err))
     headers = response.headers
     return exchange.Answer(
         response.status_code, headers.get("Retry-After"), response=response, body=body, location=headers.get("Location")

@@ -100,7 +100,7 @@ class CCPHook(CCPHookBase):
     # ------------------------------------------------------------------ the one request path
 
     def _drive(
-        self, flow: exchange.Exchange, session: requests.Session, method: str, url: str, **kwargs: Any
+        self, session: requests.Session, method: str, url: str, *, token_request: bool = False, **kwargs: Any
     ) -> exchange.Answer:
         """Perform an exchange's steps with requests (``exchange.exchange`` decides, this only does)."""
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
@@ -111,25 +111,17 @@ class CCPHook(CCPHookBase):
                 return send(session, method, step.url, settings, headers=headers | bearer(step.token), **kwargs)
             if isinstance(step, exchange.NeedToken):
                 return self.get_token()
-            if step.discarded.response is not None and hasattr(step.discarded.response, "close"):
-                step.discarded.response.close()
             if isinstance(step, exchange.Renew):
                 self._renew(self._token_state, step, method, url)
             else:
                 self.clock.sleep(step.seconds)
             return None
 
-        return exchange.drive(flow, perform)
+        return exchange.drive(self._exchange(method, url, token_request=token_request), perform)
 
     def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
-        answer = self._drive(
-            self._exchange("POST", request.url, token_request=True),
-            self.token_session,
-            "POST",
-            request.url,
-            data=dict(request.data),
-            headers=dict(request.headers),
-        )
+        data, headers = dict(request.data), dict(request.headers)
+        answer = self._drive(self.token_session, "POST", request.url, token_request=True, data=data, headers=headers)
         return token_answer(answer, request.url)
 
     def get_token(self) -> str | None:
@@ -148,29 +140,19 @@ class CCPHook(CCPHookBase):
         return grant.access_token
 
     def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        ok: frozenset[int] = frozenset({200}),
-        method_id: str | None = None,
-        job_id: str | None = None,
-        **kwargs: Any,
+        self, method: str, url: str, *, ok: frozenset[int] = frozenset({200}), **kwargs: Any
     ) -> exchange.Answer:
-        """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers."""
-        answer = self._drive(self._exchange(method, url), self.session, method, url, **kwargs)
-        return settle(answer, ok, url, method_id=method_id, job_id=job_id)
+        """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers
+        (naming the ``method_id``/``job_id`` given)."""
+        ids = {key: kwargs.pop(key, None) for key in ("method_id", "job_id")}
+        return settle(self._drive(self.session, method, url, **kwargs), ok, url, **ids)
 
     def _get_json(self, url: str, **kwargs: Any) -> Any:
-        answer = self._request("GET", url, **kwargs)
-        return protocol.decode_json(answer.body, url=url)
+        return protocol.decode_json(self._request("GET", url, **kwargs).body, url=url)
 
     def _call(self, call: operations.Call[T]) -> T:
-        sent = {"json": call.body} if call.body is not None else {}
-        answer = self._request(
-            call.method, call.url, ok=call.ok, params=call.params, headers=call.headers, **sent, **call.ids
-        )
-        return call.read(answer)
+        kwargs = {"params": call.params, "headers": call.headers, "json": call.body}
+        return call.read(self._request(call.method, call.url, ok=call.ok, **kwargs, **call.ids))
 
     def _listing(self, listing: operations.Listing[T]) -> Iterator[T]:
         walk = operations.PageWalk(listing)
@@ -391,24 +373,14 @@ class CCPAsyncHook(CCPHookBase):
             self._pool = await self._open_pool()
         return self._pool
 
-    async def _drive(
-        self,
-        flow: exchange.Exchange,
-        method: str,
-        url: str,
-        *,
-        data: Any = None,
-        headers: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> exchange.Answer:
+    async def _drive(self, method: str, url: str, *, token_request: bool = False, **sent: Any) -> exchange.Answer:
         """Perform an exchange's steps with the pool's transport (``exchange.exchange`` decides, this only does)."""
         pool = await self._get_pool()
-        headers = dict(headers or protocol.JSON_HEADERS)
+        headers = dict(sent.pop("headers", None) or protocol.JSON_HEADERS)
 
         async def perform(step: exchange.Step) -> Any:
             if isinstance(step, exchange.Send):
-                sending = headers | bearer(step.token)
-                return await pool.clients.send(method, step.url, sending, data=data, params=params)
+                return await pool.clients.send(method, step.url, headers | bearer(step.token), **sent)
             if isinstance(step, exchange.NeedToken):
                 return await self.get_token()
             if isinstance(step, exchange.Renew):
@@ -417,11 +389,11 @@ class CCPAsyncHook(CCPHookBase):
                 await self.clock.asleep(step.seconds)
             return None
 
-        return await exchange.adrive(flow, perform)
+        return await exchange.adrive(self._exchange(method, url, token_request=token_request), perform)
 
     async def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
-        flow = self._exchange("POST", request.url, token_request=True)
-        answer = await self._drive(flow, "POST", request.url, data=dict(request.data), headers=dict(request.headers))
+        data, headers = dict(request.data), dict(request.headers)
+        answer = await self._drive("POST", request.url, token_request=True, data=data, headers=headers)
         return token_answer(answer, request.url)
 
     async def get_token(self) -> str | None:
@@ -439,26 +411,14 @@ class CCPAsyncHook(CCPHookBase):
         await HELD.replace(before, state.masked)
         return grant.access_token
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        ok: frozenset[int] = frozenset({200}),
-        params: Mapping[str, Any] | None = None,
-        **ids: str | None,
-    ) -> exchange.Answer:
-        answer = await self._drive(self._exchange(method, url), method, url, params=params)
-        return settle(answer, ok, url, **ids)
-
     async def _answer(self, call: operations.Call[Any]) -> exchange.Answer:
-        return await self._request(call.method, call.url, ok=call.ok, params=call.params, **call.ids)
+        return settle(await self._drive(call.method, call.url, params=call.params), call.ok, call.url, **call.ids)
 
     async def _listing(self, listing: operations.Listing[T]) -> AsyncIterator[T]:
         """The entries of a paged list, one page in memory at a time."""
         walk = operations.PageWalk(listing)
         while (page := walk.next_page()) is not None:
-            answer = await self._request("GET", page, params=walk.params(page))
+            answer = settle(await self._drive("GET", page, params=walk.params(page)), frozenset({200}), page)
             for picked in self._picks(walk, protocol.decode_json(answer.body, url=page)):
                 yield picked
 
