@@ -1,8 +1,5 @@
-"""The triggerer's HTTP client: one aiohttp session per (CCP connection, event loop), shared by every async hook.
-
-Private to ``airflow_provider_ccp.hooks``: ``CCPAsyncHook`` leases a pool with ``POOLS.acquire`` and
-gives it back with ``POOLS.release``. The session only sends and reads, keeping the trust rules a
-transport keeps itself (``Session.send``); what to send, retry, follow and accept is decided by
+"""The triggerer's HTTP client: one aiohttp session per (CCP connection, event loop), shared by every async hook
+(``POOLS``). The session only sends and reads; what to send, retry, follow and accept is decided by
 ``exchange.exchange``, as for the sync hook.
 """
 
@@ -33,8 +30,9 @@ KEEPALIVE_SECONDS = 120.0
 USER_AGENT = {"User-Agent": "airflow-provider-ccp"}
 #: Failures of the connection itself: the request cannot have left.
 UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-#: Parsed URLs kept: one per job a triggerer follows, with room for many thousands.
-PARSED_URLS = 65536
+#: A trigger polls the same URL all its life: parsed once, not on every poll. One URL per job a triggerer
+#: follows, with room for many thousands.
+_parsed = functools.lru_cache(maxsize=65536)(yarl.URL)
 
 
 def warn_retired_setting() -> None:
@@ -54,11 +52,9 @@ def _warn_once() -> None:
 
 @functools.lru_cache(maxsize=8)
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    """One SSL context per ``verify`` setting and process, shared by every session.
-
-    Building one reads the whole CA bundle: about 30 ms of blocking work, which a triggerer running
-    many CCP triggers would otherwise pay on its event loop. ``True`` trusts the bundle requests uses.
-    """
+    """One SSL context per ``verify`` setting and process, shared by every session: building one reads the
+    whole CA bundle, about 30 ms of blocking work a triggerer running many CCP triggers would otherwise pay on
+    its event loop. ``True`` trusts the bundle requests uses."""
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -67,12 +63,6 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
     if isinstance(verify, str) and os.path.isdir(verify):  # a c_rehash'ed folder
         return ssl.create_default_context(capath=verify)
     return ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
-
-
-@functools.lru_cache(maxsize=PARSED_URLS)
-def _parsed(url: str) -> yarl.URL:
-    """A trigger polls the same URL all its life: parse it once, not on every poll."""
-    return yarl.URL(url)
 
 
 class Session:
@@ -92,27 +82,13 @@ class Session:
         self._free = asyncio.Semaphore(size)
         self._proxies: dict[str, str | None] = {}
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        data: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> exchange.Answer:
-        """The answer, its body read; ``sent`` is False only when the request cannot have left."""
+    async def send(self, method: str, url: str, headers: Mapping[str, str], **sent: Any) -> exchange.Answer:
+        """The answer, its body read (``sent``: the request's ``data`` and ``params``)."""
         async with self._free:
             try:
                 async with asyncio.timeout(self._settings.timeout):
                     async with self._session.request(
-                        method,
-                        _parsed(url),
-                        headers=headers,
-                        data=data,
-                        params=params,
-                        allow_redirects=False,
-                        proxy=self._proxy(url),
+                        method, _parsed(url), headers=headers, allow_redirects=False, proxy=self._proxy(url), **sent
                     ) as response:
                         body = await _read_capped(response.content, url)
             except aiohttp.ClientError as err:  # before TimeoutError: aiohttp's socket timeouts are both

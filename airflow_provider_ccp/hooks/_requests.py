@@ -1,8 +1,5 @@
-"""The sync hook's requests transport: sessions, one request within its deadline, a download streamed to disk.
-
-Private to ``airflow_provider_ccp.hooks``: ``CCPHook`` sends through ``send`` and saves outputs with
-``stream_to_file``; what to send, retry, follow and accept stays with ``exchange.exchange``, as for the
-async transports (``hooks/_pool.py``, ``hooks/_aiohttp.py``).
+"""``CCPHook``'s requests transport: sessions, one request within its deadline, a download streamed to disk.
+What to send, retry, follow and accept stays with ``exchange.exchange``, as for the async hook's ``hooks/_pool.py``.
 """
 
 from __future__ import annotations
@@ -55,7 +52,6 @@ class Deadline:
 
     @contextlib.contextmanager
     def applying(self) -> Iterator[Deadline]:
-        """This deadline bounds the current thread's socket operations within the block."""
         previous = Deadline.active()
         Deadline.current.deadline = self
         try:
@@ -72,7 +68,6 @@ class Deadline:
         return left
 
     def run(self, sock: socket.socket, operation: Callable[..., Any], *args: Any) -> Any:
-        """``operation(*args)`` on ``sock`` within the time left."""
         sock.settimeout(self.left())
         try:
             return operation(*args)
@@ -213,11 +208,8 @@ def send(
     streamed: bool = False,
     **kwargs: Any,
 ) -> exchange.Answer:
-    """One request, never redirected by requests, done within the connection's timeout as a whole.
-
-    The answer is read here (at most ``MAX_ANSWER_BYTES``), except a streamed download's 200, whose
-    body the caller streams to disk.
-    """
+    """One request, never redirected by requests, done within the connection's timeout as a whole; the
+    answer is read here, except a streamed download's 200, whose body the caller streams to disk."""
     with Deadline(settings.timeout).applying() as deadline:
         try:
             response = session.request(
@@ -254,10 +246,7 @@ def before_sending(error: requests.RequestException) -> bool:
 
 
 def new_session(verify: bool | str) -> requests.Session:
-    """A session whose connections keep the current ``Deadline``.
-
-    No urllib3 retries: the hook's RetryPolicy decides, the same way for both hooks.
-    """
+    """A session whose connections keep the current ``Deadline``; no urllib3 retries (``RetryPolicy`` decides)."""
     session = requests.Session()
     session.verify = verify
     adapter = DeadlineAdapter()

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import requests
@@ -97,8 +96,6 @@ class CCPHook(CCPHookBase):
     def _token_state(self) -> auth.TokenState:
         return auth.TOKEN_CACHE.state(self.settings)
 
-    # ------------------------------------------------------------------ the one request path
-
     def _drive(
         self, session: requests.Session, method: str, url: str, *, token_request: bool = False, **kwargs: Any
     ) -> exchange.Answer:
@@ -159,8 +156,6 @@ class CCPHook(CCPHookBase):
         while (page := walk.next_page()) is not None:
             yield from self._picks(walk, self._get_json(page, params=walk.params(page)))
 
-    # ------------------------------------------------------------------ Methods
-
     def list_methods(self, limit: int = 100) -> list[dict[str, Any]]:
         """Every Method (process summary) the connection's context can see, across all pages."""
         return list(self._listing(operations.methods(self.settings.base_url, limit)))
@@ -168,8 +163,6 @@ class CCPHook(CCPHookBase):
     def get_method(self, method_id: str) -> dict[str, Any]:
         """The Method's description (CCP's method.json: inputs, outputs, scripts, ...)."""
         return self._call(operations.get_method(self.settings.base_url, method_id))
-
-    # ------------------------------------------------------------------ executions and jobs
 
     def submit_execution(
         self,
@@ -263,8 +256,6 @@ class CCPHook(CCPHookBase):
         """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""
         return self._call(operations.get_execution(self.settings.base_url, job_id))
 
-    # ------------------------------------------------------------------ outputs
-
     def download_outputs(
         self,
         job_id: str,
@@ -281,31 +272,25 @@ class CCPHook(CCPHookBase):
         ``CCPDownloadError``.
         """
         base = self.settings.base_url
-        target = Path(destination)
-        zip_url = protocol.output_zip_url(base, job_id)
         try:
-            answer = self._request("GET", zip_url, job_id=job_id, streamed=True, headers=protocol.OUTPUT_ZIP_HEADERS)
-            kind = OutputsKind.ZIP
+            url, kind = protocol.output_zip_url(base, job_id), OutputsKind.ZIP
+            answer = self._request("GET", url, job_id=job_id, streamed=True, headers=protocol.OUTPUT_ZIP_HEADERS)
         except CCPNotFoundError:
-            results_url = protocol.job_results_url(base, job_id)
-            answer = self._request("GET", results_url, job_id=job_id, streamed=True, headers=protocol.RESULTS_HEADERS)
-            zip_url, kind = results_url, OutputsKind.JSON
-        response: requests.Response = answer.response
+            url, kind = protocol.job_results_url(base, job_id), OutputsKind.JSON
+            answer = self._request("GET", url, job_id=job_id, streamed=True, headers=protocol.RESULTS_HEADERS)
+        target = Path(destination)
         if target.is_dir():
             target = target / ("output.zip" if kind == OutputsKind.ZIP else "results.json")
-        with response:
-            size = stream_to_file(response, target, zip_url, job_id, progress, self.settings)
-        return DownloadedOutputs(path=target, size=size, url=zip_url, kind=kind)
-
-    # ------------------------------------------------------------------ Airflow UI
+        with answer.response as response:
+            size = stream_to_file(response, target, url, job_id, progress, self.settings)
+        return DownloadedOutputs(path=target, size=size, url=url, kind=kind)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: get a token and list one Method."""
         try:
             settings = self.settings
             self.get_token()
-            url = protocol.processes_url(settings.base_url)
-            self._get_json(url, params={"limit": 1})
+            self._get_json(protocol.processes_url(settings.base_url), params={"limit": 1})
         except CCPError as err:
             return False, str(err)
         context = f" in context {settings.context}" if settings.context else ""
@@ -349,9 +334,7 @@ class CCPAsyncHook(CCPHookBase):
             self._shared = True
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
