@@ -137,12 +137,9 @@ def _certificate_failure(error: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class Answer:
-    """What one send produced, as the exchange needs it: an HTTP status, or a transport failure.
-
-    ``sent`` is False only when the connection failed before the request could leave. ``response``
-    is the transport's own response (or exception), handed back to the hook untouched; ``body`` is
-    the answer as read (at most ``exchange.MAX_ANSWER_BYTES``), empty for a streamed download.
-    """
+    """What one send produced: an HTTP status and the body as read (empty for a streamed download), or a
+    transport failure (no status; ``sent`` False only when the request cannot have left). ``response`` is
+    the transport's own response or exception, handed back to the hook untouched."""
 
     status: int | None
     retry_after: str | None = None
@@ -191,13 +188,11 @@ def exchange(
     authenticated: bool = True,
     idempotent: bool = False,
 ) -> Exchange:
-    """One request as both hooks send it: retried by ``policy``, a 401 renews the token once.
+    """One request as both hooks send it: retried by ``policy``, a 401 renews the token once, a redirect is
+    followed or refused here (``redirect_target``), never by the transports themselves.
 
-    A generator of ``Step`` s that the hook performs (the token flows' sans-IO style): it answers
-    ``NeedToken`` with a token, ``Send`` with an ``Answer``, and ``Renew``/``Sleep`` with None.
-    Returns the final ``Answer``, which the hook maps with ``error_from_response`` when not ok.
-    A redirect is followed or refused here, by ``exchange.redirect_target``: the transports never
-    follow one themselves.
+    A generator of ``Step`` s that the hook performs (sans-IO, like the token flows): it answers ``NeedToken``
+    with a token, ``Send`` with an ``Answer`` and ``Renew``/``Sleep`` with None; it returns the final ``Answer``.
     """
     idempotent = idempotent or method.upper() in policy.methods
     token = (yield _NEED_TOKEN) if authenticated else None

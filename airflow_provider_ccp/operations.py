@@ -1,10 +1,6 @@
-"""Every operation both hooks offer, defined once with no I/O: the request it sends and how its answer reads.
-
-``CCPHook`` (requests) and ``CCPAsyncHook`` (aiohttp) only perform these: a ``Call`` is one request and
-its reading, a ``Listing`` a paged list (``GET /jobs``, ``/processes``, ``/executions``) and what each
-entry contributes. So the twins cannot filter, page or parse differently: a job naming another Method
-is left out of ``jobs`` whether or not the server honours ``processID``
-(tests/integration/hooks/test_parity.py runs both hooks on the same answers).
+"""Every operation both hooks offer, defined once with no I/O: a ``Call`` is one request and how its answer
+reads, a ``Listing`` a paged list and what each entry contributes. ``CCPHook`` and ``CCPAsyncHook`` only perform
+them, so they cannot filter, page or parse differently (tests/integration/hooks/test_parity.py).
 """
 
 from __future__ import annotations

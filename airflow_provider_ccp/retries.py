@@ -123,18 +123,13 @@ class RetryPolicy:
 
     def wait(self, retry: int, elapsed: float, answer: Answer, *, idempotent: bool) -> float | None:
         """Seconds to wait before retry number ``retry`` (from 1), or None when ``answer`` is final."""
-        if retry > self.limit:
+        answered = answer.status is not None
+        if retry > self.limit or (answered and answer.status not in self.statuses):
             return None
-        if answer.status is not None:
-            if not idempotent or answer.status not in self.statuses:
-                return None
-            seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
-        else:
-            if answer.sent and not idempotent:
-                return None
-            seconds = None
-        if seconds is None:
-            seconds = self.backoff(retry)
+        if not idempotent and (answered or answer.sent):
+            return None  # it may have arrived: only a request that cannot have left is sent again
+        seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
+        seconds = self.backoff(retry) if seconds is None else seconds
         return seconds if elapsed + seconds <= self.total_seconds else None
 
     #: Whether a wait or a lookup rides an error out.

@@ -1,8 +1,5 @@
-"""What both hooks share: the connection's Airflow names, the retry policy, the CA setting, the paging
-rule, and how an exchange's final answer becomes the result or the error.
-
-Private to ``airflow_provider_ccp.hooks``: ``CCPHook`` and ``CCPAsyncHook`` (``hooks/ccp.py``) are built on it.
-"""
+"""What both hooks (``hooks/ccp.py``) share: the connection's Airflow names, the retry policy, the CA setting,
+the paging rule, and how an exchange's final answer becomes the result or the error."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from airflow_provider_ccp import auth, exchange, operations, protocol
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
-from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID, connection_form_widgets, ui_field_behaviour
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 
@@ -32,15 +29,11 @@ class CCPHookBase(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form on Airflow 3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
-        from airflow_provider_ccp.get_provider_info import ui_field_behaviour
-
         return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form on Airflow 3.1, where wtforms is installed."""
-        from airflow_provider_ccp.get_provider_info import connection_form_widgets
-
         return connection_form_widgets()
 
     def __init__(
@@ -110,9 +103,8 @@ def token_answer(answer: exchange.Answer, url: str) -> auth.TokenAnswer:
 
 
 def verify_setting(verify: bool | str) -> bool | str:
-    """The CA setting both hooks use: the ``verify`` extra when it names a bundle or is false, whatever
-    the environment says; for true, a bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as
-    requests reads them, else the default one."""
+    """The CA setting both hooks use: the ``verify`` extra, whatever the environment says, unless it is true;
+    then a bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as requests reads them, else the default."""
     if verify is not True:
         return verify
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True

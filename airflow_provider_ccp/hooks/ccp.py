@@ -175,16 +175,14 @@ class CCPHook(CCPHookBase):
         description: Mapping[str, Any] | None = None,
     ) -> StatusInfo | SyncResults:
         """Start an execution; returns the new job's statusInfo (``status`` empty when the answer held none),
-        or ``SyncResults`` from a server that ran it before answering (``operations.read_submission``).
+        or ``SyncResults`` from a server that ran it before answering. The POST is never resent once it may
+        have left (a duplicate costs real compute): bad inputs raise ``CCPInputError`` before anything is sent,
+        a POST whose answer was lost after it may have created an execution ``CCPSubmissionLostError``.
 
         :param request_members: top-level members added to the execute request (e.g. ``subscribers``);
             ``inputs``, ``outputs`` and ``response`` are refused there.
         :param description: the Method's description when the caller has it: on a server that is
             not CCP it gives the types the inputs are sent as (read with ``get_method`` otherwise).
-
-        The POST is never resent once it may have left: a duplicate execution costs real compute. Bad inputs
-        raise ``CCPInputError`` before anything is sent; a POST that may have created an execution although
-        its answer was lost raises ``CCPSubmissionLostError``.
         """
         typed_by = self.typing_description(method_id, inputs, description)
         body = operations.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
@@ -217,10 +215,8 @@ class CCPHook(CCPHookBase):
         return list(self._listing(operations.jobs(self.settings.base_url, method_id, status, limit)))
 
     def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> StatusInfo:
-        """Poll until the job is terminal, riding out transient errors like the trigger does.
-
-        Raises ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up.
-        """
+        """Poll until the job is terminal, riding out transient errors like the trigger does; raises
+        ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up."""
         check_poll_interval(poll_interval)
         check_number("timeout", timeout, minimum=0, exclusive=True, seconds=True, none_means="wait forever")
         end_time = None if timeout is None else self.clock.time() + timeout
@@ -238,18 +234,13 @@ class CCPHook(CCPHookBase):
 
     def list_executions(self, method_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """CCP's execution records (``GET /executions``, every page), newest first, of ``method_id`` only if given.
-
-        Works where ``GET /jobs`` is missing: CCP's own clients list executions this way.
-        """
+        Works where ``GET /jobs`` is missing: CCP's own clients list executions this way."""
         records = list(self._listing(operations.executions(self.settings.base_url, method_id, limit)))
         return execution_records.newest_first(records)
 
     def find_execution(self, marker: str) -> str | None:
-        """The job id of the execution whose request carries ``marker`` in its ``ccpnote``, or None.
-
-        Reads CCP's execution records (``GET /executions``, every page) and stops at the first match:
-        a marker is unique. Raises ``CCPError`` when the list cannot be read.
-        """
+        """The job id of the execution whose request carries ``marker`` in its ``ccpnote``, or None: reads CCP's
+        execution records until the first match (a marker is unique); ``CCPError`` when they cannot be read."""
         return next(self._listing(operations.execution_marked(self.settings.base_url, marker)), None)
 
     def get_execution(self, job_id: str) -> dict[str, Any]:
@@ -263,13 +254,12 @@ class CCPHook(CCPHookBase):
         *,
         progress: Callable[[int, int | None], None] | None = None,
     ) -> DownloadedOutputs:
-        """Stream the job's outputs to ``destination`` (a file, or a folder to put ``output.zip`` in).
+        """Stream the job's outputs to ``destination`` (a file, or a folder to put ``output.zip`` in): CCP's
+        ``/executions/{id}/outputs/output.zip``, else a plain OGC server's ``/jobs/{id}/results`` as ``results.json``.
 
-        CCP serves ``/executions/{id}/outputs/output.zip``; a plain OGC server only has
-        ``/jobs/{id}/results``, saved as ``results.json``. Memory use is one chunk whatever the size,
-        the byte count is checked against Content-Length, and the file appears only when complete. The
-        body must keep the connection's ``min_download_rate`` over each ``timeout`` window, else
-        ``CCPDownloadError``.
+        Memory use is one chunk whatever the size, the byte count is checked against Content-Length, and the
+        file appears only when complete. The body must keep the connection's ``min_download_rate`` over each
+        ``timeout`` window, else ``CCPDownloadError``.
         """
         base = self.settings.base_url
         try:
