@@ -39,8 +39,7 @@ class Call(Generic[T]):
     headers: Mapping[str, str] | None = None
 
     @property
-    def ids(self) -> dict[str, str | None]:
-        """The Method and job an error of this call names."""
+    def ids(self) -> dict[str, str | None]:  # what an error of this call names
         return {"method_id": self.method_id, "job_id": self.job_id}
 
 
@@ -194,12 +193,9 @@ def execute_body(
     typed_by: Mapping[str, Any] | None = None,
     members: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of ``POST /processes/{id}/execution`` in the OGC 1.0 shape CCP reads.
-
-    Input values go out as strings (CCP), or, given ``typed_by`` (the description of a process on
-    another OGC server), as the JSON types its schemas declare. ``members`` are added at the top
-    level (e.g. ``subscribers``); they may not replace the members this function writes.
-    """
+    """The JSON body of ``POST /processes/{id}/execution`` in the OGC 1.0 shape CCP reads: input values as
+    strings (CCP), or as the JSON types the schemas of ``typed_by`` declare (a process on another OGC server);
+    ``members`` are added at the top level (e.g. ``subscribers``), never replacing the ones written here."""
     added = protocol.request_members(members)
     encoded = typed_inputs(inputs, typed_by) if typed_by is not None else protocol.string_inputs(inputs)
     body: dict[str, Any] = {"inputs": encoded, "response": response}
@@ -214,12 +210,9 @@ def typing_description(
     description: Mapping[str, Any] | None,
     describe: Callable[[], Mapping[str, Any]],
 ) -> Mapping[str, Any] | None:
-    """The description whose schemas type the inputs, or None when they go as strings (CCP).
-
-    Extra ``server``: ``ccp`` and ``ogc`` decide; ``auto`` takes CCP when the inputs name a CCP input
-    (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md). The
-    description is read (``describe``) only when it decides and was not given.
-    """
+    """The description whose schemas type the inputs, or None when they go as strings (CCP). Extra ``server``:
+    ``ccp`` and ``ogc`` decide; ``auto`` takes CCP when the inputs name a CCP input (``ccpimage``, ...) or the
+    Method declares ``ccpimage``. The description is read (``describe``) only when it decides and was not given."""
     if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and not CCP_SYSTEM_INPUTS.isdisjoint(inputs)):
         return None
     if description is None:
@@ -255,10 +248,8 @@ def job_id_from_submission(body: Any, location: str | None) -> str | None:
 
 
 def read_submission(status_code: int, body: bytes, location: str | None, media_type: str | None) -> Submitted:
-    """The answer to the execution POST: the new job's statusInfo, or the results of a sync execution.
-
-    The statusInfo's ``status`` is empty when the answer held none (a bare 201 with a ``Location``).
-    """
+    """The answer to the execution POST: the new job's statusInfo (``status`` empty when the answer held none,
+    e.g. a bare 201 with a ``Location``), or the results of a sync execution."""
     media = (media_type or "").split(";", 1)[0].strip().lower()
     json_media = media == "application/json" or media.endswith("+json")
     try:
@@ -285,13 +276,9 @@ def read_submission(status_code: int, body: bytes, location: str | None, media_t
 
 
 def submission_may_have_landed(error: CCPError, url: str) -> bool:
-    """Whether a failed execution POST may still have created an execution.
-
-    No answer (connection lost, read timeout) or a 5xx from the execution URL itself: the server
-    (or a proxy) may have created the job before the answer was lost. A 4xx is a refusal, and an
-    error with another URL (the token endpoint) happened before the POST was sent. An answer refused
-    unread (too large) came from the execution URL too: the execution may exist, and is looked up.
-    """
+    """Whether a failed execution POST may still have created an execution: no answer (connection lost, read
+    timeout, refused unread as too large) or a 5xx from the execution URL itself. A 4xx is a refusal, and an
+    error with another URL (the token endpoint) happened before the POST was sent."""
     return error.url == url and (error.http_status is None or error.http_status >= 500)
 
 

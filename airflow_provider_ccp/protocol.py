@@ -108,11 +108,8 @@ def output_zip_url(base_url: str, job_id: str) -> str:
 
 
 def next_link(document: Mapping[str, Any], current_url: str) -> str | None:
-    """The ``rel=next`` link of a paged OGC list, made absolute against the page it came from.
-
-    A link to another origin than that page's is refused (``CCPTrustError``): the next request would
-    carry the bearer token there. The first page is on the connection's base URL, so every page is.
-    """
+    """The ``rel=next`` link of a paged OGC list, made absolute against the page it came from. A link to another
+    origin is refused (``CCPTrustError``): the next request would carry the bearer token there."""
     for link in document.get("links") or []:
         if isinstance(link, Mapping) and link.get("rel") == "next" and link.get("href"):
             return followed_link(link["href"], current_url, "the next page of a list")
@@ -203,11 +200,8 @@ def _parse_time(value: Any) -> pendulum.DateTime | None:
 
 
 def epoch_seconds(value: Any) -> float | None:
-    """A statusInfo timestamp as epoch seconds, None when it is missing or no time; a naive time is UTC.
-
-    For reading whole listings: the standard library's ISO parser takes a microsecond where pendulum's
-    takes about thirty, and the forms it does not know (pendulum's wider ISO 8601) still parse.
-    """
+    """A statusInfo timestamp as epoch seconds (None when missing or no time; a naive time is UTC), for whole
+    listings: the standard library's ISO parser takes a microsecond where pendulum's takes about thirty."""
     if not value or not isinstance(value, str):
         return None
     try:
@@ -227,11 +221,8 @@ def _timestamp(name: str) -> cached_property[pendulum.DateTime | None]:
 
 @dataclass(frozen=True)
 class StatusInfo:
-    """OGC API - Processes ``statusInfo`` (CCP calls it jobStatus), tolerant of missing optional fields.
-
-    The timestamps are parsed from ``raw`` when first read: a poll that only looks at the status
-    (the trigger's) never pays for four date parses.
-    """
+    """OGC API - Processes ``statusInfo`` (CCP calls it jobStatus), tolerant of missing optional fields. The
+    timestamps are parsed from ``raw`` when first read: a poll that only reads the status never pays for them."""
 
     job_id: str
     status: str
@@ -261,6 +252,7 @@ class StatusInfo:
             raw=dict(body),
         )
 
+    _TIMESTAMPS: ClassVar = ("created", "started", "finished", "updated")
     created = _timestamp("created")
     started = _timestamp("started")
     finished = _timestamp("finished")
@@ -288,18 +280,9 @@ class StatusInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON primitives only: safe for XCom and trigger events."""
-        return {
-            "job_id": self.job_id,
-            "status": self.status,
-            "message": self.message,
-            "process_id": self.process_id,
-            "progress": self.progress,
-            "created": self.created.isoformat() if self.created else None,
-            "started": self.started.isoformat() if self.started else None,
-            "finished": self.finished.isoformat() if self.finished else None,
-            "updated": self.updated.isoformat() if self.updated else None,
-            "duration_seconds": self.duration_seconds,
-        }
+        fields = {name: getattr(self, name) for name in ("job_id", "status", "message", "process_id", "progress")}
+        times = {name: moment.isoformat() if (moment := getattr(self, name)) else None for name in self._TIMESTAMPS}
+        return fields | times | {"duration_seconds": self.duration_seconds}
 
 
 Submitted = StatusInfo | SyncResults
@@ -314,12 +297,9 @@ def error_from_response(
     method_id: str | None = None,
     job_id: str | None = None,
 ) -> CCPError:
-    """Map an HTTP error answer to the exception hierarchy, reading an OGC exception body if any.
-
-    The message is one line (task logs and Airflow's failure summary show only the first): the
-    server's reason and the status first, what a user reads to know what to change, then where (URL,
-    Method, job). An HTML or empty body is reported by its status line rather than as a JSON decoding error.
-    """
+    """Map an HTTP error answer to the exception hierarchy, reading an OGC exception body if any. The message
+    is one line (task logs and Airflow's failure summary show only the first): the server's reason and the
+    status first, then where (URL, Method, job); an HTML or empty body is reported by its status line."""
     try:
         document = load_json(body)
     except ValueError:  # an HTML or empty body
@@ -328,9 +308,7 @@ def error_from_response(
     error_type = str(document.get("type") or "") or None
     title = str(document.get("title") or "") or None
     detail = str(document.get("detail") or document.get("description") or "") or None
-    subject = ", ".join(
-        part for part in (f"Method {method_id!r}" if method_id else "", f"job {job_id!r}" if job_id else "") if part
-    )
+    subject = ", ".join(f"{kind} {value!r}" for kind, value in (("Method", method_id), ("job", job_id)) if value)
     summary = f"HTTP {status_code} {reason}".strip()
     # A title that only repeats the status line ("Bad Request") would push the reason right.
     heading = title if title and title.strip().lower() != reason.strip().lower() else None

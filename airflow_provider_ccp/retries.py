@@ -77,11 +77,8 @@ def is_final(error: BaseException) -> bool:
 
 
 def is_transient(error: CCPError) -> bool:
-    """Whether asking again may help a wait: connection trouble, 5xx, 429, an unreadable body.
-
-    An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
-    e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
-    """
+    """Whether asking again may help a wait: connection trouble, 5xx, 429, an unreadable body. An auth error
+    raised before any answer is final: the token flow itself said no (e.g. a rejected ``auth_flow=token``)."""
     if isinstance(error, CCPNotFoundError | CCPTrustError | CCPConfigError | CCPCredentialsError):
         return False
     if isinstance(error, CCPAuthError) and error.http_status is None:
@@ -172,11 +169,8 @@ def is_expected(error: CCPError) -> bool:
 
 
 def fail_without_retry(method: Method) -> Method:
-    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not.
-
-    An expected failure is raised from here with no traceback below this frame and no cause, so the
-    task log shows its message under a short traceback.
-    """
+    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not. An
+    expected failure is raised with no traceback below this frame and no cause: the log shows it in short."""
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -66,14 +66,10 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
 
 
 class Session:
-    """One ``aiohttp.ClientSession`` whose connector holds up to ``size`` connections.
-
-    aiohttp's connector hands a free connection to the next waiter without scanning the queue, so
-    one session scales to thousands of triggers (tests/benchmarks/triggerer_load.py). No cookies are
-    kept and no redirect is followed (``exchange.exchange`` decides); proxies come from the
-    environment, looked up once per origin: aiohttp's own ``trust_env`` would look them (and
-    ~/.netrc) up in a thread per request. A whole request is bounded by the connection's timeout.
-    """
+    """One ``aiohttp.ClientSession`` whose connector holds up to ``size`` connections: it hands a free one to the
+    next waiter without scanning the queue, so one session scales to thousands of triggers. No cookies are kept
+    and no redirect is followed; proxies come from the environment, looked up once per origin (aiohttp's own
+    ``trust_env`` would look them and ~/.netrc up in a thread per request)."""
 
     def __init__(self, session: aiohttp.ClientSession, settings: CCPConnectionSettings, size: int) -> None:
         self._session = session
@@ -125,8 +121,7 @@ async def _read_capped(content: aiohttp.StreamReader, url: str) -> bytes:
 
 
 async def open_session(settings: CCPConnectionSettings, verify: bool | str) -> Session:
-    """A session with the connection's ``max_connections``, trusting ``verify`` (the CA setting as both hooks
-    read it)."""
+    """A session with the connection's ``max_connections``, trusting ``verify`` (``verify_setting``)."""
     warn_retired_setting()
     size = settings.max_connections
     context = await asyncio.to_thread(_ssl_context, verify)
@@ -155,12 +150,9 @@ class _Lease:
 
 
 class _Pools:
-    """The async sessions of a process, one per (connection id, event loop), shared by every hook using it.
-
-    A triggerer runs all its triggers on one loop: they share one bounded connection pool and one
-    connection lookup per CCP connection instead of one each. The session closes when its last user
-    leaves. Each loop's table is only touched from that loop, so nothing is held across an await.
-    """
+    """The async sessions of a process, one per (connection id, event loop): a triggerer's triggers share one
+    bounded connection pool and connection lookup per CCP connection, closed when its last user leaves. Each
+    loop's table is only touched from that loop, so nothing is held across an await."""
 
     def __init__(self) -> None:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]] = (

@@ -31,12 +31,9 @@ DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class Deadline:
-    """When what the current thread is reading must be done by: each socket operation of a watched
-    connection (connect, send, every read) gets only the time left as its timeout.
-
-    requests' timeout bounds each socket read, not the request: an answer dribbled a byte at a time
-    never trips it. Capping every operation by the time left bounds the whole, with no timer thread.
-    """
+    """When the current thread's request must be done by: each socket operation of a watched connection gets
+    only the time left as its timeout. requests' timeout bounds each socket read, not the request: an answer
+    dribbled a byte at a time never trips it."""
 
     current = threading.local()
 

@@ -99,7 +99,6 @@ class CCPHook(CCPHookBase):
     def _drive(
         self, session: requests.Session, method: str, url: str, *, token_request: bool = False, **kwargs: Any
     ) -> exchange.Answer:
-        """Perform an exchange's steps with requests (``exchange.exchange`` decides, this only does)."""
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
         settings = self.settings
 
@@ -347,7 +346,6 @@ class CCPAsyncHook(CCPHookBase):
         return self._pool
 
     async def _drive(self, method: str, url: str, *, token_request: bool = False, **sent: Any) -> exchange.Answer:
-        """Perform an exchange's steps with the pool's transport (``exchange.exchange`` decides, this only does)."""
         pool = await self._get_pool()
         headers = dict(sent.pop("headers", None) or protocol.JSON_HEADERS)
 
