@@ -1,9 +1,6 @@
-"""CCP / OGC API - Processes 1.0 wire format, with no I/O.
-
-Both transports (the requests-based ``CCPHook`` and the aiohttp-based ``CCPAsyncHook``) build
-their requests and read their answers only through this module, so the worker and the
-triggerer can never disagree about a URL, a request body or what a status word means.
-"""
+"""CCP / OGC API - Processes 1.0 wire format, with no I/O: both hooks build their requests and read their
+answers only through this module, so the worker and the triggerer never disagree about a URL, a request body
+or what a status word means."""
 
 from __future__ import annotations
 

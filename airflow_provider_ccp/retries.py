@@ -1,10 +1,8 @@
 """Which failures are transient, and how long to wait before trying again: the one rule of the provider.
 
-``RetryPolicy`` is passed as an object to whatever retries: both hooks' request exchange
-(``exchange.exchange``: which answers of an idempotent request are resent, the backoff, ``Retry-After``),
-the waits (``waiting.JobWatch``: which failed polls are ridden out, how many in a row, the poll backoff)
-and the lookup of a lost submission (``submission``). ``fail_without_retry`` tells Airflow which errors
-no task retry can heal (docs/connection.md, "Retries").
+``RetryPolicy`` is passed as an object to whatever retries: both hooks' request exchange, the waits
+(``waiting.JobWatch``) and the lookup of a lost submission. ``fail_without_retry`` tells Airflow which
+errors no task retry can heal (docs/connection.md, "Retries").
 """
 
 from __future__ import annotations

@@ -163,15 +163,10 @@ class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
     pass
 
 
-class _WatchedPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedHTTPSPool}
+_WATCHED_POOLS = {
+    "http": type("_WatchedPool", (HTTPConnectionPool,), {"ConnectionCls": _WatchedConnection}),
+    "https": type("_WatchedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": _WatchedHTTPSConnection}),
+}
 
 
 class DeadlineAdapter(HTTPAdapter):

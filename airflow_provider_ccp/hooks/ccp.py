@@ -1,9 +1,7 @@
 """Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (aiohttp, for triggers).
 
-Both are thin transports: URLs, bodies, status words and error mapping come from
-``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
-What they share is in ``hooks/_base.py``; the sockets are ``hooks/_requests.py``'s (``CCPHook``) and
-``hooks/_pool.py``'s (``CCPAsyncHook``).
+Both only perform what ``operations``, ``protocol``, ``exchange`` and ``auth`` decide; what they share is in
+``hooks/_base.py``, their sockets in ``hooks/_requests.py`` and ``hooks/_pool.py``.
 """
 
 from __future__ import annotations
@@ -126,8 +124,7 @@ class CCPHook(CCPHookBase):
         if settings.auth_flow == AuthFlow.NONE:
             return None
         state = self._token_state
-        token = state.usable_token(self.clock.monotonic())
-        if token:
+        if token := state.usable_token(self.clock.monotonic()):
             return token
         with state.lock:
             grant = exchange.drive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
@@ -372,8 +369,7 @@ class CCPAsyncHook(CCPHookBase):
         if settings.auth_flow == AuthFlow.NONE:
             return None
         state = (await self._get_pool()).token_state
-        token = state.usable_token(self.clock.monotonic())
-        if token:
+        if token := state.usable_token(self.clock.monotonic()):
             return token
         async with state.async_lock(), auth.holding(state.lock):
             grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
@@ -385,21 +381,15 @@ class CCPAsyncHook(CCPHookBase):
     async def _answer(self, call: operations.Call[Any]) -> exchange.Answer:
         return settle(await self._drive(call.method, call.url, params=call.params), call.ok, call.url, **call.ids)
 
-    async def _listing(self, listing: operations.Listing[T]) -> AsyncIterator[T]:
-        """The entries of a paged list, one page in memory at a time."""
-        walk = operations.PageWalk(listing)
-        while (page := walk.next_page()) is not None:
-            answer = settle(await self._drive("GET", page, params=walk.params(page)), frozenset({200}), page)
-            for picked in self._picks(walk, protocol.decode_json(answer.body, url=page)):
-                yield picked
-
     async def iter_jobs(
         self, method_id: str | None = None, limit: int = 100, status: str | None = None
     ) -> AsyncIterator[StatusInfo]:
         """``CCPHook.list_jobs``, one page in memory at a time."""
-        listing = operations.jobs((await self.get_settings()).base_url, method_id, status, limit)
-        async for job in self._listing(listing):
-            yield job
+        walk = operations.PageWalk(operations.jobs((await self.get_settings()).base_url, method_id, status, limit))
+        while (page := walk.next_page()) is not None:
+            answer = settle(await self._drive("GET", page, params=walk.params(page)), frozenset({200}), page)
+            for job in self._picks(walk, protocol.decode_json(answer.body, url=page)):
+                yield job
 
     async def execution_link(self, job_id: str) -> str:
         """``CCPHook.execution_link``: where a person looks at the execution."""
