@@ -17,7 +17,7 @@ from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.exchange import Answer, load_json
 from airflow_provider_ccp.protocol import StatusInfo, Submitted, SyncResults
 
-__all__ = ["Call", "Listing", "PageWalk", "DismissResult", "execute_body", "read_submission"]
+__all__ = ["Call", "Listing", "DismissResult", "execute_body", "read_submission"]
 
 T = TypeVar("T")
 MAX_PAGES = 1000
@@ -43,28 +43,24 @@ class Call(Generic[T]):
         return {"method_id": self.method_id, "job_id": self.job_id}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listing(Generic[T]):
-    """A paged list: ``pick`` reads each entry (None leaves it out; ``CCPProtocolError`` skips it with a warning)."""
+    """A paged list, walked once by the paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``),
+    each page once, at most ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed.
+    ``params`` go with the first page only: a next link carries its own. ``pick`` reads each entry (None
+    leaves it out; ``CCPProtocolError`` skips it with a warning)."""
 
     url: str
     key: str
     pick: Callable[[Mapping[str, Any]], T | None]
     params: Mapping[str, Any] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        self._next: str | None = self.url
 
-class PageWalk(Generic[T]):
-    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
-    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed. The listing's
-    ``params`` go with its first page only: a next link carries its own."""
-
-    def __init__(self, listing: Listing[T]) -> None:
-        self.listing = listing
-        self._next: str | None = listing.url
-        self._seen: set[str] = set()
-
-    def params(self, page_url: str) -> Mapping[str, Any] | None:
-        return self.listing.params if page_url == self.listing.url else None
+    def params_of(self, page_url: str) -> Mapping[str, Any] | None:
+        return self.params if page_url == self.url else None
 
     def next_page(self) -> str | None:
         url = self._next
@@ -77,7 +73,7 @@ class PageWalk(Generic[T]):
         """The items of the page just fetched; remembers where the next one is."""
         page_url = self._next or ""
         self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
-        return protocol.listed_items(document, self.listing.key)
+        return protocol.listed_items(document, self.key)
 
 
 def submit(base_url: str, method_id: str, body: Mapping[str, Any]) -> Call[Submitted]:

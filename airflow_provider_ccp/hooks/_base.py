@@ -70,9 +70,9 @@ class CCPHookBase(BaseHook):
             self.log.warning("Skipped an entry of CCP's %s listing that it cannot read: %s", key, err)
             return None
 
-    def _picks(self, walk: operations.PageWalk[T], document: Any) -> list[T]:
-        key, pick = walk.listing.key, walk.listing.pick
-        return [picked for item in walk.read(document) if (picked := self._picked(pick, item, key)) is not None]
+    def _picks(self, listing: operations.Listing[T], document: Any) -> list[T]:
+        key, pick = listing.key, listing.pick
+        return [picked for item in listing.read(document) if (picked := self._picked(pick, item, key)) is not None]
 
     def _listed_job(self, item: Mapping[str, Any]) -> StatusInfo | None:
         return self._picked(StatusInfo.from_json, item, "jobs")

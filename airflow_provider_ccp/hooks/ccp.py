@@ -148,9 +148,8 @@ class CCPHook(CCPHookBase):
         return call.read(self._request(call.method, call.url, ok=call.ok, **kwargs, **call.ids))
 
     def _listing(self, listing: operations.Listing[T]) -> Iterator[T]:
-        walk = operations.PageWalk(listing)
-        while (page := walk.next_page()) is not None:
-            yield from self._picks(walk, self._get_json(page, params=walk.params(page)))
+        while (page := listing.next_page()) is not None:
+            yield from self._picks(listing, self._get_json(page, params=listing.params_of(page)))
 
     def list_methods(self, limit: int = 100) -> list[dict[str, Any]]:
         """Every Method (process summary) the connection's context can see, across all pages."""
@@ -385,10 +384,10 @@ class CCPAsyncHook(CCPHookBase):
         self, method_id: str | None = None, limit: int = 100, status: str | None = None
     ) -> AsyncIterator[StatusInfo]:
         """``CCPHook.list_jobs``, one page in memory at a time."""
-        walk = operations.PageWalk(operations.jobs((await self.get_settings()).base_url, method_id, status, limit))
-        while (page := walk.next_page()) is not None:
-            answer = settle(await self._drive("GET", page, params=walk.params(page)), frozenset({200}), page)
-            for job in self._picks(walk, protocol.decode_json(answer.body, url=page)):
+        listing = operations.jobs((await self.get_settings()).base_url, method_id, status, limit)
+        while (page := listing.next_page()) is not None:
+            answer = settle(await self._drive("GET", page, params=listing.params_of(page)), frozenset({200}), page)
+            for job in self._picks(listing, protocol.decode_json(answer.body, url=page)):
                 yield job
 
     async def execution_link(self, job_id: str) -> str:
