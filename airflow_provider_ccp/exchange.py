@@ -1,18 +1,14 @@
-"""How both hooks exchange requests with a server, with no I/O: the retry policy, the steps of one
-request (``exchange``), the drivers of sans-IO flows (``drive``/``adrive``, for token flows too) and
-the trust boundary. The worker hook (requests) and the triggerer hook (aiohttp) only perform what this
-module decides, so they cannot disagree (docs/connection.md, "Retries" and "Trust boundary"):
+"""How both hooks exchange requests with a server, with no I/O: the steps of one request (``exchange``), the
+drivers of sans-IO flows (``drive``/``adrive``, for token flows too) and the trust boundary. Both hooks only
+perform what this module decides, so they cannot disagree (docs/connection.md, "Retries" and "Trust boundary"):
 
-- **Origins.** A URL the provider follows (a page's ``rel=next`` link, a redirect) must have the
-  scheme, host and port of the URL it came from, and so of the connection's base URL (the CCP host,
-  or the token endpoint for token requests); any other is refused before a request carries a token.
-- **Redirects.** Neither transport follows them by itself. A redirect of a GET to the same origin
-  is followed, at most ``MAX_REDIRECTS`` times; any other (a POST, another origin) is a final error,
-  so no body or credential is ever sent where the connection does not point.
-- **Bounds.** An answer read into memory holds at most ``MAX_ANSWER_BYTES``; JSON nested too deep
-  to read is a protocol error; a whole request (connect, send, every read) ends by its deadline;
-  every message built from an answer is cut to ``MAX_MESSAGE_CHARS`` (``exceptions.cut``) before
-  it reaches an event, an exception or a log line.
+- **Origins.** A URL the provider follows (a page's ``rel=next`` link, a redirect) must have the scheme, host
+  and port of the URL it came from, and so of the connection's base URL (or the token endpoint's).
+- **Redirects.** Neither transport follows them by itself: a GET is redirected on the same origin, at most
+  ``MAX_REDIRECTS`` times; any other is a final error, so no body or credential goes where it should not.
+- **Bounds.** An answer read into memory holds at most ``MAX_ANSWER_BYTES``; JSON nested too deep to read is
+  a protocol error; a whole request ends by its deadline; every message built from an answer is cut to
+  ``MAX_MESSAGE_CHARS`` (``exceptions.cut``) before it reaches an event, an exception or a log line.
 """
 
 from __future__ import annotations

@@ -160,24 +160,22 @@ def as_final(error: CCPError) -> CCPError:
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
-def is_expected(error: CCPError) -> bool:
-    """A failure the message explains in full (an execution that failed, an input CCP refused):
-    the provider's frames and causes behind it would only push the reason out of sight."""
-    return is_final(error) or isinstance(error, CCPJobFailedError | CCPJobTimeoutError)
-
-
 def fail_without_retry(method: Method) -> Method:
-    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not. An
-    expected failure is raised with no traceback below this frame and no cause: the log shows it in short."""
+    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not.
+
+    A failure its message explains in full (a final error, an execution that failed or timed out) is raised
+    with no traceback below this frame and no cause: the provider's frames would push the reason out of sight.
+    """
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
         except CCPError as error:
-            if not is_expected(error):
+            final = is_final(error)
+            if not final and not isinstance(error, CCPJobFailedError | CCPJobTimeoutError):
                 raise
-            shown = error if not is_final(error) or isinstance(error, AirflowFailException) else as_final(error)
+            shown = as_final(error) if final and not isinstance(error, AirflowFailException) else error
             raise shown.with_traceback(None) from None
 
     return wrapper  # type: ignore[return-value]

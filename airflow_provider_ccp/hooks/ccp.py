@@ -31,7 +31,6 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks._base import CCPHookBase, bearer, settle, token_answer, verify_setting
 from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
-from airflow_provider_ccp.masking import HELD
 from airflow_provider_ccp.operations import DismissResult
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
@@ -179,7 +178,8 @@ class CCPHook(CCPHookBase):
         :param description: the Method's description when the caller has it: on a server that is
             not CCP it gives the types the inputs are sent as (read with ``get_method`` otherwise).
         """
-        typed_by = self.typing_description(method_id, inputs, description)
+        describe = functools.partial(self.get_method, method_id)
+        typed_by = operations.typing_description(self.settings.server, inputs, description, describe)
         body = operations.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
         call = operations.submit(self.settings.base_url, method_id, body)
         try:
@@ -188,14 +188,6 @@ class CCPHook(CCPHookBase):
             if operations.submission_may_have_landed(err, call.url):
                 raise recast(err, CCPSubmissionLostError) from err.__cause__
             raise
-
-    def typing_description(
-        self, method_id: str, inputs: Mapping[str, Any], description: Mapping[str, Any] | None = None
-    ) -> Mapping[str, Any] | None:
-        """The description whose schemas type the inputs, or None when they go as strings (CCP): by the
-        connection's extra ``server`` (``operations.typing_description``), reading the Method if need be."""
-        describe = functools.partial(self.get_method, method_id)
-        return operations.typing_description(self.settings.server, inputs, description, describe)
 
     def execution_link(self, job_id: str) -> str:
         """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
@@ -374,7 +366,7 @@ class CCPAsyncHook(CCPHookBase):
             grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             before, state.masked = state.masked, state.secrets()
         # Renewed tokens replace the old ones in the masker: a triggerer renews for weeks.
-        await HELD.replace(before, state.masked)
+        await masking.HELD.replace(before, state.masked)
         return grant.access_token
 
     async def _answer(self, call: operations.Call[Any]) -> exchange.Answer:
