@@ -172,7 +172,6 @@ class Sleep:
 
 Step = NeedToken | Send | Renew | Sleep
 Exchange = Generator[Step, Any, Answer]
-_NEED_TOKEN = NeedToken()
 
 
 def exchange(
@@ -191,7 +190,7 @@ def exchange(
     with a token, ``Send`` with an ``Answer`` and ``Renew``/``Sleep`` with None; it returns the final ``Answer``.
     """
     idempotent = idempotent or method.upper() in policy.methods
-    token = (yield _NEED_TOKEN) if authenticated else None
+    token = (yield NeedToken()) if authenticated else None
     renewed, retry, redirects, start = False, 0, 0, clock()
     while True:
         answer: Answer = yield Send(token, url)
@@ -202,7 +201,7 @@ def exchange(
         if answer.status == 401 and token and not renewed:
             renewed = True
             yield Renew(token)
-            token = yield _NEED_TOKEN
+            token = yield NeedToken()
             continue
         retry += 1
         seconds = policy.wait(retry, clock() - start, answer, idempotent=idempotent)

@@ -155,9 +155,8 @@ def execution_marked(base_url: str, marker: str) -> Listing[str]:
     """The job ids of the execution records whose request carries ``marker`` in its ``ccpnote``."""
 
     def pick(record: Mapping[str, Any]) -> str | None:
-        return (
-            execution_records.record_job_id(record) if execution_records.record_carries_marker(record, marker) else None
-        )
+        carries = execution_records.record_carries_marker(record, marker)
+        return execution_records.record_job_id(record) if carries else None
 
     return Listing(protocol.executions_url(base_url), "executions", pick, {"limit": 100})
 

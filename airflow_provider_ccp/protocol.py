@@ -137,8 +137,7 @@ def request_members(members: Mapping[str, Any] | None) -> dict[str, Any]:
             "request_members must be a mapping of member names to values "
             f"(e.g. {{'subscribers': [...]}}), got a {type(members).__name__}"
         )
-    taken = sorted(str(name) for name in members if name in PROVIDER_MEMBERS)
-    if taken:
+    if taken := sorted(str(name) for name in members if name in PROVIDER_MEMBERS):
         raise CCPInputError(
             f"request_members may not set {', '.join(map(repr, taken))}: the provider writes "
             f"{', '.join(sorted(PROVIDER_MEMBERS))} (pass inputs= or outputs= instead)"
@@ -210,10 +209,7 @@ def epoch_seconds(value: Any) -> float | None:
 
 
 def _timestamp(name: str) -> cached_property[pendulum.DateTime | None]:
-    def parse(info: StatusInfo) -> pendulum.DateTime | None:
-        return _parse_time(info.raw.get(name))
-
-    return cached_property(parse)
+    return cached_property(lambda info: _parse_time(info.raw.get(name)))
 
 
 @dataclass(frozen=True)

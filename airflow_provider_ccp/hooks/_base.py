@@ -14,7 +14,6 @@ from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID, connection_form_widgets, ui_field_behaviour
-from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
@@ -74,8 +73,8 @@ class CCPHookBase(BaseHook):
         key, pick = listing.key, listing.pick
         return [picked for item in listing.read(document) if (picked := self._picked(pick, item, key)) is not None]
 
-    def _listed_job(self, item: Mapping[str, Any]) -> StatusInfo | None:
-        return self._picked(StatusInfo.from_json, item, "jobs")
+    def _listed_job(self, item: Mapping[str, Any]) -> protocol.StatusInfo | None:
+        return self._picked(protocol.StatusInfo.from_json, item, "jobs")
 
 
 def bearer(token: str | None) -> dict[str, str]:

@@ -281,11 +281,10 @@ def stream_to_file(
             )
         os.chmod(temp_name, 0o644)  # mkstemp makes it private; the outputs are meant to be read by others
         os.replace(temp_name, target)
-    except requests.RequestException as err:
+    except BaseException as err:
         Path(temp_name).unlink(missing_ok=True)
+        if not isinstance(err, requests.RequestException):
+            raise
         broke = f"The download of {url} broke after {written} bytes: {type(err).__name__}"
         raise CCPDownloadError(pace.too_slow(url) if pace.expired else broke, url=url, job_id=job_id) from None
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
     return written

@@ -31,7 +31,6 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks._base import CCPHookBase, bearer, settle, token_answer, verify_setting
 from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
-from airflow_provider_ccp.operations import DismissResult
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
@@ -215,7 +214,7 @@ class CCPHook(CCPHookBase):
             raise watch.error or CCPError(event["message"], job_id=job_id)
         return watch.latest
 
-    def dismiss_job(self, job_id: str) -> DismissResult:
+    def dismiss_job(self, job_id: str) -> operations.DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
         return self._call(operations.dismiss_job(self.settings.base_url, job_id))
 
@@ -277,9 +276,9 @@ class CCPHook(CCPHookBase):
 class CCPAsyncHook(CCPHookBase):
     """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop.
 
-    Use it as ``async with CCPAsyncHook(conn_id) as hook:``: every hook of the same connection on the
-    same event loop shares one HTTP client (a bounded connection pool, extra ``max_connections``),
-    closed when the last of them exits. Tokens come from the same per-process cache as the sync hook.
+    Use it as ``async with CCPAsyncHook(conn_id) as hook:``: every hook of the same connection on the same event
+    loop shares one bounded HTTP client (extra ``max_connections``), closed when the last of them exits. Tokens
+    come from the same per-process cache as the sync hook.
     """
 
     def __init__(self, ccp_conn_id: str = CCPHookBase.default_conn_name, **kwargs: Any) -> None:
@@ -396,6 +395,6 @@ class CCPAsyncHook(CCPHookBase):
         self._last_status = ((job_id, answer.body), info)
         return info
 
-    async def dismiss_job(self, job_id: str) -> DismissResult:
+    async def dismiss_job(self, job_id: str) -> operations.DismissResult:
         call = operations.dismiss_job((await self.get_settings()).base_url, job_id)
         return call.read(await self._answer(call))
