@@ -31,6 +31,7 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: The largest answer read into memory (statusInfo, lists, token, error, execution record, sync results).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+USER_AGENT = {"User-Agent": "airflow-provider-ccp"}
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -70,11 +71,9 @@ def redirect_target(method: str, url: str, status: int, location: str | None, fo
     allowed = method.upper() == "GET" and origin(target) == origin(url)
     if allowed and followed < MAX_REDIRECTS:
         return target
-    why = (
-        f"more than {MAX_REDIRECTS} redirects"
-        if allowed
-        else f"only GET requests are redirected, and only on {origin_text(url)}"
-    )
+    why = f"more than {MAX_REDIRECTS} redirects"
+    if not allowed:
+        why = f"only GET requests are redirected, and only on {origin_text(url)}"
     raise CCPTrustError(
         f"Refused the redirect (HTTP {status}) of {method.upper()} {url} to {origin_text(target)}: {why} "
         "(no body or credential is sent anywhere else)",

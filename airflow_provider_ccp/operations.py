@@ -45,10 +45,9 @@ class Call(Generic[T]):
 
 @dataclass
 class Listing(Generic[T]):
-    """A paged list, walked once by the paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``),
-    each page once, at most ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed.
-    ``params`` go with the first page only: a next link carries its own. ``pick`` reads each entry (None
-    leaves it out; ``CCPProtocolError`` skips it with a warning)."""
+    """A paged list, walked once by both hooks' rule: follow ``rel=next``, each page once, at most ``MAX_PAGES``,
+    keeping only the page URLs; ``params`` go with the first page only (a next link carries its own). ``pick``
+    reads each entry (None leaves it out; ``CCPProtocolError`` skips it with a warning)."""
 
     url: str
     key: str

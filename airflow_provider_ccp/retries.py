@@ -132,9 +132,7 @@ class RetryPolicy:
 
     def poll_delay(self, interval: float, failures: int) -> float:
         """The wait before the next poll after ``failures`` failed polls in a row."""
-        if not failures:
-            return interval
-        return min(interval * 2 ** (failures - 1), max(interval, self.poll_backoff_max))
+        return interval if not failures else min(interval * 2 ** (failures - 1), max(interval, self.poll_backoff_max))
 
 
 DEFAULT_RETRY = RetryPolicy()

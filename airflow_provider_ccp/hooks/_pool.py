@@ -24,10 +24,10 @@ import yarl
 
 from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.version_compat import conf
 
 #: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
 KEEPALIVE_SECONDS = 120.0
-USER_AGENT = {"User-Agent": "airflow-provider-ccp"}
 #: Failures of the connection itself: the request cannot have left.
 UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 #: A trigger polls the same URL all its life: parsed once, not on every poll. One URL per job a triggerer
@@ -37,8 +37,6 @@ _parsed = functools.lru_cache(maxsize=65536)(yarl.URL)
 
 def warn_retired_setting() -> None:
     """``[ccp] async_http_client`` chose between httpx and aiohttp up to 0.1: said once per process, then ignored."""
-    from airflow_provider_ccp.version_compat import conf
-
     if conf.get("ccp", "async_http_client", fallback=None) is not None:
         _warn_once()
 
@@ -129,7 +127,7 @@ async def open_session(settings: CCPConnectionSettings, verify: bool | str) -> S
     # To connect and between two reads; Session.send bounds the whole request too.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout, sock_read=settings.timeout)
     session = aiohttp.ClientSession(
-        connector=connector, timeout=timeout, headers=USER_AGENT, cookie_jar=aiohttp.DummyCookieJar()
+        connector=connector, timeout=timeout, headers=exchange.USER_AGENT, cookie_jar=aiohttp.DummyCookieJar()
     )
     return Session(session, settings, size)
 
@@ -155,9 +153,7 @@ class _Pools:
     loop's table is only touched from that loop, so nothing is held across an await."""
 
     def __init__(self) -> None:
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]]()
         self._guard = threading.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 

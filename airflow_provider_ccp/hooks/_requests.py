@@ -244,7 +244,7 @@ def new_session(verify: bool | str) -> requests.Session:
     adapter = DeadlineAdapter()
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    session.headers["User-Agent"] = "airflow-provider-ccp"
+    session.headers.update(exchange.USER_AGENT)
     return session
 
 
