@@ -245,7 +245,7 @@ class StatusInfo:
             raw=dict(body),
         )
 
-    _TIMESTAMPS: ClassVar = ("created", "started", "finished", "updated")
+    _TIMESTAMPS: ClassVar[tuple[str, ...]] = ("created", "started", "finished", "updated")
     created = _timestamp("created")
     started = _timestamp("started")
     finished = _timestamp("finished")
