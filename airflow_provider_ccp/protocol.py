@@ -44,9 +44,6 @@ JSON_HEADERS = {"Accept": "application/json"}
 OUTPUT_ZIP_HEADERS = {"Accept": "application/zip, */*", "Accept-Encoding": "identity"}
 RESULTS_HEADERS = JSON_HEADERS | {"Accept-Encoding": "identity"}
 
-#: Ids a URL cannot carry: quoted or not, the client resolves them to another path (``/jobs/..`` is ``/``).
-UNUSABLE_IDS = frozenset({"", ".", ".."})
-
 
 def method_segment(method_id: str) -> str:
     return _checked_id("Method id", method_id)
@@ -58,7 +55,8 @@ def job_segment(job_id: str) -> str:
 
 def _checked_id(kind: str, value: str) -> str:
     text = str(value)
-    if text in UNUSABLE_IDS:
+    # Quoted or not, the client resolves these to another path (``/jobs/..`` is ``/``).
+    if text in ("", ".", ".."):
         raise CCPInputError(f"{kind} {text!r} is not usable: expected a name other than '', '.' and '..'")
     return text
 

@@ -35,14 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RetryPolicy", "DEFAULT_RETRY", "is_final", "is_transient", "as_final", "fail_without_retry"]
 
-#: Answers an idempotent request (GET, DELETE, a token grant) is resent on, by the hook itself.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: 4xx answers a later try can change: an expired token (the hook already renewed it once), a timeout, a rate limit.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
-#: A server error that asking again never fixes: the server has no such feature.
-NOT_IMPLEMENTED = 501
-#: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 def retry_after_seconds(value: str | None, cap: float) -> float | None:
@@ -81,7 +75,8 @@ def is_transient(error: CCPError) -> bool:
         return False
     if isinstance(error, CCPAuthError) and error.http_status is None:
         return False
-    return error.http_status != NOT_IMPLEMENTED and retry_may_help(error.http_status)
+    # 501: the server has no such feature, which asking again never fixes.
+    return error.http_status != 501 and retry_may_help(error.http_status)
 
 
 @dataclass(frozen=True)
@@ -104,8 +99,10 @@ class RetryPolicy:
     delay_max: float = 20.0
     retry_after_cap: float = 60.0
     total_seconds: float = 180.0
-    statuses: frozenset[int] = RETRYABLE_STATUSES
-    methods: frozenset[str] = IDEMPOTENT_METHODS
+    #: Answers an idempotent request (GET, DELETE, a token grant) is resent on, by the hook itself.
+    statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    #: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
+    methods: frozenset[str] = frozenset({"GET", "HEAD", "DELETE"})
     poll_failures: int = 5
     poll_backoff_max: float = 300.0
 

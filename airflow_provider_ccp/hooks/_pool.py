@@ -26,8 +26,6 @@ from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.version_compat import conf
 
-#: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
-KEEPALIVE_SECONDS = 120.0
 #: Failures of the connection itself: the request cannot have left.
 UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 #: A trigger polls the same URL all its life: parsed once, not on every poll. One URL per job a triggerer
@@ -123,7 +121,8 @@ async def open_session(settings: CCPConnectionSettings, verify: bool | str) -> S
     warn_retired_setting()
     size = settings.max_connections
     context = await asyncio.to_thread(_ssl_context, verify)
-    connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=context)
+    # Idle connections stay open longer than the usual poll interval, so polls reuse them.
+    connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=120.0, ssl=context)
     # To connect and between two reads; Session.send bounds the whole request too.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout, sock_read=settings.timeout)
     session = aiohttp.ClientSession(
