@@ -1,18 +1,14 @@
-"""How both hooks exchange requests with a server, with no I/O: the retry policy, the steps of one
-request (``exchange``), the drivers of sans-IO flows (``drive``/``adrive``, for token flows too) and
-the trust boundary. The worker hook (requests) and the triggerer hook (aiohttp) only perform what this
-module decides, so they cannot disagree (docs/connection.md, "Retries" and "Trust boundary"):
+"""How both hooks exchange requests with a server, with no I/O: the steps of one request (``exchange``), the
+drivers of sans-IO flows (``drive``/``adrive``, for token flows too) and the trust boundary. Both hooks only
+perform what this module decides, so they cannot disagree (docs/connection.md, "Retries" and "Trust boundary"):
 
-- **Origins.** A URL the provider follows (a page's ``rel=next`` link, a redirect) must have the
-  scheme, host and port of the URL it came from, and so of the connection's base URL (the CCP host,
-  or the token endpoint for token requests); any other is refused before a request carries a token.
-- **Redirects.** Neither transport follows them by itself. A redirect of a GET to the same origin
-  is followed, at most ``MAX_REDIRECTS`` times; any other (a POST, another origin) is a final error,
-  so no body or credential is ever sent where the connection does not point.
-- **Bounds.** An answer read into memory holds at most ``MAX_ANSWER_BYTES``; JSON nested too deep
-  to read is a protocol error; a whole request (connect, send, every read) ends by its deadline;
-  every message built from an answer is cut to ``MAX_MESSAGE_CHARS`` (``exceptions.cut``) before
-  it reaches an event, an exception or a log line.
+- **Origins.** A URL the provider follows (a page's ``rel=next`` link, a redirect) must have the scheme, host
+  and port of the URL it came from, and so of the connection's base URL (or the token endpoint's).
+- **Redirects.** Neither transport follows them by itself: a GET is redirected on the same origin, at most
+  ``MAX_REDIRECTS`` times; any other is a final error, so no body or credential goes where it should not.
+- **Bounds.** An answer read into memory holds at most ``MAX_ANSWER_BYTES``; JSON nested too deep to read is
+  a protocol error; a whole request ends by its deadline; every message built from an answer is cut to
+  ``MAX_MESSAGE_CHARS`` (``exceptions.cut``) before it reaches an event, an exception or a log line.
 """
 
 from __future__ import annotations
@@ -27,25 +23,7 @@ from urllib.parse import urljoin, urlsplit
 from airflow_provider_ccp.exceptions import CCPProtocolError, CCPTrustError
 from airflow_provider_ccp.retries import RetryPolicy
 
-__all__ = [
-    "exchange",
-    "Answer",
-    "Step",
-    "NeedToken",
-    "Send",
-    "Renew",
-    "Exchange",
-    "drive",
-    "adrive",
-    "origin",
-    "followed_link",
-    "too_large",
-    "load_json",
-    "DeadlineExceeded",
-    "certificate_failure",
-    "certificate_error",
-    "MAX_ANSWER_BYTES",
-]
+__all__ = ["Answer", "exchange", "drive", "adrive", "followed_link", "load_json", "MAX_ANSWER_BYTES"]
 
 #: Redirects a GET may take, all on the same origin.
 MAX_REDIRECTS = 5
@@ -53,9 +31,7 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: The largest answer read into memory (statusInfo, lists, token, error, execution record, sync results).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-# --------------------------------------------------------------------------- origins
+USER_AGENT = {"User-Agent": "airflow-provider-ccp"}
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -75,27 +51,16 @@ def origin_text(url: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else "")
 
 
-def same_origin(url: str, expected: str) -> bool:
-    return origin(url) == origin(expected)
-
-
-def checked_link(url: str, expected: str, what: str) -> str:
-    """``url`` when it has ``expected``'s origin, else a final error naming both origins."""
-    if same_origin(url, expected):
+def followed_link(href: Any, current_url: str, what: str) -> str:
+    """A link of an answer, made absolute against the URL it came from; another origin is a final error."""
+    url = urljoin(current_url, str(href))
+    if origin(url) == origin(current_url):
         return url
     raise CCPTrustError(
         f"Refused to follow {what} to {origin_text(url)}: the provider only follows URLs on "
-        f"{origin_text(expected)}, the origin it was configured with",
+        f"{origin_text(current_url)}, the origin it was configured with",
         url=origin_text(url),
     )
-
-
-def followed_link(href: Any, current_url: str, what: str) -> str:
-    """A link of an answer, made absolute against the URL it came from and checked against its origin."""
-    return checked_link(urljoin(current_url, str(href)), current_url, what)
-
-
-# --------------------------------------------------------------------------- redirects
 
 
 def redirect_target(method: str, url: str, status: int, location: str | None, followed: int) -> str:
@@ -103,14 +68,12 @@ def redirect_target(method: str, url: str, status: int, location: str | None, fo
     if not location:
         raise CCPProtocolError(f"HTTP {status} from {url} without a Location header", url=url, http_status=status)
     target = urljoin(url, location)
-    allowed = method.upper() == "GET" and same_origin(target, url)
+    allowed = method.upper() == "GET" and origin(target) == origin(url)
     if allowed and followed < MAX_REDIRECTS:
         return target
-    why = (
-        f"more than {MAX_REDIRECTS} redirects"
-        if allowed
-        else f"only GET requests are redirected, and only on {origin_text(url)}"
-    )
+    why = f"more than {MAX_REDIRECTS} redirects"
+    if not allowed:
+        why = f"only GET requests are redirected, and only on {origin_text(url)}"
     raise CCPTrustError(
         f"Refused the redirect (HTTP {status}) of {method.upper()} {url} to {origin_text(target)}: {why} "
         "(no body or credential is sent anywhere else)",
@@ -119,11 +82,10 @@ def redirect_target(method: str, url: str, status: int, location: str | None, fo
     )
 
 
-# --------------------------------------------------------------------------- bounds
-
-
-def too_large(url: str, limit: int = MAX_ANSWER_BYTES) -> CCPTrustError:
-    return CCPTrustError(f"The answer from {url} is larger than {limit} bytes, the most the provider reads", url=url)
+def too_large(url: str) -> CCPTrustError:
+    return CCPTrustError(
+        f"The answer from {url} is larger than {MAX_ANSWER_BYTES} bytes, the most the provider reads", url=url
+    )
 
 
 def load_json(body: bytes | str) -> Any:
@@ -141,8 +103,19 @@ class DeadlineExceeded(Exception):
         super().__init__(f"no complete answer within the connection's timeout of {timeout:g} s")
 
 
-def certificate_failure(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is a TLS certificate that could not be verified."""
+def unanswered(error: BaseException, url: str, verify: bool | str, *, sent: bool) -> Answer:
+    """The ``Answer`` of a request whose transport failed; a certificate that could not be verified is final."""
+    if _certificate_failure(error):
+        setting = "the system's CA bundle" if verify is True else f"the CA bundle {verify!r}"
+        raise CCPTrustError(
+            f"certificate verify failed for {origin_text(url)}: its certificate is not signed by a CA in {setting}; "
+            "set the connection extra 'verify' to the path of the CA bundle that signs it",
+            url=url,
+        ) from None
+    return Answer(None, sent=sent, response=error)
+
+
+def _certificate_failure(error: BaseException) -> bool:
     seen: set[int] = set()
     pending: list[Any] = [error]
     while pending:
@@ -157,26 +130,11 @@ def certificate_failure(error: BaseException) -> bool:
     return False
 
 
-def certificate_error(url: str, verify: bool | str) -> CCPTrustError:
-    setting = "the system's CA bundle" if verify is True else f"the CA bundle {verify!r}"
-    return CCPTrustError(
-        f"certificate verify failed for {origin_text(url)}: its certificate is not signed by a CA in {setting}; "
-        "set the connection extra 'verify' to the path of the CA bundle that signs it",
-        url=url,
-    )
-
-
-# --------------------------------------------------------------------------- retries and the request exchange
-
-
 @dataclass(frozen=True)
 class Answer:
-    """What one send produced, as the exchange needs it: an HTTP status, or a transport failure.
-
-    ``sent`` is False only when the connection failed before the request could leave. ``response``
-    is the transport's own response (or exception), handed back to the hook untouched; ``body`` is
-    the answer as read (at most ``exchange.MAX_ANSWER_BYTES``), empty for a streamed download.
-    """
+    """What one send produced: an HTTP status and the body as read (empty for a streamed download), or a
+    transport failure (no status; ``sent`` False only when the request cannot have left). ``response`` is
+    the transport's own response or exception, handed back to the hook untouched."""
 
     status: int | None
     retry_after: str | None = None
@@ -201,21 +159,18 @@ class Send:
 
 @dataclass(frozen=True)
 class Renew:
-    """Step: CCP answered 401 to ``token``; drop it from the cache (``discarded`` is released)."""
+    """Step: CCP answered 401 to ``token``; drop it from the cache."""
 
     token: str = field(repr=False)
-    discarded: Answer
 
 
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
-    discarded: Answer
 
 
 Step = NeedToken | Send | Renew | Sleep
 Exchange = Generator[Step, Any, Answer]
-_NEED_TOKEN = NeedToken()
 
 
 def exchange(
@@ -227,16 +182,14 @@ def exchange(
     authenticated: bool = True,
     idempotent: bool = False,
 ) -> Exchange:
-    """One request as both hooks send it: retried by ``policy``, a 401 renews the token once.
+    """One request as both hooks send it: retried by ``policy``, a 401 renews the token once, a redirect is
+    followed or refused here (``redirect_target``), never by the transports themselves.
 
-    A generator of ``Step`` s that the hook performs (the token flows' sans-IO style): it answers
-    ``NeedToken`` with a token, ``Send`` with an ``Answer``, and ``Renew``/``Sleep`` with None.
-    Returns the final ``Answer``, which the hook maps with ``error_from_response`` when not ok.
-    A redirect is followed or refused here, by ``exchange.redirect_target``: the transports never
-    follow one themselves.
+    A generator of ``Step`` s that the hook performs (sans-IO, like the token flows): it answers ``NeedToken``
+    with a token, ``Send`` with an ``Answer`` and ``Renew``/``Sleep`` with None; it returns the final ``Answer``.
     """
     idempotent = idempotent or method.upper() in policy.methods
-    token = (yield _NEED_TOKEN) if authenticated else None
+    token = (yield NeedToken()) if authenticated else None
     renewed, retry, redirects, start = False, 0, 0, clock()
     while True:
         answer: Answer = yield Send(token, url)
@@ -246,17 +199,14 @@ def exchange(
             continue
         if answer.status == 401 and token and not renewed:
             renewed = True
-            yield Renew(token, answer)
-            token = yield _NEED_TOKEN
+            yield Renew(token)
+            token = yield NeedToken()
             continue
         retry += 1
         seconds = policy.wait(retry, clock() - start, answer, idempotent=idempotent)
         if seconds is None:
             return answer
-        yield Sleep(seconds, answer)
-
-
-# --------------------------------------------------------------------------- driving a sans-IO flow
+        yield Sleep(seconds)
 
 
 _Ask = TypeVar("_Ask")

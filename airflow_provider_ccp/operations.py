@@ -1,10 +1,6 @@
-"""Every operation both hooks offer, defined once with no I/O: the request it sends and how its answer reads.
-
-``CCPHook`` (requests) and ``CCPAsyncHook`` (aiohttp) only perform these: a ``Call`` is one request and
-its reading, a ``Listing`` a paged list (``GET /jobs``, ``/processes``, ``/executions``) and what each
-entry contributes. So the twins cannot filter, page or parse differently: a job naming another Method
-is left out of ``jobs`` whether or not the server honours ``processID``
-(tests/integration/hooks/test_parity.py runs both hooks on the same answers).
+"""Every operation both hooks offer, defined once with no I/O: a ``Call`` is one request and how its answer
+reads, a ``Listing`` a paged list and what each entry contributes. ``CCPHook`` and ``CCPAsyncHook`` only perform
+them, so they cannot filter, page or parse differently (tests/integration/hooks/test_parity.py).
 """
 
 from __future__ import annotations
@@ -21,29 +17,9 @@ from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
 from airflow_provider_ccp.exchange import Answer, load_json
 from airflow_provider_ccp.protocol import StatusInfo, Submitted, SyncResults
 
-__all__ = [
-    "Call",
-    "Listing",
-    "PageWalk",
-    "submit",
-    "DismissResult",
-    "execute_body",
-    "typing_description",
-    "read_submission",
-    "submission_may_have_landed",
-    "get_method",
-    "methods",
-    "get_job",
-    "jobs",
-    "job_item",
-    "dismiss_job",
-    "executions",
-    "execution_marked",
-    "get_execution",
-]
+__all__ = ["Call", "Listing", "DismissResult", "execute_body", "read_submission"]
 
 T = TypeVar("T")
-OK = frozenset({200})
 MAX_PAGES = 1000
 
 
@@ -54,7 +30,7 @@ class Call(Generic[T]):
     method: str
     url: str
     read: Callable[[Answer], T]
-    ok: frozenset[int] = OK
+    ok: frozenset[int] = frozenset({200})
     params: Mapping[str, Any] | None = None
     method_id: str | None = None
     job_id: str | None = None
@@ -63,34 +39,27 @@ class Call(Generic[T]):
     headers: Mapping[str, str] | None = None
 
     @property
-    def ids(self) -> dict[str, str | None]:
-        """The Method and job an error of this call names."""
+    def ids(self) -> dict[str, str | None]:  # what an error of this call names
         return {"method_id": self.method_id, "job_id": self.job_id}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listing(Generic[T]):
-    """A paged list (``PageWalk``): ``params`` go with the first page,
-    ``pick`` reads each entry (None leaves it out; ``CCPProtocolError`` skips it with a warning)."""
+    """A paged list, walked once by both hooks' rule: follow ``rel=next``, each page once, at most ``MAX_PAGES``,
+    keeping only the page URLs; ``params`` go with the first page only (a next link carries its own). ``pick``
+    reads each entry (None leaves it out; ``CCPProtocolError`` skips it with a warning)."""
 
     url: str
     key: str
     pick: Callable[[Mapping[str, Any]], T | None]
     params: Mapping[str, Any] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        self._next: str | None = self.url
 
-class PageWalk(Generic[T]):
-    """The paging rule of both hooks: follow ``rel=next`` (``protocol.next_link``), each page once, at most
-    ``MAX_PAGES``; only the page URLs are kept, whatever the number of items listed. The listing's
-    ``params`` go with its first page only: a next link carries its own."""
-
-    def __init__(self, listing: Listing[T]) -> None:
-        self.listing = listing
-        self._next: str | None = listing.url
-        self._seen: set[str] = set()
-
-    def params(self, page_url: str) -> Mapping[str, Any] | None:
-        return self.listing.params if page_url == self.listing.url else None
+    def params_of(self, page_url: str) -> Mapping[str, Any] | None:
+        return self.params if page_url == self.url else None
 
     def next_page(self) -> str | None:
         url = self._next
@@ -103,12 +72,10 @@ class PageWalk(Generic[T]):
         """The items of the page just fetched; remembers where the next one is."""
         page_url = self._next or ""
         self._next = protocol.next_link(document, page_url) if isinstance(document, Mapping) else None
-        return protocol.listed_items(document, self.listing.key)
+        return protocol.listed_items(document, self.key)
 
 
 def submit(base_url: str, method_id: str, body: Mapping[str, Any]) -> Call[Submitted]:
-    """The execution POST of ``body`` (``execute_body``) and its answer (``read_submission``)."""
-
     def read(answer: Answer) -> Submitted:
         headers = answer.response.headers
         return read_submission(answer.status or 0, answer.body, headers.get("Location"), headers.get("Content-Type"))
@@ -118,7 +85,6 @@ def submit(base_url: str, method_id: str, body: Mapping[str, Any]) -> Call[Submi
 
 
 def get_method(base_url: str, method_id: str) -> Call[dict[str, Any]]:
-    """The Method's description (CCP's method.json: inputs, outputs, scripts, ...)."""
     url = protocol.process_url(base_url, method_id)
 
     def read(answer: Answer) -> dict[str, Any]:
@@ -139,11 +105,6 @@ def get_job(base_url: str, job_id: str) -> Call[StatusInfo]:
     return Call("GET", url, lambda answer: protocol.read_status(answer.body, url=url, job_id=job_id), job_id=job_id)
 
 
-def job_item(item: Mapping[str, Any]) -> StatusInfo:
-    """A job of a ``GET /jobs`` listing; an entry with no jobID or status raises ``CCPProtocolError``."""
-    return StatusInfo.from_json(item)
-
-
 def jobs(
     base_url: str, method_id: str | None = None, status: str | None = None, limit: int = 100
 ) -> Listing[StatusInfo]:
@@ -156,17 +117,25 @@ def jobs(
         params["processID"] = method_id
 
     def pick(item: Mapping[str, Any]) -> StatusInfo | None:
-        job = job_item(item)
+        job = StatusInfo.from_json(item)
         return job if not method_id or job.process_id in (None, method_id) else None
 
     return Listing(protocol.jobs_url(base_url), "jobs", pick, params)
 
 
 def dismiss_job(base_url: str, job_id: str) -> Call[DismissResult]:
-    """OGC dismiss; 404/405/501 mean the server cannot, and are reported so."""
-
     def read(answer: Answer) -> DismissResult:
-        return dismiss_outcome(job_id, answer.status or 0, answer.body)
+        if answer.status in DISMISS_UNSUPPORTED_STATUSES:
+            message = f"The server cannot dismiss job {job_id} (HTTP {answer.status} to DELETE /jobs/{job_id})"
+            return DismissResult(supported=False, status=None, message=message)
+        try:
+            status: StatusInfo | None = StatusInfo.from_json(load_json(answer.body))
+        except (ValueError, CCPError):
+            status = None
+        if status is not None and status.job_id != job_id:
+            status = None  # an answer about another job says nothing about this one
+        word = status.status if status else "dismissed"
+        return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")
 
     return Call("DELETE", protocol.job_url(base_url, job_id), read, DISMISS_ANSWERS, job_id=job_id)
 
@@ -185,15 +154,13 @@ def execution_marked(base_url: str, marker: str) -> Listing[str]:
     """The job ids of the execution records whose request carries ``marker`` in its ``ccpnote``."""
 
     def pick(record: Mapping[str, Any]) -> str | None:
-        return (
-            execution_records.record_job_id(record) if execution_records.record_carries_marker(record, marker) else None
-        )
+        carries = execution_records.record_carries_marker(record, marker)
+        return execution_records.record_job_id(record) if carries else None
 
     return Listing(protocol.executions_url(base_url), "executions", pick, {"limit": 100})
 
 
 def get_execution(base_url: str, job_id: str) -> Call[dict[str, Any]]:
-    """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""
     url = protocol.execution_url(base_url, job_id)
 
     def read(answer: Answer) -> dict[str, Any]:
@@ -208,7 +175,7 @@ SUBMIT_HEADERS = {"Prefer": "respond-async", "Accept": "application/json", "Cont
 SUBMIT_OK_STATUSES = frozenset({200, 201, 202})
 #: A server that cannot dismiss jobs answers one of these to ``DELETE /jobs/{id}``.
 DISMISS_UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
-#: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_outcome`` reads rather than raises.
+#: Every answer to ``DELETE /jobs/{id}`` that ``dismiss_job`` reads rather than raises.
 DISMISS_ANSWERS = frozenset({200, 202, 204}) | DISMISS_UNSUPPORTED_STATUSES
 
 
@@ -220,12 +187,9 @@ def execute_body(
     typed_by: Mapping[str, Any] | None = None,
     members: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of ``POST /processes/{id}/execution`` in the OGC 1.0 shape CCP reads.
-
-    Input values go out as strings (CCP), or, given ``typed_by`` (the description of a process on
-    another OGC server), as the JSON types its schemas declare. ``members`` are added at the top
-    level (e.g. ``subscribers``); they may not replace the members this function writes.
-    """
+    """The JSON body of ``POST /processes/{id}/execution`` in the OGC 1.0 shape CCP reads: input values as
+    strings (CCP), or as the JSON types the schemas of ``typed_by`` declare (a process on another OGC server);
+    ``members`` are added at the top level (e.g. ``subscribers``), never replacing the ones written here."""
     added = protocol.request_members(members)
     encoded = typed_inputs(inputs, typed_by) if typed_by is not None else protocol.string_inputs(inputs)
     body: dict[str, Any] = {"inputs": encoded, "response": response}
@@ -240,24 +204,16 @@ def typing_description(
     description: Mapping[str, Any] | None,
     describe: Callable[[], Mapping[str, Any]],
 ) -> Mapping[str, Any] | None:
-    """The description whose schemas type the inputs, or None when they go as strings (CCP).
-
-    Extra ``server``: ``ccp`` and ``ogc`` decide; ``auto`` takes CCP when the inputs name a CCP input
-    (``ccpimage``, ``ccpnote``, ...) or the Method declares ``ccpimage`` (docs/connection.md). The
-    description is read (``describe``) only when it decides and was not given.
-    """
-    if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and names_ccp_input(inputs)):
+    """The description whose schemas type the inputs, or None when they go as strings (CCP). Extra ``server``:
+    ``ccp`` and ``ogc`` decide; ``auto`` takes CCP when the inputs name a CCP input (``ccpimage``, ...) or the
+    Method declares ``ccpimage``. The description is read (``describe``) only when it decides and was not given."""
+    if kind == ServerKind.CCP or not inputs or (kind == ServerKind.AUTO and not CCP_SYSTEM_INPUTS.isdisjoint(inputs)):
         return None
     if description is None:
         description = describe()
     if kind == ServerKind.AUTO and is_ccp_description(description):
         return None
     return description
-
-
-def names_ccp_input(inputs: Mapping[str, Any]) -> bool:
-    """Inputs that only CCP knows (``ccpimage``, ``ccpnote``, ...) say the server is CCP."""
-    return any(name in CCP_SYSTEM_INPUTS for name in inputs)
 
 
 def typed_inputs(inputs: Mapping[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,9 +226,14 @@ def typed_inputs(inputs: Mapping[str, Any], description: Mapping[str, Any]) -> d
     }
 
 
-def job_id_from_location(location: str | None) -> str | None:
-    """The job a ``Location`` header names: the segment after ``jobs`` (``.../jobs/{id}[/results]``),
-    else the last one (where CCP puts it)."""
+def job_id_from_submission(body: Any, location: str | None) -> str | None:
+    """The job id of a new execution: the statusInfo's ``jobID``, else the ``Location`` segment after ``jobs``
+    (``.../jobs/{id}[/results]``), else its last one (where CCP puts it). Never another field: a sync results
+    document may hold an ``id`` (the process's, an output's), which names no job."""
+    if isinstance(body, Mapping):
+        for key in ("jobID", "jobId"):
+            if body.get(key):
+                return str(body[key])
     segments = [unquote(part) for part in urlsplit(location or "").path.split("/") if part]
     for index in range(len(segments) - 2, -1, -1):
         if segments[index] == "jobs":
@@ -280,23 +241,9 @@ def job_id_from_location(location: str | None) -> str | None:
     return segments[-1] if segments else None
 
 
-def job_id_from_submission(body: Any, location: str | None) -> str | None:
-    """The job id of a new execution: the statusInfo's ``jobID``, else ``Location``; never another field.
-
-    A sync results document may hold an ``id`` (the process's, an output's): it names no job.
-    """
-    if isinstance(body, Mapping):
-        for key in ("jobID", "jobId"):
-            if body.get(key):
-                return str(body[key])
-    return job_id_from_location(location)
-
-
 def read_submission(status_code: int, body: bytes, location: str | None, media_type: str | None) -> Submitted:
-    """The answer to the execution POST: the new job's statusInfo, or the results of a sync execution.
-
-    The statusInfo's ``status`` is empty when the answer held none (a bare 201 with a ``Location``).
-    """
+    """The answer to the execution POST: the new job's statusInfo (``status`` empty when the answer held none,
+    e.g. a bare 201 with a ``Location``), or the results of a sync execution."""
     media = (media_type or "").split(";", 1)[0].strip().lower()
     json_media = media == "application/json" or media.endswith("+json")
     try:
@@ -323,13 +270,9 @@ def read_submission(status_code: int, body: bytes, location: str | None, media_t
 
 
 def submission_may_have_landed(error: CCPError, url: str) -> bool:
-    """Whether a failed execution POST may still have created an execution.
-
-    No answer (connection lost, read timeout) or a 5xx from the execution URL itself: the server
-    (or a proxy) may have created the job before the answer was lost. A 4xx is a refusal, and an
-    error with another URL (the token endpoint) happened before the POST was sent. An answer refused
-    unread (too large) came from the execution URL too: the execution may exist, and is looked up.
-    """
+    """Whether a failed execution POST may still have created an execution: no answer (connection lost, read
+    timeout, refused unread as too large) or a 5xx from the execution URL itself. A 4xx is a refusal, and an
+    error with another URL (the token endpoint) happened before the POST was sent."""
     return error.url == url and (error.http_status is None or error.http_status >= 500)
 
 
@@ -340,20 +283,3 @@ class DismissResult:
     supported: bool
     status: StatusInfo | None
     message: str
-
-
-def dismiss_outcome(job_id: str, status_code: int, body: bytes) -> DismissResult:
-    if status_code in DISMISS_UNSUPPORTED_STATUSES:
-        return DismissResult(
-            supported=False,
-            status=None,
-            message=f"The server cannot dismiss job {job_id} (HTTP {status_code} to DELETE /jobs/{job_id})",
-        )
-    try:
-        status: StatusInfo | None = StatusInfo.from_json(load_json(body))
-    except (ValueError, CCPError):
-        status = None
-    if status is not None and status.job_id != job_id:
-        status = None  # an answer about another job says nothing about this one
-    word = status.status if status else "dismissed"
-    return DismissResult(supported=True, status=status, message=f"CCP job {job_id} is {word}")

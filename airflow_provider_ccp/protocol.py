@@ -1,9 +1,6 @@
-"""CCP / OGC API - Processes 1.0 wire format, with no I/O.
-
-Both transports (the requests-based ``CCPHook`` and the aiohttp-based ``CCPAsyncHook``) build
-their requests and read their answers only through this module, so the worker and the
-triggerer can never disagree about a URL, a request body or what a status word means.
-"""
+"""CCP / OGC API - Processes 1.0 wire format, with no I/O: both hooks build their requests and read their
+answers only through this module, so the worker and the triggerer never disagree about a URL, a request body
+or what a status word means."""
 
 from __future__ import annotations
 
@@ -13,14 +10,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import pendulum
 
-from airflow_provider_ccp.descriptions import (
-    input_value_to_string,
-)
+from airflow_provider_ccp.descriptions import input_value_to_string
 from airflow_provider_ccp.exceptions import (
     CCPAuthError,
     CCPError,
@@ -32,42 +27,7 @@ from airflow_provider_ccp.exceptions import (
 )
 from airflow_provider_ccp.exchange import followed_link, load_json
 
-__all__ = [
-    "StatusInfo",
-    "SyncResults",
-    "Submitted",
-    "CCP_LOG_OUTPUTS",
-    "SUCCESS_STATUSES",
-    "FAILURE_STATUSES",
-    "JSON_HEADERS",
-    "OUTPUT_ZIP_HEADERS",
-    "RESULTS_HEADERS",
-    "method_segment",
-    "job_segment",
-    "api_url",
-    "processes_url",
-    "process_url",
-    "execution_request_url",
-    "jobs_url",
-    "job_url",
-    "job_results_url",
-    "executions_url",
-    "execution_url",
-    "output_zip_url",
-    "next_link",
-    "listed_items",
-    "encode_context",
-    "string_inputs",
-    "request_members",
-    "value_outputs",
-    "normalize_status",
-    "is_terminal",
-    "is_known",
-    "epoch_seconds",
-    "error_from_response",
-    "decode_json",
-    "read_status",
-]
+__all__ = ["StatusInfo", "SyncResults", "Submitted", "error_from_response", "read_status", "next_link"]
 
 #: Outputs CCP's execution form ("Output options") and the code it generates request besides the declared ones.
 CCP_LOG_OUTPUTS = ("stdout", "stderr")
@@ -85,18 +45,6 @@ OUTPUT_ZIP_HEADERS = {"Accept": "application/zip, */*", "Accept-Encoding": "iden
 RESULTS_HEADERS = JSON_HEADERS | {"Accept-Encoding": "identity"}
 
 
-# --------------------------------------------------------------------------- URLs
-
-
-def _segment(value: str) -> str:
-    """Quote one path segment, so an id can never add path levels or a query to a URL."""
-    return quote(str(value), safe="")
-
-
-#: Ids a URL cannot carry: quoted or not, the client resolves them to another path (``/jobs/..`` is ``/``).
-UNUSABLE_IDS = frozenset({"", ".", ".."})
-
-
 def method_segment(method_id: str) -> str:
     return _checked_id("Method id", method_id)
 
@@ -106,15 +54,16 @@ def job_segment(job_id: str) -> str:
 
 
 def _checked_id(kind: str, value: str) -> str:
-    """Refuse, before any request, an id that would make the URL name another resource."""
     text = str(value)
-    if text in UNUSABLE_IDS:
+    # Quoted or not, the client resolves these to another path (``/jobs/..`` is ``/``).
+    if text in ("", ".", ".."):
         raise CCPInputError(f"{kind} {text!r} is not usable: expected a name other than '', '.' and '..'")
     return text
 
 
 def api_url(base_url: str, *segments: str) -> str:
-    return base_url.rstrip("/") + "/" + "/".join(_segment(s) for s in segments)
+    # Each segment quoted whole: an id can never add path levels or a query to a URL.
+    return base_url.rstrip("/") + "/" + "/".join(quote(str(s), safe="") for s in segments)
 
 
 def processes_url(base_url: str) -> str:
@@ -154,11 +103,8 @@ def output_zip_url(base_url: str, job_id: str) -> str:
 
 
 def next_link(document: Mapping[str, Any], current_url: str) -> str | None:
-    """The ``rel=next`` link of a paged OGC list, made absolute against the page it came from.
-
-    A link to another origin than that page's is refused (``CCPTrustError``): the next request would
-    carry the bearer token there. The first page is on the connection's base URL, so every page is.
-    """
+    """The ``rel=next`` link of a paged OGC list, made absolute against the page it came from. A link to another
+    origin is refused (``CCPTrustError``): the next request would carry the bearer token there."""
     for link in document.get("links") or []:
         if isinstance(link, Mapping) and link.get("rel") == "next" and link.get("href"):
             return followed_link(link["href"], current_url, "the next page of a list")
@@ -176,9 +122,6 @@ def encode_context(context: str) -> str:
     return quote(context, safe="")
 
 
-# --------------------------------------------------------------------------- execute request
-
-
 def string_inputs(inputs: Mapping[str, Any]) -> dict[str, str]:
     return {name: input_value_to_string(name, value) for name, value in inputs.items()}
 
@@ -192,8 +135,7 @@ def request_members(members: Mapping[str, Any] | None) -> dict[str, Any]:
             "request_members must be a mapping of member names to values "
             f"(e.g. {{'subscribers': [...]}}), got a {type(members).__name__}"
         )
-    taken = sorted(str(name) for name in members if name in PROVIDER_MEMBERS)
-    if taken:
+    if taken := sorted(str(name) for name in members if name in PROVIDER_MEMBERS):
         raise CCPInputError(
             f"request_members may not set {', '.join(map(repr, taken))}: the provider writes "
             f"{', '.join(sorted(PROVIDER_MEMBERS))} (pass inputs= or outputs= instead)"
@@ -217,13 +159,7 @@ class SyncResults:
 
     body: bytes = field(repr=False)
     media_type: str = "application/json"
-
-    @property
-    def file_name(self) -> str:
-        return "results.json"
-
-
-# --------------------------------------------------------------------------- job status
+    file_name: ClassVar[str] = "results.json"
 
 
 def normalize_status(word: Any) -> str:
@@ -240,8 +176,7 @@ def is_failure(status: str) -> bool:
 
 def is_terminal(status: str) -> bool:
     """Terminal means success or failure; an unknown word keeps the poll going (``JobWatch`` warns once)."""
-    word = normalize_status(status)
-    return word in SUCCESS_STATUSES or word in FAILURE_STATUSES
+    return is_success(status) or is_failure(status)
 
 
 def is_known(status: str) -> bool:
@@ -259,11 +194,8 @@ def _parse_time(value: Any) -> pendulum.DateTime | None:
 
 
 def epoch_seconds(value: Any) -> float | None:
-    """A statusInfo timestamp as epoch seconds, None when it is missing or no time; a naive time is UTC.
-
-    For reading whole listings: the standard library's ISO parser takes a microsecond where pendulum's
-    takes about thirty, and the forms it does not know (pendulum's wider ISO 8601) still parse.
-    """
+    """A statusInfo timestamp as epoch seconds (None when missing or no time; a naive time is UTC), for whole
+    listings: the standard library's ISO parser takes a microsecond where pendulum's takes about thirty."""
     if not value or not isinstance(value, str):
         return None
     try:
@@ -275,21 +207,13 @@ def epoch_seconds(value: Any) -> float | None:
 
 
 def _timestamp(name: str) -> cached_property[pendulum.DateTime | None]:
-    """A statusInfo timestamp, parsed from the raw document the first time it is read."""
-
-    def parse(info: StatusInfo) -> pendulum.DateTime | None:
-        return _parse_time(info.raw.get(name))
-
-    return cached_property(parse)
+    return cached_property(lambda info: _parse_time(info.raw.get(name)))
 
 
 @dataclass(frozen=True)
 class StatusInfo:
-    """OGC API - Processes ``statusInfo`` (CCP calls it jobStatus), tolerant of missing optional fields.
-
-    The timestamps are parsed from ``raw`` when first read: a poll that only looks at the status
-    (the trigger's) never pays for four date parses.
-    """
+    """OGC API - Processes ``statusInfo`` (CCP calls it jobStatus), tolerant of missing optional fields. The
+    timestamps are parsed from ``raw`` when first read: a poll that only reads the status never pays for them."""
 
     job_id: str
     status: str
@@ -319,6 +243,7 @@ class StatusInfo:
             raw=dict(body),
         )
 
+    _TIMESTAMPS: ClassVar[tuple[str, ...]] = ("created", "started", "finished", "updated")
     created = _timestamp("created")
     started = _timestamp("started")
     finished = _timestamp("finished")
@@ -346,32 +271,12 @@ class StatusInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON primitives only: safe for XCom and trigger events."""
-        return {
-            "job_id": self.job_id,
-            "status": self.status,
-            "message": self.message,
-            "process_id": self.process_id,
-            "progress": self.progress,
-            "created": self.created.isoformat() if self.created else None,
-            "started": self.started.isoformat() if self.started else None,
-            "finished": self.finished.isoformat() if self.finished else None,
-            "updated": self.updated.isoformat() if self.updated else None,
-            "duration_seconds": self.duration_seconds,
-        }
+        fields = {name: getattr(self, name) for name in ("job_id", "status", "message", "process_id", "progress")}
+        times = {name: moment.isoformat() if (moment := getattr(self, name)) else None for name in self._TIMESTAMPS}
+        return fields | times | {"duration_seconds": self.duration_seconds}
 
 
 Submitted = StatusInfo | SyncResults
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _error_document(body: bytes) -> Mapping[str, Any] | None:
-    try:
-        document = load_json(body) if body else None
-    except ValueError:
-        return None
-    return document if isinstance(document, Mapping) else None
 
 
 def error_from_response(
@@ -383,30 +288,25 @@ def error_from_response(
     method_id: str | None = None,
     job_id: str | None = None,
 ) -> CCPError:
-    """Map an HTTP error answer to the exception hierarchy, reading an OGC exception body if any.
-
-    The message is one line (task logs and Airflow's failure summary show only the first): the
-    server's reason and the status first, what a user reads to know what to change, then where (URL,
-    Method, job). An HTML or empty body is reported by its status line rather than as a JSON decoding error.
-    """
-    document = _error_document(body) or {}
+    """Map an HTTP error answer to the exception hierarchy, reading an OGC exception body if any. The message
+    is one line (task logs and Airflow's failure summary show only the first): the server's reason and the
+    status first, then where (URL, Method, job); an HTML or empty body is reported by its status line."""
+    try:
+        document = load_json(body)
+    except ValueError:  # an HTML or empty body
+        document = None
+    document = document if isinstance(document, Mapping) else {}
     error_type = str(document.get("type") or "") or None
     title = str(document.get("title") or "") or None
     detail = str(document.get("detail") or document.get("description") or "") or None
-    subject = ", ".join(
-        part for part in (f"Method {method_id!r}" if method_id else "", f"job {job_id!r}" if job_id else "") if part
-    )
+    subject = ", ".join(f"{kind} {value!r}" for kind, value in (("Method", method_id), ("job", job_id)) if value)
     summary = f"HTTP {status_code} {reason}".strip()
     # A title that only repeats the status line ("Bad Request") would push the reason right.
     heading = title if title and title.strip().lower() != reason.strip().lower() else None
     words = "; ".join(" ".join(part.split()) for part in (heading, detail) if part)
     first = f"{words} ({summary})" if words else summary
     message = f"{first} from {url}" + (f" ({subject})" if subject else "")
-    error_class: type[CCPError] = CCPError
-    if status_code in (401, 403):
-        error_class = CCPAuthError
-    elif status_code == 404:
-        error_class = CCPNotFoundError
+    error_class = {401: CCPAuthError, 403: CCPAuthError, 404: CCPNotFoundError}.get(status_code, CCPError)
     return error_class(
         message,
         http_status=status_code,

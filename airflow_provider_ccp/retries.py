@@ -1,10 +1,8 @@
 """Which failures are transient, and how long to wait before trying again: the one rule of the provider.
 
-``RetryPolicy`` is passed as an object to whatever retries: both hooks' request exchange
-(``exchange.exchange``: which answers of an idempotent request are resent, the backoff, ``Retry-After``),
-the waits (``waiting.JobWatch``: which failed polls are ridden out, how many in a row, the poll backoff)
-and the lookup of a lost submission (``submission``). ``fail_without_retry`` tells Airflow which errors
-no task retry can heal (docs/connection.md, "Retries").
+``RetryPolicy`` is passed as an object to whatever retries: both hooks' request exchange, the waits
+(``waiting.JobWatch``) and the lookup of a lost submission. ``fail_without_retry`` tells Airflow which
+errors no task retry can heal (docs/connection.md, "Retries").
 """
 
 from __future__ import annotations
@@ -35,23 +33,10 @@ from airflow_provider_ccp.version_compat import AirflowFailException
 if TYPE_CHECKING:
     from airflow_provider_ccp.exchange import Answer
 
-__all__ = [
-    "RetryPolicy",
-    "DEFAULT_RETRY",
-    "is_final",
-    "is_transient",
-    "as_final",
-    "fail_without_retry",
-]
+__all__ = ["RetryPolicy", "DEFAULT_RETRY", "is_final", "is_transient", "as_final", "fail_without_retry"]
 
-#: Answers an idempotent request (GET, DELETE, a token grant) is resent on, by the hook itself.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: 4xx answers a later try can change: an expired token (the hook already renewed it once), a timeout, a rate limit.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
-#: A server error that asking again never fixes: the server has no such feature.
-NOT_IMPLEMENTED = 501
-#: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 def retry_after_seconds(value: str | None, cap: float) -> float | None:
@@ -84,16 +69,14 @@ def is_final(error: BaseException) -> bool:
 
 
 def is_transient(error: CCPError) -> bool:
-    """Whether asking again may help a wait: connection trouble, 5xx, 429, an unreadable body.
-
-    An auth error raised before any answer (no HTTP status) is final: the token flow itself said no,
-    e.g. a static token (``auth_flow=token``) that CCP rejected cannot be renewed.
-    """
+    """Whether asking again may help a wait: connection trouble, 5xx, 429, an unreadable body. An auth error
+    raised before any answer is final: the token flow itself said no (e.g. a rejected ``auth_flow=token``)."""
     if isinstance(error, CCPNotFoundError | CCPTrustError | CCPConfigError | CCPCredentialsError):
         return False
     if isinstance(error, CCPAuthError) and error.http_status is None:
         return False
-    return error.http_status != NOT_IMPLEMENTED and retry_may_help(error.http_status)
+    # 501: the server has no such feature, which asking again never fixes.
+    return error.http_status != 501 and retry_may_help(error.http_status)
 
 
 @dataclass(frozen=True)
@@ -116,8 +99,10 @@ class RetryPolicy:
     delay_max: float = 20.0
     retry_after_cap: float = 60.0
     total_seconds: float = 180.0
-    statuses: frozenset[int] = RETRYABLE_STATUSES
-    methods: frozenset[str] = IDEMPOTENT_METHODS
+    #: Answers an idempotent request (GET, DELETE, a token grant) is resent on, by the hook itself.
+    statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    #: Methods that are safe to send twice; the execution POST is not (a duplicate costs real compute).
+    methods: frozenset[str] = frozenset({"GET", "HEAD", "DELETE"})
     poll_failures: int = 5
     poll_backoff_max: float = 300.0
 
@@ -130,33 +115,25 @@ class RetryPolicy:
 
     def wait(self, retry: int, elapsed: float, answer: Answer, *, idempotent: bool) -> float | None:
         """Seconds to wait before retry number ``retry`` (from 1), or None when ``answer`` is final."""
-        if retry > self.limit:
+        answered = answer.status is not None
+        if retry > self.limit or (answered and answer.status not in self.statuses):
             return None
-        if answer.status is not None:
-            if not idempotent or answer.status not in self.statuses:
-                return None
-            seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
-        else:
-            if answer.sent and not idempotent:
-                return None
-            seconds = None
-        if seconds is None:
-            seconds = self.backoff(retry)
+        if not idempotent and (answered or answer.sent):
+            return None  # it may have arrived: only a request that cannot have left is sent again
+        seconds = retry_after_seconds(answer.retry_after, self.retry_after_cap)
+        seconds = self.backoff(retry) if seconds is None else seconds
         return seconds if elapsed + seconds <= self.total_seconds else None
 
-    @staticmethod
-    def transient(error: CCPError) -> bool:
-        """Whether a wait or a lookup rides ``error`` out (``is_transient``)."""
-        return is_transient(error)
+    #: Whether a wait or a lookup rides an error out.
+    transient = staticmethod(is_transient)
 
     def poll_delay(self, interval: float, failures: int) -> float:
         """The wait before the next poll after ``failures`` failed polls in a row."""
-        if not failures:
-            return interval
-        return min(interval * 2 ** (failures - 1), max(interval, self.poll_backoff_max))
+        return interval if not failures else min(interval * 2 ** (failures - 1), max(interval, self.poll_backoff_max))
 
 
 DEFAULT_RETRY = RetryPolicy()
+
 
 _FINAL_TYPES: dict[type[CCPError], type[CCPError]] = {}
 
@@ -178,17 +155,11 @@ def as_final(error: CCPError) -> CCPError:
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
-def is_expected(error: CCPError) -> bool:
-    """A failure the message explains in full (an execution that failed, an input CCP refused):
-    the provider's frames and causes behind it would only push the reason out of sight."""
-    return is_final(error) or isinstance(error, CCPJobFailedError | CCPJobTimeoutError)
-
-
 def fail_without_retry(method: Method) -> Method:
     """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not.
 
-    An expected failure is raised from here with no traceback below this frame and no cause, so the
-    task log shows its message under a short traceback.
+    A failure its message explains in full (a final error, an execution that failed or timed out) is raised
+    with no traceback below this frame and no cause: the provider's frames would push the reason out of sight.
     """
 
     @functools.wraps(method)
@@ -196,9 +167,10 @@ def fail_without_retry(method: Method) -> Method:
         try:
             return method(*args, **kwargs)
         except CCPError as error:
-            if not is_expected(error):
+            final = is_final(error)
+            if not final and not isinstance(error, CCPJobFailedError | CCPJobTimeoutError):
                 raise
-            shown = error if not is_final(error) or isinstance(error, AirflowFailException) else as_final(error)
+            shown = as_final(error) if final and not isinstance(error, AirflowFailException) else error
             raise shown.with_traceback(None) from None
 
     return wrapper  # type: ignore[return-value]

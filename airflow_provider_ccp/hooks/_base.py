@@ -1,8 +1,5 @@
-"""What both hooks share: the connection's Airflow names, the retry policy, the CA setting, the paging
-rule, and how an exchange's final answer becomes the result or the error.
-
-Private to ``airflow_provider_ccp.hooks``: ``CCPHook`` and ``CCPAsyncHook`` (``hooks/ccp.py``) are built on it.
-"""
+"""What both hooks (``hooks/ccp.py``) share: the connection's Airflow names, the retry policy, the CA setting,
+the paging rule, and how an exchange's final answer becomes the result or the error."""
 
 from __future__ import annotations
 
@@ -10,19 +7,14 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_ccp import auth, exchange, operations, protocol
 from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError
-from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_ccp.hooks._pool import Reply
-from airflow_provider_ccp.protocol import StatusInfo
+from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID, connection_form_widgets, ui_field_behaviour
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
-
-__all__ = ["CCPHookBase", "bearer", "settle", "token_answer", "verify_setting"]
 
 T = TypeVar("T")
 
@@ -36,15 +28,11 @@ class CCPHookBase(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form on Airflow 3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
-        from airflow_provider_ccp.get_provider_info import ui_field_behaviour
-
         return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form on Airflow 3.1, where wtforms is installed."""
-        from airflow_provider_ccp.get_provider_info import connection_form_widgets
-
         return connection_form_widgets()
 
     def __init__(
@@ -73,30 +61,24 @@ class CCPHookBase(BaseHook):
         self.log.info("CCP answered 401 to %s %s: renewing the token and trying once more", method, url)
 
     def _picked(self, pick: Callable[[Mapping[str, Any]], T | None], item: Mapping[str, Any], key: str) -> T | None:
-        """What ``pick`` reads of a listing's entry, or None for an entry it cannot read (a job with no
-        jobID or status): skipped with a warning, so that one malformed entry hides neither the others nor
-        the listing."""
+        """None for an entry ``pick`` cannot read (a job with no jobID or status), skipped with a warning:
+        one malformed entry hides neither the others nor the listing."""
         try:
             return pick(item)
         except CCPProtocolError as err:
             self.log.warning("Skipped an entry of CCP's %s listing that it cannot read: %s", key, err)
             return None
 
-    def _picks(self, walk: operations.PageWalk[T], document: Any) -> list[T]:
-        """What the listing takes of a page (``operations.Listing.pick``)."""
-        key, pick = walk.listing.key, walk.listing.pick
-        return [picked for item in walk.read(document) if (picked := self._picked(pick, item, key)) is not None]
+    def _picks(self, listing: operations.Listing[T], document: Any) -> list[T]:
+        key, pick = listing.key, listing.pick
+        return [picked for item in listing.read(document) if (picked := self._picked(pick, item, key)) is not None]
 
-    def _listed_job(self, item: Mapping[str, Any]) -> StatusInfo | None:
-        return self._picked(operations.job_item, item, "jobs")
+    def _listed_job(self, item: Mapping[str, Any]) -> protocol.StatusInfo | None:
+        return self._picked(protocol.StatusInfo.from_json, item, "jobs")
 
 
 def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def reason(response: requests.Response | Reply) -> str:
-    return str(getattr(response, "reason", None) or getattr(response, "reason_phrase", "") or "")
 
 
 def transport_failure(error: Any) -> str:
@@ -104,22 +86,12 @@ def transport_failure(error: Any) -> str:
     return str(error) if isinstance(error, exchange.DeadlineExceeded) else type(error).__name__
 
 
-def settle(
-    answer: exchange.Answer,
-    ok: frozenset[int],
-    url: str,
-    *,
-    method_id: str | None = None,
-    job_id: str | None = None,
-) -> exchange.Answer:
-    """The final answer of an exchange when ``ok``, else the mapped error."""
+def settle(answer: exchange.Answer, ok: frozenset[int], url: str, **ids: Any) -> exchange.Answer:
+    """The final answer of an exchange when ``ok``, else the mapped error (naming ``method_id``/``job_id``)."""
     if answer.status is None:
-        failure = transport_failure(answer.response)
-        raise CCPError(f"Could not reach CCP at {url}: {failure}", url=url, method_id=method_id, job_id=job_id)
+        raise CCPError(f"Could not reach CCP at {url}: {transport_failure(answer.response)}", url=url, **ids)
     if answer.status not in ok:
-        raise protocol.error_from_response(
-            answer.status, reason(answer.response), answer.body, url=url, method_id=method_id, job_id=job_id
-        )
+        raise protocol.error_from_response(answer.status, answer.response.reason or "", answer.body, url=url, **ids)
     return answer
 
 
@@ -130,9 +102,8 @@ def token_answer(answer: exchange.Answer, url: str) -> auth.TokenAnswer:
 
 
 def verify_setting(verify: bool | str) -> bool | str:
-    """The CA setting both hooks use: the ``verify`` extra when it names a bundle or is false, whatever
-    the environment says; for true, a bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as
-    requests reads them, else the default one."""
+    """The CA setting both hooks use: the ``verify`` extra, whatever the environment says, unless it is true;
+    then a bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as requests reads them, else the default."""
     if verify is not True:
         return verify
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True

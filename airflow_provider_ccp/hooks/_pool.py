@@ -1,8 +1,5 @@
-"""The triggerer's HTTP client: one aiohttp session per (CCP connection, event loop), shared by every async hook.
-
-Private to ``airflow_provider_ccp.hooks``: ``CCPAsyncHook`` leases a pool with ``POOLS.acquire`` and
-gives it back with ``POOLS.release``. The session only sends and reads, keeping the trust rules a
-transport keeps itself (``Session.send``); what to send, retry, follow and accept is decided by
+"""The triggerer's HTTP client: one aiohttp session per (CCP connection, event loop), shared by every async hook
+(``POOLS``). The session only sends and reads; what to send, retry, follow and accept is decided by
 ``exchange.exchange``, as for the sync hook.
 """
 
@@ -27,20 +24,17 @@ import yarl
 
 from airflow_provider_ccp import auth, exchange
 from airflow_provider_ccp.connection import CCPConnectionSettings
+from airflow_provider_ccp.version_compat import conf
 
-#: Idle connections stay open this long: longer than the usual poll interval, so polls reuse them.
-KEEPALIVE_SECONDS = 120.0
-USER_AGENT = {"User-Agent": "airflow-provider-ccp"}
 #: Failures of the connection itself: the request cannot have left.
 UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-#: Parsed URLs kept: one per job a triggerer follows, with room for many thousands.
-PARSED_URLS = 65536
+#: A trigger polls the same URL all its life: parsed once, not on every poll. One URL per job a triggerer
+#: follows, with room for many thousands.
+_parsed = functools.lru_cache(maxsize=65536)(yarl.URL)
 
 
 def warn_retired_setting() -> None:
     """``[ccp] async_http_client`` chose between httpx and aiohttp up to 0.1: said once per process, then ignored."""
-    from airflow_provider_ccp.version_compat import conf
-
     if conf.get("ccp", "async_http_client", fallback=None) is not None:
         _warn_once()
 
@@ -54,11 +48,9 @@ def _warn_once() -> None:
 
 @functools.lru_cache(maxsize=8)
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    """One SSL context per ``verify`` setting and process, shared by every session.
-
-    Building one reads the whole CA bundle: about 30 ms of blocking work, which a triggerer running
-    many CCP triggers would otherwise pay on its event loop. ``True`` trusts the bundle requests uses.
-    """
+    """One SSL context per ``verify`` setting and process, shared by every session: building one reads the
+    whole CA bundle, about 30 ms of blocking work a triggerer running many CCP triggers would otherwise pay on
+    its event loop. ``True`` trusts the bundle requests uses."""
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -69,32 +61,11 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
 
 
-@functools.lru_cache(maxsize=PARSED_URLS)
-def _parsed(url: str) -> yarl.URL:
-    """A trigger polls the same URL all its life: parse it once, not on every poll."""
-    return yarl.URL(url)
-
-
-class Reply:
-    """An answer's status line and headers, as the hook reads them besides the body (``Answer.body``)."""
-
-    __slots__ = ("headers", "reason_phrase", "status_code")
-
-    def __init__(self, status_code: int, reason_phrase: str, headers: Mapping[str, str]) -> None:
-        self.status_code = status_code
-        self.reason_phrase = reason_phrase
-        self.headers = headers
-
-
 class Session:
-    """One ``aiohttp.ClientSession`` whose connector holds up to ``size`` connections.
-
-    aiohttp's connector hands a free connection to the next waiter without scanning the queue, so
-    one session scales to thousands of triggers (tests/benchmarks/triggerer_load.py). No cookies are
-    kept and no redirect is followed (``exchange.exchange`` decides); proxies come from the
-    environment, looked up once per origin: aiohttp's own ``trust_env`` would look them (and
-    ~/.netrc) up in a thread per request. A whole request is bounded by the connection's timeout.
-    """
+    """One ``aiohttp.ClientSession`` whose connector holds up to ``size`` connections: it hands a free one to the
+    next waiter without scanning the queue, so one session scales to thousands of triggers. No cookies are kept
+    and no redirect is followed; proxies come from the environment, looked up once per origin (aiohttp's own
+    ``trust_env`` would look them and ~/.netrc up in a thread per request)."""
 
     def __init__(self, session: aiohttp.ClientSession, settings: CCPConnectionSettings, size: int) -> None:
         self._session = session
@@ -103,40 +74,21 @@ class Session:
         self._free = asyncio.Semaphore(size)
         self._proxies: dict[str, str | None] = {}
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        data: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> exchange.Answer:
-        """The answer (``body`` read, at most ``exchange.MAX_ANSWER_BYTES``), or ``Answer(None, sent=...,
-        response=error)`` when the transport failed; ``sent`` is False only when the request cannot have left."""
+    async def send(self, method: str, url: str, headers: Mapping[str, str], **sent: Any) -> exchange.Answer:
+        """The answer, its body read (``sent``: the request's ``data`` and ``params``)."""
         async with self._free:
             try:
                 async with asyncio.timeout(self._settings.timeout):
                     async with self._session.request(
-                        method,
-                        _parsed(url),
-                        headers=headers,
-                        data=data,
-                        params=params,
-                        allow_redirects=False,
-                        proxy=self._proxy(url),
+                        method, _parsed(url), headers=headers, allow_redirects=False, proxy=self._proxy(url), **sent
                     ) as response:
                         body = await _read_capped(response.content, url)
             except aiohttp.ClientError as err:  # before TimeoutError: aiohttp's socket timeouts are both
-                if exchange.certificate_failure(err):
-                    raise exchange.certificate_error(url, self._settings.verify) from None
-                return exchange.Answer(None, sent=not isinstance(err, UNSENT), response=err)
+                return exchange.unanswered(err, url, self._settings.verify, sent=not isinstance(err, UNSENT))
             except TimeoutError:  # the whole request outlived the connection's timeout: it may have landed
-                return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(self._settings.timeout))
-        headers = response.headers
-        reply = Reply(response.status, response.reason or "", headers)
-        retry_after, location = headers.get("Retry-After"), headers.get("Location")
-        return exchange.Answer(response.status, retry_after, response=reply, body=body, location=location)
+                return exchange.Answer(None, response=exchange.DeadlineExceeded(self._settings.timeout))
+        retry_after, location = response.headers.get("Retry-After"), response.headers.get("Location")
+        return exchange.Answer(response.status, retry_after, response=response, body=body, location=location)
 
     def _proxy(self, url: str) -> str | None:
         end = url.find("/", url.find("://") + 3)
@@ -156,7 +108,6 @@ class Session:
 
 
 async def _read_capped(content: aiohttp.StreamReader, url: str) -> bytes:
-    """An answer's body, at most ``exchange.MAX_ANSWER_BYTES``: a larger one is refused, not read on."""
     body = bytearray()
     async for chunk in content.iter_any():
         body += chunk
@@ -166,16 +117,16 @@ async def _read_capped(content: aiohttp.StreamReader, url: str) -> bytes:
 
 
 async def open_session(settings: CCPConnectionSettings, verify: bool | str) -> Session:
-    """A session with the connection's ``max_connections``, trusting ``verify`` (the CA setting as both hooks
-    read it)."""
+    """A session with the connection's ``max_connections``, trusting ``verify`` (``verify_setting``)."""
     warn_retired_setting()
     size = settings.max_connections
     context = await asyncio.to_thread(_ssl_context, verify)
-    connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=context)
+    # Idle connections stay open longer than the usual poll interval, so polls reuse them.
+    connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=120.0, ssl=context)
     # To connect and between two reads; Session.send bounds the whole request too.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout, sock_read=settings.timeout)
     session = aiohttp.ClientSession(
-        connector=connector, timeout=timeout, headers=USER_AGENT, cookie_jar=aiohttp.DummyCookieJar()
+        connector=connector, timeout=timeout, headers=exchange.USER_AGENT, cookie_jar=aiohttp.DummyCookieJar()
     )
     return Session(session, settings, size)
 
@@ -196,17 +147,12 @@ class _Lease:
 
 
 class _Pools:
-    """The async sessions of a process, one per (connection id, event loop), shared by every hook using it.
-
-    A triggerer runs all its triggers on one loop: they share one bounded connection pool and one
-    connection lookup per CCP connection instead of one each. The session closes when its last user
-    leaves. Each loop's table is only touched from that loop, so nothing is held across an await.
-    """
+    """The async sessions of a process, one per (connection id, event loop): a triggerer's triggers share one
+    bounded connection pool and connection lookup per CCP connection, closed when its last user leaves. Each
+    loop's table is only touched from that loop, so nothing is held across an await."""
 
     def __init__(self) -> None:
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lease]]()
         self._guard = threading.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 

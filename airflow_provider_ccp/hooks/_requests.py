@@ -1,8 +1,5 @@
-"""The sync hook's requests transport: sessions, one request within its deadline, a download streamed to disk.
-
-Private to ``airflow_provider_ccp.hooks``: ``CCPHook`` sends through ``send`` and saves outputs with
-``stream_to_file``; what to send, retry, follow and accept stays with ``exchange.exchange``, as for the
-async transports (``hooks/_pool.py``, ``hooks/_aiohttp.py``).
+"""``CCPHook``'s requests transport: sessions, one request within its deadline, a download streamed to disk.
+What to send, retry, follow and accept stays with ``exchange.exchange``, as for the async hook's ``hooks/_pool.py``.
 """
 
 from __future__ import annotations
@@ -30,26 +27,13 @@ from airflow_provider_ccp.connection import CCPConnectionSettings
 from airflow_provider_ccp.exceptions import CCPDownloadError
 from airflow_provider_ccp.hooks._base import verify_setting
 
-__all__ = [
-    "DOWNLOAD_CHUNK",
-    "Deadline",
-    "DeadlineAdapter",
-    "DownloadPace",
-    "new_session",
-    "send",
-    "stream_to_file",
-]
-
 DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class Deadline:
-    """When what the current thread is reading must be done by: each socket operation of a watched
-    connection (connect, send, every read) gets only the time left as its timeout.
-
-    requests' timeout bounds each socket read, not the request: an answer dribbled a byte at a time
-    never trips it. Capping every operation by the time left bounds the whole, with no timer thread.
-    """
+    """When the current thread's request must be done by: each socket operation of a watched connection gets
+    only the time left as its timeout. requests' timeout bounds each socket read, not the request: an answer
+    dribbled a byte at a time never trips it."""
 
     current = threading.local()
 
@@ -65,7 +49,6 @@ class Deadline:
 
     @contextlib.contextmanager
     def applying(self) -> Iterator[Deadline]:
-        """This deadline bounds the current thread's socket operations within the block."""
         previous = Deadline.active()
         Deadline.current.deadline = self
         try:
@@ -82,7 +65,6 @@ class Deadline:
         return left
 
     def run(self, sock: socket.socket, operation: Callable[..., Any], *args: Any) -> Any:
-        """``operation(*args)`` on ``sock`` within the time left."""
         sock.settimeout(self.left())
         try:
             return operation(*args)
@@ -181,15 +163,10 @@ class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
     pass
 
 
-class _WatchedPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedHTTPSPool}
+_WATCHED_POOLS = {
+    "http": type("_WatchedPool", (HTTPConnectionPool,), {"ConnectionCls": _WatchedConnection}),
+    "https": type("_WatchedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": _WatchedHTTPSConnection}),
+}
 
 
 class DeadlineAdapter(HTTPAdapter):
@@ -223,11 +200,8 @@ def send(
     streamed: bool = False,
     **kwargs: Any,
 ) -> exchange.Answer:
-    """One request, never redirected by requests, done within the connection's timeout as a whole.
-
-    The answer is read here (at most ``MAX_ANSWER_BYTES``), except a streamed download's 200, whose
-    body the caller streams to disk.
-    """
+    """One request, never redirected by requests, done within the connection's timeout as a whole; the
+    answer is read here, except a streamed download's 200, whose body the caller streams to disk."""
     with Deadline(settings.timeout).applying() as deadline:
         try:
             response = session.request(
@@ -247,10 +221,8 @@ def send(
                     response.close()
         except requests.RequestException as err:
             if deadline.expired:
-                return exchange.Answer(None, sent=True, response=exchange.DeadlineExceeded(settings.timeout))
-            if exchange.certificate_failure(err):
-                raise exchange.certificate_error(url, settings.verify) from None
-            return exchange.Answer(None, sent=not before_sending(err), response=err)
+                return exchange.Answer(None, response=exchange.DeadlineExceeded(settings.timeout))
+            return exchange.unanswered(err, url, settings.verify, sent=not before_sending(err))
     headers = response.headers
     return exchange.Answer(
         response.status_code, headers.get("Retry-After"), response=response, body=body, location=headers.get("Location")
@@ -266,16 +238,13 @@ def before_sending(error: requests.RequestException) -> bool:
 
 
 def new_session(verify: bool | str) -> requests.Session:
-    """A session whose connections keep the current ``Deadline``.
-
-    No urllib3 retries: the hook's RetryPolicy decides, the same way for both hooks.
-    """
+    """A session whose connections keep the current ``Deadline``; no urllib3 retries (``RetryPolicy`` decides)."""
     session = requests.Session()
     session.verify = verify
     adapter = DeadlineAdapter()
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    session.headers["User-Agent"] = "airflow-provider-ccp"
+    session.headers.update(exchange.USER_AGENT)
     return session
 
 
@@ -312,11 +281,10 @@ def stream_to_file(
             )
         os.chmod(temp_name, 0o644)  # mkstemp makes it private; the outputs are meant to be read by others
         os.replace(temp_name, target)
-    except requests.RequestException as err:
+    except BaseException as err:
         Path(temp_name).unlink(missing_ok=True)
+        if not isinstance(err, requests.RequestException):
+            raise
         broke = f"The download of {url} broke after {written} bytes: {type(err).__name__}"
         raise CCPDownloadError(pace.too_slow(url) if pace.expired else broke, url=url, job_id=job_id) from None
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
     return written

@@ -1,9 +1,7 @@
 """Hooks for D4Science CCP: ``CCPHook`` (requests, for workers) and ``CCPAsyncHook`` (aiohttp, for triggers).
 
-Both are thin transports: URLs, bodies, status words and error mapping come from
-``airflow_provider_ccp.protocol``, token flows and the token cache from ``airflow_provider_ccp.auth``.
-What they share is in ``hooks/_base.py``; the sockets are ``hooks/_requests.py``'s (``CCPHook``) and
-``hooks/_pool.py``'s (``CCPAsyncHook``).
+Both only perform what ``operations``, ``protocol``, ``exchange`` and ``auth`` decide; what they share is in
+``hooks/_base.py``, their sockets in ``hooks/_requests.py`` and ``hooks/_pool.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import requests
@@ -34,8 +31,6 @@ from airflow_provider_ccp.exceptions import (
 from airflow_provider_ccp.hooks._base import CCPHookBase, bearer, settle, token_answer, verify_setting
 from airflow_provider_ccp.hooks._pool import POOLS, _Pool, open_session
 from airflow_provider_ccp.hooks._requests import new_session, send, stream_to_file
-from airflow_provider_ccp.masking import HELD
-from airflow_provider_ccp.operations import DismissResult
 from airflow_provider_ccp.protocol import StatusInfo, SyncResults
 from airflow_provider_ccp.waiting import EventStatus, JobWatch, follow
 
@@ -97,12 +92,9 @@ class CCPHook(CCPHookBase):
     def _token_state(self) -> auth.TokenState:
         return auth.TOKEN_CACHE.state(self.settings)
 
-    # ------------------------------------------------------------------ the one request path
-
     def _drive(
-        self, flow: exchange.Exchange, session: requests.Session, method: str, url: str, **kwargs: Any
+        self, session: requests.Session, method: str, url: str, *, token_request: bool = False, **kwargs: Any
     ) -> exchange.Answer:
-        """Perform an exchange's steps with requests (``exchange.exchange`` decides, this only does)."""
         headers = dict(kwargs.pop("headers", None) or protocol.JSON_HEADERS)
         settings = self.settings
 
@@ -111,25 +103,17 @@ class CCPHook(CCPHookBase):
                 return send(session, method, step.url, settings, headers=headers | bearer(step.token), **kwargs)
             if isinstance(step, exchange.NeedToken):
                 return self.get_token()
-            if step.discarded.response is not None and hasattr(step.discarded.response, "close"):
-                step.discarded.response.close()
             if isinstance(step, exchange.Renew):
                 self._renew(self._token_state, step, method, url)
             else:
                 self.clock.sleep(step.seconds)
             return None
 
-        return exchange.drive(flow, perform)
+        return exchange.drive(self._exchange(method, url, token_request=token_request), perform)
 
     def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
-        answer = self._drive(
-            self._exchange("POST", request.url, token_request=True),
-            self.token_session,
-            "POST",
-            request.url,
-            data=dict(request.data),
-            headers=dict(request.headers),
-        )
+        data, headers = dict(request.data), dict(request.headers)
+        answer = self._drive(self.token_session, "POST", request.url, token_request=True, data=data, headers=headers)
         return token_answer(answer, request.url)
 
     def get_token(self) -> str | None:
@@ -138,8 +122,7 @@ class CCPHook(CCPHookBase):
         if settings.auth_flow == AuthFlow.NONE:
             return None
         state = self._token_state
-        token = state.usable_token(self.clock.monotonic())
-        if token:
+        if token := state.usable_token(self.clock.monotonic()):
             return token
         with state.lock:
             grant = exchange.drive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
@@ -148,36 +131,23 @@ class CCPHook(CCPHookBase):
         return grant.access_token
 
     def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        ok: frozenset[int] = frozenset({200}),
-        method_id: str | None = None,
-        job_id: str | None = None,
-        **kwargs: Any,
+        self, method: str, url: str, *, ok: frozenset[int] = frozenset({200}), **kwargs: Any
     ) -> exchange.Answer:
-        """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers."""
-        answer = self._drive(self._exchange(method, url), self.session, method, url, **kwargs)
-        return settle(answer, ok, url, method_id=method_id, job_id=job_id)
+        """Send with a token, retried by the policy; on 401 renew the token once; map non-``ok`` answers
+        (naming the ``method_id``/``job_id`` given)."""
+        ids = {key: kwargs.pop(key, None) for key in ("method_id", "job_id")}
+        return settle(self._drive(self.session, method, url, **kwargs), ok, url, **ids)
 
     def _get_json(self, url: str, **kwargs: Any) -> Any:
-        answer = self._request("GET", url, **kwargs)
-        return protocol.decode_json(answer.body, url=url)
+        return protocol.decode_json(self._request("GET", url, **kwargs).body, url=url)
 
     def _call(self, call: operations.Call[T]) -> T:
-        sent = {"json": call.body} if call.body is not None else {}
-        answer = self._request(
-            call.method, call.url, ok=call.ok, params=call.params, headers=call.headers, **sent, **call.ids
-        )
-        return call.read(answer)
+        kwargs = {"params": call.params, "headers": call.headers, "json": call.body}
+        return call.read(self._request(call.method, call.url, ok=call.ok, **kwargs, **call.ids))
 
     def _listing(self, listing: operations.Listing[T]) -> Iterator[T]:
-        walk = operations.PageWalk(listing)
-        while (page := walk.next_page()) is not None:
-            yield from self._picks(walk, self._get_json(page, params=walk.params(page)))
-
-    # ------------------------------------------------------------------ Methods
+        while (page := listing.next_page()) is not None:
+            yield from self._picks(listing, self._get_json(page, params=listing.params_of(page)))
 
     def list_methods(self, limit: int = 100) -> list[dict[str, Any]]:
         """Every Method (process summary) the connection's context can see, across all pages."""
@@ -186,8 +156,6 @@ class CCPHook(CCPHookBase):
     def get_method(self, method_id: str) -> dict[str, Any]:
         """The Method's description (CCP's method.json: inputs, outputs, scripts, ...)."""
         return self._call(operations.get_method(self.settings.base_url, method_id))
-
-    # ------------------------------------------------------------------ executions and jobs
 
     def submit_execution(
         self,
@@ -200,18 +168,17 @@ class CCPHook(CCPHookBase):
         description: Mapping[str, Any] | None = None,
     ) -> StatusInfo | SyncResults:
         """Start an execution; returns the new job's statusInfo (``status`` empty when the answer held none),
-        or ``SyncResults`` from a server that ran it before answering (``operations.read_submission``).
+        or ``SyncResults`` from a server that ran it before answering. The POST is never resent once it may
+        have left (a duplicate costs real compute): bad inputs raise ``CCPInputError`` before anything is sent,
+        a POST whose answer was lost after it may have created an execution ``CCPSubmissionLostError``.
 
         :param request_members: top-level members added to the execute request (e.g. ``subscribers``);
             ``inputs``, ``outputs`` and ``response`` are refused there.
         :param description: the Method's description when the caller has it: on a server that is
             not CCP it gives the types the inputs are sent as (read with ``get_method`` otherwise).
-
-        The POST is never resent once it may have left: a duplicate execution costs real compute. Bad inputs
-        raise ``CCPInputError`` before anything is sent; a POST that may have created an execution although
-        its answer was lost raises ``CCPSubmissionLostError``.
         """
-        typed_by = self.typing_description(method_id, inputs, description)
+        describe = functools.partial(self.get_method, method_id)
+        typed_by = operations.typing_description(self.settings.server, inputs, description, describe)
         body = operations.execute_body(inputs, outputs, response, typed_by=typed_by, members=request_members)
         call = operations.submit(self.settings.base_url, method_id, body)
         try:
@@ -220,14 +187,6 @@ class CCPHook(CCPHookBase):
             if operations.submission_may_have_landed(err, call.url):
                 raise recast(err, CCPSubmissionLostError) from err.__cause__
             raise
-
-    def typing_description(
-        self, method_id: str, inputs: Mapping[str, Any], description: Mapping[str, Any] | None = None
-    ) -> Mapping[str, Any] | None:
-        """The description whose schemas type the inputs, or None when they go as strings (CCP): by the
-        connection's extra ``server`` (``operations.typing_description``), reading the Method if need be."""
-        describe = functools.partial(self.get_method, method_id)
-        return operations.typing_description(self.settings.server, inputs, description, describe)
 
     def execution_link(self, job_id: str) -> str:
         """Where a person looks at the execution: CCP's UI when the connection names one, else the job's URL."""
@@ -242,10 +201,8 @@ class CCPHook(CCPHookBase):
         return list(self._listing(operations.jobs(self.settings.base_url, method_id, status, limit)))
 
     def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> StatusInfo:
-        """Poll until the job is terminal, riding out transient errors like the trigger does.
-
-        Raises ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up.
-        """
+        """Poll until the job is terminal, riding out transient errors like the trigger does; raises
+        ``CCPJobTimeoutError`` after ``timeout`` seconds, and the last error when polling gives up."""
         check_poll_interval(poll_interval)
         check_number("timeout", timeout, minimum=0, exclusive=True, seconds=True, none_means="wait forever")
         end_time = None if timeout is None else self.clock.time() + timeout
@@ -257,31 +214,24 @@ class CCPHook(CCPHookBase):
             raise watch.error or CCPError(event["message"], job_id=job_id)
         return watch.latest
 
-    def dismiss_job(self, job_id: str) -> DismissResult:
+    def dismiss_job(self, job_id: str) -> operations.DismissResult:
         """Ask the server to cancel (OGC dismiss); 404/405/501 mean it cannot, and are reported so."""
         return self._call(operations.dismiss_job(self.settings.base_url, job_id))
 
     def list_executions(self, method_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """CCP's execution records (``GET /executions``, every page), newest first, of ``method_id`` only if given.
-
-        Works where ``GET /jobs`` is missing: CCP's own clients list executions this way.
-        """
+        Works where ``GET /jobs`` is missing: CCP's own clients list executions this way."""
         records = list(self._listing(operations.executions(self.settings.base_url, method_id, limit)))
         return execution_records.newest_first(records)
 
     def find_execution(self, marker: str) -> str | None:
-        """The job id of the execution whose request carries ``marker`` in its ``ccpnote``, or None.
-
-        Reads CCP's execution records (``GET /executions``, every page) and stops at the first match:
-        a marker is unique. Raises ``CCPError`` when the list cannot be read.
-        """
+        """The job id of the execution whose request carries ``marker`` in its ``ccpnote``, or None: reads CCP's
+        execution records until the first match (a marker is unique); ``CCPError`` when they cannot be read."""
         return next(self._listing(operations.execution_marked(self.settings.base_url, marker)), None)
 
     def get_execution(self, job_id: str) -> dict[str, Any]:
         """CCP's execution record (``/executions/{id}``): request, Method, status, timestamps."""
         return self._call(operations.get_execution(self.settings.base_url, job_id))
-
-    # ------------------------------------------------------------------ outputs
 
     def download_outputs(
         self,
@@ -290,40 +240,33 @@ class CCPHook(CCPHookBase):
         *,
         progress: Callable[[int, int | None], None] | None = None,
     ) -> DownloadedOutputs:
-        """Stream the job's outputs to ``destination`` (a file, or a folder to put ``output.zip`` in).
+        """Stream the job's outputs to ``destination`` (a file, or a folder to put ``output.zip`` in): CCP's
+        ``/executions/{id}/outputs/output.zip``, else a plain OGC server's ``/jobs/{id}/results`` as ``results.json``.
 
-        CCP serves ``/executions/{id}/outputs/output.zip``; a plain OGC server only has
-        ``/jobs/{id}/results``, saved as ``results.json``. Memory use is one chunk whatever the size,
-        the byte count is checked against Content-Length, and the file appears only when complete. The
-        body must keep the connection's ``min_download_rate`` over each ``timeout`` window, else
-        ``CCPDownloadError``.
+        Memory use is one chunk whatever the size, the byte count is checked against Content-Length, and the
+        file appears only when complete. The body must keep the connection's ``min_download_rate`` over each
+        ``timeout`` window, else ``CCPDownloadError``.
         """
         base = self.settings.base_url
-        target = Path(destination)
-        zip_url = protocol.output_zip_url(base, job_id)
         try:
-            answer = self._request("GET", zip_url, job_id=job_id, streamed=True, headers=protocol.OUTPUT_ZIP_HEADERS)
-            kind = OutputsKind.ZIP
+            url, kind = protocol.output_zip_url(base, job_id), OutputsKind.ZIP
+            answer = self._request("GET", url, job_id=job_id, streamed=True, headers=protocol.OUTPUT_ZIP_HEADERS)
         except CCPNotFoundError:
-            results_url = protocol.job_results_url(base, job_id)
-            answer = self._request("GET", results_url, job_id=job_id, streamed=True, headers=protocol.RESULTS_HEADERS)
-            zip_url, kind = results_url, OutputsKind.JSON
-        response: requests.Response = answer.response
+            url, kind = protocol.job_results_url(base, job_id), OutputsKind.JSON
+            answer = self._request("GET", url, job_id=job_id, streamed=True, headers=protocol.RESULTS_HEADERS)
+        target = Path(destination)
         if target.is_dir():
             target = target / ("output.zip" if kind == OutputsKind.ZIP else "results.json")
-        with response:
-            size = stream_to_file(response, target, zip_url, job_id, progress, self.settings)
-        return DownloadedOutputs(path=target, size=size, url=zip_url, kind=kind)
-
-    # ------------------------------------------------------------------ Airflow UI
+        with answer.response as response:
+            size = stream_to_file(response, target, url, job_id, progress, self.settings)
+        return DownloadedOutputs(path=target, size=size, url=url, kind=kind)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: get a token and list one Method."""
         try:
             settings = self.settings
             self.get_token()
-            url = protocol.processes_url(settings.base_url)
-            self._get_json(url, params={"limit": 1})
+            self._get_json(protocol.processes_url(settings.base_url), params={"limit": 1})
         except CCPError as err:
             return False, str(err)
         context = f" in context {settings.context}" if settings.context else ""
@@ -333,9 +276,9 @@ class CCPHook(CCPHookBase):
 class CCPAsyncHook(CCPHookBase):
     """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop.
 
-    Use it as ``async with CCPAsyncHook(conn_id) as hook:``: every hook of the same connection on the
-    same event loop shares one HTTP client (a bounded connection pool, extra ``max_connections``),
-    closed when the last of them exits. Tokens come from the same per-process cache as the sync hook.
+    Use it as ``async with CCPAsyncHook(conn_id) as hook:``: every hook of the same connection on the same event
+    loop shares one bounded HTTP client (extra ``max_connections``), closed when the last of them exits. Tokens
+    come from the same per-process cache as the sync hook.
     """
 
     def __init__(self, ccp_conn_id: str = CCPHookBase.default_conn_name, **kwargs: Any) -> None:
@@ -367,9 +310,7 @@ class CCPAsyncHook(CCPHookBase):
             self._shared = True
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -391,24 +332,13 @@ class CCPAsyncHook(CCPHookBase):
             self._pool = await self._open_pool()
         return self._pool
 
-    async def _drive(
-        self,
-        flow: exchange.Exchange,
-        method: str,
-        url: str,
-        *,
-        data: Any = None,
-        headers: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> exchange.Answer:
-        """Perform an exchange's steps with the pool's transport (``exchange.exchange`` decides, this only does)."""
+    async def _drive(self, method: str, url: str, *, token_request: bool = False, **sent: Any) -> exchange.Answer:
         pool = await self._get_pool()
-        headers = dict(headers or protocol.JSON_HEADERS)
+        headers = dict(sent.pop("headers", None) or protocol.JSON_HEADERS)
 
         async def perform(step: exchange.Step) -> Any:
             if isinstance(step, exchange.Send):
-                sending = headers | bearer(step.token)
-                return await pool.clients.send(method, step.url, sending, data=data, params=params)
+                return await pool.clients.send(method, step.url, headers | bearer(step.token), **sent)
             if isinstance(step, exchange.NeedToken):
                 return await self.get_token()
             if isinstance(step, exchange.Renew):
@@ -417,11 +347,11 @@ class CCPAsyncHook(CCPHookBase):
                 await self.clock.asleep(step.seconds)
             return None
 
-        return await exchange.adrive(flow, perform)
+        return await exchange.adrive(self._exchange(method, url, token_request=token_request), perform)
 
     async def _post_token(self, request: auth.TokenRequest) -> auth.TokenAnswer:
-        flow = self._exchange("POST", request.url, token_request=True)
-        answer = await self._drive(flow, "POST", request.url, data=dict(request.data), headers=dict(request.headers))
+        data, headers = dict(request.data), dict(request.headers)
+        answer = await self._drive("POST", request.url, token_request=True, data=data, headers=headers)
         return token_answer(answer, request.url)
 
     async def get_token(self) -> str | None:
@@ -429,46 +359,27 @@ class CCPAsyncHook(CCPHookBase):
         if settings.auth_flow == AuthFlow.NONE:
             return None
         state = (await self._get_pool()).token_state
-        token = state.usable_token(self.clock.monotonic())
-        if token:
+        if token := state.usable_token(self.clock.monotonic()):
             return token
         async with state.async_lock(), auth.holding(state.lock):
             grant = await exchange.adrive(auth.acquire(settings, state, self.clock.monotonic()), self._post_token)
             before, state.masked = state.masked, state.secrets()
         # Renewed tokens replace the old ones in the masker: a triggerer renews for weeks.
-        await HELD.replace(before, state.masked)
+        await masking.HELD.replace(before, state.masked)
         return grant.access_token
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        ok: frozenset[int] = frozenset({200}),
-        params: Mapping[str, Any] | None = None,
-        **ids: str | None,
-    ) -> exchange.Answer:
-        answer = await self._drive(self._exchange(method, url), method, url, params=params)
-        return settle(answer, ok, url, **ids)
-
     async def _answer(self, call: operations.Call[Any]) -> exchange.Answer:
-        return await self._request(call.method, call.url, ok=call.ok, params=call.params, **call.ids)
-
-    async def _listing(self, listing: operations.Listing[T]) -> AsyncIterator[T]:
-        """The entries of a paged list, one page in memory at a time."""
-        walk = operations.PageWalk(listing)
-        while (page := walk.next_page()) is not None:
-            answer = await self._request("GET", page, params=walk.params(page))
-            for picked in self._picks(walk, protocol.decode_json(answer.body, url=page)):
-                yield picked
+        return settle(await self._drive(call.method, call.url, params=call.params), call.ok, call.url, **call.ids)
 
     async def iter_jobs(
         self, method_id: str | None = None, limit: int = 100, status: str | None = None
     ) -> AsyncIterator[StatusInfo]:
         """``CCPHook.list_jobs``, one page in memory at a time."""
         listing = operations.jobs((await self.get_settings()).base_url, method_id, status, limit)
-        async for job in self._listing(listing):
-            yield job
+        while (page := listing.next_page()) is not None:
+            answer = settle(await self._drive("GET", page, params=listing.params_of(page)), frozenset({200}), page)
+            for job in self._picks(listing, protocol.decode_json(answer.body, url=page)):
+                yield job
 
     async def execution_link(self, job_id: str) -> str:
         """``CCPHook.execution_link``: where a person looks at the execution."""
@@ -484,6 +395,6 @@ class CCPAsyncHook(CCPHookBase):
         self._last_status = ((job_id, answer.body), info)
         return info
 
-    async def dismiss_job(self, job_id: str) -> DismissResult:
+    async def dismiss_job(self, job_id: str) -> operations.DismissResult:
         call = operations.dismiss_job((await self.get_settings()).base_url, job_id)
         return call.read(await self._answer(call))
