@@ -25,7 +25,6 @@ from airflow_provider_ccp.exceptions import CCPInputError
 from airflow_provider_ccp.protocol import CCP_LOG_OUTPUTS, value_outputs
 
 __all__ = [
-    "declared_inputs",
     "prepare_inputs",
     "check_mapping",
     "with_secret_inputs",
@@ -34,9 +33,6 @@ __all__ = [
     "public_inputs",
     "default_outputs",
 ]
-
-
-declared_inputs = method_inputs
 
 
 def _enum_texts(spec: MethodInput) -> tuple[str, ...]:
@@ -100,7 +96,7 @@ def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mappin
     type or outside an ``enum``, followed by the list of inputs the Method accepts.
     """
     check_mapping(method_id, given)
-    specs = declared_inputs(description)
+    specs = method_inputs(description)
     problems = [f"unknown input {name!r}" for name in given if name not in specs and name not in CCP_SYSTEM_INPUTS]
     empty = {name for name, value in given.items() if value is None or _unset_secret(specs.get(name), value)}
     given = {name: value for name, value in given.items() if name not in empty}
