@@ -23,22 +23,7 @@ from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, C
 from airflow_provider_ccp.exchange import load_json
 from airflow_provider_ccp.protocol import encode_context
 
-__all__ = [
-    "TOKEN_CACHE",
-    "TokenCache",
-    "TokenState",
-    "TokenRequest",
-    "TokenAnswer",
-    "Grant",
-    "acquire",
-    "password_request",
-    "uma_request",
-    "refresh_request",
-    "read_grant",
-    "holding",
-    "CONTEXT_HEADER",
-    "REFRESH_LEAD_SECONDS",
-]
+__all__ = ["TOKEN_CACHE", "TokenState", "TokenRequest", "TokenAnswer", "Grant", "acquire", "holding"]
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 CONTEXT_HEADER = "X-D4Science-Context"

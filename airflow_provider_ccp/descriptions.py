@@ -19,17 +19,7 @@ from typing import Any
 
 from airflow_provider_ccp.exceptions import CCPInputError
 
-__all__ = [
-    "CCP_SYSTEM_INPUTS",
-    "SECRET_FORMATS",
-    "MethodInput",
-    "input_value_to_string",
-    "is_ccp_description",
-    "json_value",
-    "method_inputs",
-    "output_ids",
-    "raw_inputs",
-]
+__all__ = ["MethodInput", "method_inputs", "input_value_to_string", "is_ccp_description", "CCP_SYSTEM_INPUTS"]
 
 #: Inputs every CCP Method accepts, whether or not its description declares them (ccp-api.md §3.1).
 CCP_SYSTEM_INPUTS = frozenset({"ccpimage", "ccpreplicas", "ccpnote", "ccpmaxtime", "ccpsize"})

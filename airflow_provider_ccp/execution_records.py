@@ -13,15 +13,7 @@ from typing import Any
 from airflow_provider_ccp.exceptions import CCPTrustError
 from airflow_provider_ccp.protocol import StatusInfo
 
-__all__ = [
-    "MARKER_INPUT",
-    "checked_record",
-    "record_job_id",
-    "record_method_id",
-    "record_status",
-    "newest_first",
-    "record_carries_marker",
-]
+__all__ = ["record_status", "newest_first", "checked_record", "record_carries_marker", "MARKER_INPUT"]
 
 #: The CCP input that carries a submission's marker: CCP keeps it in the execution record's request.
 MARKER_INPUT = "ccpnote"

@@ -24,15 +24,7 @@ from airflow_provider_ccp.descriptions import (
 from airflow_provider_ccp.exceptions import CCPInputError
 from airflow_provider_ccp.protocol import CCP_LOG_OUTPUTS, value_outputs
 
-__all__ = [
-    "prepare_inputs",
-    "check_mapping",
-    "with_secret_inputs",
-    "mask_secret_inputs",
-    "secret_inputs_sent",
-    "public_inputs",
-    "default_outputs",
-]
+__all__ = ["prepare_inputs", "with_secret_inputs", "mask_secret_inputs", "public_inputs", "default_outputs"]
 
 
 def _enum_texts(spec: MethodInput) -> tuple[str, ...]:

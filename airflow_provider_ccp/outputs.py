@@ -35,16 +35,7 @@ if TYPE_CHECKING:
     from airflow_provider_ccp.hooks.ccp import CCPHook
     from airflow_provider_ccp.protocol import SyncResults
 
-__all__ = [
-    "StoredOutputs",
-    "store_outputs",
-    "store_results",
-    "staged",
-    "task_output_path",
-    "local_outputs_warning",
-    "storage_path",
-    "EXTRACT_DIR",
-]
+__all__ = ["StoredOutputs", "store_outputs", "store_results", "task_output_path", "staged"]
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import pytest
 
 import airflow_provider_ccp
 from airflow_provider_ccp import get_provider_info as get_provider_info_module
-from airflow_provider_ccp.connection_fields import AuthFlow
-from airflow_provider_ccp.get_provider_info import DOCS_URL, get_provider_info
+from airflow_provider_ccp.connection_fields import DOCS_URL, AuthFlow
+from airflow_provider_ccp.get_provider_info import get_provider_info
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
