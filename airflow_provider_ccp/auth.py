@@ -114,11 +114,8 @@ class TokenState:
 
 @contextlib.asynccontextmanager
 async def holding(lock: threading.Lock) -> AsyncIterator[None]:
-    """Hold a thread lock from a coroutine without blocking the event loop while another thread has it.
-
-    A sync caller (a worker thread) may be mid-request with the lock: wait for it in a thread, so the
-    loop keeps running, and then find the token it got instead of asking again.
-    """
+    """Hold a thread lock from a coroutine without blocking the event loop: a sync caller (a worker thread) may
+    be mid-request with it, so wait for it in a thread, then find the token it got instead of asking again."""
     if not lock.acquire(blocking=False):
         taking = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
         try:

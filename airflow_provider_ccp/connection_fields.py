@@ -114,11 +114,7 @@ class ConnectionField:
 
 
 FIELDS: tuple[ConnectionField, ...] = (
-    ConnectionField(
-        "host",
-        "CCP URL",
-        placeholder=DEFAULT_HOST,
-    ),
+    ConnectionField("host", "CCP URL", placeholder=DEFAULT_HOST),
     ConnectionField(
         "login",
         "D4Science user",

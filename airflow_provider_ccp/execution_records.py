@@ -1,8 +1,5 @@
-"""CCP's execution records (``GET /executions``), with no I/O: the job, Method, status and submission
-marker a record carries, whatever its shape (CCP's is undocumented).
-
-``CCPHook.list_executions`` and ``find_execution`` read them with these rules; the submission's marker
-is written by ``airflow_provider_ccp.submission``.
+"""CCP's execution records (``GET /executions``), with no I/O: the job, Method, status and submission marker a
+record carries, whatever its shape (CCP's is undocumented). The marker is written by ``submission``.
 """
 
 from __future__ import annotations
