@@ -1,7 +1,7 @@
 """The fields of the ``ccp`` connection and its auth flows, declared once (docs/connection.md describes them).
 
 The connection form (``get_provider_info``), the validation and its names for a missing or wrong field
-(``connection``) and the command line's connection flags (``cli``) all read ``FIELDS``. Standard library only:
+(``connection``) and the command line's connection flags (``ccp_airflow``) all read ``FIELDS``. Standard library only:
 provider discovery reads this before Airflow has finished importing itself.
 """
 
