@@ -23,22 +23,7 @@ from airflow_provider_ccp.exceptions import CCPAuthError, CCPCredentialsError, C
 from airflow_provider_ccp.exchange import load_json
 from airflow_provider_ccp.protocol import encode_context
 
-__all__ = [
-    "TOKEN_CACHE",
-    "TokenCache",
-    "TokenState",
-    "TokenRequest",
-    "TokenAnswer",
-    "Grant",
-    "acquire",
-    "password_request",
-    "uma_request",
-    "refresh_request",
-    "read_grant",
-    "holding",
-    "CONTEXT_HEADER",
-    "REFRESH_LEAD_SECONDS",
-]
+__all__ = ["TOKEN_CACHE", "TokenState", "TokenRequest", "TokenAnswer", "Grant", "acquire", "holding"]
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 CONTEXT_HEADER = "X-D4Science-Context"
@@ -129,11 +114,8 @@ class TokenState:
 
 @contextlib.asynccontextmanager
 async def holding(lock: threading.Lock) -> AsyncIterator[None]:
-    """Hold a thread lock from a coroutine without blocking the event loop while another thread has it.
-
-    A sync caller (a worker thread) may be mid-request with the lock: wait for it in a thread, so the
-    loop keeps running, and then find the token it got instead of asking again.
-    """
+    """Hold a thread lock from a coroutine without blocking the event loop: a sync caller (a worker thread) may
+    be mid-request with it, so wait for it in a thread, then find the token it got instead of asking again."""
     if not lock.acquire(blocking=False):
         taking = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
         try:

@@ -1,14 +1,14 @@
 """The fields of the ``ccp`` connection and its auth flows, declared once (docs/connection.md describes them).
 
 The connection form (``get_provider_info``), the validation and its names for a missing or wrong field
-(``connection``) and the command line's connection flags (``cli``) all read ``FIELDS``. Standard library only:
+(``connection``) and the command line's connection flags (``ccp_airflow``) all read ``FIELDS``. Standard library only:
 provider discovery reads this before Airflow has finished importing itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -25,7 +25,6 @@ __all__ = [
     "DEFAULT_TOKEN_URL",
     "DEFAULT_TIMEOUT",
     "DEFAULT_MIN_DOWNLOAD_RATE",
-    "flag_names",
 ]
 
 #: Where the documentation lives once the package is installed (the repository's docs/ folder).
@@ -95,7 +94,7 @@ class ServerKind(StrEnum):
 
 @dataclass(frozen=True)
 class ConnectionField:
-    """One field: where Airflow stores it, how the form shows it, how errors and the command line name it."""
+    """One field: where Airflow stores it, how the form shows it, how errors name it."""
 
     #: The Airflow field (``host``, ``login``, ``password``) or the extra's name.
     key: str
@@ -108,43 +107,20 @@ class ConnectionField:
     #: The ``CCPConnectionSettings`` attribute a flow may need, and how a "needs:" message names it.
     setting: str | None = None
     needed_as: str | None = None
-    #: The command line's flag for it (with ``--url``), its help, and how the flag reads in an error.
-    flag: str | None = None
-    flag_help: str = ""
-    flag_words: str | None = None
-    choices: tuple[str, ...] = field(default=())
 
     @property
     def extra(self) -> bool:
         return self.key not in ("host", "login", "password", "schema", "port")
 
-    @property
-    def named(self) -> str:
-        """How the validation's messages name it: ``field 'host'``, ``extra 'timeout'``, ``login``."""
-        return f"extra {self.key!r}" if self.extra else self.key
-
-    @property
-    def dest(self) -> str | None:
-        """The argparse attribute of its flag."""
-        return self.flag.removeprefix("--").replace("-", "_") if self.flag else None
-
 
 FIELDS: tuple[ConnectionField, ...] = (
-    ConnectionField(
-        "host",
-        "CCP URL",
-        placeholder=DEFAULT_HOST,
-        flag="--url",
-        flag_help="CCP base URL: connect with the flags below instead of an Airflow connection",
-    ),
+    ConnectionField("host", "CCP URL", placeholder=DEFAULT_HOST),
     ConnectionField(
         "login",
         "D4Science user",
         placeholder="your D4Science user",
         setting="user",
         needed_as="login (the D4Science user)",
-        flag="--user",
-        flag_help="D4Science user (with --url)",
     ),
     ConnectionField(
         "password",
@@ -152,8 +128,6 @@ FIELDS: tuple[ConnectionField, ...] = (
         placeholder="password (or refresh/bearer token, by auth flow)",
         setting="secret",
         needed_as="password",
-        flag="--password",
-        flag_help="password or token (with --url); better: env CCP_PASSWORD, or the prompt",
     ),
     ConnectionField(
         "auth_flow",
@@ -165,9 +139,6 @@ FIELDS: tuple[ConnectionField, ...] = (
         ),
         schema={"type": "string", "enum": [flow.value for flow in AuthFlow], "default": DEFAULT_AUTH_FLOW.value},
         placeholder=DEFAULT_AUTH_FLOW.value,
-        flag="--auth-flow",
-        flag_help=f"how to get a token (with --url); default {DEFAULT_AUTH_FLOW}",
-        choices=tuple(flow.value for flow in AuthFlow),
     ),
     ConnectionField(
         "context",
@@ -177,8 +148,6 @@ FIELDS: tuple[ConnectionField, ...] = (
         placeholder=CONTEXT_EXAMPLE,
         setting="context",
         needed_as=f"extra 'context' (the VRE path, e.g. {CONTEXT_EXAMPLE})",
-        flag="--context",
-        flag_help="D4Science context, e.g. /d4science.research-infrastructures.eu/D4OS/Lab (with --url)",
     ),
     ConnectionField(
         "client_id",
@@ -188,8 +157,6 @@ FIELDS: tuple[ConnectionField, ...] = (
         placeholder="blue-cloud.d4science.org",
         setting="client_id",
         needed_as="extra 'client_id'",
-        flag="--client-id",
-        flag_help="Keycloak client id (with --url)",
     ),
     ConnectionField(
         "client_secret",
@@ -198,9 +165,6 @@ FIELDS: tuple[ConnectionField, ...] = (
         schema={"type": ["string", "null"], "format": "password"},
         setting="client_secret",
         needed_as="extra 'client_secret'",
-        flag="--client-secret",
-        flag_help="service-account secret (with --url); better: env CCP_CLIENT_SECRET",
-        flag_words="--client-secret (or CCP_CLIENT_SECRET)",
     ),
     ConnectionField(
         TOKEN_ENDPOINT_FIELD,
@@ -217,8 +181,6 @@ FIELDS: tuple[ConnectionField, ...] = (
             ],
         },
         placeholder=DEFAULT_TOKEN_URL,
-        flag="--token-url",
-        flag_help="Keycloak token endpoint (with --url)",
     ),
     ConnectionField(
         "ui_url",
@@ -263,17 +225,3 @@ FIELDS: tuple[ConnectionField, ...] = (
     # Read by the triggerer's pool only (docs/connection.md, "Connection pool"); set in the Extra JSON.
     ConnectionField("max_connections", "Max connections"),
 )
-
-
-def flag_names() -> tuple[tuple[str, str], ...]:
-    """How the validation's names for the fields read on the command line (``--url`` mode)."""
-    names: list[tuple[str, str]] = []
-    for spec in FIELDS:
-        if spec.flag is None or spec.key == "password":  # the password has sources of its own to name
-            continue
-        words = spec.flag_words or spec.flag
-        names += [
-            (spec.named, words),
-            (f"Connection {spec.named}" if spec.extra else f"Connection field {spec.key!r}", words),
-        ]
-    return tuple(names)

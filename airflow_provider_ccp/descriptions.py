@@ -1,10 +1,8 @@
 """One reading of a Method description (an OGC API - Processes process description).
 
-The operator's check of the inputs (``inputs.py``), the trigger form of a generated DAG
-(``ccp_airflow.dag_template``) and the typed execute body for servers that are not CCP (``protocol``)
-all read a Method's inputs here, so the form cannot promise what the operator refuses. The readings
-(occurrences, required, secret, CCP's count inputs, how each Python value is read) are those of
-docs/operators.md, "Inputs".
+The operator's check of the inputs (``inputs``), the trigger form of a generated DAG (``ccp_airflow.dag_template``)
+and the typed execute body for servers that are not CCP (``operations``) all read a Method's inputs here, so the
+form cannot promise what the operator refuses; the readings are those of docs/operators.md, "Inputs".
 """
 
 from __future__ import annotations
@@ -19,17 +17,7 @@ from typing import Any
 
 from airflow_provider_ccp.exceptions import CCPInputError
 
-__all__ = [
-    "CCP_SYSTEM_INPUTS",
-    "SECRET_FORMATS",
-    "MethodInput",
-    "input_value_to_string",
-    "is_ccp_description",
-    "json_value",
-    "method_inputs",
-    "output_ids",
-    "raw_inputs",
-]
+__all__ = ["MethodInput", "method_inputs", "input_value_to_string", "is_ccp_description", "CCP_SYSTEM_INPUTS"]
 
 #: Inputs every CCP Method accepts, whether or not its description declares them (ccp-api.md §3.1).
 CCP_SYSTEM_INPUTS = frozenset({"ccpimage", "ccpreplicas", "ccpnote", "ccpmaxtime", "ccpsize"})

@@ -1,8 +1,5 @@
-"""CCP's execution records (``GET /executions``), with no I/O: the job, Method, status and submission
-marker a record carries, whatever its shape (CCP's is undocumented).
-
-``CCPHook.list_executions`` and ``find_execution`` read them with these rules; the submission's marker
-is written by ``airflow_provider_ccp.submission``.
+"""CCP's execution records (``GET /executions``), with no I/O: the job, Method, status and submission marker a
+record carries, whatever its shape (CCP's is undocumented). The marker is written by ``submission``.
 """
 
 from __future__ import annotations
@@ -13,15 +10,7 @@ from typing import Any
 from airflow_provider_ccp.exceptions import CCPTrustError
 from airflow_provider_ccp.protocol import StatusInfo
 
-__all__ = [
-    "MARKER_INPUT",
-    "checked_record",
-    "record_job_id",
-    "record_method_id",
-    "record_status",
-    "newest_first",
-    "record_carries_marker",
-]
+__all__ = ["record_status", "newest_first", "checked_record", "record_carries_marker", "MARKER_INPUT"]
 
 #: The CCP input that carries a submission's marker: CCP keeps it in the execution record's request.
 MARKER_INPUT = "ccpnote"

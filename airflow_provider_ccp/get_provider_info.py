@@ -9,17 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from airflow_provider_ccp import __version__
-from airflow_provider_ccp.connection_fields import DOCS_URL, FIELDS, TOKEN_ENDPOINT_FIELD
+from airflow_provider_ccp.connection_fields import FIELDS
 
-__all__ = [
-    "get_provider_info",
-    "ui_field_behaviour",
-    "connection_form_widgets",
-    "CONN_FIELDS",
-    "CONFIG",
-    "DOCS_URL",
-    "TOKEN_ENDPOINT_FIELD",
-]
+__all__ = ["get_provider_info", "ui_field_behaviour", "connection_form_widgets", "CONN_FIELDS", "CONFIG"]
 
 #: The connection id the hooks, the operator and ``ccp-airflow`` use when none is given.
 DEFAULT_CONN_ID = "ccp_default"

@@ -24,19 +24,7 @@ from airflow_provider_ccp.descriptions import (
 from airflow_provider_ccp.exceptions import CCPInputError
 from airflow_provider_ccp.protocol import CCP_LOG_OUTPUTS, value_outputs
 
-__all__ = [
-    "declared_inputs",
-    "prepare_inputs",
-    "check_mapping",
-    "with_secret_inputs",
-    "mask_secret_inputs",
-    "secret_inputs_sent",
-    "public_inputs",
-    "default_outputs",
-]
-
-
-declared_inputs = method_inputs
+__all__ = ["prepare_inputs", "with_secret_inputs", "mask_secret_inputs", "public_inputs", "default_outputs"]
 
 
 def _enum_texts(spec: MethodInput) -> tuple[str, ...]:
@@ -93,14 +81,12 @@ def _unset_secret(spec: MethodInput | None, value: Any) -> bool:
 def prepare_inputs(method_id: str, description: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs to send: ``given`` plus the declared defaults, as given (the hook encodes them).
 
-    An input given as None is not given: left out, or its declared default sent; so is an optional
-    secret input given as ``""`` (a secret that is not set, e.g. a generated DAG's missing Variable, is
-    never sent to CCP as an empty value). Raises one
-    ``CCPInputError`` naming every unknown input, missing required input and value of the wrong
-    type or outside an ``enum``, followed by the list of inputs the Method accepts.
-    """
+    An input given as None is not given (left out, or its default sent); so is an optional secret input given as
+    ``""`` (an unset secret, e.g. a generated DAG's missing Variable, never reaches CCP empty). Raises one
+    ``CCPInputError`` naming every unknown input, missing required input and value of the wrong type or outside
+    an ``enum``, followed by the inputs the Method accepts."""
     check_mapping(method_id, given)
-    specs = declared_inputs(description)
+    specs = method_inputs(description)
     problems = [f"unknown input {name!r}" for name in given if name not in specs and name not in CCP_SYSTEM_INPUTS]
     empty = {name for name, value in given.items() if value is None or _unset_secret(specs.get(name), value)}
     given = {name: value for name, value in given.items() if name not in empty}
@@ -135,12 +121,9 @@ def check_mapping(method_id: str, given: Any) -> None:
 
 
 def with_secret_inputs(description: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """``description`` with the inputs ``names`` marked secret, as if the Method declared them so: what
-    reads secrecy from the description (masking, the retry fingerprint, lineage) then hides their values.
-
-    A CCP system input (``ccpnote``) is added as optional; another name the description does not
-    declare is left out, so that a value given for it is still refused as an unknown input.
-    """
+    """``description`` with the inputs ``names`` marked secret, as if the Method declared them so: what reads
+    secrecy from the description (masking, the retry fingerprint, lineage) then hides their values. A CCP system
+    input (``ccpnote``) is added as optional; another undeclared name is left out, so its value is still refused."""
     specs = {name: dict(spec) for name, spec in raw_inputs(description).items()}
     marked = [name for name in names if name in specs or name in CCP_SYSTEM_INPUTS]
     if not marked:
@@ -153,11 +136,9 @@ def with_secret_inputs(description: Mapping[str, Any], names: Iterable[str]) -> 
 
 
 def mask_secret_inputs(description: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with each secret input in a form Airflow's masker can hide, its forms registered.
-
-    The masker only rewrites strings, so a number or a mapping would show in clear: each becomes
-    the string CCP receives anyway; a list stays a list (an enum checks its items) of strings.
-    """
+    """``values`` with each secret input in a form Airflow's masker can hide, its forms registered. The masker
+    only rewrites strings, so a number or a mapping would show in clear: each becomes the string CCP receives
+    anyway; a list stays a list (an enum checks its items) of strings."""
     secret = _secret_names(description)
     shown = {name: _maskable(name, value) if name in secret else value for name, value in values.items()}
     _mask_secrets(secret, shown)

@@ -1,8 +1,6 @@
-"""OpenLineage facets of a CCP execution, for the operator's ``get_openlineage_facets_on_*`` methods.
-
-Imported only from inside those methods, which Airflow's OpenLineage listener calls only when
-``apache-airflow-providers-openlineage`` is installed (the provider's ``openlineage`` extra):
-without it, nothing here is ever imported. docs/operators.md ("OpenLineage") lists what is emitted.
+"""OpenLineage facets of a CCP execution, for the operator's ``get_openlineage_facets_on_*`` methods, which
+Airflow's OpenLineage listener calls only when ``apache-airflow-providers-openlineage`` is installed (the
+``openlineage`` extra): without it, nothing here is imported. docs/operators.md ("OpenLineage") lists what is emitted.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Keeping secrets out of sight: registered with Airflow's masker (``mask``, ``amask``) as soon as the provider
-holds them, hidden in a server's words (``redact``: a server may echo what it was sent), and forgotten once
-nothing uses them.
+holds them, hidden in a server's words (``redact``), and forgotten once nothing uses them.
 
-A triggerer runs for weeks, and Airflow's masker keeps every value it was given for the life of the process, in
-one regular expression rebuilt at each new value and run over every redacted string. ``HELD`` counts the holders
-of each value and takes it back from this process's masker at its last (docs/deployment.md, "Secrets in a
-long-lived triggerer").
-"""
+A triggerer runs for weeks, and Airflow's masker keeps every value for the life of the process, in one regular
+expression rebuilt at each new value and run over every redacted string. ``HELD`` counts the holders of each value
+and takes it back from the masker at its last (docs/deployment.md, "Secrets in a long-lived triggerer")."""
 
 from __future__ import annotations
 

@@ -35,16 +35,7 @@ if TYPE_CHECKING:
     from airflow_provider_ccp.hooks.ccp import CCPHook
     from airflow_provider_ccp.protocol import SyncResults
 
-__all__ = [
-    "StoredOutputs",
-    "store_outputs",
-    "store_results",
-    "extract_replacing",
-    "task_output_path",
-    "local_outputs_warning",
-    "storage_path",
-    "EXTRACT_DIR",
-]
+__all__ = ["StoredOutputs", "store_outputs", "store_results", "task_output_path", "staged"]
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +209,7 @@ def _swap(staging: ObjectStoragePath, target: ObjectStoragePath) -> None:
 
 
 @contextmanager
-def _staged(target: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
+def staged(target: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
     """A fresh staging folder's name beside ``target``, swapped in when the block ends well, else removed."""
     _clear_leftovers(target)
     staging = _sibling(target, "staging")
@@ -273,16 +264,6 @@ def _write_results(results: SyncResults, folder: Path) -> DownloadedOutputs:
     )
 
 
-def extract_replacing(
-    archive: Path, target: ObjectStoragePath, *, limits: ExtractionLimits | None = None
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """``extract_archive`` into a new folder that then replaces ``target`` as a whole: nothing is written
-    through a link (or into a folder) already at ``target``, and a failure leaves ``target`` as it was."""
-    with _staged(target) as staging:
-        staging.mkdir(parents=True)
-        return archives.extract_archive(archive, staging, limits=limits, published=target)
-
-
 def _store(
     fetch: Callable[[Path], DownloadedOutputs],
     target: ObjectStoragePath,
@@ -294,7 +275,7 @@ def _store(
 ) -> StoredOutputs:
     """Fill a staging folder (the download, extracted files, manifest.json), every URI naming its place under
     ``target``, then swap it in."""
-    with _staged(target) as staging, _download_folder(staging) as folder:
+    with staged(target) as staging, _download_folder(staging) as folder:
         download = fetch(folder)
         name = download.path.name
         log.info("Downloaded %s (%d bytes) from %s", name, download.size, download.url)

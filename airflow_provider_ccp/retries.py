@@ -156,11 +156,9 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def fail_without_retry(method: Method) -> Method:
-    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not.
-
-    A failure its message explains in full (a final error, an execution that failed or timed out) is raised
-    with no traceback below this frame and no cause: the provider's frames would push the reason out of sight.
-    """
+    """Wrap an operator's ``execute``/``execute_complete``: a final error ends the task, retries left or not. A
+    failure its message explains in full (a final error, an execution that failed or timed out) is raised with no
+    traceback below this frame and no cause: the provider's frames would push the reason out of sight."""
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -36,7 +36,6 @@ def get_base_airflow_version_tuple() -> tuple[int, int, int]:
     return version.major, version.minor, version.micro
 
 
-AIRFLOW_V_3_2_PLUS: bool = get_base_airflow_version_tuple() >= (3, 2, 0)
 AIRFLOW_V_3_3_PLUS: bool = get_base_airflow_version_tuple() >= (3, 3, 0)
 
 #: The first Airflow with ``task_state_store``, which lets a retry reattach to the execution of an
@@ -146,7 +145,6 @@ async def read_async_connection(conn_id: str, hook: Any) -> tuple[Connection, di
 
 
 __all__ = [
-    "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "REATTACH_SINCE",
     "WATCHER_STATE_SINCE",

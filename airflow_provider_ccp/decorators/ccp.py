@@ -1,8 +1,7 @@
 """``@task.ccp``: a TaskFlow function returns a Method's inputs, and the task runs the Method.
 
 The function runs where TaskFlow functions run, with XComs and the context; the task then is a
-``CCPExecuteMethodOperator`` with those inputs (same arguments, same manifest, same retries and
-reattach). See docs/operators.md, "TaskFlow".
+``CCPExecuteMethodOperator`` with those inputs (same arguments, manifest, retries and reattach; docs/operators.md).
 """
 
 from __future__ import annotations

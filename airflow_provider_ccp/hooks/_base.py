@@ -73,9 +73,6 @@ class CCPHookBase(BaseHook):
         key, pick = listing.key, listing.pick
         return [picked for item in listing.read(document) if (picked := self._picked(pick, item, key)) is not None]
 
-    def _listed_job(self, item: Mapping[str, Any]) -> protocol.StatusInfo | None:
-        return self._picked(protocol.StatusInfo.from_json, item, "jobs")
-
 
 def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}

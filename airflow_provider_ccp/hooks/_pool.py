@@ -33,17 +33,13 @@ UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _parsed = functools.lru_cache(maxsize=65536)(yarl.URL)
 
 
+@functools.cache
 def warn_retired_setting() -> None:
     """``[ccp] async_http_client`` chose between httpx and aiohttp up to 0.1: said once per process, then ignored."""
     if conf.get("ccp", "async_http_client", fallback=None) is not None:
-        _warn_once()
-
-
-@functools.cache
-def _warn_once() -> None:
-    logging.getLogger(__name__).warning(
-        "[ccp] async_http_client is set, but it is gone: CCPAsyncHook always uses aiohttp; remove the setting"
-    )
+        logging.getLogger(__name__).warning(
+            "[ccp] async_http_client is set, but it is gone: CCPAsyncHook always uses aiohttp; remove the setting"
+        )
 
 
 @functools.lru_cache(maxsize=8)

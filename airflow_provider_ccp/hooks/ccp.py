@@ -242,11 +242,8 @@ class CCPHook(CCPHookBase):
     ) -> DownloadedOutputs:
         """Stream the job's outputs to ``destination`` (a file, or a folder to put ``output.zip`` in): CCP's
         ``/executions/{id}/outputs/output.zip``, else a plain OGC server's ``/jobs/{id}/results`` as ``results.json``.
-
-        Memory use is one chunk whatever the size, the byte count is checked against Content-Length, and the
-        file appears only when complete. The body must keep the connection's ``min_download_rate`` over each
-        ``timeout`` window, else ``CCPDownloadError``.
-        """
+        One chunk in memory whatever the size; the file appears only when complete, its size checked against
+        Content-Length. Below the connection's ``min_download_rate`` over a ``timeout`` window: ``CCPDownloadError``."""
         base = self.settings.base_url
         try:
             url, kind = protocol.output_zip_url(base, job_id), OutputsKind.ZIP
@@ -274,11 +271,9 @@ class CCPHook(CCPHookBase):
 
 
 class CCPAsyncHook(CCPHookBase):
-    """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop.
-
-    Use it as ``async with CCPAsyncHook(conn_id) as hook:``: every hook of the same connection on the same event
-    loop shares one bounded HTTP client (extra ``max_connections``), closed when the last of them exits. Tokens
-    come from the same per-process cache as the sync hook.
+    """The async twin of ``CCPHook`` for triggers: no blocking call ever runs on the event loop. Use it as
+    ``async with CCPAsyncHook(conn_id) as hook:``: the hooks of one connection on one event loop share a bounded
+    HTTP client (extra ``max_connections``), closed when the last exits; tokens come from the sync hook's cache.
     """
 
     def __init__(self, ccp_conn_id: str = CCPHookBase.default_conn_name, **kwargs: Any) -> None:

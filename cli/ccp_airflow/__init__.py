@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-__all__ = ["main", "build_parser", "Command"]
+__all__ = ["main", "build_parser", "Command", "CONNECTION_FLAGS", "flag_dest"]
 
 #: The ccp-airflow distribution's own version (the build reads it here, as the provider's and the sandbox's).
 __version__ = "0.1.0"
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 # line prints only its own output (--verbose turns logging back up once arguments are parsed).
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 
-from airflow_provider_ccp.connection_fields import FIELDS
+from airflow_provider_ccp.connection_fields import DEFAULT_AUTH_FLOW, FIELDS, TOKEN_ENDPOINT_FIELD
 from airflow_provider_ccp.get_provider_info import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
@@ -30,8 +30,17 @@ if TYPE_CHECKING:
     from airflow_provider_ccp.hooks.ccp import CCPHook
 
 Command = Callable[[argparse.Namespace, "CCPHook"], int]
-#: The connection flags that only mean something with ``--url``.
-URL_FLAGS = ("user", "password", "token_url", "client_id", "client_secret", "context", "auth_flow")
+#: The connection's fields (connection_fields) the command line sets with ``--url``: each one's flag and help.
+CONNECTION_FLAGS = {
+    "host": ("--url", "CCP base URL: connect with the flags below instead of an Airflow connection"),
+    "login": ("--user", "D4Science user (with --url)"),
+    "password": ("--password", "password or token (with --url); better: env CCP_PASSWORD, or the prompt"),
+    "context": ("--context", "D4Science context, e.g. /d4science.research-infrastructures.eu/D4OS/Lab (with --url)"),
+    "client_id": ("--client-id", "Keycloak client id (with --url)"),
+    "client_secret": ("--client-secret", "service-account secret (with --url); better: env CCP_CLIENT_SECRET"),
+    TOKEN_ENDPOINT_FIELD: ("--token-url", "Keycloak token endpoint (with --url)"),
+    "auth_flow": ("--auth-flow", f"how to get a token (with --url); default {DEFAULT_AUTH_FLOW}"),
+}
 DESCRIPTION = (
     "Browse CCP Methods and jobs, and write a DAG from a Method. Global options (connection, "
     "--verbose, --json) go before or after the command. Docs: "
@@ -60,10 +69,10 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
         default=default(DEFAULT_CONN_ID),
         help=f"Airflow connection to use (and to name in a generated DAG); default: {DEFAULT_CONN_ID}",
     )
-    # The connection's fields that have a flag (connection_fields), the one with a long list of choices last.
-    for spec in sorted((spec for spec in FIELDS if spec.flag), key=lambda spec: bool(spec.choices)):
-        choices = list(spec.choices) or None
-        group.add_argument(str(spec.flag), default=default(None), help=spec.flag_help, choices=choices)
+    # In CONNECTION_FLAGS' order: the one with a long list of choices (its schema's enum) last.
+    schemas = {spec.key: spec.schema or {} for spec in FIELDS}
+    for key, (flag, help_text) in CONNECTION_FLAGS.items():
+        group.add_argument(flag, default=default(None), help=help_text, choices=schemas[key].get("enum"))
     return parser
 
 
@@ -207,4 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def flags_without_url(args: argparse.Namespace) -> list[str]:
     """Connection flags given without ``--url``: they would be silently ignored, so they are refused."""
-    return [f"--{name.replace('_', '-')}" for name in URL_FLAGS if getattr(args, name) is not None and not args.url]
+    flags = [flag for key, (flag, _) in CONNECTION_FLAGS.items() if key != "host"]
+    return [flag for flag in flags if getattr(args, flag_dest(flag)) is not None and not args.url]
+
+
+def flag_dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from airflow_provider_ccp import outputs
+from airflow_provider_ccp import archives, outputs
 from airflow_provider_ccp.execution_records import record_status
 from airflow_provider_ccp.hooks.ccp import CCPHook, OutputsKind
 from ccp_airflow import render
@@ -92,8 +92,12 @@ def jobs_outputs(args: argparse.Namespace, hook: CCPHook) -> int:
     if args.extract and downloaded.kind != OutputsKind.ZIP:
         render.emit(f"Nothing to extract: the server sent {downloaded.path.name}, not a zip", stderr=args.json)
     elif args.extract:
-        # A new folder replaces output/ whole: a link planted in the old one is never written through.
-        files, refused = outputs.extract_replacing(downloaded.path, outputs.storage_path(str(target)))
+        # A new folder replaces output/ whole: a link planted in the old one is never written through,
+        # and a failure leaves the old one as it was.
+        published = outputs.storage_path(str(target))
+        with outputs.staged(published) as staging:
+            staging.mkdir(parents=True)
+            files, refused = archives.extract_archive(downloaded.path, staging, published=published)
         render.emit(f"Extracted {len(files)} file(s) into {target}", stderr=args.json)
         summary |= {"extracted_to": str(target), "files": files, "refused": refused}
     render.emit(data=summary, as_json=args.json)

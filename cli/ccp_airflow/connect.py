@@ -13,13 +13,14 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_ccp.connection import CCPConnectionSettings
-from airflow_provider_ccp.connection_fields import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, FIELDS, AuthFlow, flag_names
+from airflow_provider_ccp.connection_fields import AUTH_FLOW_NEEDS, DEFAULT_AUTH_FLOW, FIELDS, AuthFlow
 from airflow_provider_ccp.exceptions import CCPError
 from airflow_provider_ccp.exchange import Answer
 from airflow_provider_ccp.hooks._requests import DeadlineAdapter
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.retries import RetryPolicy
 from airflow_provider_ccp.version_compat import AirflowNotFoundException
+from ccp_airflow import CONNECTION_FLAGS, flag_dest
 
 __all__ = [
     "ConnectionNotFoundError",
@@ -113,8 +114,25 @@ def _secret(value: str | None, env: str, prompt: str, ask: bool) -> str | None:
     return None
 
 
+#: The extras the command line has flags for.
+FLAG_EXTRAS = tuple(spec.key for spec in FIELDS if spec.extra and spec.key in CONNECTION_FLAGS)
+
+
+def _flag_names() -> tuple[tuple[str, str], ...]:
+    """How the validation's names for the fields (``field 'host'``, ``login``, ``extra 'context'``) read as flags;
+    the password has sources of its own to name."""
+    names: list[tuple[str, str]] = []
+    for key, (flag, _) in CONNECTION_FLAGS.items():
+        words = f"{flag} (or {CLIENT_SECRET_ENV})" if key == "client_secret" else flag
+        if key in FLAG_EXTRAS:
+            names += [(f"extra {key!r}", words), (f"Connection extra {key!r}", words)]
+        elif key != "password":
+            names += [(key, words), (f"Connection field {key!r}", words)]
+    return tuple(names)
+
+
 #: How the connection's field names read on the command line, for errors in ``--url`` mode.
-FLAG_NAMES = flag_names()
+FLAG_NAMES = _flag_names()
 PASSWORD_SOURCES = f"{PASSWORD_ENV}, the prompt, or --password"
 
 
@@ -143,7 +161,7 @@ def settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
 
 def _settings_from_flags(args: argparse.Namespace) -> CCPConnectionSettings:
     # The extras the command line has flags for; the client secret may come from elsewhere (below).
-    extra = {spec.key: getattr(args, str(spec.dest)) for spec in FIELDS if spec.flag and spec.extra}
+    extra = {key: getattr(args, flag_dest(CONNECTION_FLAGS[key][0])) for key in FLAG_EXTRAS}
     # Prompt only for what the flow needs (argparse has already refused an unknown flow).
     needed = AUTH_FLOW_NEEDS[AuthFlow(args.auth_flow or DEFAULT_AUTH_FLOW)].fields
     extra["client_secret"] = _secret(

@@ -86,7 +86,7 @@ def check_method(d: Doctor, step: Step) -> None:
 
 def _jobs_page(hook: DoctorHook, url: str, params: dict[str, Any]) -> list[StatusInfo]:
     items = protocol.listed_items(hook._get_json(url, params=params), "jobs")
-    return [job for item in items if (job := hook._listed_job(item)) is not None]
+    return [job for item in items if (job := hook._picked(StatusInfo.from_json, item, "jobs")) is not None]
 
 
 def check_jobs(d: Doctor, step: Step) -> None:

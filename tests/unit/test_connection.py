@@ -228,7 +228,7 @@ def test_airflow_does_not_mask_the_token_endpoint_extra():
     """Airflow hides any field whose name holds "token": the endpoint must not be one of them."""
     from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
 
-    from airflow_provider_ccp.get_provider_info import TOKEN_ENDPOINT_FIELD
+    from airflow_provider_ccp.connection_fields import TOKEN_ENDPOINT_FIELD
 
     assert should_hide_value_for_key("token_url")  # why the extra was renamed
     assert not should_hide_value_for_key(TOKEN_ENDPOINT_FIELD)

@@ -13,8 +13,8 @@ import pytest
 
 import airflow_provider_ccp
 from airflow_provider_ccp import get_provider_info as get_provider_info_module
-from airflow_provider_ccp.connection_fields import AuthFlow
-from airflow_provider_ccp.get_provider_info import DOCS_URL, get_provider_info
+from airflow_provider_ccp.connection_fields import DOCS_URL, AuthFlow
+from airflow_provider_ccp.get_provider_info import get_provider_info
 from airflow_provider_ccp.hooks.ccp import CCPHook
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
@@ -151,7 +151,7 @@ def test_reading_the_provider_info_imports_nothing_of_airflow():
 
 def test_the_form_the_cli_and_the_docs_read_one_declaration_of_the_fields():
     from airflow_provider_ccp.connection_fields import FIELDS
-    from ccp_airflow import build_parser
+    from ccp_airflow import CONNECTION_FLAGS, build_parser
 
     declared = {spec.key for spec in FIELDS}
     (conn_type,) = get_provider_info()["connection-types"]
@@ -165,6 +165,7 @@ def test_the_form_the_cli_and_the_docs_read_one_declaration_of_the_fields():
         for action in group._group_actions
         for option in action.option_strings
     }
-    assert connection_flags - {"--conn-id"} == {spec.flag for spec in FIELDS if spec.flag}
+    assert connection_flags - {"--conn-id"} == {flag for flag, _ in CONNECTION_FLAGS.values()}
+    assert set(CONNECTION_FLAGS) <= declared
     table = (Path(airflow_provider_ccp.__file__).parents[1] / "docs" / "connection.md").read_text()
     assert [spec.key for spec in FIELDS if spec.extra and f"| `{spec.key}` |" not in table] == []

@@ -14,7 +14,6 @@ def test_the_flags_follow_the_installed_airflow():
     major, minor = (int(part) for part in airflow.__version__.split(".")[:2])
     assert version_compat.get_base_airflow_version_tuple()[:2] == (major, minor)
     assert ((major, minor) >= (3, 3)) == version_compat.AIRFLOW_V_3_3_PLUS
-    assert ((major, minor) >= (3, 2)) == version_compat.AIRFLOW_V_3_2_PLUS
 
 
 def test_mask_secret_hides_a_secret_on_this_line():

@@ -522,7 +522,7 @@ async def test_the_retired_client_setting_is_said_gone_once(make_conn, monkeypat
     # Whatever it names, aiohttp answers; a deployment that still sets it is told once per process.
     if setting is not None:
         monkeypatch.setenv("AIRFLOW__CCP__ASYNC_HTTP_CLIENT", setting)
-    monkeypatch.setattr(_pool, "_warn_once", functools.cache(_pool._warn_once.__wrapped__))
+    monkeypatch.setattr(_pool, "warn_retired_setting", functools.cache(_pool.warn_retired_setting.__wrapped__))
     serve_job(httpserver)
     conn = make_conn(auth_flow="none", login=None, secret="")
     for _ in range(2):
