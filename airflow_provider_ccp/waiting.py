@@ -17,34 +17,14 @@ from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError, cut
 from airflow_provider_ccp.masking import redact
 from airflow_provider_ccp.protocol import StatusInfo, is_known
-from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, is_final
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, is_final
 from airflow_provider_ccp.version_compat import AirflowFailException
 
-__all__ = [
-    "EventStatus",
-    "JobWatch",
-    "follow",
-    "ride_out",
-    "job_event",
-    "error_event",
-    "terminal_event",
-    "WITHHELD",
-    "validate_event",
-    "configured_min_defer_seconds",
-    "EVENT_STATUSES",
-    "EVENT_KEYS",
-    "MIN_DEFER_SECONDS",
-    "FIRST_POLL_SECONDS",
-    "RAMP",
-]
+__all__ = ["EventStatus", "JobWatch", "follow", "ride_out", "job_event", "terminal_event", "validate_event"]
 
 
 class EventStatus(StrEnum):
-    """How a wait ended: the ``status`` of the event the trigger yields and ``execute_complete`` reads.
-
-    A ``str`` enum: events carry the plain value, and an event stored by an earlier version compares
-    equal to its member.
-    """
+    """How a wait ended: an event's ``status`` (a plain string in the event, as earlier versions stored)."""
 
     SUCCESS = "success"
     FAILED = "failed"
@@ -52,7 +32,6 @@ class EventStatus(StrEnum):
     ERROR = "error"
 
 
-EVENT_STATUSES = frozenset(EventStatus)
 EVENT_KEYS = frozenset({"status", "job_id", "job_status", "message"})
 #: How long after a deferral the trigger may resume the task at the earliest (``JobWatch.not_before``).
 #: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
@@ -70,7 +49,6 @@ T = TypeVar("T")
 
 
 def configured_min_defer_seconds() -> float:
-    """``[ccp] min_defer_seconds`` from Airflow's configuration, else ``MIN_DEFER_SECONDS``."""
     from airflow_provider_ccp.version_compat import conf
 
     return conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
@@ -80,10 +58,7 @@ def job_event(
     status: EventStatus, job_id: str, job_status: str | None, message: str, *, final: bool = False
 ) -> dict[str, Any]:
     """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only.
-
-    ``final`` marks an error no retry can heal (``retries.is_final``); it is left out otherwise, so
-    events of earlier versions read the same.
-    """
+    ``final`` (an error no retry heals) is left out otherwise, so events of earlier versions read the same."""
     event = {"status": str(status), "job_id": job_id, "job_status": job_status, "message": cut(message)}
     return event | {"final": True} if final else event
 
@@ -96,25 +71,28 @@ def error_event(job_id: str, job_status: str | None, message: str, error: BaseEx
 
 
 def terminal_event(info: StatusInfo, secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """The event of a job that ended; ``secrets`` (the secret inputs' values) are hidden in its message."""
     status = EventStatus.SUCCESS if info.successful else EventStatus.FAILED
     return job_event(status, info.job_id, info.status, redact(info.message, secrets))
 
 
 def validate_event(event: Any) -> dict[str, Any]:
-    """Fail loudly on an event this provider did not produce, rather than treat it as success.
-
-    ``job_status`` and ``message`` may be None or empty, but must be there: they are read later; so may
-    ``job_id`` in an error event (a trigger that starts the try stopped before submitting).
-    """
+    """Fail loudly on an event this provider did not produce, rather than treat it as success. ``job_id``
+    may be empty in an error event only (a trigger that starts the try stopped before submitting)."""
     if (
         not isinstance(event, Mapping)
-        or event.get("status") not in EVENT_STATUSES
+        or event.get("status") not in frozenset(EventStatus)
         or not (event.get("job_id") or event["status"] == EventStatus.ERROR)
         or not EVENT_KEYS.issubset(event)
     ):
         raise CCPProtocolError(f"Unexpected event from CCPJobTrigger: {event!r}")
     return dict(event)
+
+
+def event_error(event: Mapping[str, Any], **ids: Any) -> CCPError:
+    """What an ``error`` event ends the task with, for the operator and the sensor alike: an error the
+    trigger marked final becomes an ``AirflowFailException`` too, so that no task retry repeats it."""
+    error = CCPError(event["message"], **ids)
+    return as_final(error) if event.get("final") else error
 
 
 #: What replaces CCP's words where the secret inputs' values are not at hand to hide them.
@@ -125,14 +103,11 @@ WITHHELD = "CCP's message withheld: the task has secret inputs"
 class JobWatch:
     """The waiting rules, shared by the trigger (async) and the operator's worker loop (sync).
 
-    Feed it each poll's outcome; it answers with the final event, or None to keep waiting, and
-    says how long to sleep. ``end_time`` is wall-clock epoch seconds, as it crosses processes.
-    ``not_before`` (epoch seconds) holds back the end of a job that finished sooner: the status is
-    asked again then, and only that answer ends the wait. ``since`` (epoch seconds) is when the wait
-    started: the polls then start soon and ramp up to ``poll_interval`` (``RAMP``); without it every wait
-    is ``poll_interval``. ``latest`` and ``error`` are the last status and the last error seen;
-    ``clock`` is the time all of this is measured with. ``policy`` says which failed polls are ridden
-    out, how many in a row, and the backoff after them.
+    Feed it each poll's outcome; it answers with the final event, or None to keep waiting, and says how
+    long to sleep. Times are wall-clock epoch seconds, as they cross processes. ``not_before`` holds back
+    the end of a job that finished sooner: the status is asked again then, and only that answer ends the
+    wait. From ``since`` (when the wait started) the polls ramp up to ``poll_interval`` (``RAMP``).
+    ``policy`` says which failed polls are ridden out, how many in a row, and the backoff after them.
     """
 
     job_id: str
@@ -157,7 +132,6 @@ class JobWatch:
     since: float | None = None
 
     def hide(self, text: str) -> str:
-        """``text`` from CCP as it may be logged or sent on: the secrets hidden, or all of it withheld."""
         if self.withhold:
             return WITHHELD if text else text
         return redact(text, self.secrets)
@@ -183,7 +157,6 @@ class JobWatch:
         return terminal_event(replace(info, message=self.hide(info.message)))
 
     def check_word(self, status: str) -> None:
-        """Warn the first time the job shows a status word this provider does not know."""
         if not is_known(status) and status not in self.unknown:
             self.unknown.add(status)
             self.log.warning(
@@ -222,7 +195,6 @@ class JobWatch:
         return delay
 
     def interval(self) -> float:
-        """The wait between two polls: ``poll_interval``, or less while the ramp from ``since`` lasts."""
         if self.since is None:
             return self.poll_interval
         waited = self.clock.time() - self.since
@@ -236,7 +208,7 @@ class JobWatch:
 
 
 def follow(get_status: Callable[[], StatusInfo], watch: JobWatch) -> dict[str, Any]:
-    """Poll on this thread until ``watch`` ends the wait; its event says how (the worker loop and the hook)."""
+    """Poll on this thread until ``watch`` ends the wait (the worker loop and the hook)."""
     while True:
         try:
             event = watch.on_status(get_status())

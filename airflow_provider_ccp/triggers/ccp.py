@@ -1,13 +1,9 @@
-"""``CCPJobTrigger``: waits for a CCP job in the triggerer, without holding a worker slot.
+"""The triggers: ``CCPJobTrigger`` waits for a CCP job without holding a worker slot, ``CCPStartTrigger``
+also submits it, ``CCPExecutionEventTrigger`` reports the executions of a Method to an ``AssetWatcher``.
 
-The trigger only reads (``GET /jobs/{id}``); the execution is submitted by the operator on a
-worker, because ``run()`` starts from scratch whenever a triggerer restarts and a POST made here
-would start a second execution. The only remote change it ever makes is the dismiss in
-``on_kill``, which Airflow >= 3.3 calls when a user kills the deferred task, and only then.
-
-The waiting rules (what ends the wait, which errors to ride out, how long to sleep) live in
-``airflow_provider_ccp.waiting``, shared with the operator's worker loop and the hook; the loop
-here is their async twin, kept apart so that a poll costs no more than the request itself.
+``CCPJobTrigger`` only reads (``GET /jobs/{id}``), and dismisses in ``on_kill``, which Airflow >= 3.3 calls
+only when a user kills the deferred task. Its waiting rules are ``airflow_provider_ccp.waiting``'s, shared
+with the worker loop and the hook; the loop here is their async twin, so a poll costs only its request.
 """
 
 from __future__ import annotations
@@ -41,16 +37,9 @@ from airflow_provider_ccp.submission import (
     stored_submission,
 )
 from airflow_provider_ccp.version_compat import trigger_runs_inline, watcher_state_store, watchers_keep_state
-from airflow_provider_ccp.waiting import JobWatch, error_event, terminal_event
+from airflow_provider_ccp.waiting import JobWatch, configured_min_defer_seconds, error_event, terminal_event
 
-__all__ = [
-    "CCPJobTrigger",
-    "CCPStartTrigger",
-    "CCPExecutionEventTrigger",
-    "jittered",
-    "first_poll_delay",
-    "POLL_JITTER",
-]
+__all__ = ["CCPJobTrigger", "CCPStartTrigger", "CCPExecutionEventTrigger", "jittered", "first_poll_delay"]
 
 #: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
 POLL_JITTER = 0.1
@@ -71,34 +60,29 @@ def _epoch(name: str, value: float | None, none_means: str) -> float | None:
 
 
 class CCPJobTrigger(BaseTrigger):
-    """Polls ``GET /jobs/{job_id}`` until the job ends or ``end_time`` passes; yields exactly one event.
+    """Polls ``GET /jobs/{job_id}`` until the job ends or ``end_time`` passes; yields exactly one event,
+    ``{"status": "success"|"failed"|"timeout"|"error", "job_id", "job_status", "message"}``.
 
-    The event is ``{"status": "success"|"failed"|"timeout"|"error", "job_id", "job_status", "message"}``.
-
-    :param conn_id: the ``ccp`` connection; the hook is rebuilt from it inside ``run()``.
+    :param conn_id: the ``ccp`` connection.
     :param job_id: the CCP job (execution) id.
     :param poll_interval: seconds between polls.
     :param end_time: epoch seconds after which the trigger yields ``timeout``; None waits forever.
     :param cancel_on_kill: dismiss the job when a user kills the deferred task (Airflow >= 3.3).
-    :param not_before: epoch seconds before which a job that ended is not reported (see ``JobWatch``);
-        ignored where the trigger runs inside the task's process (``airflow dags test``), which no
-        scheduler races with.
-    :param since: epoch seconds the wait started (the deferral): the polls start within a second and
-        ramp up to ``poll_interval`` (``waiting.RAMP``), so a short job is noticed promptly. None (the
-        triggers stored by earlier versions, a trigger restarted long after): every wait is ``poll_interval``.
+    :param not_before: epoch seconds before which a job that ended is not reported (``JobWatch``); ignored
+        where the trigger runs inside the task's process (``airflow dags test``): no scheduler races with it.
+    :param since: epoch seconds the wait started: the polls start within a second and ramp up to
+        ``poll_interval`` (``waiting.RAMP``), so a short job is noticed promptly. None: every wait is
+        ``poll_interval``.
     :param retry_limit: retries of one poll request (the hook's retry policy, docs/connection.md).
     :param retry_delay: first backoff of those retries, in seconds.
-    :param secrets: the values of the task's secret inputs. CCP may echo one in a status or failure
-        message: the trigger registers them with the masker and hides them in its event. Airflow
-        stores a trigger's arguments encrypted (Fernet), so they are as safe there as a connection;
+    :param secrets: the values of the task's secret inputs, which CCP may echo in a message: masked while
+        the trigger runs and hidden in its event. Airflow stores a trigger's arguments encrypted (Fernet);
         before Airflow 3.3.2 its REST API shows them in clear, so the operator sends none there.
-    :param withhold_messages: keep CCP's messages out of the trigger's log lines and event altogether
-        (the task has secret inputs whose values it could not send); the worker reads the message of a
-        failed job itself and hides the secrets in it.
+    :param withhold_messages: keep CCP's messages out of the trigger's logs and event altogether (the task
+        has secret inputs whose values it could not send); the worker reads a failed job's message itself.
 
-    The first poll comes at a random moment within the first wait (a second with ``since``, else
-    ``poll_interval``) and each later wait is jittered by ±10%, so that triggers deferred in the same
-    second do not poll in lock-step.
+    The first poll comes at a random moment within the first wait and each later wait is jittered by
+    ±10%, so that triggers deferred in the same second do not poll in lock-step.
     """
 
     #: The time the wait is measured with; not serialized (a test sets its own on the instance).
@@ -131,6 +115,26 @@ class CCPJobTrigger(BaseTrigger):
         self.secrets = tuple(str(secret) for secret in secrets)
         self.withhold_messages = bool(withhold_messages)
         self.since = _epoch("since", since, "no ramp")
+
+    @classmethod
+    def deferring(
+        cls, hook: CCPHook, job_id: str, end_time: float | None, hold: float | None = None, **kwargs: Any
+    ) -> CCPJobTrigger:
+        """The trigger a task that uses ``hook`` defers to now (the operator, the sensor): the polls follow
+        the hook's retry policy and ramp up from now, and a job that ends within ``hold`` seconds (default
+        ``[ccp] min_defer_seconds``) is held back that long (Airflow's defer race, docs/operators.md)."""
+        now, retry = hook.clock.time(), hook.retry
+        hold = configured_min_defer_seconds() if hold is None else hold
+        return cls(
+            hook.ccp_conn_id,
+            job_id,
+            end_time=end_time,
+            not_before=now + hold,
+            since=now,
+            retry_limit=retry.limit,
+            retry_delay=retry.delay,
+            **kwargs,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -201,11 +205,8 @@ class CCPJobTrigger(BaseTrigger):
                 await clock.asleep(watch.next_delay(jittered))
 
     async def on_kill(self) -> None:
-        """Dismiss the job: Airflow >= 3.3 calls this only when a user kills the deferred task.
-
-        Not on a triggerer restart, redistribution or trigger timeout, and never from
-        ``cleanup()``: the job must outlive the triggerer that watches it.
-        """
+        """Airflow >= 3.3 calls this only when a user kills the deferred task (never from ``cleanup()``, nor
+        on a triggerer restart or a trigger timeout): the job must outlive the triggerer that watches it."""
         if not self.job_id:  # a trigger that starts the try, killed before it submitted
             return
         if not self.cancel_on_kill:
@@ -393,8 +394,7 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
 
     @property
     def state_key(self) -> str:
-        """One key per connection, Method and statuses: watchers of one Asset that differ in either keep
-        apart records (each holds only the executions it dealt with)."""
+        """Watchers of one Asset that differ in connection, Method or statuses keep apart records."""
         return f"ccp_executions:{self.ccp_conn_id}:{self.method_id}:{','.join(self.statuses)}"
 
     # ------------------------------------------------------------------ one poll for sibling watchers (3.3)
@@ -420,10 +420,8 @@ class CCPExecutionEventTrigger(BaseEventTrigger):
     # ------------------------------------------------------------------ listing
 
     async def _listings(self) -> AsyncIterator[StatusInfo | Mapping[str, str]]:
-        """Forever: every job of the Method, then the end of the listing; the first listing right away.
-
-        The items stay in the triggerer's process (sibling watchers read the same objects), so each job is
-        parsed once, by the hook."""
+        """Forever: every job of the Method, then the end of the listing; the first listing right away. The
+        items stay in the triggerer's process (siblings read the same objects): each job is parsed once."""
         async with CCPAsyncHook(self.ccp_conn_id) as hook:
             while True:
                 end = LISTING_COMPLETE
