@@ -8,6 +8,7 @@ runs the same steps with ``await`` in its own loop, which costs nothing per poll
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -20,7 +21,7 @@ from airflow_provider_ccp.protocol import StatusInfo, is_known
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, is_final
 from airflow_provider_ccp.version_compat import AirflowFailException
 
-__all__ = ["EventStatus", "JobWatch", "follow", "ride_out", "job_event", "terminal_event", "validate_event"]
+__all__ = ["EventStatus", "JobWatch", "follow", "ride_out", "job_event", "terminal_event", "validate_event", "jittered"]
 
 
 class EventStatus(StrEnum):
@@ -46,6 +47,19 @@ FIRST_POLL_SECONDS = 1.0
 RAMP = 0.5
 
 T = TypeVar("T")
+
+
+#: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
+POLL_JITTER = 0.1
+
+
+def jittered(delay: float, spread: float = POLL_JITTER, rng: random.Random | None = None) -> float:
+    return delay * (1.0 + spread * (2.0 * (rng or random).random() - 1.0))
+
+
+def first_poll_delay(period: float, rng: random.Random | None = None) -> float:
+    """Anywhere in the first period: a thousand tasks deferred in the same second poll spread over it."""
+    return period * (rng or random).random()
 
 
 def configured_min_defer_seconds() -> float:
