@@ -153,7 +153,10 @@ class JobWatch:
     def on_status(self, info: StatusInfo) -> dict[str, Any] | None:
         self.failures = 0
         self.latest = info
-        self.check_word(info.status)
+        if not is_known(info.status) and info.status not in self.unknown:
+            self.unknown.add(info.status)
+            message = "CCP job %s has the unknown status %r: treated as not finished; polling continues"
+            self.log.warning(message, self.job_id, info.status)
         if info.status != self.previous:
             progress = f" ({info.progress}%)" if info.progress is not None else ""
             message = self.hide(info.message)
@@ -170,13 +173,6 @@ class JobWatch:
         self.holding = False
         return terminal_event(replace(info, message=self.hide(info.message)))
 
-    def check_word(self, status: str) -> None:
-        if not is_known(status) and status not in self.unknown:
-            self.unknown.add(status)
-            self.log.warning(
-                "CCP job %s has the unknown status %r: treated as not finished; polling continues", self.job_id, status
-            )
-
     def on_error(self, error: CCPError) -> dict[str, Any] | None:
         self.error = error
         text = f"{type(error).__name__} ({WITHHELD})" if self.withhold else redact(str(error), self.secrets)
@@ -186,12 +182,9 @@ class JobWatch:
         if self.failures > self.policy.poll_failures:
             message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {text}"
             return job_event(EventStatus.ERROR, self.job_id, self.previous, message)
+        delay = self.next_delay()
         self.log.warning(
-            "Poll %d of CCP job %s failed (%s); trying again in %.0f s",
-            self.failures,
-            self.job_id,
-            text,
-            self.next_delay(),
+            "Poll %d of CCP job %s failed (%s); trying again in %.0f s", self.failures, self.job_id, text, delay
         )
         return self._deadline_event()
 
@@ -199,7 +192,10 @@ class JobWatch:
         """The wait before the next poll: the interval, backed off after failures and ``spread`` by the
         caller's jitter, then cut at the end of a hold and at the deadline. The cut comes after the jitter:
         a cut wait shortened again would leave a sliver of time, polled for in ever shorter waits."""
-        delay = self.policy.poll_delay(self.interval(), self.failures)
+        interval = self.poll_interval
+        if self.since is not None:  # the ramp
+            interval = min(interval, max(FIRST_POLL_SECONDS, RAMP * (self.clock.time() - self.since)))
+        delay = self.policy.poll_delay(interval, self.failures)
         if spread is not None:
             delay = spread(delay)
         if self.holding and self.not_before is not None:
@@ -207,12 +203,6 @@ class JobWatch:
         if self.end_time is not None:
             delay = min(delay, max(0.0, self.end_time - self.clock.time()))
         return delay
-
-    def interval(self) -> float:
-        if self.since is None:
-            return self.poll_interval
-        waited = self.clock.time() - self.since
-        return min(self.poll_interval, max(FIRST_POLL_SECONDS, RAMP * waited))
 
     def _deadline_event(self) -> dict[str, Any] | None:
         if self.end_time is None or self.clock.time() < self.end_time:

@@ -27,7 +27,7 @@ from airflow_provider_ccp.operators._completion import (
     output_target,
     report_failure,
 )
-from airflow_provider_ccp.outputs import store_outputs, store_results
+from airflow_provider_ccp.outputs import StoredOutputs, store_outputs, store_results
 from airflow_provider_ccp.protocol import SyncResults
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, fail_without_retry
 from airflow_provider_ccp.submission import (
@@ -369,8 +369,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             secret_inputs=self._secret_inputs_sent(),
         )
         log_outputs(stored, target, job_id, self.log)
-        link = self.hook.execution_link(job_id)
-        return self._deliver(context, job_id, info.status, info.message, info.to_dict(), stored.for_xcom(), link)
+        return self._deliver(context, info.to_dict(), stored)
 
     def _finish_synchronous(self, context: Context, results: SyncResults) -> dict[str, Any]:
         """The server ran the execution while answering the POST (OGC sync execute): the results it
@@ -379,28 +378,21 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         stored = store_results(results, target, secret_inputs=self._secret_inputs_sent())
         message = "run synchronously: the server answered the execution request with its results, and no job"
         self.log.info("Method %s was %s; saved as %s", self.method_id, message, stored.archive)
-        times = dict.fromkeys(("created", "started", "finished", "duration_seconds"))
-        return self._deliver(context, None, "successful", message, times, stored.for_xcom(), None)
+        return self._deliver(context, {"job_id": None, "status": "successful", "message": message}, stored)
 
-    def _deliver(
-        self,
-        context: Context,
-        job_id: str | None,
-        status: str,
-        message: str,
-        times: Mapping[str, Any],
-        files: Mapping[str, Any],
-        execution_url: str | None,
-    ) -> dict[str, Any]:
-        """The manifest (the task's XCom), and the asset events that point at it."""
+    def _deliver(self, context: Context, status: Mapping[str, Any], stored: StoredOutputs) -> dict[str, Any]:
+        """The manifest (the task's XCom), and the asset events that point at it; ``status`` is as
+        ``StatusInfo.to_dict()`` gives it (no times for a synchronous run)."""
+        job_id = status["job_id"]
         manifest = self._manifest = {
             "job_id": job_id,
             "method_id": self.method_id,
-            "status": status,
-            "message": message,
-            **{key: times[key] for key in ("created", "started", "finished", "duration_seconds")},
-            **files,
-            "execution_url": execution_url,
+            **{
+                key: status.get(key)
+                for key in ("status", "message", "created", "started", "finished", "duration_seconds")
+            },
+            **stored.for_xcom(),
+            "execution_url": self.hook.execution_link(job_id) if job_id else None,
         }
         emit_asset_events(self.outlets, context, manifest)
         return manifest
