@@ -1,9 +1,8 @@
 """How to wait for a CCP job, with no I/O: the event shape and the polling rules.
 
-The trigger (async, in the triggerer), the operator's worker loop and ``CCPHook.wait_for_job``
-all poll through ``JobWatch``, so the three cannot disagree about what ends a wait, which errors
-are ridden out and how long to sleep. The two sync waits are one loop, ``follow``; the trigger
-runs the same steps with ``await`` in its own loop, which costs nothing per poll.
+The trigger, the operator's worker loop and ``CCPHook.wait_for_job`` all poll through ``JobWatch``, so they
+cannot disagree about what ends a wait, which errors are ridden out and how long to sleep. The two sync
+waits are one loop, ``follow``; the trigger runs the same steps with ``await`` in its own loop.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ class EventStatus(StrEnum):
     ERROR = "error"
 
 
-EVENT_KEYS = frozenset({"status", "job_id", "job_status", "message"})
 #: How long after a deferral the trigger may resume the task at the earliest (``JobWatch.not_before``).
 #: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
 #: the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716); docs/operators.md.
@@ -96,7 +94,7 @@ def validate_event(event: Any) -> dict[str, Any]:
         not isinstance(event, Mapping)
         or event.get("status") not in frozenset(EventStatus)
         or not (event.get("job_id") or event["status"] == EventStatus.ERROR)
-        or not EVENT_KEYS.issubset(event)
+        or not {"status", "job_id", "job_status", "message"} <= event.keys()
     ):
         raise CCPProtocolError(f"Unexpected event from CCPJobTrigger: {event!r}")
     return dict(event)

@@ -87,8 +87,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     :param wait_for_completion: False submits, pushes the ids and returns the job id.
     :param output_path: folder or ObjectStoragePath URI (``s3://bucket/prefix``) the outputs go under, as
         ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/``. Default ``[ccp] output_path``, else
-        ``$AIRFLOW_HOME/ccp-outputs`` (a warning when tasks run on a non-local executor).
-        Templated.
+        ``$AIRFLOW_HOME/ccp-outputs`` (a warning when tasks run on a non-local executor). Templated.
     :param extract: extract ``output.zip`` next to it (entries that would escape the folder are refused).
     :param max_extract_bytes: most bytes ``output.zip`` may expand to (default 20 GiB; None: no limit).
     :param max_extract_entries: most entries ``output.zip`` may hold to be extracted (default 100,000; None: no limit).
@@ -102,9 +101,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     :param secret_inputs: ids of inputs to treat as secret besides those the Method's description marks
         secret (``format: secret``): masked in Rendered Templates and logs as soon as the templates are
         rendered (even when CCP cannot be reached then), kept out of the retry fingerprint and lineage.
-    :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
-        so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
-        min_defer_seconds`` in Airflow's configuration, else 10.
+    :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest, so
+        that Airflow's scheduler cannot fail it (docs/operators.md). Default ``[ccp] min_defer_seconds``, else 10.
     :param ccp_retry_limit: retries of one request to CCP, in the worker and the trigger (the hooks'
         retry policy, docs/connection.md "Retries"; ``retries`` is the task's own).
     :param ccp_retry_delay: seconds before the first of those retries, doubled for each next one.
