@@ -232,10 +232,15 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     def _method_description(self) -> dict[str, Any]:
         """Read once per process (rendering and ``execute`` both need it), with ``secret_inputs`` marked secret."""
-        if self._description is None or self._description[0] != self.method_id:
+        if (description := self._known_description()) is None:
             description = with_secret_inputs(self.hook.get_method(self.method_id), self.secret_inputs)
             self._description = (self.method_id, description)
-        return self._description[1]
+        return description
+
+    def _known_description(self) -> dict[str, Any] | None:
+        """The description this process already read: lineage must never be the reason CCP is called."""
+        known = self._description
+        return known[1] if known is not None and known[0] == self.method_id else None
 
     # ------------------------------------------------------------------ rendering
 
@@ -419,12 +424,6 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         return f"The CCP execution {event['job_status'] or 'failed'}: {reason} ({where})"
 
     # ------------------------------------------------------------------ OpenLineage (optional extra)
-
-    def _known_description(self) -> dict[str, Any] | None:
-        """The description this process already read: lineage must never be the reason CCP is called."""
-        if self._description is None or self._description[0] != self.method_id:
-            return None
-        return self._description[1]
 
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
         from airflow_provider_ccp.lineage import method_lineage

@@ -1,8 +1,5 @@
-"""``CCPExecutionEventTrigger``: reports the executions of a Method to an ``AssetWatcher``, whoever started them.
-
-Its documented path is ``airflow_provider_ccp.triggers.ccp``, which imports it; the record of what it reported
-is ``execution_events``.
-"""
+"""``CCPExecutionEventTrigger``, documented (and stored) as ``airflow_provider_ccp.triggers.ccp``'s, which
+imports it: reports a Method's executions to an ``AssetWatcher``; ``execution_events`` keeps its record."""
 
 from __future__ import annotations
 
