@@ -43,14 +43,8 @@ __all__ = [
     "ExecutionRequest",
     "Submission",
     "OnAmbiguousSubmit",
-    "STATE_KEY",
-    "request_fingerprint",
     "stored_submission",
     "forget_submission",
-    "MARKER_PREFIX",
-    "new_marker",
-    "note_with_marker",
-    "jobs_created_between",
     "XComRecord",
     "prepare_request",
 ]
@@ -80,21 +74,18 @@ class OnAmbiguousSubmit(StrEnum):
 
 
 def request_fingerprint(method_id: str, inputs: Mapping[str, str]) -> str:
-    """What a retry compares before reattaching: the Method and its non-secret inputs, sorted.
-
-    Secret values stay out: even hashed, a short secret in the task state store could be guessed.
-    """
+    """What a retry compares before reattaching: the Method and its non-secret inputs (even hashed, a
+    short secret in the task state store could be guessed)."""
     document = json.dumps({"method_id": method_id, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(document.encode()).hexdigest()
 
 
 def new_marker() -> str:
-    """A submission identity no other request will carry."""
     return MARKER_PREFIX + uuid.uuid4().hex
 
 
 def note_with_marker(note: Any, marker: str) -> str:
-    """The ``ccpnote`` to send: the user's own note, if any, then the marker in brackets."""
+    """The user's own ``ccpnote``, if any, then the marker in brackets."""
     text = "" if note is None else input_value_to_string(MARKER_INPUT, note).strip()
     return f"{text} [{marker}]" if text else f"[{marker}]"
 

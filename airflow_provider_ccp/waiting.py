@@ -1,13 +1,13 @@
 """How to wait for a CCP job, with no I/O: the event shape and the polling rules.
 
-The trigger (async, in the triggerer), the operator's worker loop and ``CCPHook.wait_for_job``
-all poll through ``JobWatch``, so the three cannot disagree about what ends a wait, which errors
-are ridden out and how long to sleep. The two sync waits are one loop, ``follow``; the trigger
-runs the same steps with ``await`` in its own loop, which costs nothing per poll.
+The trigger, the operator's worker loop and ``CCPHook.wait_for_job`` all poll through ``JobWatch``, so they
+cannot disagree about what ends a wait, which errors are ridden out and how long to sleep. The two sync
+waits are one loop, ``follow``; the trigger runs the same steps with ``await`` in its own loop.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -17,34 +17,14 @@ from airflow_provider_ccp.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_ccp.exceptions import CCPError, CCPProtocolError, cut
 from airflow_provider_ccp.masking import redact
 from airflow_provider_ccp.protocol import StatusInfo, is_known
-from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, is_final
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, is_final
 from airflow_provider_ccp.version_compat import AirflowFailException
 
-__all__ = [
-    "EventStatus",
-    "JobWatch",
-    "follow",
-    "ride_out",
-    "job_event",
-    "error_event",
-    "terminal_event",
-    "WITHHELD",
-    "validate_event",
-    "configured_min_defer_seconds",
-    "EVENT_STATUSES",
-    "EVENT_KEYS",
-    "MIN_DEFER_SECONDS",
-    "FIRST_POLL_SECONDS",
-    "RAMP",
-]
+__all__ = ["EventStatus", "JobWatch", "follow", "ride_out", "job_event", "terminal_event", "validate_event", "jittered"]
 
 
 class EventStatus(StrEnum):
-    """How a wait ended: the ``status`` of the event the trigger yields and ``execute_complete`` reads.
-
-    A ``str`` enum: events carry the plain value, and an event stored by an earlier version compares
-    equal to its member.
-    """
+    """How a wait ended: an event's ``status`` (a plain string in the event, as earlier versions stored)."""
 
     SUCCESS = "success"
     FAILED = "failed"
@@ -52,8 +32,6 @@ class EventStatus(StrEnum):
     ERROR = "error"
 
 
-EVENT_STATUSES = frozenset(EventStatus)
-EVENT_KEYS = frozenset({"status", "job_id", "job_status", "message"})
 #: How long after a deferral the trigger may resume the task at the earliest (``JobWatch.not_before``).
 #: Airflow fails a task whose trigger fires before the scheduler has read the executor's report of
 #: the deferring worker's exit (apache/airflow #66374, #67287, #71580, #72716); docs/operators.md.
@@ -69,8 +47,20 @@ RAMP = 0.5
 T = TypeVar("T")
 
 
+#: Each wait is stretched or shrunk by up to this fraction, so triggers deferred together drift apart.
+POLL_JITTER = 0.1
+
+
+def jittered(delay: float, spread: float = POLL_JITTER, rng: random.Random | None = None) -> float:
+    return delay * (1.0 + spread * (2.0 * (rng or random).random() - 1.0))
+
+
+def first_poll_delay(period: float, rng: random.Random | None = None) -> float:
+    """Anywhere in the first period: a thousand tasks deferred in the same second poll spread over it."""
+    return period * (rng or random).random()
+
+
 def configured_min_defer_seconds() -> float:
-    """``[ccp] min_defer_seconds`` from Airflow's configuration, else ``MIN_DEFER_SECONDS``."""
     from airflow_provider_ccp.version_compat import conf
 
     return conf.getfloat("ccp", "min_defer_seconds", fallback=MIN_DEFER_SECONDS)
@@ -80,10 +70,7 @@ def job_event(
     status: EventStatus, job_id: str, job_status: str | None, message: str, *, final: bool = False
 ) -> dict[str, Any]:
     """The one event shape the trigger yields and ``execute_complete`` reads: JSON primitives only.
-
-    ``final`` marks an error no retry can heal (``retries.is_final``); it is left out otherwise, so
-    events of earlier versions read the same.
-    """
+    ``final`` (an error no retry heals) is left out otherwise, so events of earlier versions read the same."""
     event = {"status": str(status), "job_id": job_id, "job_status": job_status, "message": cut(message)}
     return event | {"final": True} if final else event
 
@@ -96,25 +83,28 @@ def error_event(job_id: str, job_status: str | None, message: str, error: BaseEx
 
 
 def terminal_event(info: StatusInfo, secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """The event of a job that ended; ``secrets`` (the secret inputs' values) are hidden in its message."""
     status = EventStatus.SUCCESS if info.successful else EventStatus.FAILED
     return job_event(status, info.job_id, info.status, redact(info.message, secrets))
 
 
 def validate_event(event: Any) -> dict[str, Any]:
-    """Fail loudly on an event this provider did not produce, rather than treat it as success.
-
-    ``job_status`` and ``message`` may be None or empty, but must be there: they are read later; so may
-    ``job_id`` in an error event (a trigger that starts the try stopped before submitting).
-    """
+    """Fail loudly on an event this provider did not produce, rather than treat it as success. ``job_id``
+    may be empty in an error event only (a trigger that starts the try stopped before submitting)."""
     if (
         not isinstance(event, Mapping)
-        or event.get("status") not in EVENT_STATUSES
+        or event.get("status") not in frozenset(EventStatus)
         or not (event.get("job_id") or event["status"] == EventStatus.ERROR)
-        or not EVENT_KEYS.issubset(event)
+        or not {"status", "job_id", "job_status", "message"} <= event.keys()
     ):
         raise CCPProtocolError(f"Unexpected event from CCPJobTrigger: {event!r}")
     return dict(event)
+
+
+def event_error(event: Mapping[str, Any], **ids: Any) -> CCPError:
+    """What an ``error`` event ends the task with, for the operator and the sensor alike: an error the
+    trigger marked final becomes an ``AirflowFailException`` too, so that no task retry repeats it."""
+    error = CCPError(event["message"], **ids)
+    return as_final(error) if event.get("final") else error
 
 
 #: What replaces CCP's words where the secret inputs' values are not at hand to hide them.
@@ -125,14 +115,11 @@ WITHHELD = "CCP's message withheld: the task has secret inputs"
 class JobWatch:
     """The waiting rules, shared by the trigger (async) and the operator's worker loop (sync).
 
-    Feed it each poll's outcome; it answers with the final event, or None to keep waiting, and
-    says how long to sleep. ``end_time`` is wall-clock epoch seconds, as it crosses processes.
-    ``not_before`` (epoch seconds) holds back the end of a job that finished sooner: the status is
-    asked again then, and only that answer ends the wait. ``since`` (epoch seconds) is when the wait
-    started: the polls then start soon and ramp up to ``poll_interval`` (``RAMP``); without it every wait
-    is ``poll_interval``. ``latest`` and ``error`` are the last status and the last error seen;
-    ``clock`` is the time all of this is measured with. ``policy`` says which failed polls are ridden
-    out, how many in a row, and the backoff after them.
+    Feed it each poll's outcome; it answers with the final event, or None to keep waiting, and says how
+    long to sleep. Times are wall-clock epoch seconds, as they cross processes. ``not_before`` holds back
+    the end of a job that finished sooner: the status is asked again then, and only that answer ends the
+    wait. From ``since`` (when the wait started) the polls ramp up to ``poll_interval`` (``RAMP``).
+    ``policy`` says which failed polls are ridden out, how many in a row, and the backoff after them.
     """
 
     job_id: str
@@ -157,7 +144,6 @@ class JobWatch:
     since: float | None = None
 
     def hide(self, text: str) -> str:
-        """``text`` from CCP as it may be logged or sent on: the secrets hidden, or all of it withheld."""
         if self.withhold:
             return WITHHELD if text else text
         return redact(text, self.secrets)
@@ -165,7 +151,10 @@ class JobWatch:
     def on_status(self, info: StatusInfo) -> dict[str, Any] | None:
         self.failures = 0
         self.latest = info
-        self.check_word(info.status)
+        if not is_known(info.status) and info.status not in self.unknown:
+            self.unknown.add(info.status)
+            message = "CCP job %s has the unknown status %r: treated as not finished; polling continues"
+            self.log.warning(message, self.job_id, info.status)
         if info.status != self.previous:
             progress = f" ({info.progress}%)" if info.progress is not None else ""
             message = self.hide(info.message)
@@ -182,14 +171,6 @@ class JobWatch:
         self.holding = False
         return terminal_event(replace(info, message=self.hide(info.message)))
 
-    def check_word(self, status: str) -> None:
-        """Warn the first time the job shows a status word this provider does not know."""
-        if not is_known(status) and status not in self.unknown:
-            self.unknown.add(status)
-            self.log.warning(
-                "CCP job %s has the unknown status %r: treated as not finished; polling continues", self.job_id, status
-            )
-
     def on_error(self, error: CCPError) -> dict[str, Any] | None:
         self.error = error
         text = f"{type(error).__name__} ({WITHHELD})" if self.withhold else redact(str(error), self.secrets)
@@ -199,12 +180,9 @@ class JobWatch:
         if self.failures > self.policy.poll_failures:
             message = f"Gave up on CCP job {self.job_id} after {self.failures} failed polls in a row: {text}"
             return job_event(EventStatus.ERROR, self.job_id, self.previous, message)
+        delay = self.next_delay()
         self.log.warning(
-            "Poll %d of CCP job %s failed (%s); trying again in %.0f s",
-            self.failures,
-            self.job_id,
-            text,
-            self.next_delay(),
+            "Poll %d of CCP job %s failed (%s); trying again in %.0f s", self.failures, self.job_id, text, delay
         )
         return self._deadline_event()
 
@@ -212,7 +190,10 @@ class JobWatch:
         """The wait before the next poll: the interval, backed off after failures and ``spread`` by the
         caller's jitter, then cut at the end of a hold and at the deadline. The cut comes after the jitter:
         a cut wait shortened again would leave a sliver of time, polled for in ever shorter waits."""
-        delay = self.policy.poll_delay(self.interval(), self.failures)
+        interval = self.poll_interval
+        if self.since is not None:  # the ramp
+            interval = min(interval, max(FIRST_POLL_SECONDS, RAMP * (self.clock.time() - self.since)))
+        delay = self.policy.poll_delay(interval, self.failures)
         if spread is not None:
             delay = spread(delay)
         if self.holding and self.not_before is not None:
@@ -220,13 +201,6 @@ class JobWatch:
         if self.end_time is not None:
             delay = min(delay, max(0.0, self.end_time - self.clock.time()))
         return delay
-
-    def interval(self) -> float:
-        """The wait between two polls: ``poll_interval``, or less while the ramp from ``since`` lasts."""
-        if self.since is None:
-            return self.poll_interval
-        waited = self.clock.time() - self.since
-        return min(self.poll_interval, max(FIRST_POLL_SECONDS, RAMP * waited))
 
     def _deadline_event(self) -> dict[str, Any] | None:
         if self.end_time is None or self.clock.time() < self.end_time:
@@ -236,7 +210,7 @@ class JobWatch:
 
 
 def follow(get_status: Callable[[], StatusInfo], watch: JobWatch) -> dict[str, Any]:
-    """Poll on this thread until ``watch`` ends the wait; its event says how (the worker loop and the hook)."""
+    """Poll on this thread until ``watch`` ends the wait (the worker loop and the hook)."""
     while True:
         try:
             event = watch.on_status(get_status())

@@ -42,11 +42,12 @@ class CCPHookBase(BaseHook):
         retry_delay: float = DEFAULT_RETRY.delay,
         settings: CCPConnectionSettings | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        retry: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.ccp_conn_id = ccp_conn_id
-        self.retry = RetryPolicy(limit=retry_limit, delay=retry_delay)
+        self.retry = retry or RetryPolicy(limit=retry_limit, delay=retry_delay)
         #: Settings made by the caller (a tool with its own flags): then no Airflow connection is read.
         self._given_settings = settings
         self.clock = clock

@@ -60,6 +60,7 @@ class CCPHook(CCPHookBase):
     :param ccp_conn_id: an Airflow connection of type ``ccp`` (see docs/connection.md).
     :param retry_limit: retries of an idempotent request (``RetryPolicy``).
     :param retry_delay: seconds before the first retry, doubled for each next one.
+    :param retry: a ready ``RetryPolicy``, instead of ``retry_limit`` and ``retry_delay``.
     :param settings: ready ``CCPConnectionSettings`` to use instead of reading the connection
         ``ccp_conn_id`` (which then only names it).
     """

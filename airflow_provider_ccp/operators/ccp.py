@@ -1,9 +1,8 @@
 """``CCPExecuteMethodOperator``: run one CCP Method execution as an Airflow task.
 
-The life of a try: prepare (check the inputs against the Method's description); submit, or
-reattach to the execution an earlier try left for the same request (``submission.Submitter``);
-wait (in the triggerer when deferrable, else on the worker); complete in ``execute_complete``,
-which both modes share, with its steps in ``operators/_completion.py``. See docs/operators.md.
+A try checks the inputs against the Method's description; submits, or reattaches to what an earlier try
+left (``submission.Submitter``); waits (in the triggerer when deferrable); and completes in
+``execute_complete``, which both modes share (its steps: ``operators/_completion.py``). See docs/operators.md.
 """
 
 from __future__ import annotations
@@ -16,19 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ccp.archives import ExtractionLimits
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
-from airflow_provider_ccp.exceptions import (
-    CCPError,
-    CCPJobFailedError,
-    CCPJobTimeoutError,
-    cut,
-)
+from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError, CCPJobTimeoutError, cut
 from airflow_provider_ccp.hooks.ccp import CCPHook
-from airflow_provider_ccp.inputs import (
-    mask_secret_inputs,
-    secret_inputs_sent,
-    secret_values,
-    with_secret_inputs,
-)
+from airflow_provider_ccp.inputs import mask_secret_inputs, secret_inputs_sent, secret_values, with_secret_inputs
 from airflow_provider_ccp.links import CCPExecutionLink
 from airflow_provider_ccp.masking import redact
 from airflow_provider_ccp.operators._completion import (
@@ -38,15 +27,11 @@ from airflow_provider_ccp.operators._completion import (
     output_target,
     report_failure,
 )
-from airflow_provider_ccp.outputs import (
-    store_outputs,
-    store_results,
-)
+from airflow_provider_ccp.outputs import StoredOutputs, store_outputs, store_results
 from airflow_provider_ccp.protocol import SyncResults
-from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, as_final, fail_without_retry
+from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy, fail_without_retry
 from airflow_provider_ccp.submission import (
     STATE_KEY,
-    ExecutionRequest,
     OnAmbiguousSubmit,
     Submitter,
     XComRecord,
@@ -66,6 +51,7 @@ from airflow_provider_ccp.waiting import (
     EventStatus,
     JobWatch,
     configured_min_defer_seconds,
+    event_error,
     follow,
     terminal_event,
     validate_event,
@@ -77,13 +63,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CCPExecuteMethodOperator"]
 
-#: Events after which the job has ended: dismissing it then would delete its results.
-FINISHED_EVENTS = frozenset({EventStatus.SUCCESS, EventStatus.FAILED})
 #: Airflow's own deferral timeout sits this far past the trigger's deadline, so that the trigger
 #: (which can dismiss the job) always fires first; Airflow's timeout kills the trigger silently.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=10)
-#: The longest reason on a failure's first line; the task log has CCP's whole message (cut at 2,000).
-REASON_CHARS = 500
 
 
 class CCPExecuteMethodOperator(RenderedFieldsOperator):
@@ -105,8 +87,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     :param wait_for_completion: False submits, pushes the ids and returns the job id.
     :param output_path: folder or ObjectStoragePath URI (``s3://bucket/prefix``) the outputs go under, as
         ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/``. Default ``[ccp] output_path``, else
-        ``$AIRFLOW_HOME/ccp-outputs`` (a warning when tasks run on a non-local executor).
-        Templated.
+        ``$AIRFLOW_HOME/ccp-outputs`` (a warning when tasks run on a non-local executor). Templated.
     :param extract: extract ``output.zip`` next to it (entries that would escape the folder are refused).
     :param max_extract_bytes: most bytes ``output.zip`` may expand to (default 20 GiB; None: no limit).
     :param max_extract_entries: most entries ``output.zip`` may hold to be extracted (default 100,000; None: no limit).
@@ -120,9 +101,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     :param secret_inputs: ids of inputs to treat as secret besides those the Method's description marks
         secret (``format: secret``): masked in Rendered Templates and logs as soon as the templates are
         rendered (even when CCP cannot be reached then), kept out of the retry fingerprint and lineage.
-    :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest,
-        so that Airflow's scheduler cannot fail it (see docs/operators.md). Default: ``[ccp]
-        min_defer_seconds`` in Airflow's configuration, else 10.
+    :param min_defer_seconds: a deferred task is resumed this long after it deferred at the earliest, so
+        that Airflow's scheduler cannot fail it (docs/operators.md). Default ``[ccp] min_defer_seconds``, else 10.
     :param ccp_retry_limit: retries of one request to CCP, in the worker and the trigger (the hooks'
         retry policy, docs/connection.md "Retries"; ``retries`` is the task's own).
     :param ccp_retry_delay: seconds before the first of those retries, doubled for each next one.
@@ -140,14 +120,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
     each key is also its own XCom (``multiple_outputs``), so ``op.output["files"]`` works.
     """
 
-    template_fields: Sequence[str] = (
-        "method_id",
-        "inputs",
-        "outputs",
-        "request_members",
-        "output_path",
-        "ccp_conn_id",
-    )
+    template_fields: Sequence[str] = ("method_id", "inputs", "outputs", "request_members", "output_path", "ccp_conn_id")
     template_fields_renderers = {"inputs": "json", "outputs": "json", "request_members": "json"}
     operator_extra_links = (CCPExecutionLink(),)
     ui_color = "#cfe8f7"
@@ -255,69 +228,48 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     @cached_property
     def hook(self) -> CCPHook:
-        return CCPHook(ccp_conn_id=self.ccp_conn_id, retry_limit=self.retry.limit, retry_delay=self.retry.delay)
+        return CCPHook(self.ccp_conn_id, retry=self.retry)
 
     def _method_description(self) -> dict[str, Any]:
-        """Read once per process: rendering (to mask secrets) and ``execute`` both need it.
-
-        The inputs the task lists in ``secret_inputs`` are marked secret in it, as if the Method did.
-        """
-        if self._description is None or self._description[0] != self.method_id:
+        """Read once per process (rendering and ``execute`` both need it), with ``secret_inputs`` marked secret."""
+        if (description := self._known_description()) is None:
             description = with_secret_inputs(self.hook.get_method(self.method_id), self.secret_inputs)
             self._description = (self.method_id, description)
-        return self._description[1]
+        return description
+
+    def _known_description(self) -> dict[str, Any] | None:
+        """The description this process already read: lineage must never be the reason CCP is called."""
+        known = self._description
+        return known[1] if known is not None and known[0] == self.method_id else None
 
     # ------------------------------------------------------------------ rendering
 
-    def after_rendering(self) -> None:
-        """Mask the values of secret inputs before Airflow serializes the rendered fields.
+    def _description_or_named(self) -> dict[str, Any]:
+        """The Method's description; when it cannot be read, one naming the task's ``secret_inputs`` at least."""
+        try:
+            return self._method_description()
+        except Exception as err:  # rendering must not fail: execute() reads the description again
+            self.log.warning("Could not read Method %s to mask its secret inputs: %s", self.method_id, err)
+            return with_secret_inputs({"inputs": {name: {} for name in self.secret_inputs}}, self.secret_inputs)
 
-        Airflow sends them to the API server (Rendered Templates) right after rendering, before
-        ``execute`` runs, and renders again when a deferred task resumes.
-        """
+    def after_rendering(self) -> None:
+        """Mask the secret inputs' values: Airflow sends the rendered fields to the API server (Rendered
+        Templates) right after rendering, before ``execute`` runs, and renders again when a task resumes."""
         if self.inputs:
             self._mask_secret_inputs()
 
     def _mask_secret_inputs(self) -> None:
-        if not isinstance(self.inputs, Mapping):
-            return  # execute() refuses it with a clear error, before anything is sent
-        try:
-            description = self._method_description()
-        except Exception as err:  # rendering must not fail: execute() reads the description again
-            self.log.warning(
-                "Could not read Method %s to mask its secret inputs in the rendered fields: %s", self.method_id, err
-            )
-            # Those the task names, at least.
-            description = {"inputs": {name: {} for name in self.secret_inputs}}
-            description = with_secret_inputs(description, self.secret_inputs)
-        self.inputs = mask_secret_inputs(description, self.inputs)
+        if isinstance(self.inputs, Mapping):  # execute() refuses anything else, before anything is sent
+            self.inputs = mask_secret_inputs(self._description_or_named(), self.inputs)
 
     # ------------------------------------------------------------------ execute
 
     @fail_without_retry
     def execute(self, context: Context) -> Any:
-        submitter = self._submitter(context, self._prepare())
-        job = submitter.reattach() or submitter.submit()
-        if isinstance(job, SyncResults):
-            return self._finish_synchronous(context, job)
-        if not self.wait_for_completion:
-            submitter.forget()  # no retry to save: clearing the task later must submit again
-            return job.job_id
-        if job.terminal:
-            return self.execute_complete(context, terminal_event(job, self._secret_values()))
-        end_time = self._end_time()
-        if self.deferrable:
-            self._defer(job.job_id, end_time)
-        return self.execute_complete(context, self._poll(job.job_id, end_time))
-
-    def _prepare(self) -> ExecutionRequest:
-        """The request checked against the Method's description, before anything is sent."""
-        return prepare_request(
+        request = prepare_request(
             self.method_id, self.inputs, self.outputs, self.request_members, self._method_description
         )
-
-    def _submitter(self, context: Context, request: ExecutionRequest) -> Submitter:
-        return Submitter(
+        submitter = Submitter(
             self.hook,
             context,
             request,
@@ -326,60 +278,57 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             poll_interval=self.poll_interval,
             on_job=self._track,
         )
+        job = submitter.reattach() or submitter.submit()
+        if isinstance(job, SyncResults):
+            return self._finish_synchronous(context, job)
+        if not self.wait_for_completion:
+            submitter.forget()  # no retry to save: clearing the task later must submit again
+            return job.job_id
+        if job.terminal:
+            return self.execute_complete(context, terminal_event(job, self._secret_values()))
+        limits = [self.timeout] if self.timeout is not None else []
+        if self.deferrable and self.execution_timeout is not None:  # Airflow enforces it on a worker only
+            limits.append(self.execution_timeout.total_seconds())
+        end_time = self.hook.clock.time() + min(limits) if limits else None
+        if self.deferrable:
+            self._defer(job.job_id, end_time)
+        return self.execute_complete(context, self._poll(job.job_id, end_time))
 
     def _track(self, job_id: str, running: bool) -> None:
-        """Make the job known to on_kill: dismissed then unless it is known to have ended."""
+        """For on_kill: the job is dismissed then unless it is known to have ended."""
         self.job_id = job_id
         self._job_may_run = running
 
-    def _end_time(self) -> float | None:
-        """The wall-clock deadline of the wait.
-
-        In deferrable mode it also honours ``execution_timeout``, which Airflow does not enforce
-        while a task is deferred; on a worker Airflow enforces it itself (and calls ``on_kill``).
-        """
-        limits = [self.timeout] if self.timeout is not None else []
-        if self.deferrable and self.execution_timeout is not None:
-            limits.append(self.execution_timeout.total_seconds())
-        return self.hook.clock.time() + min(limits) if limits else None
-
     def _defer(self, job_id: str, end_time: float | None) -> None:
-        now = self.hook.clock.time()
-        trigger = CCPJobTrigger(
-            conn_id=self.ccp_conn_id,
-            job_id=job_id,
-            poll_interval=self.poll_interval,
-            end_time=end_time,
-            cancel_on_kill=self.cancel_on_kill,
-            not_before=now + self.min_defer_seconds,
-            retry_limit=self.retry.limit,
-            retry_delay=self.retry.delay,
-            since=now,
-            **self._trigger_secrets(),
-        )
-        timeout = None if end_time is None else timedelta(seconds=end_time - now) + DEFER_TIMEOUT_GRACE
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
-
-    def _trigger_secrets(self) -> dict[str, Any]:
-        """The secret inputs' values for the trigger to hide, where Airflow keeps trigger arguments out of
-        its REST API; elsewhere none, and the trigger withholds CCP's words instead."""
         values = self._secret_values()
-        if trigger_kwargs_hidden() or not values:
-            return {"secrets": values}
-        return {"withhold_messages": True}
+        # The values go only where Airflow keeps trigger arguments out of its REST API; elsewhere the
+        # trigger withholds CCP's words instead.
+        hide = {"secrets": values} if trigger_kwargs_hidden() or not values else {"withhold_messages": True}
+        trigger = CCPJobTrigger.deferring(
+            self.hook,
+            job_id,
+            end_time,
+            self.min_defer_seconds,
+            poll_interval=self.poll_interval,
+            cancel_on_kill=self.cancel_on_kill,
+            **hide,
+        )
+        timeout = (
+            None if end_time is None else timedelta(seconds=end_time - self.hook.clock.time()) + DEFER_TIMEOUT_GRACE
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     def _poll(self, job_id: str, end_time: float | None) -> dict[str, Any]:
         """The trigger's wait, run on the worker: same rules, same event."""
-        clock = self.hook.clock
-        secrets = self._secret_values()
+        clock, secrets, policy = self.hook.clock, self._secret_values(), self.hook.retry
         watch = JobWatch(
             job_id,
-            float(self.poll_interval),
+            self.poll_interval,
             end_time,
             self.log,
             secrets=secrets,
             clock=clock,
-            policy=self.hook.retry,
+            policy=policy,
             since=clock.time(),
         )
         return follow(partial(self.hook.get_job, job_id), watch)
@@ -392,7 +341,8 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         event = validate_event(event)
         job_id = str(event["job_id"])
         self.job_id = job_id or None  # none when a trigger that starts the try stopped before submitting
-        self._job_may_run = event["status"] not in FINISHED_EVENTS
+        # A job that ended must not be dismissed: that would delete its results.
+        self._job_may_run = event["status"] not in (EventStatus.SUCCESS, EventStatus.FAILED)
         if event["status"] == EventStatus.SUCCESS:
             manifest = self._succeed(context, job_id)
             forget_submission(context)
@@ -407,9 +357,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         if event["status"] == EventStatus.TIMEOUT:
             self._dismiss(job_id)
             raise CCPJobTimeoutError(event["message"], job_id=job_id, method_id=self.method_id)
-        error = CCPError(event["message"], job_id=self.job_id, method_id=self.method_id)
-        # The trigger met an error no retry heals (a refused redirect, a config mistake): no retry either.
-        raise as_final(error) if event.get("final") else error
+        raise event_error(event, job_id=self.job_id, method_id=self.method_id)
 
     def _succeed(self, context: Context, job_id: str) -> dict[str, Any]:
         info = final_status(self.hook, job_id, self.log)
@@ -424,10 +372,7 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             secret_inputs=self._secret_inputs_sent(),
         )
         log_outputs(stored, target, job_id, self.log)
-        times = info.to_dict()
-        return self._deliver(
-            context, job_id, info.status, info.message, times, stored.for_xcom(), self.hook.execution_link(job_id)
-        )
+        return self._deliver(context, info.to_dict(), stored)
 
     def _finish_synchronous(self, context: Context, results: SyncResults) -> dict[str, Any]:
         """The server ran the execution while answering the POST (OGC sync execute): the results it
@@ -436,43 +381,29 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         stored = store_results(results, target, secret_inputs=self._secret_inputs_sent())
         message = "run synchronously: the server answered the execution request with its results, and no job"
         self.log.info("Method %s was %s; saved as %s", self.method_id, message, stored.archive)
-        times = dict.fromkeys(("created", "started", "finished", "duration_seconds"))
-        return self._deliver(context, None, "successful", message, times, stored.for_xcom(), None)
+        return self._deliver(context, {"job_id": None, "status": "successful", "message": message}, stored)
 
-    def _deliver(
-        self,
-        context: Context,
-        job_id: str | None,
-        status: str,
-        message: str,
-        times: Mapping[str, Any],
-        files: Mapping[str, Any],
-        execution_url: str | None,
-    ) -> dict[str, Any]:
-        """The manifest (the task's XCom), and the asset events that point at it."""
+    def _deliver(self, context: Context, status: Mapping[str, Any], stored: StoredOutputs) -> dict[str, Any]:
+        """The manifest (the task's XCom), and the asset events that point at it; ``status`` is as
+        ``StatusInfo.to_dict()`` gives it (no times for a synchronous run)."""
+        job_id = status["job_id"]
         manifest = self._manifest = {
             "job_id": job_id,
             "method_id": self.method_id,
-            "status": status,
-            "message": message,
-            **{key: times[key] for key in ("created", "started", "finished", "duration_seconds")},
-            **files,
-            "execution_url": execution_url,
+            **{
+                key: status.get(key)
+                for key in ("status", "message", "created", "started", "finished", "duration_seconds")
+            },
+            **stored.for_xcom(),
+            "execution_url": self.hook.execution_link(job_id) if job_id else None,
         }
         emit_asset_events(self.outlets, context, manifest)
         return manifest
 
     def _secret_values(self) -> tuple[str, ...]:
-        """The secret inputs' values, hidden in the job's messages (CCP may echo one in a failure).
-
-        When the description cannot be read, the inputs the task names in ``secret_inputs``.
-        """
-        try:
-            description = self._method_description()
-        except CCPError:
-            named: dict[str, Any] = {"inputs": {name: {} for name in self.secret_inputs}}
-            description = with_secret_inputs(named, self.secret_inputs)
-        return tuple(secret_values(description, self.inputs if isinstance(self.inputs, Mapping) else {}))
+        """The secret inputs' values, hidden in the job's messages (CCP may echo one in a failure)."""
+        inputs = self.inputs if isinstance(self.inputs, Mapping) else {}
+        return tuple(secret_values(self._description_or_named(), inputs))
 
     def _secret_inputs_sent(self) -> bool:
         """Whether the outputs may hold a secret input; when the description cannot be read, assume so."""
@@ -486,19 +417,13 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
 
     def _failure_message(self, job_id: str, event: Mapping[str, Any]) -> str:
         """One line (task logs and Airflow's failure summary show only the first): CCP's reason, short enough
-        for the log viewer, then which job and where."""
+        for the log viewer (the task log has it whole), then which job and where."""
         # Cut here, not by the exception as a whole: the job and its link must stay on the line.
-        reason = cut(" ".join(str(event["message"] or "").split()), REASON_CHARS) or "CCP gave no reason"
+        reason = cut(" ".join(str(event["message"] or "").split()), 500) or "CCP gave no reason"
         where = f"Method {self.method_id!r}, job {job_id}: {self.hook.execution_link(job_id)}"
         return f"The CCP execution {event['job_status'] or 'failed'}: {reason} ({where})"
 
     # ------------------------------------------------------------------ OpenLineage (optional extra)
-
-    def _known_description(self) -> dict[str, Any] | None:
-        """The description this process already read: lineage must never be the reason CCP is called."""
-        if self._description is None or self._description[0] != self.method_id:
-            return None
-        return self._description[1]
 
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
         from airflow_provider_ccp.lineage import method_lineage

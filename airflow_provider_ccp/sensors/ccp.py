@@ -7,12 +7,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
-from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError
+from airflow_provider_ccp.exceptions import CCPJobFailedError
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
-from airflow_provider_ccp.waiting import EventStatus, JobWatch, configured_min_defer_seconds, validate_event
+from airflow_provider_ccp.waiting import EventStatus, JobWatch, event_error, validate_event
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -59,7 +59,7 @@ class CCPJobSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> CCPHook:
-        return CCPHook(ccp_conn_id=self.ccp_conn_id, retry_limit=self.retry.limit, retry_delay=self.retry.delay)
+        return CCPHook(self.ccp_conn_id, retry=self.retry)
 
     @cached_property
     def _watch(self) -> JobWatch:
@@ -79,18 +79,9 @@ class CCPJobSensor(BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
-        now = self.hook.clock.time()
-        trigger = CCPJobTrigger(
-            conn_id=self.ccp_conn_id,
-            job_id=self.job_id,
-            poll_interval=float(self.poke_interval),
-            end_time=now + float(self.timeout),
-            cancel_on_kill=False,
-            # Airflow's defer race fails a task resumed too soon (docs/operators.md).
-            not_before=now + configured_min_defer_seconds(),
-            retry_limit=self.retry.limit,
-            retry_delay=self.retry.delay,
-            since=now,
+        end_time = self.hook.clock.time() + float(self.timeout)
+        trigger = CCPJobTrigger.deferring(
+            self.hook, self.job_id, end_time, poll_interval=self.poke_interval, cancel_on_kill=False
         )
         self.defer(trigger=trigger, method_name="execute_complete")
 
@@ -106,4 +97,4 @@ class CCPJobSensor(BaseSensorOperator):
         if status == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(message)
         if status == EventStatus.ERROR:
-            raise CCPError(message, job_id=job_id)
+            raise event_error(event, job_id=job_id)

@@ -89,7 +89,7 @@ async def bare_polls(url: str, pages: int, polls: int, page_size: int) -> float:
 
 
 def measure(jobs: int, polls: int) -> None:
-    from airflow_provider_ccp.triggers.ccp import LISTING_PAGE_SIZE
+    from airflow_provider_ccp.triggers.executions import LISTING_PAGE_SIZE
 
     with FakeServer(jobs=jobs) as server:
         os.environ["AIRFLOW_CONN_CCP_BENCH"] = server.connection_json()

@@ -31,9 +31,9 @@ from airflow_provider_ccp.inputs import prepare_inputs, public_inputs
 from airflow_provider_ccp.operators import ccp as operator_module
 from airflow_provider_ccp.operators.ccp import DEFER_TIMEOUT_GRACE, CCPExecuteMethodOperator
 from airflow_provider_ccp.submission import STATE_KEY, request_fingerprint
-from airflow_provider_ccp.triggers.ccp import POLL_JITTER, CCPJobTrigger
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.version_compat import trigger_kwargs_hidden
-from airflow_provider_ccp.waiting import FIRST_POLL_SECONDS, job_event
+from airflow_provider_ccp.waiting import FIRST_POLL_SECONDS, POLL_JITTER, job_event
 from tests.integration.doubles import RealWaits
 from tests.task_helpers import DictStore, finished_job, first_event, make_context, pushed, run_deferrable, task_log
 

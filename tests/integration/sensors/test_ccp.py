@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError, CCPProtocolError
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -112,3 +112,13 @@ def test_execute_complete_semantics(sandbox):
         waiting.execute_complete({}, job_event("error", job.job_id, None, "lost"))
     with pytest.raises(CCPProtocolError):
         waiting.execute_complete({}, None)
+
+
+def test_an_error_the_trigger_marked_final_ends_the_sensor_without_retry_as_it_ends_the_operator(sandbox):
+    waiting = sensor("j1", deferrable=True)
+
+    with pytest.raises(AirflowFailException, match="refused"):
+        waiting.execute_complete({}, job_event("error", "j1", None, "refused", final=True))
+    with pytest.raises(CCPError, match="lost") as transient:
+        waiting.execute_complete({}, job_event("error", "j1", None, "lost"))
+    assert not isinstance(transient.value, AirflowFailException)  # Airflow's retries may still heal it

@@ -14,11 +14,14 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.retries import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_ccp.triggers import ccp as triggers_module
-from airflow_provider_ccp.triggers.ccp import POLL_JITTER, CCPJobTrigger, first_poll_delay, jittered
+from airflow_provider_ccp.triggers.ccp import CCPJobTrigger
 from airflow_provider_ccp.waiting import (
     FIRST_POLL_SECONDS,
+    POLL_JITTER,
     RAMP,
     JobWatch,
+    first_poll_delay,
+    jittered,
     job_event,
     validate_event,
 )

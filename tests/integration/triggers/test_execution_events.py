@@ -17,7 +17,8 @@ from werkzeug import Request, Response
 from airflow_provider_ccp.execution_events import Reported
 from airflow_provider_ccp.hooks.ccp import CCPAsyncHook, CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
-from airflow_provider_ccp.triggers.ccp import LISTING_COMPLETE, CCPExecutionEventTrigger
+from airflow_provider_ccp.triggers.ccp import CCPExecutionEventTrigger
+from airflow_provider_ccp.triggers.executions import LISTING_COMPLETE
 from airflow_provider_ccp.version_compat import WATCHER_STATE_SINCE, get_base_airflow_version_tuple
 from tests.task_helpers import task_log
 
