@@ -14,6 +14,8 @@ from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import XComArg
+
 from airflow_provider_ccp.archives import ExtractionLimits
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import (
@@ -234,6 +236,9 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             raise ValueError("start_from_trigger needs Airflow >= 3.3 (it renders templates in the triggerer)")
         if not self.wait_for_completion:
             raise ValueError("start_from_trigger needs wait_for_completion=True")
+        for name in ("ccp_conn_id", "method_id", "inputs", "outputs", "request_members"):
+            if any(XComArg.iter_xcom_references(getattr(self, name))):  # the triggerer never resolves them
+                raise ValueError(f"start_from_trigger cannot take {name} from an upstream task's output (XComArg)")
         self.deferrable = self.start_from_trigger = True
         trigger = CCPStartTrigger(
             self.ccp_conn_id,

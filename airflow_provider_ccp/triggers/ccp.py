@@ -277,7 +277,7 @@ class CCPStartTrigger(CCPJobTrigger):
                 log=self.log,
                 on_ambiguous_submit=OnAmbiguousSubmit(self.on_ambiguous_submit),
                 poll_interval=self.poll_interval,
-                on_job=lambda job_id, running: setattr(self, "job_id", job_id),  # for on_kill
+                on_job=lambda job_id, running: self._on_job(hook, job_id),
                 try_number=getattr(ti, "try_number", None),
             )
             job = await asyncio.to_thread(lambda: submitter.reattach() or submitter.submit())
@@ -293,6 +293,18 @@ class CCPStartTrigger(CCPJobTrigger):
             if self.timeout is not None and submission and submission.submitted_at:
                 self.end_time = datetime.fromisoformat(submission.submitted_at).timestamp() + self.timeout
             return await super()._wait()
+
+    def _on_job(self, hook: CCPHook, job_id: str) -> None:
+        """On the submit thread, which a kill cannot stop: a job whose id arrives after it is dismissed here."""
+        self.job_id = job_id
+        if getattr(self, "killed", False):
+            self.log.warning("CCP job %s was created after the task was killed", job_id)
+            if self.cancel_on_kill:
+                self.log.info("%s", hook.dismiss_job(job_id).message)
+
+    async def on_kill(self) -> None:
+        self.killed = True  # before the check of job_id, which the submit thread sets before it reads this
+        await super().on_kill()
 
     def _request(self, hook: CCPHook) -> ExecutionRequest:
         def describe() -> dict[str, Any]:

@@ -110,9 +110,10 @@ def test_a_triggerer_killed_around_the_submission_leaves_one_execution(stack: Lo
     log = stack.task_log(dag_id, run_id, "sleep")
     if when == "before the answer":  # the restarted trigger found the execution by the submission's marker
         assert "did not get the answer: looking for that execution" in log, log  # the new triggerer's
-        assert "created by the earlier try's submission" in log, log
+        assert "This try before its triggerer restarted submitted Method sleep" in log, log
+        assert "created by that submission" in log, log
     else:
-        assert "Reattaching to CCP job" in log, log
+        assert "submitted by this try before its triggerer restarted" in log, log
 
 
 def test_marking_the_task_failed_while_its_trigger_waits_dismisses_the_execution(

@@ -119,7 +119,7 @@ def test_a_triggerer_killed_between_the_post_and_its_answer_finds_the_execution(
     assert xcoms[RECORD]["try_number"] == 1
 
 
-def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcoms):
+def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcoms, task_log):
 
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), inputs={"seconds": "2"})))
@@ -127,6 +127,9 @@ def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcom
     assert event["status"] == "success", event
     assert event["job_id"] == xcoms[RECORD]["job_id"]
     assert sandbox.admin.executions_submitted("sleep") == 1
+    log = task_log()
+    assert f"Reattaching to CCP job {event['job_id']} (successful), submitted by this try before its triggerer" in log
+    assert "earlier try" not in log
 
 
 def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_again(sandbox, xcoms):
@@ -142,13 +145,14 @@ def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_a
     assert sandbox.admin.executions_submitted("fail") == 2
 
 
-def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox, xcoms):
+def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox, xcoms, task_log):
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
 
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms, try_number=2), inputs={"seconds": "2"})))
 
     assert event["status"] == "success", event
     assert sandbox.admin.executions_submitted("sleep") == 1
+    assert "submitted by an earlier try" in task_log()
 
 
 def test_success_hands_over_on_a_worker_and_a_cleared_task_then_submits_anew(sandbox, tmp_path, xcoms):
@@ -200,6 +204,41 @@ def test_cancel_on_kill_dismisses_the_job(sandbox, xcoms):
 
     status = CCPHook("ccp_default").get_job(ti.xcoms[RECORD]["job_id"]).status
     assert status == "dismissed"
+
+
+def test_a_kill_during_the_post_dismisses_the_job_created_after_it(sandbox, xcoms, task_log):
+    sandbox.admin.add_latency(r"/execution$", 1.5, method="POST")
+    ti = TriggererTI(xcoms)
+    trigger = start_trigger(ti, inputs={"seconds": "30"})
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(first_event(trigger))
+        await kill_when(task, ti, lambda record: record.get("marker") and not record.get("job_id"))
+        await trigger.on_kill()  # no job id yet: the POST is still on its way, on the submit thread
+
+    asyncio.run(scenario())  # returns once the submit thread has ended
+
+    assert sandbox.admin.executions_submitted("sleep") == 1
+    assert CCPHook("ccp_default").get_job(trigger.job_id).status == "dismissed"
+    assert f"CCP job {trigger.job_id} was created after the task was killed" in task_log()
+
+
+def test_start_from_trigger_refuses_an_upstream_output_at_parse_time():
+    from airflow.sdk import DAG, task
+
+    with DAG("ccp_tests", schedule=None):
+
+        @task
+        def upstream() -> dict[str, str]:
+            return {"seconds": "1"}
+
+        output = upstream()
+        with pytest.raises(ValueError, match=r"^start_from_trigger cannot take inputs from an upstream task's output"):
+            CCPExecuteMethodOperator(task_id="a", method_id="sleep", inputs=output, start_from_trigger=True)
+        with pytest.raises(ValueError, match="cannot take inputs from"):
+            nested = {"seconds": output["seconds"]}
+            CCPExecuteMethodOperator(task_id="b", method_id="sleep", inputs=nested, start_from_trigger=True)
+        assert CCPExecuteMethodOperator(task_id="c", method_id="sleep", inputs=output).inputs is output
 
 
 def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbox, task_log, monkeypatch, xcoms):
