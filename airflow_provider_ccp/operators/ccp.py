@@ -54,6 +54,7 @@ from airflow_provider_ccp.submission import (
     XComRecord,
     forget_submission,
     prepare_request,
+    stored_submission,
 )
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, CCPStartTrigger
 from airflow_provider_ccp.version_compat import (
@@ -257,6 +258,17 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         timeout = None if self.timeout is None else timedelta(seconds=self.timeout) + DEFER_TIMEOUT_GRACE
         classpath, kwargs = trigger.serialize()
         self.start_trigger_args = StartTriggerArgs(classpath, "execute_complete", kwargs, timeout=timeout)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Airflow's own timeout of a try started in the triggerer (``execution_timeout``) cuts the trigger
+        without ``on_kill``: the worker that fails the task dismisses the job, as the ``timeout`` event does."""
+        timed_out = next_method == "__fail__" and (next_kwargs or {}).get("error") == "Trigger timeout"
+        record = XComRecord(context["ti"]) if timed_out and self.start_from_trigger else None
+        submission = stored_submission({"task_state_store": record})
+        if submission and submission.job_id:
+            self.log.warning("Airflow's timeout ended the wait for CCP job %s: dismissing it", submission.job_id)
+            self._dismiss(submission.job_id)
+        return super().resume_execution(next_method, next_kwargs, context)
 
     @cached_property
     def hook(self) -> CCPHook:

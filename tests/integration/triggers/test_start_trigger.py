@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.sdk.exceptions import TaskDeferralTimeout
 
 from airflow_provider_ccp import submission
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -235,10 +236,23 @@ def test_start_from_trigger_refuses_an_upstream_output_at_parse_time():
         output = upstream()
         with pytest.raises(ValueError, match=r"^start_from_trigger cannot take inputs from an upstream task's output"):
             CCPExecuteMethodOperator(task_id="a", method_id="sleep", inputs=output, start_from_trigger=True)
+        nested = {"seconds": output["seconds"]}
         with pytest.raises(ValueError, match="cannot take inputs from"):
-            nested = {"seconds": output["seconds"]}
             CCPExecuteMethodOperator(task_id="b", method_id="sleep", inputs=nested, start_from_trigger=True)
         assert CCPExecuteMethodOperator(task_id="c", method_id="sleep", inputs=output).inputs is output
+
+
+def test_airflows_own_timeout_of_the_trigger_dismisses_the_job_on_the_worker_that_fails_the_task(sandbox, xcoms):
+    ti = TriggererTI(xcoms)
+    run_until_killed(ti, lambda record: record.get("job_id"), inputs={"seconds": "30"})  # what a timeout does
+    op = CCPExecuteMethodOperator(task_id="count", method_id="sleep", inputs={"seconds": "30"}, start_from_trigger=True)
+    context = make_context()
+    context["ti"].run_id = IDENTITY["run_id"]
+
+    with pytest.raises(TaskDeferralTimeout):  # execution_timeout passed: Airflow resumes the task to fail it
+        op.resume_execution("__fail__", {"error": "Trigger timeout"}, context)
+
+    assert CCPHook("ccp_default").get_job(xcoms[RECORD]["job_id"]).status == "dismissed"
 
 
 def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbox, task_log, monkeypatch, xcoms):
