@@ -255,6 +255,7 @@ class CCPStartTrigger(CCPJobTrigger):
         self.secret_inputs = list(secret_inputs)
         self.on_ambiguous_submit = str(OnAmbiguousSubmit(on_ambiguous_submit))
         self.timeout = check_number("timeout", timeout, minimum=0, exclusive=True, none_means="wait forever")
+        self.killed = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Also ``StartTriggerArgs.trigger_kwargs``: each argument as given (templates, never a rendered secret)."""
@@ -297,10 +298,15 @@ class CCPStartTrigger(CCPJobTrigger):
     def _on_job(self, hook: CCPHook, job_id: str) -> None:
         """On the submit thread, which a kill cannot stop: a job whose id arrives after it is dismissed here."""
         self.job_id = job_id
-        if getattr(self, "killed", False):
-            self.log.warning("CCP job %s was created after the task was killed", job_id)
+        if not self.killed:
+            return
+        action = "dismissing it" if self.cancel_on_kill else "leaving it running (cancel_on_kill=False)"
+        self.log.warning("CCP job %s was created after the task was killed: %s", job_id, action)
+        try:
             if self.cancel_on_kill:
                 self.log.info("%s", hook.dismiss_job(job_id).message)
+        except Exception:  # best effort, as on_kill's
+            self.log.warning("Could not dismiss CCP job %s", job_id, exc_info=True)
 
     async def on_kill(self) -> None:
         self.killed = True  # before the check of job_id, which the submit thread sets before it reads this

@@ -207,10 +207,16 @@ def test_cancel_on_kill_dismisses_the_job(sandbox, xcoms):
     assert status == "dismissed"
 
 
-def test_a_kill_during_the_post_dismisses_the_job_created_after_it(sandbox, xcoms, task_log):
+@pytest.mark.parametrize(
+    ("cancel_on_kill", "status", "action"),
+    [(True, "dismissed", "dismissing it"), (False, "running", "leaving it running (cancel_on_kill=False)")],
+)
+def test_a_kill_during_the_post_dismisses_the_job_created_after_it(
+    sandbox, xcoms, task_log, cancel_on_kill, status, action
+):
     sandbox.admin.add_latency(r"/execution$", 1.5, method="POST")
     ti = TriggererTI(xcoms)
-    trigger = start_trigger(ti, inputs={"seconds": "30"})
+    trigger = start_trigger(ti, inputs={"seconds": "30"}, cancel_on_kill=cancel_on_kill)
 
     async def scenario() -> None:
         task = asyncio.ensure_future(first_event(trigger))
@@ -220,8 +226,8 @@ def test_a_kill_during_the_post_dismisses_the_job_created_after_it(sandbox, xcom
     asyncio.run(scenario())  # returns once the submit thread has ended
 
     assert sandbox.admin.executions_submitted("sleep") == 1
-    assert CCPHook("ccp_default").get_job(trigger.job_id).status == "dismissed"
-    assert f"CCP job {trigger.job_id} was created after the task was killed" in task_log()
+    assert CCPHook("ccp_default").get_job(trigger.job_id).status == status
+    assert f"CCP job {trigger.job_id} was created after the task was killed: {action}" in task_log()
 
 
 def test_start_from_trigger_refuses_an_upstream_output_at_parse_time():
