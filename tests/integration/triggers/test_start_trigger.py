@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.sdk.exceptions import TaskDeferralTimeout
 
 from airflow_provider_ccp import submission
 from airflow_provider_ccp.hooks.ccp import CCPHook
@@ -23,11 +22,14 @@ from airflow_provider_ccp.operators import ccp as ccp_operator
 from airflow_provider_ccp.operators.ccp import CCPExecuteMethodOperator
 from airflow_provider_ccp.submission import XComRecord
 from airflow_provider_ccp.triggers.ccp import CCPStartTrigger
+from airflow_provider_ccp.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.task_helpers import first_event, make_context, task_log
 
 __all__ = ["task_log"]  # a fixture, used by name
 
 pytestmark = [pytest.mark.usefixtures("sandbox_conn"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+#: Starting in the triggerer is an Airflow >= 3.3 feature: 3.1 and 3.2 refuse it (the last test, on every line).
+on_3_3 = pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="start_from_trigger needs Airflow >= 3.3, refused before")
 
 RECORD = XComRecord.RECORD_KEY
 
@@ -108,6 +110,7 @@ def run_until_killed(ti: TriggererTI, ready: Any, **kwargs: Any) -> None:
     asyncio.run(scenario())
 
 
+@on_3_3
 def test_a_triggerer_killed_between_the_post_and_its_answer_finds_the_execution(sandbox, xcoms):
     sandbox.admin.add_latency(r"/execution$", 1.5, method="POST")
 
@@ -120,6 +123,7 @@ def test_a_triggerer_killed_between_the_post_and_its_answer_finds_the_execution(
     assert xcoms[RECORD]["try_number"] == 1
 
 
+@on_3_3
 def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcoms, task_log):
 
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
@@ -133,6 +137,7 @@ def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcom
     assert "earlier try" not in log
 
 
+@on_3_3
 def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_again(sandbox, xcoms):
     inputs = {"message": "boom", "exit_code": "3"}
     first = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), method_id="fail", inputs=inputs)))
@@ -146,6 +151,7 @@ def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_a
     assert sandbox.admin.executions_submitted("fail") == 2
 
 
+@on_3_3
 def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox, xcoms, task_log):
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
 
@@ -156,6 +162,7 @@ def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox,
     assert "submitted by an earlier try" in task_log()
 
 
+@on_3_3
 def test_success_hands_over_on_a_worker_and_a_cleared_task_then_submits_anew(sandbox, tmp_path, xcoms):
     op = CCPExecuteMethodOperator(
         task_id="count",
@@ -179,6 +186,7 @@ def test_success_hands_over_on_a_worker_and_a_cleared_task_then_submits_anew(san
     assert sandbox.admin.executions_submitted("word-count") == 2
 
 
+@on_3_3
 def test_bad_input_ends_the_try_with_one_final_line_and_nothing_sent(sandbox, tmp_path, xcoms):
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), inputs={"second": "1"})))
     op = CCPExecuteMethodOperator(task_id="t", method_id="sleep", output_path=str(tmp_path), start_from_trigger=True)
@@ -192,6 +200,7 @@ def test_bad_input_ends_the_try_with_one_final_line_and_nothing_sent(sandbox, tm
     assert RECORD not in xcoms
 
 
+@on_3_3
 def test_cancel_on_kill_dismisses_the_job(sandbox, xcoms):
     ti = TriggererTI(xcoms)
     trigger = start_trigger(ti, inputs={"seconds": "30"})
@@ -207,6 +216,7 @@ def test_cancel_on_kill_dismisses_the_job(sandbox, xcoms):
     assert status == "dismissed"
 
 
+@on_3_3
 @pytest.mark.parametrize(
     ("cancel_on_kill", "status", "action"),
     [(True, "dismissed", "dismissing it"), (False, "running", "leaving it running (cancel_on_kill=False)")],
@@ -230,6 +240,7 @@ def test_a_kill_during_the_post_dismisses_the_job_created_after_it(
     assert f"CCP job {trigger.job_id} was created after the task was killed: {action}" in task_log()
 
 
+@on_3_3
 def test_start_from_trigger_refuses_an_upstream_output_at_parse_time():
     from airflow.sdk import DAG, task
 
@@ -248,12 +259,14 @@ def test_start_from_trigger_refuses_an_upstream_output_at_parse_time():
         assert CCPExecuteMethodOperator(task_id="c", method_id="sleep", inputs=output).inputs is output
 
 
+@on_3_3
 def test_airflows_own_timeout_of_the_trigger_dismisses_the_job_on_the_worker_that_fails_the_task(sandbox, xcoms):
     ti = TriggererTI(xcoms)
     run_until_killed(ti, lambda record: record.get("job_id"), inputs={"seconds": "30"})  # what a timeout does
     op = CCPExecuteMethodOperator(task_id="count", method_id="sleep", inputs={"seconds": "30"}, start_from_trigger=True)
     context = make_context()
     context["ti"].run_id = IDENTITY["run_id"]
+    from airflow.sdk.exceptions import TaskDeferralTimeout  # Airflow >= 3.3
 
     with pytest.raises(TaskDeferralTimeout):  # execution_timeout passed: Airflow resumes the task to fail it
         op.resume_execution("__fail__", {"error": "Trigger timeout"}, context)
@@ -261,6 +274,7 @@ def test_airflows_own_timeout_of_the_trigger_dismisses_the_job_on_the_worker_tha
     assert CCPHook("ccp_default").get_job(xcoms[RECORD]["job_id"]).status == "dismissed"
 
 
+@on_3_3
 def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbox, task_log, monkeypatch, xcoms):
     secret = "s3cr3t-value-77"
     monkeypatch.setenv("AIRFLOW_VAR_NAME", secret)
@@ -283,9 +297,10 @@ def test_secrets_stay_out_of_the_trigger_arguments_the_record_and_the_log(sandbo
 
 
 def test_start_from_trigger_is_refused_where_it_cannot_keep_its_guarantees(monkeypatch):
-    with pytest.raises(ValueError, match="start_from_trigger needs wait_for_completion=True"):
-        CCPExecuteMethodOperator(task_id="t", method_id="sleep", start_from_trigger=True, wait_for_completion=False)
     monkeypatch.setattr(ccp_operator, "AIRFLOW_V_3_3_PLUS", False)
     with pytest.raises(ValueError, match=r"start_from_trigger needs Airflow >= 3\.3"):
         CCPExecuteMethodOperator(task_id="t", method_id="sleep", start_from_trigger=True)
+    monkeypatch.setattr(ccp_operator, "AIRFLOW_V_3_3_PLUS", True)
+    with pytest.raises(ValueError, match="start_from_trigger needs wait_for_completion=True"):
+        CCPExecuteMethodOperator(task_id="t", method_id="sleep", start_from_trigger=True, wait_for_completion=False)
     assert CCPExecuteMethodOperator(task_id="t", method_id="sleep").start_trigger_args is None
