@@ -257,7 +257,8 @@ class Submitter:
                 "CCP job %s of an earlier try ran another Method or other inputs: submitting a new execution", label
             )
             return None
-        job_id = previous.job_id or self._find_unconfirmed(previous)
+        who = "this try before its triggerer restarted" if self._restarted(previous) else "an earlier try"
+        job_id = previous.job_id or self._find_unconfirmed(previous, who)
         if job_id is None:
             return None
         try:
@@ -265,18 +266,22 @@ class Submitter:
         except CCPNotFoundError:
             self.log.warning("CCP job %s of an earlier try no longer exists: submitting a new execution", job_id)
             return None
-        if info.failed and not (self.try_number and previous.try_number == self.try_number):
+        if info.failed and not self._restarted(previous):
             self.log.warning("CCP job %s of an earlier try ended %s: submitting a new execution", job_id, info.status)
             return None
-        self.log.info("Reattaching to CCP job %s (%s), submitted by an earlier try", info.job_id, info.status)
+        self.log.info("Reattaching to CCP job %s (%s), submitted by %s", info.job_id, info.status, who)
         self._announce(info.job_id, running=not info.terminal)
         self._publish(info.job_id)
         return info
 
-    def _find_unconfirmed(self, previous: Submission) -> str | None:
-        """An earlier try sent a submission and never learnt its job id: look for it before submitting."""
+    def _restarted(self, previous: Submission) -> bool:
+        return bool(self.try_number) and previous.try_number == self.try_number
+
+    def _find_unconfirmed(self, previous: Submission, who: str) -> str | None:
+        """A submission was sent and its job id never learnt: look for it before submitting."""
         self.log.warning(
-            "An earlier try submitted Method %s at %s and did not get the answer: looking for that execution",
+            "%s submitted Method %s at %s and did not get the answer: looking for that execution",
+            who.capitalize(),
             self.method_id,
             previous.submitted_at,
         )
@@ -291,7 +296,7 @@ class Submitter:
         if job_id is None:
             self.log.warning("That submission created no execution: submitting a new one")
             return None
-        self.log.info("Found CCP job %s, created by the earlier try's submission", job_id)
+        self.log.info("Found CCP job %s, created by that submission", job_id)
         self._remember(replace(previous, job_id=job_id))
         return job_id
 

@@ -13,6 +13,8 @@ from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import XComArg
+
 from airflow_provider_ccp.archives import ExtractionLimits
 from airflow_provider_ccp.arguments import check_number, check_poll_interval
 from airflow_provider_ccp.exceptions import CCPError, CCPJobFailedError, CCPJobTimeoutError, cut
@@ -37,6 +39,7 @@ from airflow_provider_ccp.submission import (
     XComRecord,
     forget_submission,
     prepare_request,
+    stored_submission,
 )
 from airflow_provider_ccp.triggers.ccp import CCPJobTrigger, CCPStartTrigger
 from airflow_provider_ccp.version_compat import (
@@ -207,6 +210,9 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
             raise ValueError("start_from_trigger needs Airflow >= 3.3 (it renders templates in the triggerer)")
         if not self.wait_for_completion:
             raise ValueError("start_from_trigger needs wait_for_completion=True")
+        for name in ("ccp_conn_id", "method_id", "inputs", "outputs", "request_members"):
+            if any(XComArg.iter_xcom_references(getattr(self, name))):  # the triggerer never resolves them
+                raise ValueError(f"start_from_trigger cannot take {name} from an upstream task's output (XComArg)")
         self.deferrable = self.start_from_trigger = True
         trigger = CCPStartTrigger(
             self.ccp_conn_id,
@@ -225,6 +231,17 @@ class CCPExecuteMethodOperator(RenderedFieldsOperator):
         timeout = None if self.timeout is None else timedelta(seconds=self.timeout) + DEFER_TIMEOUT_GRACE
         classpath, kwargs = trigger.serialize()
         self.start_trigger_args = StartTriggerArgs(classpath, "execute_complete", kwargs, timeout=timeout)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Airflow's own timeout of a try started in the triggerer (``execution_timeout``) cuts the trigger
+        without ``on_kill``: the worker that fails the task dismisses the job, as the ``timeout`` event does."""
+        timed_out = next_method == "__fail__" and (next_kwargs or {}).get("error") == "Trigger timeout"
+        record = XComRecord(context["ti"]) if timed_out and self.start_from_trigger else None
+        submission = stored_submission({"task_state_store": record})
+        if submission and submission.job_id:
+            self.log.warning("Airflow's timeout ended the wait for CCP job %s: dismissing it", submission.job_id)
+            self._dismiss(submission.job_id)
+        return super().resume_execution(next_method, next_kwargs, context)
 
     @cached_property
     def hook(self) -> CCPHook:

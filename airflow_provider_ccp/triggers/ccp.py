@@ -250,6 +250,7 @@ class CCPStartTrigger(CCPJobTrigger):
         self.secret_inputs = list(secret_inputs)
         self.on_ambiguous_submit = str(OnAmbiguousSubmit(on_ambiguous_submit))
         self.timeout = check_number("timeout", timeout, minimum=0, exclusive=True, none_means="wait forever")
+        self.killed = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Also ``StartTriggerArgs.trigger_kwargs``: each argument as given (templates, never a rendered secret)."""
@@ -272,7 +273,7 @@ class CCPStartTrigger(CCPJobTrigger):
                 log=self.log,
                 on_ambiguous_submit=OnAmbiguousSubmit(self.on_ambiguous_submit),
                 poll_interval=self.poll_interval,
-                on_job=lambda job_id, running: setattr(self, "job_id", job_id),  # for on_kill
+                on_job=lambda job_id, running: self._on_job(hook, job_id),
                 try_number=getattr(ti, "try_number", None),
             )
             job = await asyncio.to_thread(lambda: submitter.reattach() or submitter.submit())
@@ -288,6 +289,23 @@ class CCPStartTrigger(CCPJobTrigger):
             if self.timeout is not None and submission and submission.submitted_at:
                 self.end_time = datetime.fromisoformat(submission.submitted_at).timestamp() + self.timeout
             return await super()._wait()
+
+    def _on_job(self, hook: CCPHook, job_id: str) -> None:
+        """On the submit thread, which a kill cannot stop: a job whose id arrives after it is dismissed here."""
+        self.job_id = job_id
+        if not self.killed:
+            return
+        action = "dismissing it" if self.cancel_on_kill else "leaving it running (cancel_on_kill=False)"
+        self.log.warning("CCP job %s was created after the task was killed: %s", job_id, action)
+        try:
+            if self.cancel_on_kill:
+                self.log.info("%s", hook.dismiss_job(job_id).message)
+        except Exception:  # best effort, as on_kill's
+            self.log.warning("Could not dismiss CCP job %s", job_id, exc_info=True)
+
+    async def on_kill(self) -> None:
+        self.killed = True  # before the check of job_id, which the submit thread sets before it reads this
+        await super().on_kill()
 
     def _request(self, hook: CCPHook) -> ExecutionRequest:
         def describe() -> dict[str, Any]:

@@ -21,9 +21,9 @@ medians of:
 ``--slots``: also start a real scheduler, triggerer and LocalExecutor (``scripts/devstack.py``), trigger
 each DAG once per run and count the seconds its task instance was ``running``, sampled every 0.2 s:
 the seconds a worker process held the task (a deferred task holds none); and the end of the work to
-the task's end there, where the ``min_defer_seconds`` hold applies. With it comes a third task, the CCP
-task started from the triggerer (``start_from_trigger=True``), measured there only: ``airflow dags test``
-does not start tasks from the triggerer.
+the task's end there, where the ``min_defer_seconds`` hold applies, and the CCP requests per execution
+there. With it comes a third task, the CCP task started from the triggerer (``start_from_trigger=True``),
+measured there only: ``airflow dags test`` does not start tasks from the triggerer.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ class Figures:
     slot_seconds: list[float] = field(default_factory=list)
     #: On the real scheduler (``--slots``): the end of the work to the task instance's end.
     stack_end_to_done: list[float] = field(default_factory=list)
+    #: On the real scheduler: CCP requests per execution, token endpoint aside.
+    stack_requests: list[int] = field(default_factory=list)
 
 
 def _utc(value: str | float) -> float:
@@ -165,9 +167,10 @@ def dags_test(stack: LocalAirflow, admin: SandboxAdmin, dag_id: str, figures: Fi
         figures.polls.append(polls)
 
 
-def on_the_stack(stack: LocalAirflow, dag_id: str, figures: Figures) -> None:
-    """Trigger ``dag_id`` on the running stack: the seconds its task instance was seen ``running``, and the
-    end of the work to the task's end."""
+def on_the_stack(stack: LocalAirflow, admin: SandboxAdmin, dag_id: str, figures: Figures) -> None:
+    """Trigger ``dag_id`` on the running stack: the seconds its task instance was seen ``running``, the
+    end of the work to the task's end, and the CCP requests it made."""
+    admin.reset()
     run_id = stack.trigger(dag_id)
     path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/work"
     running, last = 0.0, time.monotonic()
@@ -183,6 +186,7 @@ def on_the_stack(stack: LocalAirflow, dag_id: str, figures: Figures) -> None:
     if ti["state"] != "success":
         raise SystemExit(f"{dag_id} {run_id} ended {ti['state']}:\n{stack.failure_report(dag_id, run_id)}")
     figures.slot_seconds.append(running)
+    figures.stack_requests.append(ccp_requests(admin)[0])
     figures.stack_end_to_done.append(_utc(ti["end_date"]) - work_end(stack.xcom(dag_id, run_id, "work")))
 
 
@@ -194,7 +198,7 @@ def report(seconds: list[int], figures: dict[str, Figures], slots: bool) -> None
     print(f"load average at the end: {os.getloadavg()[0]:.2f}, {os.getloadavg()[1]:.2f}, {os.getloadavg()[2]:.2f}")
     header = f"{'execution':>9}  {'task':<18} {'task s':>6} {'command s':>9} {'end->done s':>11} {'requests':>8}"
     header += f" {'polls':>6}"
-    print(header + (f" {'worker s':>8} {'stack end->done s':>17}" if slots else ""))
+    print(header + (f" {'worker s':>8} {'stack end->done s':>17} {'stack requests':>14}" if slots else ""))
     for second in seconds:
         for kind, label in KINDS:
             f = figures.get(f"latency_{kind}_{second}")
@@ -202,7 +206,8 @@ def report(seconds: list[int], figures: dict[str, Figures], slots: bool) -> None
                 continue
             line = f"{second:>8}s  {label:<18} {median(f.task)} {median(f.command):>9} {median(f.end_to_done):>11} "
             line += f"{median(f.requests):>8} {median(f.polls):>6}"
-            print(line + (f" {median(f.slot_seconds):>8} {median(f.stack_end_to_done):>17}" if slots else ""))
+            stack = f" {median(f.slot_seconds):>8} {median(f.stack_end_to_done):>17} {median(f.stack_requests):>14}"
+            print(line + (stack if slots else ""))
         ccp, python = figures[f"latency_ccp_{second}"], figures[f"latency_python_{second}"]
         gap = statistics.median(ccp.task) - statistics.median(python.task)
         print(f"{'':>11}CCP task minus PythonOperator task (medians): {gap:+.1f} s")
@@ -246,7 +251,8 @@ def main() -> None:
                     for dag_id in stack_dag_ids:
                         stack.wait_for_dag(dag_id)
 
-                    each_run(args.runs, stack_dag_ids, lambda dag_id: on_the_stack(stack, dag_id, figures[dag_id]))
+                    measure = lambda dag_id: on_the_stack(stack, sandbox.admin, dag_id, figures[dag_id])  # noqa: E731
+                    each_run(args.runs, stack_dag_ids, measure)
     subprocess.run(["uptime"], check=False)
     report(seconds, figures, args.slots)
 

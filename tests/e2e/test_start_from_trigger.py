@@ -14,6 +14,7 @@ import pendulum
 import pytest
 
 from airflow_provider_ccp.hooks.ccp import CCPHook
+from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.submission import XComRecord
 from ccp_sandbox.testing import SandboxProcess
 from scripts.devstack import LocalAirflow, RunWatch
@@ -110,9 +111,10 @@ def test_a_triggerer_killed_around_the_submission_leaves_one_execution(stack: Lo
     log = stack.task_log(dag_id, run_id, "sleep")
     if when == "before the answer":  # the restarted trigger found the execution by the submission's marker
         assert "did not get the answer: looking for that execution" in log, log  # the new triggerer's
-        assert "created by the earlier try's submission" in log, log
+        assert "This try before its triggerer restarted submitted Method sleep" in log, log
+        assert "created by that submission" in log, log
     else:
-        assert "Reattaching to CCP job" in log, log
+        assert "submitted by this try before its triggerer restarted" in log, log
 
 
 def test_marking_the_task_failed_while_its_trigger_waits_dismisses_the_execution(
@@ -131,6 +133,62 @@ def test_marking_the_task_failed_while_its_trigger_waits_dismisses_the_execution
     hook = CCPHook(ccp_conn_id="ccp_e2e")
     dismissed = lambda: hook.get_job(job_id).status == "dismissed"  # noqa: E731
     stack.wait_until(f"CCP job {job_id} to be dismissed", dismissed, timeout=60)
+
+
+def _new_job(hook: CCPHook, before: set[str]) -> StatusInfo | None:
+    """The one job of Method sleep not among ``before`` (the sandbox keeps the jobs of earlier tests)."""
+    jobs = [job for job in hook.list_jobs(method_id="sleep") if job.job_id not in before]
+    assert len(jobs) <= 1, jobs
+    return jobs[0] if jobs else None
+
+
+def _job_ids(hook: CCPHook) -> set[str]:
+    return {job.job_id for job in hook.list_jobs(method_id="sleep")}
+
+
+def test_marking_the_task_failed_during_its_submission_dismisses_the_execution_created_after_it(
+    stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ccp.admin.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
+    hook = CCPHook(ccp_conn_id="ccp_e2e")
+    dag_id = "ccp_e2e_start_sleep"
+    stack.wait_for_dag(dag_id)
+    before = _job_ids(hook)
+    ccp.admin.add_latency(r"/execution$", 12, method="POST")
+    run_id = stack.trigger(dag_id, conf={"seconds": "120"})
+    posted = lambda: ccp.admin.requests_to("POST", "/processes/{process_id}/execution") == 1  # noqa: E731
+    stack.wait_until("the submission to be on its way", posted, timeout=120, interval=0.2)
+
+    stack.set_task_state(dag_id, run_id, "sleep", "failed")
+
+    dismissed = lambda: getattr(_new_job(hook, before), "status", None) == "dismissed"  # noqa: E731
+    stack.wait_until("the execution created after the kill to be dismissed", dismissed, timeout=90)
+    assert ccp.admin.executions_submitted("sleep") == 1
+    job_id = _new_job(hook, before).job_id  # type: ignore[union-attr]
+    logs = stack.log_of("triggerer").read_text(errors="replace") + stack.task_log(dag_id, run_id, "sleep")
+    assert f"CCP job {job_id} was created after the task was killed" in logs
+
+
+def test_execution_timeout_of_a_try_started_in_the_triggerer_dismisses_the_execution(
+    stack: LocalAirflow, ccp: SandboxProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ccp.admin.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_CCP_E2E", ccp.connection_json())
+    dag_id = "ccp_e2e_start_timeout"
+    stack.wait_for_dag(dag_id)
+    hook = CCPHook(ccp_conn_id="ccp_e2e")
+    before = _job_ids(hook)
+    run_id = stack.trigger(dag_id)
+
+    watch = stack.wait_for_run(dag_id, run_id)
+
+    assert watch.run_state == "failed"
+    job = _new_job(hook, before)
+    assert job is not None
+    assert job.status == "dismissed"
+    log = stack.task_log(dag_id, run_id, "sleep")
+    assert f"Airflow's timeout ended the wait for CCP job {job.job_id}: dismissing it" in log, log
 
 
 def test_a_secret_input_rendered_in_the_triggerer_reaches_no_log_xcom_or_rendered_field(  # type: ignore[no-untyped-def]

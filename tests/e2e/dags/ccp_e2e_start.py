@@ -7,6 +7,8 @@ The inputs are templates, rendered in the triggerer. No retries: a failure must 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG, Param
 
@@ -63,4 +65,21 @@ with DAG(
         start_from_trigger=True,
         poll_interval=1,
         retries=0,
+    )
+
+with DAG(
+    dag_id="ccp_e2e_start_timeout",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+):
+    # Airflow's own timeout, not the operator's: it cuts the trigger without on_kill.
+    CCPExecuteMethodOperator(
+        task_id="sleep",
+        method_id="sleep",
+        inputs={"seconds": "300"},
+        start_from_trigger=True,
+        poll_interval=1,
+        retries=0,
+        execution_timeout=timedelta(seconds=15),
     )

@@ -124,7 +124,7 @@ def test_a_triggerer_killed_between_the_post_and_its_answer_finds_the_execution(
 
 
 @on_3_3
-def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcoms):
+def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcoms, task_log):
 
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms), inputs={"seconds": "2"})))
@@ -132,6 +132,9 @@ def test_a_triggerer_killed_after_the_answer_reattaches_to_the_job(sandbox, xcom
     assert event["status"] == "success", event
     assert event["job_id"] == xcoms[RECORD]["job_id"]
     assert sandbox.admin.executions_submitted("sleep") == 1
+    log = task_log()
+    assert f"Reattaching to CCP job {event['job_id']} (successful), submitted by this try before its triggerer" in log
+    assert "earlier try" not in log
 
 
 @on_3_3
@@ -149,13 +152,14 @@ def test_the_same_try_restarted_reports_its_failed_execution_instead_of_paying_a
 
 
 @on_3_3
-def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox, xcoms):
+def test_a_retry_started_from_the_trigger_reattaches_to_the_running_job(sandbox, xcoms, task_log):
     run_until_killed(TriggererTI(xcoms), lambda record: record.get("job_id"), inputs={"seconds": "2"})
 
     event = asyncio.run(first_event(start_trigger(TriggererTI(xcoms, try_number=2), inputs={"seconds": "2"})))
 
     assert event["status"] == "success", event
     assert sandbox.admin.executions_submitted("sleep") == 1
+    assert "submitted by an earlier try" in task_log()
 
 
 @on_3_3
@@ -210,6 +214,64 @@ def test_cancel_on_kill_dismisses_the_job(sandbox, xcoms):
 
     status = CCPHook("ccp_default").get_job(ti.xcoms[RECORD]["job_id"]).status
     assert status == "dismissed"
+
+
+@on_3_3
+@pytest.mark.parametrize(
+    ("cancel_on_kill", "status", "action"),
+    [(True, "dismissed", "dismissing it"), (False, "running", "leaving it running (cancel_on_kill=False)")],
+)
+def test_a_kill_during_the_post_dismisses_the_job_created_after_it(
+    sandbox, xcoms, task_log, cancel_on_kill, status, action
+):
+    sandbox.admin.add_latency(r"/execution$", 1.5, method="POST")
+    ti = TriggererTI(xcoms)
+    trigger = start_trigger(ti, inputs={"seconds": "30"}, cancel_on_kill=cancel_on_kill)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(first_event(trigger))
+        await kill_when(task, ti, lambda record: record.get("marker") and not record.get("job_id"))
+        await trigger.on_kill()  # no job id yet: the POST is still on its way, on the submit thread
+
+    asyncio.run(scenario())  # returns once the submit thread has ended
+
+    assert sandbox.admin.executions_submitted("sleep") == 1
+    assert CCPHook("ccp_default").get_job(trigger.job_id).status == status
+    assert f"CCP job {trigger.job_id} was created after the task was killed: {action}" in task_log()
+
+
+@on_3_3
+def test_start_from_trigger_refuses_an_upstream_output_at_parse_time():
+    from airflow.sdk import DAG, task
+
+    with DAG("ccp_tests", schedule=None):
+
+        @task
+        def upstream() -> dict[str, str]:
+            return {"seconds": "1"}
+
+        output = upstream()
+        with pytest.raises(ValueError, match=r"^start_from_trigger cannot take inputs from an upstream task's output"):
+            CCPExecuteMethodOperator(task_id="a", method_id="sleep", inputs=output, start_from_trigger=True)
+        nested = {"seconds": output["seconds"]}
+        with pytest.raises(ValueError, match="cannot take inputs from"):
+            CCPExecuteMethodOperator(task_id="b", method_id="sleep", inputs=nested, start_from_trigger=True)
+        assert CCPExecuteMethodOperator(task_id="c", method_id="sleep", inputs=output).inputs is output
+
+
+@on_3_3
+def test_airflows_own_timeout_of_the_trigger_dismisses_the_job_on_the_worker_that_fails_the_task(sandbox, xcoms):
+    ti = TriggererTI(xcoms)
+    run_until_killed(ti, lambda record: record.get("job_id"), inputs={"seconds": "30"})  # what a timeout does
+    op = CCPExecuteMethodOperator(task_id="count", method_id="sleep", inputs={"seconds": "30"}, start_from_trigger=True)
+    context = make_context()
+    context["ti"].run_id = IDENTITY["run_id"]
+    from airflow.sdk.exceptions import TaskDeferralTimeout  # Airflow >= 3.3
+
+    with pytest.raises(TaskDeferralTimeout):  # execution_timeout passed: Airflow resumes the task to fail it
+        op.resume_execution("__fail__", {"error": "Trigger timeout"}, context)
+
+    assert CCPHook("ccp_default").get_job(xcoms[RECORD]["job_id"]).status == "dismissed"
 
 
 @on_3_3
