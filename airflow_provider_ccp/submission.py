@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -88,18 +88,6 @@ def note_with_marker(note: Any, marker: str) -> str:
     """The user's own ``ccpnote``, if any, then the marker in brackets."""
     text = "" if note is None else input_value_to_string(MARKER_INPUT, note).strip()
     return f"{text} [{marker}]" if text else f"[{marker}]"
-
-
-def jobs_created_between(
-    jobs: Iterable[StatusInfo], method_id: str, start: pendulum.DateTime, end: pendulum.DateTime
-) -> list[StatusInfo]:
-    """The jobs of ``method_id`` created within [start, end]: a submission's candidates on a server
-    that keeps nothing of the request. A job without a ``created`` time cannot be ruled out."""
-    return [
-        job
-        for job in jobs
-        if job.process_id in (None, method_id) and (job.created is None or start <= job.created <= end)
-    ]
 
 
 @dataclass(frozen=True)
@@ -386,13 +374,17 @@ class Submitter:
             clock.sleep(watch.next_delay())
 
     def _job_created_at(self, submission: Submission) -> str | None:
-        """A server that keeps nothing of the request: the one job of the Method created around the POST."""
+        """A server that keeps nothing of the request: the one job of the Method created around the POST
+        (a job without a ``created`` time cannot be ruled out)."""
         sent = pendulum.parse(submission.submitted_at or "")
         if not isinstance(sent, pendulum.DateTime):
             raise _Undecided(f"the submission time {submission.submitted_at!r} is not a date and time")
-        jobs = self.hook.list_jobs(method_id=self.method_id)
-        end = pendulum.from_timestamp(self.hook.clock.time(), tz="UTC") + CLOCK_SKEW
-        candidates = jobs_created_between(jobs, self.method_id, sent - CLOCK_SKEW, end)
+        start, end = sent - CLOCK_SKEW, pendulum.from_timestamp(self.hook.clock.time(), tz="UTC") + CLOCK_SKEW
+        candidates = [
+            job
+            for job in self.hook.list_jobs(method_id=self.method_id)
+            if job.process_id in (None, self.method_id) and (job.created is None or start <= job.created <= end)
+        ]
         if len(candidates) > 1:
             ids = ", ".join(job.job_id for job in candidates)
             raise _Undecided(f"{len(candidates)} jobs of Method {self.method_id!r} were created then ({ids})")
