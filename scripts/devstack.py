@@ -325,6 +325,22 @@ class LocalAirflow:
         run = self.api("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})})
         return str(run["dag_run_id"])
 
+    def run_and_watch(self, dag_id: str, runs: int, timeout: float, interval: float) -> dict[str, RunWatch]:
+        """Trigger ``runs`` runs of the DAG at once and wait for all to end, seeing every state each task
+        instance went through."""
+        self.wait_for_dag(dag_id)
+        watches = {self.trigger(dag_id): RunWatch() for _ in range(runs)}
+
+        def all_finished() -> bool:
+            for run_id, watch in watches.items():
+                for ti in self.task_instances(dag_id, run_id):
+                    watch.see(ti)
+                watch.run_state = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"]
+            return all(watch.run_state in ("success", "failed") for watch in watches.values())
+
+        self.wait_until(f"{runs} runs of {dag_id} to finish", all_finished, timeout, interval)
+        return watches
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         while True:  # the API answers a page at a time (at most [api] maximum_page_limit, 100 by default)

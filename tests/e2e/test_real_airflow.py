@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_ccp.hooks.ccp import CCPHook
 from ccp_sandbox.testing import SandboxProcess
-from scripts.devstack import LocalAirflow, RunWatch
+from scripts.devstack import LocalAirflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -159,18 +159,8 @@ def test_mapped_executions_that_end_at_once_all_succeed(stack: LocalAirflow, adm
     docs/operators.md.
     """
     dag_id = "ccp_e2e_fast"
-    stack.wait_for_dag(dag_id)
-    run_ids = [stack.trigger(dag_id) for _ in range(3)]
-    watches = {run_id: RunWatch() for run_id in run_ids}
-
-    def all_finished() -> bool:
-        for run_id, watch in watches.items():
-            for ti in stack.task_instances(dag_id, run_id):
-                watch.see(ti)
-            watch.run_state = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"]
-        return all(watch.run_state in ("success", "failed") for watch in watches.values())
-
-    stack.wait_until("three runs of 20 fast tasks to finish", all_finished, timeout=480, interval=0.3)
+    watches = stack.run_and_watch(dag_id, runs=3, timeout=480, interval=0.3)
+    run_ids = list(watches)
 
     states = [ti["state"] for run_id in run_ids for ti in stack.task_instances(dag_id, run_id)]
     if states.count("success") != 60:

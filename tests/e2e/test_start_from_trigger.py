@@ -17,7 +17,7 @@ from airflow_provider_ccp.hooks.ccp import CCPHook
 from airflow_provider_ccp.protocol import StatusInfo
 from airflow_provider_ccp.submission import XComRecord
 from ccp_sandbox.testing import SandboxProcess
-from scripts.devstack import LocalAirflow, RunWatch
+from scripts.devstack import LocalAirflow
 from tests.e2e.test_real_airflow import admin, ccp, stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -39,18 +39,8 @@ def _queued_to_executor(stack: LocalAirflow, dag_id: str, run_id: str) -> dict[s
 
 def test_twenty_instant_executions_three_times_run_no_worker_before_they_end(stack: LocalAirflow, admin) -> None:  # type: ignore[no-untyped-def]
     dag_id = "ccp_e2e_start"
-    stack.wait_for_dag(dag_id)
-    run_ids = [stack.trigger(dag_id) for _ in range(3)]
-    watches = {run_id: RunWatch() for run_id in run_ids}
-
-    def all_finished() -> bool:
-        for run_id, watch in watches.items():
-            for ti in stack.task_instances(dag_id, run_id):
-                watch.see(ti)
-            watch.run_state = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"]
-        return all(watch.run_state in ("success", "failed") for watch in watches.values())
-
-    stack.wait_until("three runs of 20 tasks started from the triggerer", all_finished, timeout=600, interval=0.5)
+    watches = stack.run_and_watch(dag_id, runs=3, timeout=600, interval=0.5)
+    run_ids = list(watches)
 
     tis = [ti for run_id in run_ids for ti in stack.task_instances(dag_id, run_id)]
     if [ti["state"] for ti in tis].count("success") != 60:
